@@ -1,0 +1,140 @@
+"""Git, through the real `git` binary: commits built with plumbing, worktrees, refs.
+
+Candidate commits are built with a private index file (`GIT_INDEX_FILE`), so creating one never
+touches the user's working tree, index or HEAD. Each experiment then runs in its own detached
+worktree under `.overnight/worktrees/`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from overnight.errors import GitError
+
+# A fixed identity: candidate commits must be creatable on machines with no git config.
+_IDENTITY = {
+    "GIT_AUTHOR_NAME": "overnight", "GIT_AUTHOR_EMAIL": "overnight@localhost",
+    "GIT_COMMITTER_NAME": "overnight", "GIT_COMMITTER_EMAIL": "overnight@localhost",
+}
+
+
+def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | None = None,
+        check: bool = True) -> str:
+    full_env = {**os.environ, **_IDENTITY, **(env or {})}
+    data = input.encode() if isinstance(input, str) else input
+    proc = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=full_env)
+    if check and proc.returncode != 0:
+        msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        raise GitError(f"git {' '.join(args[:2])} failed: {msg[-1] if msg else proc.returncode}")
+    return proc.stdout.decode(errors="replace")
+
+
+def is_repo(path: Path) -> bool:
+    return subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+
+
+def toplevel(path: Path) -> Path:
+    if not is_repo(path):
+        raise GitError(f"{path} is not a git repository — run `git init` there and commit the task, or use `overnight init`")
+    return Path(git(path, "rev-parse", "--show-toplevel").strip())
+
+
+def rev_parse(repo: Path, rev: str) -> str | None:
+    out = git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", check=False).strip()
+    return out or None
+
+
+def head(repo: Path) -> str:
+    sha = rev_parse(repo, "HEAD")
+    if sha is None:
+        raise GitError(f"{repo} has no commits — commit the task files first (git add -A && git commit)")
+    return sha
+
+
+def dirty_files(repo: Path, paths: tuple[str, ...]) -> list[str]:
+    """Tracked files among `paths` with uncommitted changes (the run starts from HEAD, not them)."""
+    out = git(repo, "status", "--porcelain", "--", *paths)
+    return [line[3:] for line in out.splitlines() if line.strip()]
+
+
+def read_file(repo: Path, commit: str, path: str) -> bytes | None:
+    proc = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
+    return proc.stdout if proc.returncode == 0 else None
+
+
+def read_files(repo: Path, commit: str, paths: tuple[str, ...] | list[str]) -> dict[str, str]:
+    out = {}
+    for p in paths:
+        data = read_file(repo, commit, p)
+        if data is not None:
+            out[p] = data.decode(errors="replace")
+    return out
+
+
+def make_commit(repo: Path, parent: str, edits: dict[str, str], message: str) -> str:
+    """A commit whose tree is `parent`'s with `edits` (path -> new text) applied; returns its sha.
+
+    Built with a throwaway index, so nothing the user sees changes until a ref moves.
+    """
+    with tempfile.TemporaryDirectory(prefix="overnight-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(repo, "read-tree", parent, env=env)
+        for path, text in edits.items():
+            blob = git(repo, "hash-object", "-w", "--stdin", input=text).strip()
+            mode = "100755" if _is_executable(repo, parent, path) else "100644"
+            git(repo, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}", env=env)
+        tree = git(repo, "write-tree", env=env).strip()
+    return git(repo, "commit-tree", tree, "-p", parent, input=message).strip()
+
+
+def _is_executable(repo: Path, commit: str, path: str) -> bool:
+    out = git(repo, "ls-tree", commit, "--", path, check=False).split()
+    return bool(out) and out[0] == "100755"
+
+
+def changed_paths(repo: Path, a: str, b: str) -> list[str]:
+    return [p for p in git(repo, "diff", "--name-only", a, b).splitlines() if p]
+
+
+def diff(repo: Path, a: str, b: str) -> str:
+    return git(repo, "diff", a, b)
+
+
+def update_ref(repo: Path, ref: str, sha: str) -> None:
+    git(repo, "update-ref", ref, sha)
+
+
+def worktree_add(repo: Path, path: Path, commit: str) -> None:
+    if path.exists():  # left over by a killed controller
+        worktree_remove(repo, path)
+    git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+def worktree_remove(repo: Path, path: Path) -> None:
+    git(repo, "worktree", "remove", "--force", str(path), check=False)
+    if path.exists():
+        shutil.rmtree(path, ignore_errors=True)
+    git(repo, "worktree", "prune", check=False)
+
+
+def ignore_locally(repo: Path, pattern: str) -> None:
+    """Add `pattern` to .git/info/exclude (never to the user's tracked .gitignore)."""
+    exclude = Path(git(repo, "rev-parse", "--git-path", "info/exclude").strip())
+    if not exclude.is_absolute():
+        exclude = repo / exclude
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    lines = exclude.read_text().splitlines() if exclude.exists() else []
+    if pattern not in lines:
+        exclude.write_text("\n".join(lines + [pattern]) + "\n")
+
+
+def init_repo(path: Path, message: str) -> str:
+    """git init + commit everything in `path`; returns the commit."""
+    git(path, "init", "-q", "-b", "main")
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", message)
+    return head(path)

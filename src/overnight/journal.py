@@ -1,0 +1,263 @@
+"""The journal: SQLite (WAL) in `.overnight/journal.db`, written before every state change.
+
+Two levels, as in DESIGN.md: an **experiment** is one candidate (one commit on top of its
+parent), a **run** is one seeded execution of it. Every write is its own transaction, so a
+controller killed with SIGKILL leaves a journal that says exactly what was in flight; `recover`
+turns runs left `running` into `interrupted` and puts their experiments back in the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from overnight.runner import RunResult
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tags (
+    tag TEXT PRIMARY KEY, base_commit TEXT NOT NULL, created REAL NOT NULL, config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS experiments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT NOT NULL REFERENCES tags(tag),
+    parent_id INTEGER, base_commit TEXT NOT NULL, commit_sha TEXT, edits TEXT NOT NULL,
+    diff TEXT, description TEXT NOT NULL, proposer TEXT NOT NULL, params TEXT NOT NULL,
+    status TEXT NOT NULL, reason TEXT, value REAL, created REAL NOT NULL, updated REAL NOT NULL,
+    decided REAL  -- when the final status was set; the incumbent is the last kept one
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id INTEGER NOT NULL REFERENCES experiments(id),
+    seed INTEGER NOT NULL, slot TEXT, node TEXT, status TEXT NOT NULL, started REAL NOT NULL,
+    ended REAL, training_seconds REAL, wall_seconds REAL, exit_code INTEGER, peak_memory_mb REAL,
+    value REAL, summary TEXT, log_path TEXT, log_tail TEXT, error TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, time REAL NOT NULL, kind TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS experiments_by_tag ON experiments(tag, id);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, id);
+"""
+
+
+class ExpStatus(str, Enum):
+    PROPOSED = "proposed"
+    RUNNING = "running"
+    KEPT = "kept"
+    DISCARDED = "discarded"
+    CRASHED = "crashed"
+    TIMEOUT = "timeout"
+    INVALID = "invalid"
+    REJECTED = "rejected"  # never run: touched a protected file, or did not apply
+
+    @property
+    def final(self) -> bool:
+        return self not in (ExpStatus.PROPOSED, ExpStatus.RUNNING)
+
+    @property
+    def failed(self) -> bool:
+        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED)
+
+
+# autoresearch's results.tsv knows three statuses.
+TSV_STATUS = {ExpStatus.KEPT: "keep", ExpStatus.DISCARDED: "discard"}
+TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
+
+
+@dataclass
+class Run:
+    id: int
+    experiment_id: int
+    seed: int
+    status: str
+    started: float
+    ended: float | None = None
+    slot: str | None = None
+    node: str | None = None
+    training_seconds: float | None = None
+    wall_seconds: float | None = None
+    exit_code: int | None = None
+    peak_memory_mb: float | None = None
+    value: float | None = None
+    summary: dict = field(default_factory=dict)
+    log_path: str | None = None
+    log_tail: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class Experiment:
+    id: int
+    tag: str
+    parent_id: int | None
+    base_commit: str
+    commit_sha: str | None
+    edits: dict[str, str]
+    diff: str | None
+    description: str
+    proposer: str
+    params: dict[str, Any]
+    status: ExpStatus
+    reason: str | None
+    value: float | None
+    created: float
+    updated: float
+    decided: float | None = None
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def ok_values(self) -> list[float]:
+        return [r.value for r in self.runs if r.status == "ok" and r.value is not None]
+
+    @property
+    def peak_memory_mb(self) -> float | None:
+        mems = [r.peak_memory_mb for r in self.runs if r.peak_memory_mb is not None]
+        return max(mems) if mems else None
+
+    @property
+    def last_run(self) -> Run | None:
+        return self.runs[-1] if self.runs else None
+
+
+class Journal:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue our own transactions; each public write is atomic.
+        self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    # --- tags -----------------------------------------------------------------------------
+    def tag_info(self, tag: str) -> dict | None:
+        row = self.db.execute("SELECT * FROM tags WHERE tag=?", (tag,)).fetchone()
+        return None if row is None else {**dict(row), "config": json.loads(row["config"])}
+
+    def add_tag(self, tag: str, base_commit: str, config: dict) -> None:
+        self.db.execute("INSERT INTO tags VALUES (?,?,?,?)", (tag, base_commit, time.time(), json.dumps(config)))
+
+    def tags(self) -> list[str]:
+        return [r[0] for r in self.db.execute("SELECT tag FROM tags ORDER BY created, rowid")]
+
+    # --- experiments ------------------------------------------------------------------------
+    def add_experiment(self, tag: str, parent_id: int | None, base_commit: str, description: str,
+                       proposer: str, params: dict, edits: dict[str, str]) -> int:
+        now = time.time()
+        cur = self.db.execute(
+            "INSERT INTO experiments (tag, parent_id, base_commit, edits, description, proposer, params,"
+            " status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (tag, parent_id, base_commit, json.dumps(edits), description, proposer,
+             json.dumps(params, default=str), ExpStatus.PROPOSED.value, now, now))
+        return int(cur.lastrowid)
+
+    def set_commit(self, exp_id: int, sha: str, diff: str) -> None:
+        self.db.execute("UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?",
+                        (sha, diff, time.time(), exp_id))
+
+    def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None,
+                   value: float | None = None) -> None:
+        now = time.time()
+        self.db.execute("UPDATE experiments SET status=?, reason=COALESCE(?, reason), value=COALESCE(?, value),"
+                        " updated=?, decided=? WHERE id=?",
+                        (status.value, reason, value, now, now if status.final else None, exp_id))
+
+    def experiment(self, exp_id: int) -> Experiment | None:
+        row = self.db.execute("SELECT * FROM experiments WHERE id=?", (exp_id,)).fetchone()
+        return None if row is None else self._experiment(row, self._runs([exp_id]).get(exp_id, []))
+
+    def experiments(self, tag: str) -> list[Experiment]:
+        rows = self.db.execute("SELECT * FROM experiments WHERE tag=? ORDER BY id", (tag,)).fetchall()
+        runs = self._runs([r["id"] for r in rows])
+        return [self._experiment(r, runs.get(r["id"], [])) for r in rows]
+
+    def _experiment(self, row: sqlite3.Row, runs: list[Run]) -> Experiment:
+        d = dict(row)
+        d["edits"] = json.loads(d["edits"])
+        d["params"] = json.loads(d["params"])
+        d["status"] = ExpStatus(d["status"])
+        return Experiment(**d, runs=runs)
+
+    def _runs(self, exp_ids: list[int]) -> dict[int, list[Run]]:
+        out: dict[int, list[Run]] = {}
+        if not exp_ids:
+            return out
+        q = "SELECT * FROM runs WHERE experiment_id IN (SELECT value FROM json_each(?)) ORDER BY id"
+        for row in self.db.execute(q, (json.dumps(exp_ids),)):
+            d = dict(row)
+            d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
+            out.setdefault(d["experiment_id"], []).append(Run(**d))
+        return out
+
+    # --- runs -------------------------------------------------------------------------------
+    def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            cur = self.db.execute("INSERT INTO runs (experiment_id, seed, slot, node, status, started)"
+                                  " VALUES (?,?,?,?,?,?)", (exp_id, seed, slot, node, "running", time.time()))
+            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE id=?",
+                            (ExpStatus.RUNNING.value, time.time(), exp_id))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return int(cur.lastrowid)
+
+    def finish_run(self, run_id: int, res: RunResult) -> None:
+        self.db.execute(
+            "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
+            " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=? WHERE id=?",
+            (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
+             res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
+             res.log_tail, res.error, run_id))
+
+    # --- events and recovery ------------------------------------------------------------------
+    def event(self, tag: str | None, kind: str, message: str) -> None:
+        self.db.execute("INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
+                        (tag, time.time(), kind, message))
+
+    def events(self, tag: str, kind: str | None = None) -> list[dict]:
+        q = "SELECT * FROM events WHERE tag=?" + (" AND kind=?" if kind else "") + " ORDER BY id"
+        return [dict(r) for r in self.db.execute(q, (tag, kind) if kind else (tag,))]
+
+    def recover(self, tag: str) -> int:
+        """After a controller died: runs still `running` become `interrupted` and their
+        experiments go back to `proposed`, to be run again. Returns how many were recovered."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            n = self.db.execute(
+                "UPDATE runs SET status='interrupted', ended=?, error='controller stopped during the run'"
+                " WHERE status='running' AND experiment_id IN (SELECT id FROM experiments WHERE tag=?)",
+                (time.time(), tag)).rowcount
+            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE tag=? AND status=?",
+                            (ExpStatus.PROPOSED.value, time.time(), tag, ExpStatus.RUNNING.value))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return n
+
+    # --- export -----------------------------------------------------------------------------
+    def write_results_tsv(self, tag: str, path: Path) -> None:
+        """autoresearch's results.tsv: one row per finished experiment, written atomically."""
+        lines = [TSV_HEADER]
+        for e in self.experiments(tag):
+            if not e.status.final:
+                continue
+            status = TSV_STATUS.get(e.status, "crash")
+            value = e.value if (e.value is not None and status != "crash") else 0.0
+            mem = (e.peak_memory_mb or 0.0) / 1024
+            desc = " ".join(e.description.split()).replace("\t", " ")
+            lines.append(f"{(e.commit_sha or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{status}\t{desc}\n")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text("".join(lines))
+        tmp.replace(path)

@@ -1,0 +1,18 @@
+"""Judges decide keep or discard. `make_judge(name)` builds one by its CLI name."""
+
+from __future__ import annotations
+
+from overnight.errors import OvernightError
+from overnight.judges.base import Judge, Verdict
+
+JUDGES = ("greedy",)
+
+
+def make_judge(name: str) -> Judge:
+    if name == "greedy":
+        from overnight.judges.greedy import GreedyJudge
+        return GreedyJudge()
+    raise OvernightError(f"unknown judge {name!r} — choose one of: {', '.join(JUDGES)}")
+
+
+__all__ = ["Judge", "Verdict", "make_judge", "JUDGES"]

@@ -1,0 +1,41 @@
+"""The judge interface.
+
+A judge looks at a candidate's runs and the incumbent's runs and answers one of three things:
+keep, discard, or "measure more" (how many more seeded runs of the candidate and of the
+incumbent it wants). The controller schedules the extra runs like any other run and asks
+again. A judge never runs anything itself, so it does not care where runs execute.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from overnight.journal import Experiment
+from overnight.task import Metric
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "keep" | "discard" | "more"
+    reason: str
+    value: float | None = None  # the judged value of the candidate (e.g. mean of its runs)
+    more_candidate_runs: int = 0
+    more_incumbent_runs: int = 0
+
+    def __post_init__(self):
+        if self.action not in ("keep", "discard", "more"):
+            raise ValueError(f"bad verdict action {self.action!r}")
+
+
+class Judge(ABC):
+    name: str = "judge"
+
+    def baseline_runs(self) -> int:
+        """How many seeded runs the unmodified baseline gets at the start."""
+        return 1
+
+    @abstractmethod
+    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
+              history: list[Experiment]) -> Verdict:
+        """Decide on a candidate whose runs so far all succeeded (failed runs never reach here)."""

@@ -1,0 +1,240 @@
+"""The controller: propose, commit, run, judge, keep or discard, all night.
+
+Every state change is a journal write first and an action second, so a controller killed at
+any instant restarts with the same command and carries on: runs found `running` are marked
+interrupted and their experiments run again; a proposal journaled but not yet committed is
+committed from its stored edits; the branch is re-pointed at the last kept commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+from overnight import gitops
+from overnight.errors import OvernightError
+from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.judges import Judge, make_judge
+from overnight.proposers import Context, Proposal, Proposer, make_proposer
+from overnight.status import incumbent
+from overnight.runner import RunRequest, RunResult, RunStatus, execute
+from overnight.task import TaskSpec, file_hash, load_task
+
+STATE_DIR = ".overnight"
+FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
+                 RunStatus.INVALID: ExpStatus.INVALID}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    tag: str | None = None  # None: resume the latest tag, or start one named after today
+    proposer: str = "optuna"
+    judge: str = "greedy"
+    experiments: int | None = None  # total for the tag, baseline included
+    hours: float | None = None  # wall-clock limit of this invocation
+    budget: float | None = None  # overrides task.budget
+    seed: int = 0  # search seed; run seeds are replicate indices offset by it
+
+
+class Observer:
+    """What the controller tells the outside (the CLI's live view). No-op by default."""
+
+    def experiment_started(self, exp: Experiment, run_index: int) -> None: ...
+    def progress(self, exp: Experiment, elapsed: float) -> None: ...
+    def experiment_finished(self, exp: Experiment) -> None: ...
+    def message(self, text: str) -> None: ...
+
+
+def state_dir(root: Path) -> Path:
+    return Path(root) / STATE_DIR
+
+
+def open_journal(root: Path) -> Journal:
+    return Journal(state_dir(root) / "journal.db")
+
+
+def resolve_tag(journal: Journal, tag: str | None) -> str:
+    if tag:
+        if not all(c.isalnum() or c in "-_." for c in tag):
+            raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.'")
+        return tag
+    existing = journal.tags()
+    return existing[-1] if existing else date.today().strftime("%b%d").lower()
+
+
+class Controller:
+    def __init__(self, root: Path, cfg: RunConfig, observer: Observer | None = None,
+                 stop: threading.Event | None = None):
+        self.root = gitops.toplevel(Path(root).resolve())
+        self.cfg = cfg
+        self.obs = observer or Observer()
+        self.stop = stop or threading.Event()
+        self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
+        self.state = state_dir(self.root)
+        self.state.mkdir(exist_ok=True)
+        gitops.ignore_locally(self.root, f"/{STATE_DIR}/")
+        self.journal = open_journal(self.root)
+        self.tag = resolve_tag(self.journal, cfg.tag)
+        self.judge: Judge = make_judge(cfg.judge)
+        self.proposer: Proposer = make_proposer(cfg.proposer)
+        self.base_commit = self._start_tag()
+        self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
+                                 for p in self.task.protected}
+        self.baseline_files = gitops.read_files(self.root, self.base_commit, self.task.editable)
+
+    # --- setup ------------------------------------------------------------------------------
+    def _start_tag(self) -> str:
+        info = self.journal.tag_info(self.tag)
+        if info is not None:
+            recovered = self.journal.recover(self.tag)
+            if recovered:
+                self.journal.event(self.tag, "resume", f"{recovered} interrupted run(s) will run again")
+                self.obs.message(f"resuming {self.tag}: {recovered} interrupted run(s) will run again")
+            return info["base_commit"]
+        dirty = gitops.dirty_files(self.root, self.task.editable + self.task.protected)
+        if dirty:
+            raise OvernightError(f"uncommitted changes in {', '.join(dirty)} — commit them (the run starts "
+                                 "from HEAD) or stash them")
+        base = gitops.head(self.root)
+        if gitops.rev_parse(self.root, f"refs/heads/overnight/{self.tag}"):
+            raise OvernightError(f"branch overnight/{self.tag} exists but the journal does not know it — "
+                                 "pick another --tag or delete the branch")
+        self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
+        gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base)
+        return base
+
+    # --- the loop -----------------------------------------------------------------------------
+    def run(self) -> None:
+        deadline = time.monotonic() + self.cfg.hours * 3600 if self.cfg.hours else None
+        self._replay()
+        try:
+            while not self.stop.is_set():
+                history = self.journal.experiments(self.tag)
+                pending = [e for e in history if e.status in (ExpStatus.PROPOSED, ExpStatus.RUNNING)]
+                if not pending and self._done(history, deadline):
+                    break
+                exp = pending[0] if pending else self._propose(history)
+                self._evaluate(exp)
+        finally:
+            self.proposer.close()
+            self.journal.write_results_tsv(self.tag, self.results_path)
+
+    def _replay(self) -> None:
+        """On resume: point the branch at the incumbent and tell the proposer every finished
+        experiment (observe is idempotent), so a restarted proposer knows the whole night."""
+        history = self.journal.experiments(self.tag)
+        inc = self.incumbent(history)
+        if inc is None:
+            return
+        gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", inc.commit_sha)
+        ctx = self.context(history)
+        for exp in history:
+            if exp.status.final:
+                self.proposer.observe(exp, ctx)
+
+    @property
+    def results_path(self) -> Path:
+        path = self.state / self.tag / "results.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _done(self, history: list[Experiment], deadline: float | None) -> bool:
+        if self.cfg.experiments is not None and len(history) >= self.cfg.experiments:
+            return True
+        # Neither limit given: run until stopped (Ctrl-C), which is what "all night" means.
+        return deadline is not None and time.monotonic() >= deadline
+
+    def incumbent(self, history: list[Experiment]) -> Experiment | None:
+        return incumbent(history)
+
+    def context(self, history: list[Experiment]) -> Context:
+        inc = self.incumbent(history)
+        files = gitops.read_files(self.root, inc.commit_sha, self.task.editable)
+        return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed)
+
+    def _propose(self, history: list[Experiment]) -> Experiment:
+        if not history:  # the first experiment of every run is the unmodified baseline
+            exp_id = self.journal.add_experiment(self.tag, None, self.base_commit, "baseline", "baseline", {}, {})
+            self.journal.set_commit(exp_id, self.base_commit, "")
+            return self.journal.experiment(exp_id)
+        ctx = self.context(history)
+        proposal: Proposal = self.proposer.propose(ctx)
+        exp_id = self.journal.add_experiment(self.tag, ctx.incumbent.id, ctx.incumbent.commit_sha,
+                                             proposal.description, self.proposer.name, proposal.params,
+                                             proposal.edits)
+        return self.journal.experiment(exp_id)
+
+    def _materialise(self, exp: Experiment) -> Experiment | None:
+        """Make the candidate's commit (idempotent); reject edits outside the editable files."""
+        if exp.commit_sha is None:
+            outside = sorted(set(exp.edits) - set(self.task.editable))
+            if outside:
+                self._finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
+                return None
+            sha = gitops.make_commit(self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {exp.description}")
+            self.journal.set_commit(exp.id, sha, gitops.diff(self.root, exp.base_commit, sha))
+        exp = self.journal.experiment(exp.id)
+        gitops.update_ref(self.root, f"refs/overnight/{self.tag}/{exp.id}", exp.commit_sha)
+        return exp
+
+    def _evaluate(self, exp: Experiment) -> None:
+        exp = self._materialise(exp)
+        if exp is None:
+            return
+        is_baseline = exp.parent_id is None
+        while not self.stop.is_set():
+            wanted = self.judge.baseline_runs() if is_baseline else 1
+            done = [r for r in exp.runs if r.status != "interrupted"]
+            if len(done) < wanted:
+                res = self._run_once(exp, replicate=len(done))
+                exp = self.journal.experiment(exp.id)
+                if res.status == RunStatus.INTERRUPTED:
+                    return
+                if res.status != RunStatus.OK:
+                    if is_baseline:
+                        self._finish(exp, FAILED_STATUS[res.status], res.error)
+                        raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
+                                             f"fix the task first; log: {res.log_path}")
+                    self._finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
+                    return
+                continue
+            if is_baseline:
+                values = exp.ok_values
+                self._finish(exp, ExpStatus.KEPT, "baseline", sum(values) / len(values))
+                return
+            history = self.journal.experiments(self.tag)
+            verdict = self.judge.judge(exp, self.incumbent(history), self.task.metric, history)
+            if verdict.action == "more":
+                raise NotImplementedError("confirmation runs arrive with the noise-aware judge")
+            status = ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED
+            self._finish(exp, status, verdict.reason, verdict.value)
+            return
+
+    def _run_once(self, exp: Experiment, replicate: int) -> RunResult:
+        seed = self.cfg.seed + replicate
+        run_id = self.journal.start_run(exp.id, seed, slot="0", node="local")
+        self.obs.experiment_started(exp, replicate)
+        req = RunRequest(commit=exp.commit_sha, seed=seed,
+                         run_dir=self.state / self.tag / "runs" / f"{exp.id}-{run_id}",
+                         worktree=self.state / "worktrees" / f"{self.tag}-{exp.id}-{run_id}",
+                         protected_hashes=self.protected_hashes)
+        res = execute(self.task, req, stop=self.stop, progress=lambda t: self.obs.progress(exp, t))
+        self.journal.finish_run(run_id, res)
+        if res.status == RunStatus.INTERRUPTED:
+            self.journal.recover(self.tag)
+        return res
+
+    def _finish(self, exp: Experiment, status: ExpStatus, reason: str, value: float | None = None) -> None:
+        # Journal first, then the branch: a crash between the two is repaired on resume.
+        self.journal.set_status(exp.id, status, reason, value)
+        if status == ExpStatus.KEPT:
+            gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", exp.commit_sha)
+        exp = self.journal.experiment(exp.id)
+        history = self.journal.experiments(self.tag)
+        if self.incumbent(history) is not None:
+            self.proposer.observe(exp, self.context(history))
+        self.journal.write_results_tsv(self.tag, self.results_path)
+        self.obs.experiment_finished(exp)

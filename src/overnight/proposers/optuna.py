@@ -1,0 +1,114 @@
+"""Optuna over the knobs: TPE by default, ask/tell, the study stored beside the journal.
+
+The study lives in `.overnight/optuna.db` (one study per tag), so `optuna-dashboard
+sqlite:///.overnight/optuna.db` opens it. The baseline is added as a finished trial, so the
+search starts from what the researcher already knew.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import optuna
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+from optuna.trial import TrialState
+
+from overnight.journal import Experiment
+from overnight.knobs import Knob
+from overnight.proposers.base import Context, KnobProposer, Proposal
+
+TRIAL_KEY = "_trial"
+
+
+def distribution(k: Knob):
+    if k.kind == "cat":
+        return CategoricalDistribution(list(k.choices))
+    if k.kind in ("int", "pow2"):
+        return IntDistribution(int(k.low), int(k.high), log=k.log and k.low > 0)
+    return FloatDistribution(float(k.low), float(k.high), log=k.log)
+
+
+def to_param(k: Knob, value: Any) -> Any:
+    """A knob value as Optuna sees it (pow2 knobs are searched by exponent)."""
+    return int(math.log2(value)) if k.kind == "pow2" else value
+
+
+def from_param(k: Knob, param: Any) -> Any:
+    return 2 ** int(param) if k.kind == "pow2" else param
+
+
+class OptunaProposer(KnobProposer):
+    name = "optuna"
+
+    def __init__(self, sampler: str = "tpe") -> None:
+        super().__init__()
+        self.sampler_name = sampler
+        self._study: optuna.Study | None = None
+
+    def study(self, ctx: Context) -> optuna.Study:
+        if self._study is None:
+            optuna.logging.set_verbosity(logging.WARNING)
+            n = len(self.knob_space(ctx))
+            if self.sampler_name == "tpe":
+                # Few random start-up trials: a night is tens of experiments, not thousands.
+                sampler = optuna.samplers.TPESampler(
+                    seed=ctx.seed, n_startup_trials=max(4, min(10, n + 1)), multivariate=True,
+                    constant_liar=True)  # pending trials count, so parallel slots do not duplicate
+            else:
+                sampler = optuna.samplers.RandomSampler(seed=ctx.seed)
+            storage = f"sqlite:///{ctx.state_dir / 'optuna.db'}"
+            direction = "minimize" if ctx.task.metric.goal == "minimize" else "maximize"
+            self._study = optuna.create_study(study_name=ctx.tag, storage=storage, sampler=sampler,
+                                              direction=direction, load_if_exists=True)
+            self._fail_orphans(ctx)
+        return self._study
+
+    def _fail_orphans(self, ctx: Context) -> None:
+        """Trials asked by a controller that died before journaling them would stay RUNNING
+        forever and bias the sampler; the journal says which ones are real."""
+        known = {e.params.get(TRIAL_KEY) for e in ctx.history}
+        for t in self._study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.number not in known:
+                self._study.tell(t.number, state=TrialState.FAIL)
+
+    def propose(self, ctx: Context) -> Proposal:
+        study = self.study(ctx)
+        space = self.knob_space(ctx)
+        trial = study.ask({k.name: distribution(k) for k in space})
+        values = {k.name: from_param(k, trial.params[k.name]) for k in space}
+        proposal = self.apply(ctx, values, f"optuna #{trial.number}")
+        return Proposal(proposal.description, proposal.edits, {**proposal.params, TRIAL_KEY: trial.number})
+
+    def observe(self, experiment: Experiment, ctx: Context) -> None:
+        study = self.study(ctx)
+        number = experiment.params.get(TRIAL_KEY)
+        if number is None:
+            if experiment.parent_id is None and experiment.value is not None:
+                self._add_baseline(study, ctx, experiment.value)
+            return
+        trial = study.trials[number] if number < len(study.trials) else None
+        if trial is None or trial.state != TrialState.RUNNING:
+            return  # already told (a resumed controller may observe twice)
+        value = experiment.value
+        if experiment.status.failed or value is None or not math.isfinite(value):
+            study.tell(number, state=TrialState.FAIL)
+        else:
+            study.tell(number, value)
+
+    def _add_baseline(self, study: optuna.Study, ctx: Context, value: float) -> None:
+        if any(t.user_attrs.get("baseline") for t in study.get_trials(deepcopy=False)):
+            return
+        space = self.knob_space(ctx)
+        dists = {k.name: distribution(k) for k in space}
+        params = {k.name: to_param(k, k.default) for k in space}
+        try:
+            trial = optuna.trial.create_trial(params=params, distributions=dists, value=value,
+                                              user_attrs={"baseline": True})
+        except ValueError:
+            return  # a declared range excludes the default: the baseline cannot be a trial
+        study.add_trial(trial)
+
+    def close(self) -> None:
+        self._study = None

@@ -1,0 +1,131 @@
+"""The morning report: progress.png (autoresearch's picture) and report.md.
+
+progress.png: every finished experiment as a dot in order (discarded in grey, kept in green
+with its description), the running best as a step line, failures as red crosses at the top.
+report.md: baseline, best, total gain, each kept change with its diff, the crashes, and
+Optuna's parameter importances when there are enough trials.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.status import running_best, status_dict
+from overnight.task import TaskSpec
+
+MIN_TRIALS_FOR_IMPORTANCE = 8
+
+
+def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display at night
+    import matplotlib.pyplot as plt
+
+    done = [e for e in history if e.status.final]
+    fig, ax = plt.subplots(figsize=(12, 6))
+    xs = {e.id: i for i, e in enumerate(done)}
+    disc = [(xs[e.id], e.value) for e in done if e.status == ExpStatus.DISCARDED and e.value is not None]
+    kept = [(xs[e.id], e.value, e) for e in done if e.status == ExpStatus.KEPT and e.value is not None]
+    values = [v for _, v in disc] + [v for _, v, _ in kept]
+    if disc:
+        ax.scatter(*zip(*disc), c="#bbbbbb", s=18, label="discarded", zorder=2)
+    if kept:
+        kx, ky, _ = zip(*kept)
+        ax.scatter(kx, ky, c="#2ca02c", s=40, label="kept", zorder=3)
+        steps = sorted(((xs[i], v) for i, v in running_best(done, task.metric)), key=lambda t: t[0])
+        sx = [x for x, _ in steps] + [len(done) - 1]
+        sy = [y for _, y in steps] + [steps[-1][1]]
+        ax.step(sx, sy, where="post", c="#2ca02c", lw=1.5, zorder=1, label="best so far")
+        for x, y, e in kept:
+            ax.annotate(e.description[:40], (x, y), fontsize=7, rotation=25, xytext=(4, 4),
+                        textcoords="offset points", color="#1a6e1a")
+    failed = [xs[e.id] for e in done if e.status.failed]
+    if failed and values:
+        top = max(values) if task.metric.goal == "minimize" else min(values)
+        ax.scatter(failed, [top] * len(failed), marker="x", c="#d62728", s=25, label="failed", zorder=2)
+    ax.set_xlabel("experiment")
+    ax.set_ylabel(f"{task.metric.name} ({'lower' if task.metric.goal == 'minimize' else 'higher'} is better)")
+    ax.set_title(f"overnight: {len(done)} experiments, {len(kept) - 1 if kept else 0} kept improvements")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def importances(state_dir: Path, tag: str) -> dict[str, float] | None:
+    """Optuna's parameter importances for the tag's study, when there are enough trials."""
+    db = state_dir / "optuna.db"
+    if not db.exists():
+        return None
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=tag, storage=f"sqlite:///{db}")
+    except KeyError:
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None
+    try:
+        return optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _fmt(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.6f}"
+
+
+def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path) -> str:
+    d = status_dict(journal, tag, task.metric)
+    history = journal.experiments(tag)
+    m = task.metric
+    out = [f"# overnight report: {tag}", "",
+           f"- metric: `{m.name}` ({m.goal}), budget {task.budget:g} s per run",
+           f"- experiments: {d['experiments']} ({d['runs']} runs), kept {d['kept']}, "
+           f"discarded {d['discarded']}, failed {d['crashed']}; {d['experiments_per_hour']:.1f} experiments/hour",
+           f"- baseline: {_fmt(d['baseline']['value'])} (#{d['baseline']['id']})",
+           f"- best: {_fmt(d['best']['value'])} (#{d['best']['id']}, commit `{(d['best']['commit'] or '')[:7]}`)"]
+    if d["gain"] is not None:
+        base = d["baseline"]["value"]
+        rel = f" ({100 * d['gain'] / abs(base):.2f} %)" if base else ""
+        out.append(f"- total gain: {d['gain']:.6f}{rel}")
+    out += ["", "![progress](progress.png)", "", "## Kept changes", ""]
+    by_id = {e.id: e for e in history}
+    for e in sorted((e for e in history if e.status == ExpStatus.KEPT and e.parent_id is not None),
+                    key=lambda e: (e.decided or 0, e.id)):
+        parent = by_id.get(e.parent_id)
+        delta = m.improvement(e.value, parent.value) if parent and parent.value is not None and e.value is not None else None
+        out += [f"### #{e.id}: {e.description}", "",
+                f"{_fmt(e.value)} (gain {_fmt(delta)} over #{e.parent_id}); {e.reason or ''}", "",
+                "```diff", (e.diff or "").rstrip(), "```", ""]
+    if len(out) and out[-1] == "" and out[-2] == "## Kept changes":
+        out += ["No change beat the baseline.", ""]
+    failed = [e for e in history if e.status.failed]
+    if failed:
+        out += ["## Failures", "", "| id | status | description | reason |", "|---|---|---|---|"]
+        for e in failed:
+            reason = (e.reason or "").splitlines()[0][:100] if e.reason else ""
+            out.append(f"| {e.id} | {e.status.value} | {e.description[:60]} | {reason} |")
+        out.append("")
+    imp = importances(state_dir, tag)
+    if imp:
+        out += ["## Parameter importances (Optuna, fANOVA)", "", "| knob | importance |", "|---|---|"]
+        out += [f"| {k} | {v:.3f} |" for k, v in imp.items()]
+        out.append("")
+    out += ["## All experiments", "", f"| id | status | {m.name} | description |", "|---|---|---|---|"]
+    out += [f"| {e.id} | {e.status.value} | {_fmt(e.value)} | {e.description[:80]} |" for e in history]
+    return "\n".join(out) + "\n"
+
+
+def write_report(journal: Journal, tag: str, task: TaskSpec, root: Path, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    state = root / ".overnight"
+    png, md = out / "progress.png", out / "report.md"
+    plot_progress(journal.experiments(tag), task, png)
+    md.write_text(report_markdown(journal, tag, task, state))
+    return [png, md]

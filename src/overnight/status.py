@@ -1,0 +1,64 @@
+"""What the night looks like right now, computed from the journal alone.
+
+`status_dict` is the `overnight status --json` object (fixed contract: metric, goal,
+experiments, kept, crashed, baseline {id, value}, best {id, value, commit}; more keys may be
+added, none renamed). The rich view and the report are drawn from the same numbers.
+"""
+
+from __future__ import annotations
+
+import time
+
+from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.task import Metric
+
+
+def incumbent(history: list[Experiment]) -> Experiment | None:
+    kept = [e for e in history if e.status == ExpStatus.KEPT]
+    return max(kept, key=lambda e: (e.decided or 0, e.id)) if kept else None
+
+
+def running_best(history: list[Experiment], metric: Metric) -> list[tuple[int, float]]:
+    """(experiment id, best kept value so far) at each kept experiment, in decision order."""
+    kept = sorted((e for e in history if e.status == ExpStatus.KEPT and e.value is not None),
+                  key=lambda e: (e.decided or 0, e.id))
+    return [(e.id, e.value) for e in kept]
+
+
+def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
+    history = journal.experiments(tag)
+    info = journal.tag_info(tag) or {}
+    baseline = next((e for e in history if e.parent_id is None), None)
+    best = incumbent(history)
+    finished = [e for e in history if e.status.final]
+    runs = [r for e in history for r in e.runs]
+    started = info.get("created", time.time())
+    last = max((e.decided or e.updated for e in history), default=started)
+    hours = max(last - started, 1e-9) / 3600
+    running = [e for e in history if e.status == ExpStatus.RUNNING]
+    gain = None
+    if baseline is not None and best is not None and baseline.value is not None and best.value is not None:
+        gain = metric.improvement(best.value, baseline.value)
+    return {
+        "tag": tag,
+        "metric": metric.name,
+        "goal": metric.goal,
+        "experiments": len(history),
+        "finished": len(finished),
+        "kept": sum(e.status == ExpStatus.KEPT for e in history if e.parent_id is not None),
+        "discarded": sum(e.status == ExpStatus.DISCARDED for e in history),
+        "crashed": sum(e.status.failed for e in history),
+        "running": [{"id": e.id, "description": e.description,
+                     "since": e.runs[-1].started if e.runs else None} for e in running],
+        "runs": len(runs),
+        "baseline": {"id": baseline.id if baseline else None, "value": baseline.value if baseline else None},
+        "best": {"id": best.id if best else None, "value": best.value if best else None,
+                 "commit": best.commit_sha if best else None,
+                 "description": best.description if best else None},
+        "gain": gain,
+        "experiments_per_hour": len(finished) / hours if finished else 0.0,
+        "started": started,
+        "updated": last,
+        "base_commit": info.get("base_commit"),
+        "config": info.get("config", {}),
+    }

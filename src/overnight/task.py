@@ -1,0 +1,163 @@
+"""The task spec: `overnight.toml` read once into frozen dataclasses.
+
+Any git repository with this file is a task. Each setting is defined here once; the CLI may
+override `budget` (and nothing it does not name). A missing or wrong field is one clear error
+naming the field, never a KeyError three calls later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from overnight.errors import TaskSpecError
+
+SPEC_FILE = "overnight.toml"
+GOALS = ("minimize", "maximize")
+SOURCES = ("result-file", "stdout")
+DEFAULT_PATTERN = r"^{name}:\s*([-+0-9.eEinfa]+)"
+
+
+@dataclass(frozen=True)
+class Metric:
+    """The objective: its name, its direction, and where its value comes from."""
+
+    name: str = "val_bpb"
+    goal: str = "minimize"
+    source: str = "result-file"
+    pattern: str = ""
+
+    @property
+    def sign(self) -> int:
+        """+1 when lower is better: `sign * value` is always 'lower is better'."""
+        return 1 if self.goal == "minimize" else -1
+
+    @property
+    def worst(self) -> float:
+        return math.inf * self.sign
+
+    def better(self, a: float, b: float) -> bool:
+        """Strictly better: a beats b."""
+        return self.sign * a < self.sign * b
+
+    def improvement(self, new: float, old: float) -> float:
+        """How much `new` improves on `old`, positive when better, in metric units."""
+        return self.sign * (old - new)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    root: Path
+    command: str
+    editable: tuple[str, ...]
+    protected: tuple[str, ...]
+    budget: float
+    metric: Metric
+    timeout_setting: float | None = None  # task.timeout as written; None means derived from budget
+    env: dict[str, str] = field(default_factory=dict)  # extra environment for the command
+    knobs: dict[str, Any] = field(default_factory=dict)  # declared knob ranges, see knobs.py
+
+    @property
+    def timeout(self) -> float:
+        """Hard wall-clock kill; follows the budget unless the file set it explicitly."""
+        if self.timeout_setting is not None and self.timeout_setting > self.budget:
+            return self.timeout_setting
+        return default_timeout(self.budget)
+
+    def with_budget(self, budget: float | None) -> TaskSpec:
+        """The spec with a budget given on the command line."""
+        if budget is None:
+            return self
+        if budget <= 0:
+            raise TaskSpecError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
+        return replace(self, budget=float(budget))
+
+
+def default_timeout(budget: float) -> float:
+    return 2 * budget + 60
+
+
+def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
+    if key not in table:
+        raise TaskSpecError(f"{SPEC_FILE}: missing field {where}.{key} — add it (see the README's task spec)")
+    value = table[key]
+    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+        raise TaskSpecError(f"{SPEC_FILE}: field {where}.{key} has the wrong type ({type(value).__name__}) — see the README's task spec")
+    return value
+
+
+def _paths(table: dict, key: str, root: Path, required: bool) -> tuple[str, ...]:
+    if key not in table and not required:
+        return ()
+    value = _require(table, key, list, "task")
+    if not all(isinstance(p, str) and p for p in value):
+        raise TaskSpecError(f"{SPEC_FILE}: task.{key} must be a list of file paths")
+    for p in value:
+        if Path(p).is_absolute() or ".." in Path(p).parts:
+            raise TaskSpecError(f"{SPEC_FILE}: task.{key} entry {p!r} must be a path inside the repository")
+    return tuple(value)
+
+
+def load_task(root: Path | str) -> TaskSpec:
+    """Read and validate `overnight.toml` in `root`."""
+    root = Path(root).resolve()
+    path = root / SPEC_FILE
+    if not path.is_file():
+        raise TaskSpecError(f"no {SPEC_FILE} in {root} — run `overnight init DIR` or write one (see the README)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise TaskSpecError(f"{SPEC_FILE} is not valid TOML: {exc} — fix the syntax") from None
+    task = _require(data, "task", dict, "")
+    command = _require(task, "command", str, "task")
+    editable = _paths(task, "editable", root, required=True)
+    if not editable:
+        raise TaskSpecError(f"{SPEC_FILE}: task.editable is empty — name the file(s) proposers may change")
+    protected = _paths(task, "protected", root, required=False)
+    if SPEC_FILE not in protected:
+        protected = protected + (SPEC_FILE,)  # the spec itself is never the candidate's to edit
+    overlap = set(editable) & set(protected)
+    if overlap:
+        raise TaskSpecError(f"{SPEC_FILE}: {sorted(overlap)} are both editable and protected — pick one")
+    for p in editable + protected:
+        if not (root / p).is_file():
+            raise TaskSpecError(f"{SPEC_FILE}: file {p!r} named in [task] does not exist in {root}")
+    budget = float(_require(task, "budget", (int, float), "task"))
+    if budget <= 0:
+        raise TaskSpecError(f"{SPEC_FILE}: task.budget must be positive seconds")
+    timeout = task.get("timeout")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= budget):
+        raise TaskSpecError(f"{SPEC_FILE}: task.timeout ({timeout}) must exceed task.budget ({budget})")
+    env = task.get("env", {})
+    if not isinstance(env, dict):
+        raise TaskSpecError(f"{SPEC_FILE}: task.env must be a table of NAME = \"value\"")
+    metric_table = _require(data, "metric", dict, "")
+    name = _require(metric_table, "name", str, "metric")
+    goal = metric_table.get("goal", "minimize")
+    if goal not in GOALS:
+        raise TaskSpecError(f"{SPEC_FILE}: metric.goal is {goal!r} — use \"minimize\" or \"maximize\"")
+    source = metric_table.get("source", "result-file")
+    if source not in SOURCES:
+        raise TaskSpecError(f"{SPEC_FILE}: metric.source is {source!r} — use \"result-file\" or \"stdout\"")
+    pattern = metric_table.get("pattern", DEFAULT_PATTERN.format(name=re.escape(name)))
+    try:
+        re.compile(pattern, re.MULTILINE)
+    except re.error as exc:
+        raise TaskSpecError(f"{SPEC_FILE}: metric.pattern is not a valid regex ({exc})") from None
+    knobs = data.get("knobs", {})
+    if not isinstance(knobs, dict):
+        raise TaskSpecError(f"{SPEC_FILE}: [knobs] must be a table")
+    return TaskSpec(
+        root=root, command=command, editable=editable, protected=protected, budget=budget,
+        timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
+        env={str(k): str(v) for k, v in env.items()}, knobs=knobs,
+    )
+
+
+def file_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,52 @@
+"""Protected evaluation of the toy task: the true loss, the noise, the result file.
+
+Environment: OVERNIGHT_SEED (noise draw), OVERNIGHT_RESULT (where the result JSON goes),
+OVERNIGHT_BUDGET (seconds), TOY_NOISE (standard deviation of the Gaussian noise),
+TOY_SLEEP (seconds to "train"; "budget" sleeps the whole budget, for scaling benchmarks).
+"""
+
+import json
+import math
+import os
+import random
+import time
+
+OPTIMUM = dict(LEARNING_RATE=0.002, WEIGHT_DECAY=0.03, WARMUP_RATIO=0.3, WIDTH=128, DEPTH=6,
+               ACTIVATION="gelu", USE_NORM=True)
+BEST_LOSS = 1.0
+ACTIVATION_PENALTY = {"relu": 0.02, "gelu": 0.0, "silu": 0.005}
+
+
+def _log10_ratio(x, best):
+    return math.log10(x / best) if x > 0 else 10.0
+
+
+def true_loss(c):
+    """The noise-free metric; its minimum BEST_LOSS is at OPTIMUM."""
+    return (BEST_LOSS
+            + 0.08 * _log10_ratio(c["LEARNING_RATE"], OPTIMUM["LEARNING_RATE"]) ** 2
+            + 0.05 * _log10_ratio(c["WEIGHT_DECAY"], OPTIMUM["WEIGHT_DECAY"]) ** 2
+            + 0.2 * (c["WARMUP_RATIO"] - OPTIMUM["WARMUP_RATIO"]) ** 2
+            + 0.02 * math.log2(max(c["WIDTH"], 1) / OPTIMUM["WIDTH"]) ** 2
+            + 0.004 * (c["DEPTH"] - OPTIMUM["DEPTH"]) ** 2
+            + ACTIVATION_PENALTY.get(c["ACTIVATION"], 0.05)
+            + (0.0 if c["USE_NORM"] else 0.01))
+
+
+def train_and_evaluate(constants):
+    t0 = time.time()
+    budget = float(os.environ.get("OVERNIGHT_BUDGET", "1"))
+    sleep = os.environ.get("TOY_SLEEP", "0")
+    time.sleep(budget if sleep == "budget" else float(sleep))
+    seed = int(os.environ.get("OVERNIGHT_SEED", "0"))
+    noise = float(os.environ.get("TOY_NOISE", "0.002"))
+    loss = true_loss(constants) + random.Random(seed).gauss(0.0, noise)
+    training_seconds = time.time() - t0
+    result = {"val_loss": loss, "true_loss": true_loss(constants), "training_seconds": training_seconds}
+    path = os.environ.get("OVERNIGHT_RESULT")
+    if path:
+        with open(path, "w") as f:
+            json.dump(result, f)
+    print("---")
+    print(f"val_loss:         {loss:.6f}")
+    print(f"training_seconds: {training_seconds:.2f}")
