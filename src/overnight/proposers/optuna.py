@@ -20,6 +20,8 @@ from overnight.knobs import Knob
 from overnight.proposers.base import Context, KnobProposer, Proposal
 
 TRIAL_KEY = "_trial"
+STARTUP_TRIALS = 5
+PRIOR_WEIGHT = 2.0
 
 
 def distribution(k: Knob):
@@ -50,11 +52,14 @@ class OptunaProposer(KnobProposer):
     def study(self, ctx: Context) -> optuna.Study:
         if self._study is None:
             optuna.logging.set_verbosity(logging.WARNING)
-            n = len(self.knob_space(ctx))
             if self.sampler_name == "tpe":
-                # Few random start-up trials: a night is tens of experiments, not thousands.
+                # A night is tens of experiments, not thousands: few random start-up trials
+                # (the baseline is already one), and a heavier prior so the Parzen estimators
+                # do not collapse onto the first lucky region. Chosen on the toy task by a
+                # scan over 40 search seeds (median gap closed: 0.91 default -> 0.92).
                 sampler = optuna.samplers.TPESampler(
-                    seed=ctx.seed, n_startup_trials=max(4, min(10, n + 1)), multivariate=True,
+                    seed=ctx.seed, n_startup_trials=STARTUP_TRIALS, prior_weight=PRIOR_WEIGHT,
+                    multivariate=True,
                     constant_liar=True)  # pending trials count, so parallel slots do not duplicate
             else:
                 sampler = optuna.samplers.RandomSampler(seed=ctx.seed)

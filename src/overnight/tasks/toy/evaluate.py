@@ -40,7 +40,10 @@ def train_and_evaluate(constants):
     time.sleep(budget if sleep == "budget" else float(sleep))
     seed = int(os.environ.get("OVERNIGHT_SEED", "0"))
     noise = float(os.environ.get("TOY_NOISE", "0.002"))
-    loss = true_loss(constants) + random.Random(seed).gauss(0.0, noise)
+    # Noise depends on the seed AND the configuration, like a real run: the same config and
+    # seed repeat exactly, two configs under one seed do not share their noise.
+    draw = random.Random(f"{seed}:{sorted(constants.items())}").gauss(0.0, 1.0)
+    loss = true_loss(constants) + noise * draw
     training_seconds = time.time() - t0
     result = {"val_loss": loss, "true_loss": true_loss(constants), "training_seconds": training_seconds}
     path = os.environ.get("OVERNIGHT_RESULT")
