@@ -1,0 +1,399 @@
+"""
+Pretrain a small GPT under a fixed time budget. Single device, single file: this is the file
+research edits. The model family of nanochat/autoresearch: rotary embeddings, QK RMS-norm,
+ReLU² MLP, value embeddings with per-head gates, per-layer residual and x0 scalars, logit
+soft-cap, untied head; Muon for the matrices, AdamW for embeddings and scalars.
+
+Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_SEED, OVERNIGHT_RESULT)
+"""
+
+import math
+import os
+import shutil
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from prepare import MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader, report
+
+# ---------------------------------------------------------------------------
+# Hyperparameters (edit these directly, no CLI flags)
+# ---------------------------------------------------------------------------
+
+# Model architecture
+DEPTH = 4               # number of transformer layers
+ASPECT_RATIO = 64       # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
+HEAD_DIM = 64           # dimension of one attention head
+WINDOW_PATTERN = "L"    # per-layer attention window, cycled: L = full context, S = half (last layer always L)
+
+# Optimization
+TOTAL_BATCH_SIZE = 2**12  # tokens per optimizer step (gradient accumulation fills it up)
+DEVICE_BATCH_SIZE = 16    # sequences per forward/backward pass (lower it if memory runs out)
+EMBEDDING_LR = 0.6        # learning rate of the token and value embeddings (AdamW)
+UNEMBEDDING_LR = 0.004    # learning rate of the lm_head (AdamW)
+MATRIX_LR = 0.04          # learning rate of the transformer matrices (Muon)
+SCALAR_LR = 0.5           # learning rate of the per-layer residual/x0 scalars (AdamW)
+WEIGHT_DECAY = 0.2        # cautious weight decay of the Muon matrices, decayed to 0 over the run
+ADAM_BETAS = (0.8, 0.95)  # AdamW beta1, beta2
+WARMUP_RATIO = 0.0        # fraction of the time budget spent warming the learning rate up
+WARMDOWN_RATIO = 0.5      # fraction of the time budget spent cooling the learning rate down
+FINAL_LR_FRAC = 0.0       # learning rate at the end, as a fraction of the peak
+
+# Machinery
+COMPILE = True            # torch.compile the model: ~1.4x faster on CPU; cold compile ~20 s, cached after
+EXCLUDED_STEPS = 2        # the first steps (compilation) do not count against the time budget
+
+
+# ---------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------
+
+@dataclass
+class GPTConfig:
+    sequence_len: int
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    n_embd: int
+    window_pattern: str
+
+
+def norm(x):
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def has_ve(layer_idx, n_layer):
+    """Value embeddings on alternating layers, the last one always included."""
+    return layer_idx % 2 == (n_layer - 1) % 2
+
+
+def apply_rotary_emb(x, cos, sin):
+    d = x.shape[-1] // 2
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.n_head = config.n_head
+        self.head_dim = config.n_embd // config.n_head
+        self.c_q = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.c_k = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.c_v = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
+        # The gate reads a few channels of the input and scales the value embedding per head.
+        self.ve_gate_channels = 32
+        self.ve_gate = nn.Linear(self.ve_gate_channels, self.n_head, bias=False) if has_ve(layer_idx, config.n_layer) else None
+
+    def forward(self, x, ve, cos_sin, mask):
+        B, T, C = x.size()
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)
+        k = self.c_k(x).view(B, T, self.n_head, self.head_dim)
+        v = self.c_v(x).view(B, T, self.n_head, self.head_dim)
+        if ve is not None:
+            gate = 2 * torch.sigmoid(self.ve_gate(x[..., : self.ve_gate_channels]))  # (B, T, H), 1 at init
+            v = v + gate.unsqueeze(-1) * ve.view(B, T, self.n_head, self.head_dim)
+        cos, sin = cos_sin
+        q, k = norm(apply_rotary_emb(q, cos, sin)), norm(apply_rotary_emb(k, cos, sin))  # QK norm
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, D)
+        # SDPA runs on CPU, CUDA and MPS. A full causal window takes the flash kernel; a sliding
+        # window needs an explicit mask, which is correct but not faster here.
+        if mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.c_proj(F.relu(self.c_fc(x)).square())  # ReLU²
+
+
+class Block(nn.Module):
+    def __init__(self, config, layer_idx):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, layer_idx)
+        self.mlp = MLP(config)
+
+    def forward(self, x, ve, cos_sin, mask):
+        x = x + self.attn(norm(x), ve, cos_sin, mask)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)
+        self.blocks = nn.ModuleList([Block(config, i) for i in range(config.n_layer)])
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)  # untied from wte
+        # Per-layer scalars: how much of the residual stream and of the first embedding x0 each
+        # layer reads.
+        self.resid_lambdas = nn.Parameter(torch.ones(config.n_layer))
+        self.x0_lambdas = nn.Parameter(torch.zeros(config.n_layer))
+        self.value_embeds = nn.ModuleDict({
+            str(i): nn.Embedding(config.vocab_size, config.n_embd)
+            for i in range(config.n_layer) if has_ve(i, config.n_layer)
+        })
+        self.window_sizes = self._window_sizes(config)
+        head_dim = config.n_embd // config.n_head
+        freqs = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+        angles = torch.outer(torch.arange(config.sequence_len, dtype=torch.float32), freqs)
+        self.register_buffer("cos", angles.cos()[None, :, None, :], persistent=False)  # (1, T, 1, D/2)
+        self.register_buffer("sin", angles.sin()[None, :, None, :], persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self):
+        nn.init.normal_(self.wte.weight, mean=0.0, std=1.0)
+        nn.init.normal_(self.lm_head.weight, mean=0.0, std=0.001)
+        s = 3**0.5 * self.config.n_embd**-0.5  # uniform with the std of 1/sqrt(fan_in)
+        for block in self.blocks:
+            for lin in (block.attn.c_q, block.attn.c_k, block.attn.c_v, block.mlp.c_fc):
+                nn.init.uniform_(lin.weight, -s, s)
+            nn.init.zeros_(block.attn.c_proj.weight)  # every block starts as the identity
+            nn.init.zeros_(block.mlp.c_proj.weight)
+            if block.attn.ve_gate is not None:
+                nn.init.zeros_(block.attn.ve_gate.weight)
+        for ve in self.value_embeds.values():
+            nn.init.uniform_(ve.weight, -s, s)
+        self.resid_lambdas.fill_(1.0)
+        self.x0_lambdas.fill_(0.1)
+
+    def _window_sizes(self, config):
+        pattern = config.window_pattern.upper()
+        assert pattern and set(pattern) <= {"S", "L"}, f"WINDOW_PATTERN must use S and L: {pattern!r}"
+        sizes = {"L": config.sequence_len, "S": config.sequence_len // 2}
+        windows = [sizes[pattern[i % len(pattern)]] for i in range(config.n_layer)]
+        windows[-1] = config.sequence_len
+        return windows
+
+    def _mask(self, T, window, device):
+        if window >= T:
+            return None  # plain causal
+        i = torch.arange(T, device=device)
+        diff = i[:, None] - i[None, :]
+        return (diff >= 0) & (diff < window)  # True = may attend
+
+    def forward(self, idx, targets=None, reduction="mean"):
+        B, T = idx.size()
+        cos_sin = self.cos[:, :T], self.sin[:, :T]
+        x = norm(self.wte(idx))
+        x0 = x
+        for i, block in enumerate(self.blocks):
+            x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+            ve = self.value_embeds[str(i)](idx) if str(i) in self.value_embeds else None
+            x = block(x, ve, cos_sin, self._mask(T, self.window_sizes[i], idx.device))
+        x = norm(x)
+        logits = self.lm_head(x).float()
+        softcap = 15
+        logits = softcap * torch.tanh(logits / softcap)  # soft-cap keeps early logits tame
+        if targets is None:
+            return logits
+        loss = F.cross_entropy(logits.view(-1, logits.size(-1)), targets.reshape(-1), reduction=reduction)
+        return loss.view(targets.shape) if reduction == "none" else loss
+
+
+# ---------------------------------------------------------------------------
+# Optimizer: Muon for the 2D matrices of the blocks, AdamW for everything else
+# ---------------------------------------------------------------------------
+
+# Polar Express coefficients (Amsel et al. 2025, as in nanochat): quintic iterations that push
+# every singular value of X towards 1.
+POLAR_EXPRESS = [
+    (8.156554524902461, -22.48329292557795, 15.878769915207462),
+    (4.042929935166739, -2.808917465908714, 0.5000178451051316),
+    (3.8916678022926607, -2.772484153217685, 0.5060648178503393),
+    (3.285753657755655, -2.3681294933425376, 0.46449024233003106),
+    (2.3465413258596377, -1.7097828382687081, 0.42323551169305323),
+]
+
+
+def orthogonalize(g, steps=5):
+    """The nearest semi-orthogonal matrix to g (approximately U V^T of its SVD), in bf16."""
+    X = g.bfloat16()
+    transpose = X.size(-2) > X.size(-1)
+    if transpose:
+        X = X.mT
+    X = X / (X.norm(dim=(-2, -1), keepdim=True) * 1.02 + 1e-6)
+    for a, b, c in POLAR_EXPRESS[:steps]:
+        A = X @ X.mT
+        X = a * X + (b * A + c * (A @ A)) @ X
+    return (X.mT if transpose else X).to(g.dtype)
+
+
+class Muon(torch.optim.Optimizer):
+    """Momentum, then orthogonalise the update: every direction of a matrix moves at the same
+    rate, so the learning rate means the same thing for every shape."""
+
+    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5):
+        super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, wd, mom = group["lr"], group["weight_decay"], group["momentum"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buf.lerp_(p.grad, 1 - mom)
+                update = orthogonalize(p.grad.lerp(buf, mom), group["ns_steps"])  # Nesterov
+                update *= max(1.0, p.size(-2) / p.size(-1)) ** 0.5  # tall matrices: same RMS change
+                # Cautious weight decay: shrink only the weights the update already pushes to zero.
+                p.sub_(lr * wd * p * ((update * p) >= 0))
+                p.sub_(lr * update)
+
+
+def make_optimizers(model):
+    # AdamW rates were tuned at width 768; wider models take proportionally smaller steps.
+    dmodel_lr_scale = (model.config.n_embd / 768) ** -0.5
+    adam_groups = [
+        dict(params=list(model.lm_head.parameters()), lr=UNEMBEDDING_LR * dmodel_lr_scale),
+        dict(params=list(model.wte.parameters()), lr=EMBEDDING_LR * dmodel_lr_scale),
+        dict(params=list(model.value_embeds.parameters()), lr=EMBEDDING_LR * dmodel_lr_scale),
+        dict(params=[model.resid_lambdas], lr=SCALAR_LR * 0.01),
+        dict(params=[model.x0_lambdas], lr=SCALAR_LR, betas=(0.96, 0.95)),
+    ]
+    adamw = torch.optim.AdamW(adam_groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0)
+    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY)
+    optimizers = [adamw, muon]
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["initial_lr"] = group["lr"]
+    return optimizers
+
+
+def get_lr_multiplier(progress):
+    if progress < WARMUP_RATIO:
+        return progress / WARMUP_RATIO
+    if progress < 1.0 - WARMDOWN_RATIO:
+        return 1.0
+    cooldown = (1.0 - progress) / WARMDOWN_RATIO
+    return cooldown + (1 - cooldown) * FINAL_LR_FRAC
+
+
+def get_muon_momentum(step):
+    frac = min(step / 300, 1)  # 0.85 -> 0.95 over the first 300 steps
+    return (1 - frac) * 0.85 + frac * 0.95
+
+
+# ---------------------------------------------------------------------------
+# Setup
+# ---------------------------------------------------------------------------
+
+t_start = time.time()
+torch.manual_seed(SEED)  # OVERNIGHT_SEED: init and data order, so seeds measure the noise
+if torch.cuda.is_available():
+    device = torch.device("cuda")
+    torch.backends.cuda.matmul.allow_tf32 = True
+elif torch.backends.mps.is_available():
+    device = torch.device("mps")
+else:
+    device = torch.device("cpu")
+# bf16 autocast: ~2x faster than fp32 on CUDA and on CPUs with AVX-512 bf16. MPS stays fp32.
+use_bf16 = device.type in ("cuda", "cpu")
+autocast_ctx = torch.amp.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
+
+tokenizer = Tokenizer()
+vocab_size = tokenizer.get_vocab_size()
+model_dim = math.ceil(DEPTH * ASPECT_RATIO / HEAD_DIM) * HEAD_DIM
+config = GPTConfig(sequence_len=MAX_SEQ_LEN, vocab_size=vocab_size, n_layer=DEPTH,
+                   n_head=model_dim // HEAD_DIM, n_embd=model_dim, window_pattern=WINDOW_PATTERN)
+model = GPT(config).to(device)
+model.init_weights()
+num_params = sum(p.numel() for p in model.parameters())
+# FLOPs per token for MFU: 6 per matrix weight (embedding lookups are free) + attention.
+matrix_params = sum(p.numel() for p in model.blocks.parameters()) + model.lm_head.weight.numel()
+flops_per_token = 6 * matrix_params + 12 * DEPTH * model_dim * MAX_SEQ_LEN
+print(f"device: {device} | params: {num_params / 1e6:.2f}M | dim {model_dim} x {DEPTH} layers | vocab {vocab_size}")
+
+optimizers = make_optimizers(model)
+# Compile where it pays: CUDA, and CPU when a C++ compiler is there for inductor.
+if COMPILE and (device.type == "cuda" or (device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")))):
+    train_model = torch.compile(model)
+else:
+    train_model = model
+
+tokens_per_fwdbwd = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
+assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
+grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_fwdbwd
+train_loader = make_dataloader(DEVICE_BATCH_SIZE, MAX_SEQ_LEN, "train", seed=SEED, device=device)
+print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {TOTAL_BATCH_SIZE} tokens/step in {grad_accum_steps} micro-batches")
+
+# Peak bf16 FLOP/s of the GPU, for MFU (0 where unknown, e.g. on CPU).
+PEAK_FLOPS = {"H100": 989.5e12, "H200": 989.5e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
+gpu_name = torch.cuda.get_device_name() if device.type == "cuda" else ""
+peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu_name), 0.0)
+
+# ---------------------------------------------------------------------------
+# Training loop: the budget counts training steps only
+# ---------------------------------------------------------------------------
+
+t_train = time.time()
+step, total_training_time, smooth_loss, last_log = 0, 0.0, 0.0, 0.0
+while True:
+    t0 = time.time()
+    for _ in range(grad_accum_steps):
+        x, y = next(train_loader)
+        with autocast_ctx:
+            loss = train_model(x, y)
+        (loss / grad_accum_steps).backward()
+    progress = min(total_training_time / TIME_BUDGET, 1.0)
+    lrm = get_lr_multiplier(progress)
+    for opt in optimizers:
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] * lrm
+    optimizers[1].param_groups[0]["momentum"] = get_muon_momentum(step)
+    optimizers[1].param_groups[0]["weight_decay"] = WEIGHT_DECAY * (1 - progress)
+    for opt in optimizers:
+        opt.step()
+    model.zero_grad(set_to_none=True)
+
+    loss_f = loss.item()  # also waits for the device, so the timing below is honest
+    if not math.isfinite(loss_f) or loss_f > 100:
+        raise SystemExit(f"FAIL: training diverged at step {step} (loss {loss_f}) — lower the learning rates")
+    dt = time.time() - t0
+    if step >= EXCLUDED_STEPS:
+        total_training_time += dt
+    smooth_loss = 0.9 * smooth_loss + 0.1 * loss_f
+    if time.time() - last_log > 5 or step == 0:
+        last_log = time.time()
+        debiased = smooth_loss / (1 - 0.9 ** (step + 1))
+        print(f"step {step:05d} ({100 * progress:.1f}%) | loss {debiased:.4f} | lrm {lrm:.2f} | "
+              f"dt {1000 * dt:.0f}ms | tok/s {TOTAL_BATCH_SIZE / dt:,.0f}", flush=True)
+    step += 1
+    if step > EXCLUDED_STEPS and total_training_time >= TIME_BUDGET:
+        break
+
+# ---------------------------------------------------------------------------
+# Evaluation and summary (measured and written by prepare.py)
+# ---------------------------------------------------------------------------
+
+model.eval()
+t_eval = time.time()
+with autocast_ctx:
+    evaluate_bpb(model, DEVICE_BATCH_SIZE, device=device)
+print(f"evaluated in {time.time() - t_eval:.1f}s; started training after {t_train - t_start:.1f}s")
+timed_steps = max(step - EXCLUDED_STEPS, 1)
+tokens_per_second = timed_steps * TOTAL_BATCH_SIZE / max(total_training_time, 1e-9)
+report(
+    device=device,
+    training_seconds=total_training_time,
+    tokens_per_second=tokens_per_second,
+    mfu_percent=100 * flops_per_token * tokens_per_second / peak_flops if peak_flops else 0.0,
+    total_tokens_M=step * TOTAL_BATCH_SIZE / 1e6,
+    num_steps=step,
+    num_params_M=num_params / 1e6,
+    depth=DEPTH,
+)
