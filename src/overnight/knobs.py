@@ -166,6 +166,8 @@ def discover(files: dict[str, str], declared: dict[str, Any] | None = None,
             for i, value in elements:
                 name = const.name if i is None else f"{const.name}[{i}]"
                 spec = declared.get(name, declared.get(const.name) if i is None else None)
+                if spec is None and declared.get(const.name) is False:
+                    spec = False  # `NAME = false` leaves every element of a tuple alone
                 if spec is False or (spec is None and exclude.search(const.name)):
                     continue
                 knob = _declared_knob(name, file, value, spec) if spec is not None else infer_knob(name, file, value)
@@ -190,12 +192,20 @@ def _format(value: Any, old_text: str) -> str:
         short = float(f"{value:.4g}")  # 4 significant digits: readable diffs, no false precision
         text = repr(short)
         if "e" in old_text.lower() and "e" not in text and (abs(short) < 1e-3 or abs(short) >= 1e5):
-            text = f"{short:.4g}"
+            mantissa, exp = f"{short:.3e}".split("e")  # keep e-notation: 3e-4, not 0.0003
+            text = f"{mantissa.rstrip('0').rstrip('.')}e{int(exp)}"
         return text
     if isinstance(value, tuple):
         inner = ", ".join(_format(v, "") for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"
     raise ValueError(f"cannot write a constant of type {type(value).__name__}")
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal in value and type (True is not 1, 1 is not 1.0), element-wise for tuples."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return type(a) is type(b) and a == b
 
 
 def rewrite(source: str, values: dict[str, Any]) -> str:
@@ -214,14 +224,17 @@ def rewrite(source: str, values: dict[str, Any]) -> str:
             merged[base] = tuple(current)
         else:
             merged[base] = value
-    lines = source.splitlines(keepends=True)
+    # bytes.splitlines breaks only at \n, \r\n and \r, like the tokenizer (str.splitlines
+    # would also break at form feeds and U+2028 and shift every later line).
     offsets = [0]
-    for line in lines:
-        offsets.append(offsets[-1] + len(line.encode()))
+    for line in source.encode().splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
     data = source.encode()
     # Replace from the end so earlier byte offsets stay valid (ast offsets are in UTF-8 bytes).
     spans = []
     for base, value in merged.items():
+        if _same(value, consts[base].value):
+            continue  # an unchanged value keeps its text (3e-4 stays 3e-4, 6 * 64 stays)
         node = consts[base].node
         start = offsets[node.lineno - 1] + node.col_offset
         end = offsets[node.end_lineno - 1] + node.end_col_offset

@@ -142,7 +142,8 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
 
 
 def render_experiment(exp: Experiment) -> None:
-    console = Console(highlight=False)
+    # soft_wrap: no hard line breaks inserted, so the printed diff stays a valid patch.
+    console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]#{exp.id}[/] ({exp.tag}) {exp.status.value}: {exp.description}")
     console.print(f"proposer {exp.proposer}, parent #{exp.parent_id}, commit {exp.commit_sha}")
     console.print(f"verdict: {exp.reason or '-'}   value: {_fmt(exp.value)}")

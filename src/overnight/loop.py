@@ -8,6 +8,7 @@ committed from its stored edits; the branch is re-pointed at the last kept commi
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -81,6 +82,7 @@ class Controller:
         self.judge: Judge = make_judge(cfg.judge)
         self.proposer: Proposer = make_proposer(cfg.proposer)
         self.base_commit = self._start_tag()
+        self._sweep_worktrees()
         self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
                                  for p in self.task.protected}
         self.baseline_files = gitops.read_files(self.root, self.base_commit, self.task.editable)
@@ -105,6 +107,15 @@ class Controller:
         self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
         gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base)
         return base
+
+    def _sweep_worktrees(self) -> None:
+        """Remove this tag's worktrees left by a killed controller (its interrupted runs are
+        re-run in fresh ones); otherwise they stay registered in `git worktree list` forever."""
+        mine = re.compile(re.escape(self.tag) + r"-\d+-\d+")
+        for path in sorted((self.state / "worktrees").glob("*")):
+            if mine.fullmatch(path.name):
+                gitops.worktree_remove(self.root, path)
+        gitops.git(self.root, "worktree", "prune", check=False)
 
     # --- the loop -----------------------------------------------------------------------------
     def run(self) -> None:

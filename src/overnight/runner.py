@@ -196,7 +196,8 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
             data = f.read().decode(errors="replace")
     except OSError:
         return ""
-    return "\n".join(data.splitlines()[-lines:])
+    # Keep the final newline: the summary parser reads a last line without one as cut off.
+    return "\n".join(data.splitlines()[-lines:]) + ("\n" if data.endswith("\n") else "")
 
 
 def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float | None, dict, str]:

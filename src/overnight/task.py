@@ -152,11 +152,32 @@ def load_task(root: Path | str) -> TaskSpec:
     knobs = data.get("knobs", {})
     if not isinstance(knobs, dict):
         raise TaskSpecError(f"{SPEC_FILE}: [knobs] must be a table")
+    for knob_name, spec in knobs.items():
+        _check_knob(knob_name, spec)
     return TaskSpec(
         root=root, command=command, editable=editable, protected=protected, budget=budget,
         timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()}, knobs=knobs,
     )
+
+
+def _check_knob(name: str, spec: Any) -> None:
+    """A `[knobs]` entry is `false`, a non-empty list of choices, or {low, high[, log, type]};
+    checked here so a typo fails at start-up, not as a traceback in the middle of the night."""
+    where = f"{SPEC_FILE}: knobs.{name}"
+    if spec is False or (isinstance(spec, list) and spec):
+        return
+    if not isinstance(spec, dict):
+        raise TaskSpecError(f"{where} must be false, a list of choices, or {{low = .., high = ..}}")
+    low, high = spec.get("low"), spec.get("high")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
+        raise TaskSpecError(f"{where} needs numbers low and high, e.g. {{low = 1e-4, high = 1e-2}}")
+    if low >= high:
+        raise TaskSpecError(f"{where}: low ({low}) must be below high ({high})")
+    if spec.get("log") and low <= 0:
+        raise TaskSpecError(f"{where}: a log range needs low > 0 (got {low})")
+    if spec.get("type", "int") not in ("int", "float"):
+        raise TaskSpecError(f"{where}: type must be \"int\" or \"float\"")
 
 
 def file_hash(data: bytes) -> str:

@@ -1,0 +1,119 @@
+"""Shared fixtures: real git repositories in tmp_path, a CLI runner, an isolated cache.
+
+Nothing here is mocked: task repositories are real git repositories built with the same
+plumbing the harness uses, and candidates are real Python programs run as subprocesses.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from overnight import gitops
+from overnight.tasks import write_task
+
+# A minimal task: train.py is the candidate, evaluate.py stands in for protected code.
+DEFAULT_TOML = """\
+[task]
+command = "{python} train.py"
+editable = ["train.py"]
+protected = ["evaluate.py"]
+budget = 1
+
+[metric]
+name = "score"
+goal = "minimize"
+source = "result-file"
+"""
+
+# Writes the harness-owned result file, as a task's protected evaluation would.
+RESULT_HELPER = """\
+import json, os
+
+def report(**values):
+    with open(os.environ["OVERNIGHT_RESULT"], "w") as f:
+        json.dump(values, f)
+"""
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _isolated_cache(tmp_path_factory):
+    """Nothing a test runs may write to ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("OVERNIGHT_CACHE", str(tmp_path_factory.mktemp("overnight-cache")))
+    yield
+    mp.undo()
+
+
+def git_out(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
+                          text=True).stdout
+
+
+def make_task_repo(path: Path, train: str, toml: str | None = None, files: dict[str, str] | None = None,
+                   evaluate: str = RESULT_HELPER) -> Path:
+    """A committed task repository with the given train.py (dedented) and overnight.toml.
+
+    `{python}` in the toml is replaced by this interpreter, so candidates run in the same
+    environment as the tests whatever `python` means on PATH.
+    """
+    path.mkdir(parents=True, exist_ok=True)
+    toml = DEFAULT_TOML if toml is None else toml
+    (path / "overnight.toml").write_text(textwrap.dedent(toml).replace("{python}", sys.executable))
+    (path / "train.py").write_text(textwrap.dedent(train))
+    (path / "evaluate.py").write_text(evaluate)
+    for name, text in (files or {}).items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(textwrap.dedent(text))
+    gitops.init_repo(path, "init")
+    return path
+
+
+@pytest.fixture
+def task_repo(tmp_path):
+    """Factory: task_repo(train, toml=None, files=None) -> a committed task repo."""
+    counter = iter(range(1000))
+
+    def factory(train: str, toml: str | None = None, files: dict[str, str] | None = None,
+                evaluate: str = RESULT_HELPER) -> Path:
+        return make_task_repo(tmp_path / f"task{next(counter)}", train, toml, files, evaluate)
+
+    return factory
+
+
+def write_toy(path: Path, env: dict[str, str] | None = None) -> Path:
+    """The built-in toy task, optionally with [task.env] values changed, committed."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_task("toy", path)
+    for key, value in (env or {}).items():
+        spec = path / "overnight.toml"
+        lines = spec.read_text().splitlines(keepends=True)
+        hits = [i for i, line in enumerate(lines) if line.startswith(f"{key} ")]
+        assert hits, f"{key} not in the toy overnight.toml"
+        lines[hits[0]] = f'{key} = "{value}"\n'
+        spec.write_text("".join(lines))
+    gitops.init_repo(path, "init")
+    return path
+
+
+@pytest.fixture
+def toy_repo(tmp_path) -> Path:
+    return write_toy(tmp_path / "toy")
+
+
+@pytest.fixture
+def cli():
+    """cli(*args) -> click Result; stdout and stderr are kept apart."""
+    from overnight.cli import main
+
+    runner = CliRunner()
+
+    def invoke(*args):
+        return runner.invoke(main, [str(a) for a in args], catch_exceptions=True)
+
+    return invoke

@@ -1,0 +1,166 @@
+"""overnight.toml: loading, validation (one error naming the field), budget and timeout."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from overnight.errors import OvernightError, TaskSpecError
+from overnight.task import default_timeout, load_task
+
+VALID = """\
+[task]
+command = "python train.py --fast"
+editable = ["train.py"]
+protected = ["prepare.py"]
+budget = 300
+
+[task.env]
+TOY = 1
+
+[metric]
+name = "val_bpb"
+goal = "minimize"
+
+[knobs]
+LR = {low = 1e-4, high = 1e-2, log = true}
+ACT = ["relu", "gelu"]
+SEED = false
+"""
+
+
+def write(tmp_path, toml, files=("train.py", "prepare.py")):
+    for f in files:
+        (tmp_path / f).write_text("# file\n")
+    (tmp_path / "overnight.toml").write_text(textwrap.dedent(toml))
+    return tmp_path
+
+
+def test_valid_spec(tmp_path):
+    spec = load_task(write(tmp_path, VALID))
+    assert spec.root == tmp_path.resolve()
+    assert spec.command == "python train.py --fast"
+    assert spec.editable == ("train.py",)
+    assert spec.protected == ("prepare.py", "overnight.toml")  # the spec protects itself
+    assert spec.budget == 300.0 and isinstance(spec.budget, float)
+    assert spec.env == {"TOY": "1"}
+    assert spec.metric.name == "val_bpb" and spec.metric.goal == "minimize"
+    assert spec.metric.source == "result-file"
+    assert spec.knobs["ACT"] == ["relu", "gelu"] and spec.knobs["SEED"] is False
+
+
+def test_metric_direction():
+    from overnight.task import Metric
+
+    low, high = Metric("loss", "minimize"), Metric("acc", "maximize")
+    assert low.better(1.0, 2.0) and not low.better(2.0, 1.0) and not low.better(1.0, 1.0)
+    assert high.better(2.0, 1.0) and not high.better(1.0, 2.0)
+    assert low.improvement(0.9, 1.0) == pytest.approx(0.1)
+    assert high.improvement(0.9, 1.0) == pytest.approx(-0.1)
+    assert low.worst == float("inf") and high.worst == float("-inf")
+
+
+def test_default_pattern_matches_a_summary_line(tmp_path):
+    import re
+
+    spec = load_task(write(tmp_path, VALID.replace('goal = "minimize"', 'source = "stdout"')))
+    m = re.search(spec.metric.pattern, "---\nval_bpb:   0.9979\n", re.MULTILINE)
+    assert m and float(m.group(1)) == 0.9979
+
+
+def test_timeout_follows_budget(tmp_path):
+    spec = load_task(write(tmp_path, VALID))
+    assert spec.timeout == default_timeout(300) == 660
+    short = spec.with_budget(10)
+    assert short.budget == 10.0 and short.timeout == 80
+    assert spec.budget == 300  # frozen: the original is unchanged
+    assert spec.with_budget(None) is spec
+    for bad in (0, -5):
+        with pytest.raises(TaskSpecError, match="--budget"):
+            spec.with_budget(bad)
+
+
+def test_explicit_timeout(tmp_path):
+    spec = load_task(write(tmp_path, VALID.replace("budget = 300", "budget = 1\ntimeout = 30")))
+    assert spec.timeout == 30
+    assert spec.with_budget(20).timeout == 30
+    # A budget raised past the written timeout must not be killed before it ends.
+    assert spec.with_budget(40).timeout == default_timeout(40)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(TaskSpecError, match="no overnight.toml"):
+        load_task(tmp_path)
+
+
+def test_errors_are_overnight_errors():
+    assert issubclass(TaskSpecError, OvernightError)
+
+
+def test_not_toml(tmp_path):
+    with pytest.raises(TaskSpecError, match="not valid TOML"):
+        load_task(write(tmp_path, "[task\ncommand = 1\n"))
+
+
+def test_editable_and_protected(tmp_path):
+    toml = VALID.replace('protected = ["prepare.py"]', 'protected = ["prepare.py", "train.py"]')
+    with pytest.raises(TaskSpecError, match="both editable and protected"):
+        load_task(write(tmp_path, toml))
+    toml = VALID.replace('editable = ["train.py"]', 'editable = ["train.py", "overnight.toml"]')
+    with pytest.raises(TaskSpecError, match="both editable and protected"):
+        load_task(write(tmp_path, toml))
+
+
+# (replace this, with that) -> the error must name this field
+BAD_FIELDS = [
+    ("[task]", "[tusk]", "task"),
+    ('command = "python train.py --fast"\n', "", "task.command"),
+    ('command = "python train.py --fast"', "command = 3", "task.command"),
+    ('editable = ["train.py"]\n', "", "task.editable"),
+    ('editable = ["train.py"]', 'editable = "train.py"', "task.editable"),
+    ('editable = ["train.py"]', "editable = []", "task.editable"),
+    ('editable = ["train.py"]', "editable = [3]", "task.editable"),
+    ('editable = ["train.py"]', 'editable = ["/etc/passwd"]', "task.editable"),
+    ('editable = ["train.py"]', 'editable = ["../train.py"]', "task.editable"),
+    ('editable = ["train.py"]', 'editable = ["nope.py"]', "nope.py"),
+    ('protected = ["prepare.py"]', 'protected = "prepare.py"', "task.protected"),
+    ('protected = ["prepare.py"]', 'protected = ["missing.py"]', "missing.py"),
+    ("budget = 300\n", "", "task.budget"),
+    ("budget = 300", 'budget = "300"', "task.budget"),
+    ("budget = 300", "budget = true", "task.budget"),
+    ("budget = 300", "budget = -1", "task.budget"),
+    ("budget = 300", "budget = 300\ntimeout = 100", "task.timeout"),
+    ("budget = 300", 'budget = 300\ntimeout = "long"', "task.timeout"),
+    ("[task.env]\nTOY = 1\n", 'env = "X=1"\n', "task.env"),
+    ("[metric]", "[metrics]", "metric"),
+    ('name = "val_bpb"\n', "", "metric.name"),
+    ('name = "val_bpb"', "name = 1", "metric.name"),
+    ('goal = "minimize"', 'goal = "lower"', "metric.goal"),
+    ('goal = "minimize"', 'source = "stderr"', "metric.source"),
+    ('goal = "minimize"', 'pattern = "val_bpb: ("', "metric.pattern"),
+    ("ACT = [\"relu\", \"gelu\"]", "ACT = []", "knobs.ACT"),
+    ("ACT = [\"relu\", \"gelu\"]", "ACT = 3", "knobs.ACT"),
+    ("ACT = [\"relu\", \"gelu\"]", "ACT = true", "knobs.ACT"),
+    ("LR = {low = 1e-4, high = 1e-2, log = true}", "LR = {low = 1e-4}", "knobs.LR"),
+    ("LR = {low = 1e-4, high = 1e-2, log = true}", "LR = {low = 1e-2, high = 1e-4}", "knobs.LR"),
+    ("LR = {low = 1e-4, high = 1e-2, log = true}", 'LR = {low = "a", high = 1}', "knobs.LR"),
+    ("LR = {low = 1e-4, high = 1e-2, log = true}", "LR = {low = 0, high = 1, log = true}", "knobs.LR"),
+    ("LR = {low = 1e-4, high = 1e-2, log = true}", 'LR = {low = 1, high = 2, type = "str"}', "knobs.LR"),
+]
+
+
+@pytest.mark.parametrize("old,new,field", BAD_FIELDS, ids=[f"{f}:{n.strip()[:20]}" for _, n, f in BAD_FIELDS])
+def test_bad_field_is_named(tmp_path, old, new, field):
+    assert old in VALID, old
+    with pytest.raises(TaskSpecError) as info:
+        load_task(write(tmp_path, VALID.replace(old, new, 1)))
+    message = str(info.value)
+    assert field in message
+    assert "\n" not in message  # one line for the CLI
+
+
+def test_knobs_not_a_table(tmp_path):
+    toml = "knobs = 3\n" + VALID.split("[knobs]")[0]
+    with pytest.raises(TaskSpecError, match=r"\[knobs\]"):
+        load_task(write(tmp_path, toml))
