@@ -15,7 +15,8 @@ from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.judges import JUDGES
 from overnight.loop import Controller, RunConfig, open_journal, resolve_tag, state_dir
-from overnight.proposers import PROPOSERS
+from overnight.proposers import PROPOSERS, ProposerOptions
+from overnight.cli_model import model_options, note, prompt
 from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
@@ -68,15 +69,17 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--tag", default=None, help="name of this run (default: resume the latest, or today's date)")
 @click.option("--seed", type=int, default=0, show_default=True, help="search seed")
 @click.option("--quiet", is_flag=True, help="no live view, one line per experiment")
+@model_options
 def run(directory: Path, proposer: str, judge: str, budget: float | None, experiments: int | None,
-        hours: float | None, tag: str | None, seed: int, quiet: bool) -> None:
+        hours: float | None, tag: str | None, seed: int, quiet: bool,
+        proposer_options: ProposerOptions) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
     from overnight.live import LiveView, PlainView
 
     if experiments is not None and experiments < 1:
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
     cfg = RunConfig(tag=tag, proposer=proposer, judge=judge, experiments=experiments, hours=hours,
-                    budget=budget, seed=seed)
+                    budget=budget, seed=seed, proposer_options=proposer_options)
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
     controller = Controller(directory, cfg, observer=view, stop=stop)
@@ -166,3 +169,7 @@ def show(experiment_id: int, directory: Path) -> None:
     if exp is None:
         raise OvernightError(f"no experiment {experiment_id} in {root} — `overnight status` lists them")
     render_experiment(exp)
+
+
+main.add_command(note)
+main.add_command(prompt)

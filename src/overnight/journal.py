@@ -229,6 +229,11 @@ class Journal:
         q = "SELECT * FROM events WHERE tag=?" + (" AND kind=?" if kind else "") + " ORDER BY id"
         return [dict(r) for r in self.db.execute(q, (tag, kind) if kind else (tag,))]
 
+    def notes(self, tag: str) -> list[dict]:
+        """`overnight note` texts for this tag, and those given before any run (tag NULL)."""
+        q = "SELECT * FROM events WHERE kind='note' AND (tag=? OR tag IS NULL) ORDER BY id"
+        return [dict(r) for r in self.db.execute(q, (tag,))]
+
     def recover(self, tag: str) -> int:
         """After a controller died: runs still `running` become `interrupted` and their
         experiments go back to `proposed`, to be run again. Returns how many were recovered."""

@@ -14,6 +14,7 @@ from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.loop import Observer
 from overnight.status import status_dict
 from overnight.task import Metric
+from overnight.usage import usage_line
 
 STATUS_STYLE = {ExpStatus.KEPT: "green", ExpStatus.DISCARDED: "bright_black", ExpStatus.CRASHED: "red",
                 ExpStatus.TIMEOUT: "red", ExpStatus.INVALID: "red", ExpStatus.REJECTED: "yellow",
@@ -131,6 +132,8 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     console.print(f"{metric.name} ({metric.goal}): baseline {_fmt(d['baseline']['value'])} -> best "
                   f"[bold green]{_fmt(d['best']['value'])}[/] (#{d['best']['id']}, "
                   f"{(d['best']['commit'] or '')[:7]})")
+    if usage_line(d["llm"]):
+        console.print(usage_line(d["llm"]))
     for r in d["running"]:
         since = time.time() - r["since"] if r["since"] else 0
         console.print(f"[cyan]running[/] #{r['id']} for {since:.0f}s: {r['description'][:80]}")

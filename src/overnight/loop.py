@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
@@ -19,7 +19,8 @@ from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges import Judge, make_judge
-from overnight.proposers import Context, Proposal, Proposer, make_proposer
+from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
+from overnight.proposers.base import REJECTED_KEY
 from overnight.status import incumbent
 from overnight.runner import RunRequest, RunResult, RunStatus, execute
 from overnight.task import TaskSpec, file_hash, load_task
@@ -33,6 +34,7 @@ FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatu
 class RunConfig:
     tag: str | None = None  # None: resume the latest tag, or start one named after today
     proposer: str = "optuna"
+    proposer_options: ProposerOptions = field(default_factory=ProposerOptions)  # llm, agent, hybrid
     judge: str = "greedy"
     experiments: int | None = None  # total for the tag, baseline included
     hours: float | None = None  # wall-clock limit of this invocation
@@ -80,7 +82,7 @@ class Controller:
         self.journal = open_journal(self.root)
         self.tag = resolve_tag(self.journal, cfg.tag)
         self.judge: Judge = make_judge(cfg.judge)
-        self.proposer: Proposer = make_proposer(cfg.proposer)
+        self.proposer: Proposer = make_proposer(cfg.proposer, cfg.proposer_options)
         self.base_commit = self._start_tag()
         self._sweep_worktrees()
         self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
@@ -164,7 +166,14 @@ class Controller:
     def context(self, history: list[Experiment]) -> Context:
         inc = self.incumbent(history)
         files = gitops.read_files(self.root, inc.commit_sha, self.task.editable)
-        return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed)
+        notes = [n["message"] for n in self.journal.notes(self.tag)]
+        return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed,
+                       notes=notes, say=self._say)
+
+    def _say(self, kind: str, message: str) -> None:
+        """A proposer's news (e.g. falling back to optuna): journaled, and shown live."""
+        self.journal.event(self.tag, kind, message)
+        self.obs.message(message)
 
     def _propose(self, history: list[Experiment]) -> Experiment:
         if not history:  # the first experiment of every run is the unmodified baseline
@@ -174,13 +183,17 @@ class Controller:
         ctx = self.context(history)
         proposal: Proposal = self.proposer.propose(ctx)
         exp_id = self.journal.add_experiment(self.tag, ctx.incumbent.id, ctx.incumbent.commit_sha,
-                                             proposal.description, self.proposer.name, proposal.params,
+                                             proposal.description, proposal.proposer or self.proposer.name,
+                                             proposal.params,
                                              proposal.edits)
         return self.journal.experiment(exp_id)
 
     def _materialise(self, exp: Experiment) -> Experiment | None:
         """Make the candidate's commit (idempotent); reject edits outside the editable files."""
         if exp.commit_sha is None:
+            if exp.params.get(REJECTED_KEY):  # a failed proposal (bad edit): journaled, never run
+                self._finish(exp, ExpStatus.REJECTED, exp.params[REJECTED_KEY])
+                return None
             outside = sorted(set(exp.edits) - set(self.task.editable))
             if outside:
                 self._finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")

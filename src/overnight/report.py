@@ -14,6 +14,7 @@ from pathlib import Path
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.status import running_best, status_dict
 from overnight.task import TaskSpec
+from overnight.usage import usage_markdown
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
 
@@ -112,6 +113,7 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
             reason = (e.reason or "").splitlines()[0][:100] if e.reason else ""
             out.append(f"| {e.id} | {e.status.value} | {e.description[:60]} | {reason} |")
         out.append("")
+    out += usage_markdown(d["llm"])
     imp = importances(state_dir, tag)
     if imp:
         out += ["## Parameter importances (Optuna, fANOVA)", "", "| knob | importance |", "|---|---|"]

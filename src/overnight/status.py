@@ -11,6 +11,7 @@ import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.task import Metric
+from overnight.usage import usage_summary
 
 
 def incumbent(history: list[Experiment]) -> Experiment | None:
@@ -61,4 +62,5 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "updated": last,
         "base_commit": info.get("base_commit"),
         "config": info.get("config", {}),
+        "llm": usage_summary(history, journal.events(tag)),  # tokens, cost, fallback (usage.py)
     }

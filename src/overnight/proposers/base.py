@@ -16,11 +16,16 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from overnight import knobs as knoblib
 from overnight.journal import Experiment
 from overnight.task import TaskSpec
+
+
+# params key of a proposal that failed validation: the controller journals it as REJECTED with
+# this reason and never commits or runs it (a bad model reply is a failed proposal, not a crash).
+REJECTED_KEY = "rejected"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,16 @@ class Proposal:
     description: str
     edits: dict[str, str]  # editable path -> new full text
     params: dict[str, Any] = field(default_factory=dict)
+    proposer: str | None = None  # who really proposed it (e.g. "optuna" as llm's fallback)
+
+    @classmethod
+    def failed(cls, description: str, reason: str, params: dict[str, Any] | None = None,
+               proposer: str | None = None) -> Proposal:
+        return cls(description, {}, {**(params or {}), REJECTED_KEY: reason}, proposer)
+
+    @property
+    def rejected(self) -> str | None:
+        return self.params.get(REJECTED_KEY)
 
 
 @dataclass
@@ -42,6 +57,9 @@ class Context:
     incumbent_files: dict[str, str]
     history: list[Experiment]
     seed: int = 0
+    notes: list[str] = field(default_factory=list)  # `overnight note` texts, oldest first
+    # say(kind, message): a journal event the user also sees (e.g. "fallback"); no-op by default
+    say: Callable[[str, str], None] = lambda kind, message: None
 
 
 class Proposer(ABC):

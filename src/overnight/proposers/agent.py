@@ -1,0 +1,150 @@
+"""`agent`: an external coding-agent command edits a checkout of the current best.
+
+    overnight run --proposer agent --agent-cmd 'claude -p "$(cat {prompt_file})"'
+
+For each proposal the harness makes a fresh git worktree of the current best in a temporary
+folder (outside the task repository, away from the journal), writes the prompt to a file, and
+runs the command there under a wall-clock limit. `{prompt_file}` and `{description_file}` in
+the command are replaced by (quoted) paths, and the prompt is also on the command's stdin, so
+`claude -p` or `codex exec -` read it either way. Afterwards the harness takes the diff of the
+editable files against the current best and validates it as the llm proposer does (only
+editable files changed, Python compiles, something changed); a rejected change is sent back
+once, with the error, in the same worktree.
+
+What this does NOT protect against: the agent is a program you chose and runs as you. It is
+told not to run the training and gets no OVERNIGHT_* variables, and its worktree is not in the
+task folder, but nothing stops it from reading or writing other paths on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from overnight import gitops
+from overnight.errors import OvernightError
+from overnight.proposers import edits, prompt
+from overnight.proposers.base import Context, Proposal, Proposer
+from overnight.proposers.options import ProposerOptions
+
+KILL_GRACE_SECONDS = 5.0
+
+
+class AgentProposer(Proposer):
+    name = "agent"
+
+    def __init__(self, opts: ProposerOptions):
+        opts.check(self.name)
+        self.opts = opts
+        try:
+            program = shlex.split(opts.agent_cmd)[0]
+        except (ValueError, IndexError):
+            raise OvernightError(f"--agent-cmd {opts.agent_cmd!r} is not a valid shell command — check "
+                                 "its quotes") from None
+        if "=" not in program and shutil.which(program) is None:
+            raise OvernightError(f"agent command {program!r} not found on PATH — install it or fix --agent-cmd")
+
+    def propose(self, ctx: Context) -> Proposal:
+        run_dir = Path(ctx.state_dir) / ctx.tag / "agent" / f"{len(ctx.history) + 1:04d}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        prompt_file, desc_file, log = run_dir / "prompt.md", run_dir / "description.txt", run_dir / "agent.log"
+        desc_file.unlink(missing_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"overnight-agent-{ctx.tag}-"))
+        checkout = tmp / "checkout"
+        gitops.worktree_add(ctx.task.root, checkout, ctx.incumbent.commit_sha)
+        params = {"agent_log": str(log.relative_to(ctx.state_dir))}
+        error, description = "", "agent edit"
+        try:
+            for attempt in range(2):
+                _, text = prompt.build(ctx, "agent", description_file=str(desc_file))
+                if attempt:
+                    text += f"\n# Your previous change was rejected\n\n{error}\nFix it in place.\n"
+                prompt_file.write_text(text)
+                failure = self._run(checkout, prompt_file, desc_file, log, params)
+                description = self._description(desc_file, log)
+                if failure:
+                    return Proposal.failed(description, failure, params, proposer=self.name)
+                try:
+                    new = self._collect(ctx, checkout)
+                except edits.EditError as exc:
+                    error = str(exc)
+                    continue
+                return Proposal(description, new, params, proposer=self.name)
+            return Proposal.failed(description, f"agent change rejected after one retry: {error}", params,
+                                   proposer=self.name)
+        finally:
+            gitops.worktree_remove(ctx.task.root, checkout)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _run(self, cwd: Path, prompt_file: Path, desc_file: Path, log: Path, params: dict) -> str | None:
+        """Run the command; None when it exited 0 in time, else why it failed."""
+        cmd = (self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file)))
+               .replace("{description_file}", shlex.quote(str(desc_file))))
+        # The agent gets none of the harness's run variables: it is not a training run.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+        env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))
+        start = time.monotonic()
+        with open(prompt_file, "rb") as stdin, open(log, "ab") as out:
+            proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
+                                    env=env, start_new_session=True)
+            try:
+                code = proc.wait(timeout=self.opts.agent_timeout)
+            except subprocess.TimeoutExpired:
+                code = None
+            finally:  # also on Ctrl-C: never leave an agent running after the harness
+                _kill_group(proc)
+        params["agent_seconds"] = round(params.get("agent_seconds", 0) + time.monotonic() - start, 1)
+        if code is None:
+            return f"agent timed out after {self.opts.agent_timeout:g} s (--agent-timeout)"
+        if code != 0:
+            tail = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+            return f"agent command exited {code}: {tail[0][:200] if tail else 'no output'}"
+        return None
+
+    def _collect(self, ctx: Context, checkout: Path) -> dict[str, str]:
+        """The editable files as the agent left them, validated; other tracked files it changed
+        are put back so the retry starts clean. Untracked files it created are ignored."""
+        base = ctx.incumbent.commit_sha
+        changed = [p for p in gitops.git(checkout, "diff", "--name-only", base).splitlines() if p]
+        outside = [p for p in changed if p not in ctx.task.editable]
+        if outside:
+            gitops.git(checkout, "checkout", base, "--", *outside, check=False)
+            raise edits.EditError(f"changed {', '.join(outside)}, which may not be edited — change only "
+                                  f"{', '.join(ctx.task.editable)}")
+        new = {}
+        for path in ctx.task.editable:
+            file = checkout / path
+            if not file.is_file():
+                gitops.git(checkout, "checkout", base, "--", path, check=False)
+                raise edits.EditError(f"{path} was deleted — edit it, do not remove it")
+            new[path] = file.read_text(errors="replace")
+        return edits.validate(ctx.incumbent_files, new, ctx.task.editable, ctx.task.protected)
+
+    @staticmethod
+    def _description(desc_file: Path, log: Path) -> str:
+        if desc_file.is_file() and desc_file.read_text(errors="replace").strip():
+            return edits.describe(desc_file.read_text(errors="replace"))
+        lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
+        return edits.describe(lines[-1]) if lines else "agent edit"
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=KILL_GRACE_SECONDS)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,208 @@
+"""The prompt the llm and agent proposers send: what a human researcher would want to see.
+
+Sections, each with its own cap so the whole prompt is bounded by PROMPT_CAP characters however
+long the night runs: the task's program.md, the metric and goal, the compacted history (summary
+counts, every kept change, the recent experiments, then older ones shortened until the history
+cap is reached), the noise level when runs were repeated, the tail of the last crash, the
+human's notes, and the editable files at the current best. Characters, not tokens: no
+tokenizer to install, and ~4 characters per token is close enough for a cap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from overnight.journal import Experiment, ExpStatus
+from overnight.proposers.base import Context
+from overnight.proposers.edits import DIVIDER, REPLACE, SEARCH
+
+PROGRAM_CAP, FILES_CAP, HISTORY_CAP, CRASH_CAP, NOTES_CAP = 8_000, 48_000, 8_000, 2_500, 2_000
+FIXED_TEXT_CAP = 5_000  # system message, headings and instructions, with room to spare
+PROMPT_CAP = PROGRAM_CAP + FILES_CAP + HISTORY_CAP + CRASH_CAP + NOTES_CAP + FIXED_TEXT_CAP
+RECENT, KEPT_SHOWN = 25, 15
+
+SYSTEM = f"""You are an ML researcher running experiments overnight. Each reply proposes ONE change to
+the editable files; a harness commits it, trains under a fixed time budget, measures the metric
+and keeps the change only if it is really better.
+
+Reply format (strict): first one short paragraph saying what you change and why you expect it to
+help (it becomes the experiment's description), then one or more blocks like this:
+
+path/of/the/file.py
+{SEARCH}
+exact lines copied from the current file
+{DIVIDER}
+the new lines
+{REPLACE}
+
+The SEARCH lines must match the current file exactly (indentation included) and occur once;
+keep them short but unique. Edit only the editable files. Do not rewrite whole files."""
+
+AGENT = """You are working in a git checkout of the current best version of the task. Make ONE
+change by editing the editable files in place ({editable}). Do not edit any other file, do not
+commit, and do not run the training or evaluation: the harness runs it under a fixed budget
+after you finish. When you are done, write a one-line description of your change (what and why)
+to the file {description_file}."""
+
+HYBRID = ("Numeric constants are tuned separately (Optuna) after your move: spend this move on "
+          "structure (architecture, optimizer, schedule, code), not on retuning a number.")
+
+
+def clip(text: str, cap: int, keep: str = "head") -> str:
+    if len(text) <= cap:
+        return text
+    marker = f"\n[... {len(text) - cap} characters omitted ...]\n"
+    room = max(cap - len(marker), 0)
+    return text[:room] + marker if keep == "head" else marker + text[len(text) - room:]
+
+
+def _v(value: float | None) -> str:
+    return "-" if value is None else f"{value:.6g}"
+
+
+def noise_level(history: list[Experiment]) -> float | None:
+    """Pooled standard deviation of repeated runs of one commit, when any were repeated.
+    Groups whose values are all identical are left out: their code ignores the seed."""
+    groups = [v for v in (e.ok_values for e in history) if len(v) >= 2 and max(v) > min(v)]
+    df = sum(len(g) - 1 for g in groups)
+    if not df:
+        return None
+    ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups)
+    return (ss / df) ** 0.5
+
+
+def _line(e: Experiment, by_id: dict[int, Experiment], short: bool = False) -> str:
+    parent = by_id.get(e.parent_id) if e.parent_id is not None else None
+    delta = ""
+    if e.value is not None and parent is not None and parent.value is not None:
+        delta = f" ({e.value - parent.value:+.4g} vs #{parent.id})"
+    desc = " ".join(e.description.split())[: 80 if short else 140]
+    why = ""
+    if e.status.failed and e.reason:
+        why = " — " + " ".join(e.reason.split("\n", 1)[0].split())[: 60 if short else 120]
+    who = "" if short else f" [{e.proposer}]"
+    return f"#{e.id} {e.status.value} {_v(e.value)}{delta}{who}: {desc}{why}"
+
+
+def _take(lines: list[str], budget: int) -> list[str]:
+    """The leading lines that fit in `budget` characters."""
+    out, used = [], 0
+    for line in lines:
+        if used + len(line) + 1 > budget:
+            break
+        out.append(line)
+        used += len(line) + 1
+    return out
+
+
+def history_section(ctx: Context) -> str:
+    """Summary counts, then kept changes, recent failures to learn from, and older experiments
+    shortened, each part within its share of HISTORY_CAP (newest first when they do not fit)."""
+    hist = ctx.history
+    by_id = {e.id: e for e in hist}
+    base = next((e for e in hist if e.parent_id is None), None)
+    tried = [e for e in hist if e.parent_id is not None]
+    if not tried:
+        return (f"Only the baseline so far ({_v(base.value if base else None)}): this is the first change "
+                "of the night.")
+    counts: dict[str, int] = {}
+    for e in hist:
+        counts[e.status.value] = counts.get(e.status.value, 0) + 1
+    out = [f"{len(hist)} experiments so far ({', '.join(f'{n} {s}' for s, n in counts.items())}). "
+           f"Baseline {_v(base.value if base else None)}, current best {_v(ctx.incumbent.value)} "
+           f"(#{ctx.incumbent.id})."]
+    kept = [e for e in tried if e.status == ExpStatus.KEPT]
+    shown_kept = _take(["  " + _line(e, by_id) for e in reversed(kept[-KEPT_SHOWN:])], HISTORY_CAP * 35 // 100)
+    if kept:
+        out.append("Kept changes (the current best contains them), oldest first:")
+        if len(kept) > len(shown_kept):
+            out.append(f"  ({len(kept) - len(shown_kept)} earlier kept changes not shown)")
+        out += shown_kept[::-1]
+    recent = [e for e in tried[-RECENT:] if e.status != ExpStatus.KEPT]
+    shown_recent = _take(["  " + _line(e, by_id) for e in reversed(recent)], HISTORY_CAP * 40 // 100)
+    if shown_recent:
+        out.append("Recent experiments that were not kept, newest last:")
+        out += shown_recent[::-1]
+    shown = {e.id for e in kept[-len(shown_kept):]} if shown_kept else set()
+    shown |= {e.id for e in recent[len(recent) - len(shown_recent):]}
+    older = [e for e in reversed(tried) if e.id not in shown]
+    if older:
+        room = HISTORY_CAP - sum(len(x) + 1 for x in out) - 120
+        lines = _take(["  " + _line(e, by_id, short=True) for e in older], room)
+        out.append("Earlier experiments, newest first, shortened:")
+        out += lines
+        if len(lines) < len(older):
+            out.append(f"  ({len(older) - len(lines)} more not shown)")
+    return clip("\n".join(out), HISTORY_CAP)
+
+
+def crash_section(ctx: Context) -> str:
+    for e in reversed(ctx.history):
+        last = e.last_run
+        if e.status in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID) and last and last.log_tail:
+            head = f"#{e.id} ({e.status.value}): {' '.join(e.description.split())[:160]}\n"
+            return head + "```\n" + clip(last.log_tail.strip(), CRASH_CAP - len(head) - 10, keep="tail") + "\n```"
+    return ""
+
+
+def notes_section(ctx: Context) -> str:
+    kept: list[str] = []
+    for note in reversed(ctx.notes):  # the newest notes win when they do not all fit
+        line = "- " + " ".join(note.split())
+        if sum(len(x) + 1 for x in kept) + len(line) > NOTES_CAP:
+            break
+        kept.insert(0, clip(line, NOTES_CAP))
+    return "\n".join(kept)
+
+
+def files_section(ctx: Context) -> str:
+    per_file = FILES_CAP // max(len(ctx.incumbent_files), 1) - 40
+    parts = []
+    for path, text in ctx.incumbent_files.items():
+        lang = "python" if path.endswith(".py") else ""
+        parts.append(f"## {path}\n```{lang}\n{clip(text, per_file)}\n```")
+    return "\n\n".join(parts)
+
+
+def program_text(ctx: Context) -> str:
+    path = Path(ctx.task.root) / "program.md"
+    return path.read_text(errors="replace") if path.is_file() else ""
+
+
+def build(ctx: Context, mode: str = "llm", description_file: str = "") -> tuple[str, str]:
+    """(system, user) for mode "llm", "hybrid" (llm, structural moves) or "agent"."""
+    m, t = ctx.task.metric, ctx.task
+    sections = []
+    program = program_text(ctx)
+    if program.strip():
+        sections.append("# Research program\n\n" + clip(program.strip(), PROGRAM_CAP))
+    goal = "lower is better" if m.goal == "minimize" else "higher is better"
+    objective = (f"Metric: {m.name} ({m.goal}: {goal}). Each run trains for {t.budget:g} s. "
+                 f"Editable: {', '.join(t.editable)}. Protected: {', '.join(t.protected)}.")
+    noise = noise_level(ctx.history)
+    if noise is not None:
+        objective += (f"\nNoise: repeated runs of the same code differ by a standard deviation of "
+                      f"{noise:.3g}; smaller differences are not real.")
+    sections.append("# Objective\n\n" + objective)
+    sections.append("# History\n\n" + history_section(ctx))
+    crash = crash_section(ctx)
+    if crash:
+        sections.append("# Last failed run (log tail)\n\n" + crash)
+    notes = notes_section(ctx)
+    if notes:
+        sections.append("# Notes from the human (follow them)\n\n" + notes)
+    if mode != "agent":
+        which = f"#{ctx.incumbent.id}" if ctx.incumbent.parent_id is not None else "the baseline"
+        sections.append(f"# Files at the current best ({which})\n\n" + files_section(ctx))
+    ask = ("Propose your next experiment: one short paragraph (what and why), then SEARCH/REPLACE "
+           "blocks.")
+    if mode == "hybrid":
+        ask += " " + HYBRID
+    if mode == "agent":
+        ask = AGENT.format(editable=", ".join(t.editable), description_file=description_file)
+    sections.append("# Your move\n\n" + ask)
+    return SYSTEM if mode != "agent" else "", "\n\n".join(sections) + "\n"
+
+
+def size(system: str, user: str) -> int:
+    return len(system) + len(user)
