@@ -57,12 +57,12 @@ class HybridProposer(Proposer):
         anchor = tunes[-1].params[ANCHOR] if tunes and not llm_due else ctx.incumbent.commit_sha
         try:
             return self._tune(ctx, anchor)
-        except OvernightError:
+        except OvernightError as exc:
             if not llm_due:  # nothing numeric to tune here: let the model move instead
                 proposal = self.llm.propose_llm(ctx, "hybrid")
                 if proposal is not None:
                     return replace(proposal, params={**proposal.params, MOVE: "llm"}, proposer="hybrid:llm")
-            raise
+            raise OvernightError(f"hybrid: the model endpoint is down and Optuna cannot stand in ({exc})") from None
 
     def _tune(self, ctx: Context, anchor: str) -> Proposal:
         tuner, actx = self._tuner(ctx, anchor)
