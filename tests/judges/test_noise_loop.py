@@ -1,0 +1,163 @@
+"""The noise judge inside the real loop on the toy task: real git, subprocesses, SQLite.
+
+Seed-ignoring candidates, drift of the machine, the simplicity rule, and the A/A stream
+(changes that do nothing) against greedy.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+
+import pytest
+
+from overnight import knobs
+from overnight.journal import ExpStatus
+from overnight.judges.noise import NoiseSettings
+from overnight.loop import Controller, RunConfig
+from overnight.proposers import Proposal
+from overnight.report import report_markdown
+from overnight.task import load_task
+
+from conftest import write_toy
+
+from .toys import Scripted, commit_change, no_op, pin_seed, set_knobs
+
+
+def night(root, *steps, n=None, judge="noise", **settings):
+    settings.setdefault("remeasure_every", 0)
+    cfg = RunConfig(tag="t", judge=judge, experiments=n or len(steps) + 1, noise=NoiseSettings(**settings))
+    c = Controller(root, cfg, proposer=Scripted(*steps))
+    c.run()
+    return c, {e.id: e for e in c.journal.experiments("t")}
+
+
+def status_json(cli, root) -> dict:
+    res = cli("status", root, "--tag", "t", "--json")
+    assert res.exit_code == 0, res.output
+    return json.loads(res.output)
+
+
+def test_candidate_that_ignores_the_seed_is_flagged(tmp_path, cli):
+    root = write_toy(tmp_path / "toy")
+    c, h = night(root, pin_seed(ACTIVATION="gelu"))
+    seedless = h[2]
+    # Two runs under seeds 0 and 1 gave the same number: decided there (no third run), and
+    # counted as one observation.
+    assert [r.seed for r in seedless.runs] == [0, 1]
+    assert seedless.runs[0].value == seedless.runs[1].value
+    assert seedless.status == ExpStatus.KEPT  # 0.02 better is real even as one run
+    assert "ignores OVERNIGHT_SEED: counted as one run" in seedless.reason
+    events = c.journal.events("t", "ignores-seed")
+    assert len(events) == 1 and events[0]["message"] == f"#2: {seedless.reason}"
+    d = status_json(cli, root)
+    assert d["flagged"] == [events[0]["message"]]
+    # The pinned runs add nothing to the noise estimate: only the baseline's 6 runs (5 df) do.
+    assert d["noise"]["df"] == 5
+    md = report_markdown(c.journal, "t", load_task(root), root / ".overnight")
+    assert "## Candidates that ignore the seed" in md and events[0]["message"] in md
+
+
+def test_honest_candidate_is_not_flagged(tmp_path, cli):
+    root = write_toy(tmp_path / "toy")
+    c, h = night(root, set_knobs(ACTIVATION="gelu"), set_knobs(USE_NORM=True))
+    assert h[2].status == h[3].status == ExpStatus.KEPT
+    # Each replicate has its own seed and its own value, the incumbent's top-ups included.
+    for e in h.values():
+        assert [r.seed for r in e.runs] == list(range(len(e.runs)))
+        assert len(set(e.ok_values)) == len(e.ok_values)
+    assert c.journal.events("t", "ignores-seed") == [] and status_json(cli, root)["flagged"] == []
+
+
+def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
+    """evaluate.py adds an offset read from a file outside the repository; the test flips it
+    in the middle of the night (when the 4th experiment is proposed), as a machine that got
+    slower would. The incumbent's second re-measure lands far off and is reported."""
+    offset = tmp_path / "offset"
+    root = write_toy(tmp_path / "toy")
+    commit_change(root, "evaluate.py", "    loss = true_loss(constants) + noise * draw\n",
+                  "    loss = true_loss(constants) + noise * draw\n"
+                  f"    loss += float(open({str(offset)!r}).read()) if os.path.exists({str(offset)!r}) else 0.0\n",
+                  "an evaluation that depends on the machine")
+
+    def flip_then(step):
+        def flipped(ctx):
+            offset.write_text("0.05")  # 25 noise sds
+            return step(ctx)
+        return flipped
+
+    worse = [set_knobs(LEARNING_RATE=lr) for lr in (0.5, 0.6, 0.7, 0.8)]
+    c, h = night(root, worse[0], worse[1], flip_then(worse[2]), worse[3], remeasure_every=2)
+    base = h[1]
+    assert all(h[i].status == ExpStatus.DISCARDED and len(h[i].runs) == 1 for i in (2, 3, 4, 5))
+    # 6 baseline seeds, then a re-measure after #3 (same machine) and after #5 (shifted).
+    assert [r.seed for r in base.runs] == list(range(8)) and base.status == ExpStatus.KEPT
+    assert base.runs[7].started > h[5].decided > base.runs[6].started > h[3].decided
+    assert base.value == pytest.approx(statistics.fmean(base.ok_values))
+    drift = c.journal.events("t", "drift")
+    assert len(drift) == 1, drift  # the first re-measure was within the noise
+    assert drift[0]["message"].startswith("incumbent #1 re-measured at") and " se from its earlier mean" in drift[0]["message"]
+    z = float(drift[0]["message"].split(", ")[1].split(" se")[0])
+    assert z > 10
+    d = status_json(cli, root)
+    assert d["drift"] == [drift[0]["message"]]
+    res = cli("report", root, "--tag", "t")
+    assert res.exit_code == 0, res.output
+    md = (root / ".overnight" / "t" / "report.md").read_text()
+    assert "## Drift" in md and drift[0]["message"] in md
+
+
+def test_simplicity_rule_both_ways(tmp_path):
+    root = write_toy(tmp_path / "toy")
+    docstring = root.joinpath("train.py").read_text().split("from evaluate")[0]
+    assert docstring.count("\n") == 6
+
+    def padded(ctx):  # the same 0.01 gain as #3, bought with 12 added lines
+        src = set_knobs(USE_NORM=True)(ctx).edits["train.py"]
+        return Proposal("USE_NORM with padding", {"train.py": src + "# pad\n" * 12}, {})
+
+    def strip_docstring(ctx):  # 6 lines fewer, same constants: not better, not worse
+        src = ctx.incumbent_files["train.py"]
+        return Proposal("drop the docstring", {"train.py": src.replace(docstring, "")}, {})
+
+    c, h = night(root, padded, set_knobs(USE_NORM=True), strip_docstring, line_price=0.002)
+    assert h[2].status == ExpStatus.DISCARDED and "+12 lines" in h[2].reason  # 0.024 charged > 0.01 gained
+    assert h[3].status == ExpStatus.KEPT and h[3].reason.startswith("confirmed") and "+0 lines" in h[3].reason
+    assert h[4].status == ExpStatus.KEPT and h[4].reason.startswith("simplification"), h[4].reason
+    assert "-6 lines" in h[4].reason and len(h[4].runs) == 4 and h[4].parent_id == 3
+    # Off: the same removal is one more candidate that did not beat the incumbent.
+    root2 = write_toy(tmp_path / "toy2")
+    _, h2 = night(root2, strip_docstring, simplify=False)
+    assert h2[2].status == ExpStatus.DISCARDED and "-6 lines" in h2[2].reason
+
+
+def test_aa_stream_noise_keeps_almost_nothing_greedy_keeps_noise(tmp_path):
+    """30 candidates that change nothing the loss depends on. The noise judge (its defaults,
+    re-measures included) keeps at most 2; greedy, on the very same stream, keeps every new
+    record low and claims a gain that does not exist."""
+    n = 30
+    results = {}
+    for judge in ("noise", "greedy"):
+        root = write_toy(tmp_path / judge)
+        cfg = RunConfig(tag="t", judge=judge, experiments=n + 1)
+        c = Controller(root, cfg, proposer=Scripted(*[no_op(i) for i in range(1, n + 1)]))
+        c.run()
+        h = c.journal.experiments("t")
+        assert len(h) == n + 1 and all(e.status in (ExpStatus.KEPT, ExpStatus.DISCARDED) for e in h)
+        # No candidate changed a constant the loss depends on.
+        base = {k: v.value for k, v in knobs.find_constants((root / "train.py").read_text()).items()}
+        for e in h[1:]:
+            consts = {k: v.value for k, v in knobs.find_constants(e.edits["train.py"]).items()}
+            assert consts.pop("AA_TRIAL") == e.id - 1 and consts == base
+        kept = [e for e in h[1:] if e.status == ExpStatus.KEPT]
+        best = max((e for e in h if e.status == ExpStatus.KEPT), key=lambda e: (e.decided, e.id))
+        results[judge] = (len(kept), h[0].value - best.value, sum(len(e.runs) for e in h[1:]))
+        c.journal.close()
+    noise_kept, noise_claim, noise_runs = results["noise"]
+    greedy_kept, greedy_claim, greedy_runs = results["greedy"]
+    sd = 0.002
+    assert noise_kept <= 2, results
+    assert greedy_kept > 2, results  # the bound above fails for greedy
+    assert greedy_claim > 1.5 * sd and abs(noise_claim) < sd, results  # greedy's "gain" is the winner's curse
+    # The price: confirmation runs. A/A candidates are the costly case (half pass the screen).
+    assert greedy_runs == n and noise_runs < 3 * n, results

@@ -1,0 +1,126 @@
+"""kill -9 in the middle of a confirmation: no replicate run is lost or double-counted.
+
+A real `python -m overnight run --quiet` on the toy task (each run sleeps 1 s), with the
+`agent` proposer driving a tiny script that makes one clearly better change. The controller
+is killed twice: while the incumbent is being topped up with replicates for the comparison,
+and while the candidate's confirmation run is in flight. Each time the same command resumes.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import psutil
+
+from overnight.journal import ExpStatus
+from overnight.judges.noise import NoiseJudge, NoiseSettings
+from overnight.loop import open_journal
+from overnight.task import load_task
+
+from conftest import write_toy
+
+AGENT = """\
+import os, pathlib
+p = pathlib.Path("train.py")
+p.write_text(p.read_text().replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"'))
+pathlib.Path(os.environ["OVERNIGHT_DESCRIPTION_FILE"]).write_text("gelu instead of relu")
+"""
+
+
+def _cmd(root: Path, agent: Path) -> list[str]:
+    return [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "night", "--experiments", "2",
+            "--judge", "noise", "--baseline-seeds", "2", "--proposer", "agent",
+            "--agent-cmd", f"{sys.executable} {agent}"]
+
+
+def _runs(db: Path) -> list[tuple[int, str]]:
+    con = sqlite3.connect(db, timeout=10)
+    try:
+        return con.execute("SELECT experiment_id, status FROM runs ORDER BY id").fetchall()
+    except sqlite3.OperationalError:  # the schema is not there yet
+        return []
+    finally:
+        con.close()
+
+
+def _kill_when(proc: subprocess.Popen, root: Path, ready, timeout: float = 90) -> None:
+    """Poll the journal as another process would; SIGKILL the controller once `ready(runs)`,
+    then let its orphaned training run (its own session) finish."""
+    db = root / ".overnight" / "journal.db"
+    deadline = time.monotonic() + timeout
+    while not (db.exists() and ready(_runs(db))):
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, _runs(db)
+        time.sleep(0.03)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=10)
+    psutil.wait_procs(children, timeout=15)
+
+
+def _ok_and_running(runs, exp_id: int, min_ok: int = 1) -> bool:
+    mine = [s for e, s in runs if e == exp_id]
+    return mine.count("ok") >= min_ok and "running" in mine
+
+
+def test_kill_during_confirmation_loses_and_double_counts_nothing(tmp_path):
+    root = write_toy(tmp_path / "toy", env={"TOY_SLEEP": "1"})
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+
+    # 1. Killed while the baseline (the incumbent) gets its extra replicates for candidate #2.
+    proc = subprocess.Popen(_cmd(root, agent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _kill_when(proc, root, lambda runs: (2, "ok") in runs and _ok_and_running(runs, 1, min_ok=2))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    j = open_journal(root)
+    assert j.experiment(1).status == ExpStatus.KEPT and j.experiment(2).status == ExpStatus.RUNNING
+    j.close()
+
+    # 2. Killed while #2's confirmation run is in flight.
+    proc = subprocess.Popen(_cmd(root, agent), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _kill_when(proc, root, lambda runs: _ok_and_running(runs, 2))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    # 3. The same command finishes the night.
+    done = subprocess.run(_cmd(root, agent), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming night: 1 interrupted run(s) will run again" in done.stdout
+
+    j = open_journal(root)
+    h = j.experiments("night")
+    assert [e.id for e in h] == [1, 2] and all(e.status == ExpStatus.KEPT for e in h)
+    for e in h:
+        assert {r.status for r in e.runs} <= {"ok", "interrupted"}
+        ok = [r for r in e.runs if r.status == "ok"]
+        # Seeds of the ok replicates: distinct and consecutive, whatever was killed.
+        assert [r.seed for r in ok] == list(range(len(ok))), (e.id, [(r.seed, r.status) for r in e.runs])
+        bad = [r for r in e.runs if r.status == "interrupted"]
+        assert len(bad) == 1, (e.id, [(r.seed, r.status) for r in e.runs])
+        # The interrupted replicate ran again, with the same seed, after it.
+        again = [r for r in ok if r.seed == bad[0].seed]
+        assert len(again) == 1 and again[0].id > bad[0].id
+    base, cand = h
+    assert len(base.ok_values) == 6 and len(cand.ok_values) == 2  # 6 incumbent runs, 2 of the candidate
+    assert "gelu" in cand.edits["train.py"] and cand.description == "gelu instead of relu"
+
+    # The decision is what the judge says on the runs the journal holds at the decision time.
+    settings = NoiseSettings(**j.tag_info("night")["config"]["noise"])
+    assert settings.baseline_runs == 2
+    t = cand.decided
+    at_t = [replace(e, runs=[r for r in e.runs if r.ended is not None and r.ended <= t]) for e in h]
+    verdict = NoiseJudge(settings).judge(at_t[1], at_t[0], load_task(root).metric, at_t)
+    assert verdict.action == "keep" and verdict.reason == cand.reason and verdict.value == cand.value
+    assert "over 2 run(s) vs 6 of #1" in cand.reason
+    assert len(j.events("night", "resume")) == 2
+    j.close()

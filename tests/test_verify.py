@@ -1,0 +1,116 @@
+"""`overnight verify` and `overnight ablate` end to end on the toy task (real runs, git, SQLite).
+
+The night: four kept changes, each a known true gain on the toy (noise sd 0.001):
+  #2 ACTIVATION relu->gelu      0.020
+  #3 USE_NORM False->True       0.010   (the line next to #2's: #2 no longer reverse-applies)
+  #4 LEARNING_RATE 0.01->0.005  0.0265  (then superseded by #5)
+  #5 LEARNING_RATE 0.005->0.002 0.0127
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from overnight.errors import OvernightError
+from overnight.journal import ExpStatus
+from overnight.judges.noise import NoiseSettings
+from overnight.loop import Controller, RunConfig
+from overnight.report import write_report
+from overnight.task import load_task
+from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify
+
+from conftest import write_toy
+from judges.toys import Scripted, set_knobs
+
+
+def lr_term(lr: float) -> float:
+    return 0.08 * math.log10(lr / 0.002) ** 2
+
+
+TRUE_GAIN = {2: 0.02, 3: 0.01, 5: lr_term(0.005) - lr_term(0.002)}
+TOTAL = 0.02 + 0.01 + lr_term(0.01)
+
+
+@pytest.fixture(scope="module")
+def night(tmp_path_factory):
+    root = write_toy(tmp_path_factory.mktemp("verify") / "toy", env={"TOY_NOISE": "0.001"})
+    steps = [set_knobs(ACTIVATION="gelu"), set_knobs(USE_NORM=True), set_knobs(LEARNING_RATE=0.005),
+             set_knobs(LEARNING_RATE=0.002)]
+    c = Controller(root, RunConfig(tag="t", experiments=5, noise=NoiseSettings(remeasure_every=0)),
+                   proposer=Scripted(*steps))
+    c.run()
+    history = c.journal.experiments("t")
+    assert [e.status for e in history] == [ExpStatus.KEPT] * 5, [(e.id, e.reason) for e in history]
+    c.journal.close()
+    return root
+
+
+def remeasure(root, runs=4):
+    from overnight.loop import open_journal
+
+    return Remeasure(root, load_task(root), open_journal(root), "t", runs)
+
+
+def test_verify_and_ablate_measure_each_kept_change(night):
+    rm = remeasure(night)
+    history = rm.journal.experiments("t")
+    assert [e.id for e in kept_chain(history, history[-1])] == [2, 3, 4, 5]
+
+    base_values, best = verify(rm)
+    assert len(base_values) == len(best.values) == 4 and best.label == "#5"
+    assert 0 < best.low < TOTAL < best.high and best.gain == pytest.approx(TOTAL, abs=0.003)
+
+    best_values, changes = ablate(rm)
+    assert len(best_values) == 4
+    by = {c.label: c for c in changes}
+    assert list(by) == ["#2", "#3", "#4", "#5"]
+    for exp_id, gain in TRUE_GAIN.items():
+        c = by[f"#{exp_id}"]
+        assert len(c.values) == 4
+        assert 0 < c.low < gain < c.high, (exp_id, c)  # contribution positive, CI covers the truth
+    assert by["#3"].note == by["#5"].note == "reverse-applied"
+    assert by["#2"].note == 'constants put back: ACTIVATION="relu"'
+    assert by["#4"].values == [] and by["#4"].note.startswith("superseded") and math.isnan(by["#4"].gain)
+
+    # Fresh seeds: none of the night's replicate seeds, the same ones for every variant.
+    runs = sorted(p.name for p in (night / ".overnight" / "t" / "verify").iterdir())
+    assert runs == sorted(f"{label}-{FRESH_SEED_BASE + i}" for label in
+                          ("baseline-1", "best-5", "without-2", "without-3", "without-5") for i in range(4))
+    assert latest(rm.journal, "t", "ablate")["best_id"] == 5
+
+    md = write_report(rm.journal, "t", load_task(night), night, night / ".overnight" / "t")[1].read_text()
+    assert "## Verified on fresh seeds" in md and "- best #5: gain +" in md and "confirmed" in md
+    assert "## Ablation (each kept change taken out of #5)" in md
+    assert "- #4: not measured (superseded" in md
+    assert md.count("— confirmed") >= 4  # verify + three measured changes
+    rm.journal.close()
+
+
+def test_cli_prints_one_line_per_result(night, cli):
+    res = cli("verify", night, "--tag", "t", "--runs", "2")
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("best #5 vs baseline: gain +") and "2 fresh seeds" in lines[0]
+    res = cli("ablate", night, "--tag", "t", "--runs", "2")
+    assert res.exit_code == 0, res.output
+    lines = res.output.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["#2", "#3", "#4", "#5"]
+    assert "not measured (superseded" in lines[2] and "gain +" in lines[0]
+    res = cli("verify", night, "--tag", "t", "--runs", "1")
+    assert res.exit_code != 0 and "--runs must be at least 2" in res.output
+
+
+def test_nothing_kept_is_a_one_line_error(tmp_path):
+    root = write_toy(tmp_path / "toy")
+    c = Controller(root, RunConfig(tag="t", experiments=2, noise=NoiseSettings(baseline_runs=2, remeasure_every=0)),
+                   proposer=Scripted(set_knobs(LEARNING_RATE=1.0)))
+    c.run()
+    c.journal.close()
+    rm = remeasure(root, runs=2)
+    with pytest.raises(OvernightError, match="nothing was kept"):
+        verify(rm)
+    with pytest.raises(OvernightError, match="nothing was kept"):
+        ablate(rm)
+    rm.journal.close()
