@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ import click
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.judges import JUDGES
+from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal, resolve_tag, state_dir
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.cli_model import model_options, note, prompt
@@ -62,7 +64,16 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--proposer", type=click.Choice(PROPOSERS), default="optuna", show_default=True)
-@click.option("--judge", type=click.Choice(JUDGES), default="greedy", show_default=True)
+@click.option("--judge", type=click.Choice(JUDGES), default=RunConfig.judge, show_default=True,
+              help="noise: keep only gains that clear the measured noise; greedy: any lower single run")
+@click.option("--alpha", type=float, default=None, help="noise judge: false-keep rate for a no-op change [0.05]")
+@click.option("--baseline-seeds", type=int, default=None, help="noise judge: seeds for the baseline [5]")
+@click.option("--max-runs", type=int, default=None, help="noise judge: most runs per candidate [4]")
+@click.option("--line-price", type=float, default=None,
+              help="noise judge: metric gain each net added line must buy [0: off]")
+@click.option("--no-simplify", is_flag=True, help="noise judge: do not keep code removals that are merely not worse")
+@click.option("--remeasure-every", type=int, default=None,
+              help="noise judge: re-run the incumbent after this many candidates, to catch drift [10; 0: never]")
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
 @click.option("--experiments", type=int, default=None, help="stop when the tag has this many experiments")
 @click.option("--hours", type=float, default=None, help="stop after this many hours")
@@ -70,16 +81,20 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--seed", type=int, default=0, show_default=True, help="search seed")
 @click.option("--quiet", is_flag=True, help="no live view, one line per experiment")
 @model_options
-def run(directory: Path, proposer: str, judge: str, budget: float | None, experiments: int | None,
-        hours: float | None, tag: str | None, seed: int, quiet: bool,
-        proposer_options: ProposerOptions) -> None:
+def run(directory: Path, proposer: str, judge: str, alpha: float | None, baseline_seeds: int | None,
+        max_runs: int | None, line_price: float | None, no_simplify: bool, remeasure_every: int | None,
+        budget: float | None, experiments: int | None, hours: float | None, tag: str | None, seed: int,
+        quiet: bool, proposer_options: ProposerOptions) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
     from overnight.live import LiveView, PlainView
 
     if experiments is not None and experiments < 1:
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
-    cfg = RunConfig(tag=tag, proposer=proposer, judge=judge, experiments=experiments, hours=hours,
-                    budget=budget, seed=seed, proposer_options=proposer_options)
+    noise = noise_settings(alpha=alpha, baseline_runs=baseline_seeds, max_runs=max_runs,
+                           line_price=line_price, remeasure_every=remeasure_every,
+                           simplify=False if no_simplify else None)
+    cfg = RunConfig(tag=tag, proposer=proposer, judge=judge, noise=noise, experiments=experiments,
+                    hours=hours, budget=budget, seed=seed, proposer_options=proposer_options)
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
     controller = Controller(directory, cfg, observer=view, stop=stop)
@@ -102,6 +117,16 @@ def run(directory: Path, proposer: str, judge: str, budget: float | None, experi
     view.final_summary()
     if stop.is_set():
         click.echo(f"stopped. resume with the same command (tag {controller.tag}).")
+
+
+def noise_settings(**given) -> NoiseSettings:
+    """NoiseSettings with the options the user gave; the defaults live in NoiseSettings only."""
+    s = replace(NoiseSettings(), **{k: v for k, v in given.items() if v is not None})
+    if not 0 < s.alpha < 0.5:
+        raise OvernightError(f"--alpha must be between 0 and 0.5, got {s.alpha}")
+    if s.baseline_runs < 2 or s.max_runs < 2:
+        raise OvernightError("--baseline-seeds and --max-runs must be at least 2 (noise needs replicates)")
+    return s
 
 
 def _open(directory: Path, tag: str | None):
@@ -173,3 +198,32 @@ def show(experiment_id: int, directory: Path) -> None:
 
 main.add_command(note)
 main.add_command(prompt)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--tag", default=None)
+@click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for each of baseline and best")
+def verify(directory: Path, tag: str | None, runs: int) -> None:
+    """Re-measure the baseline and the best on fresh seeds: the confirmed gain with a 95 % CI."""
+    from overnight.verify import Remeasure, describe
+    from overnight.verify import verify as do_verify
+
+    root, journal, tag, task = _open(directory, tag)
+    _, result = do_verify(Remeasure(root, task, journal, tag, runs))
+    click.echo(describe(result, task.metric.name).replace(result.label, f"best {result.label} vs baseline", 1))
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--tag", default=None)
+@click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for the best and each variant")
+def ablate(directory: Path, tag: str | None, runs: int) -> None:
+    """Take each kept change out of the best in turn and measure what it contributes."""
+    from overnight.verify import Remeasure, describe
+    from overnight.verify import ablate as do_ablate
+
+    root, journal, tag, task = _open(directory, tag)
+    _, results = do_ablate(Remeasure(root, task, journal, tag, runs))
+    for r in results:
+        click.echo(describe(r, task.metric.name))

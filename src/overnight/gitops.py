@@ -91,6 +91,21 @@ def make_commit(repo: Path, parent: str, edits: dict[str, str], message: str) ->
     return git(repo, "commit-tree", tree, "-p", parent, input=message).strip()
 
 
+def revert_onto(repo: Path, commit: str, patch: str, message: str) -> str | None:
+    """A commit on top of `commit` with `patch` reverse-applied, or None if it does not apply."""
+    with tempfile.TemporaryDirectory(prefix="overnight-index-") as tmp:
+        env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
+        git(repo, "read-tree", commit, env=env)
+        patch_file = Path(tmp) / "change.patch"
+        patch_file.write_text(patch)
+        proc = subprocess.run(["git", "-C", str(repo), "apply", "--cached", "-R", str(patch_file)],
+                              capture_output=True, env={**os.environ, **env})
+        if proc.returncode != 0:
+            return None
+        tree = git(repo, "write-tree", env=env).strip()
+    return git(repo, "commit-tree", tree, "-p", commit, input=message).strip()
+
+
 def _is_executable(repo: Path, commit: str, path: str) -> bool:
     out = git(repo, "ls-tree", commit, "--", path, check=False).split()
     return bool(out) and out[0] == "100755"

@@ -171,6 +171,10 @@ class Journal:
                         " updated=?, decided=? WHERE id=?",
                         (status.value, reason, value, now, now if status.final else None, exp_id))
 
+    def set_value(self, exp_id: int, value: float) -> None:
+        """A new judged value for a decided experiment (the incumbent after a re-measure)."""
+        self.db.execute("UPDATE experiments SET value=?, updated=? WHERE id=?", (value, time.time(), exp_id))
+
     def experiment(self, exp_id: int) -> Experiment | None:
         row = self.db.execute("SELECT * FROM experiments WHERE id=?", (exp_id,)).fetchone()
         return None if row is None else self._experiment(row, self._runs([exp_id]).get(exp_id, []))
@@ -204,8 +208,10 @@ class Journal:
         try:
             cur = self.db.execute("INSERT INTO runs (experiment_id, seed, slot, node, status, started)"
                                   " VALUES (?,?,?,?,?,?)", (exp_id, seed, slot, node, "running", time.time()))
-            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE id=?",
-                            (ExpStatus.RUNNING.value, time.time(), exp_id))
+            # A decided experiment (the incumbent being re-measured) keeps its status.
+            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE id=? AND status IN (?, ?)",
+                            (ExpStatus.RUNNING.value, time.time(), exp_id, ExpStatus.PROPOSED.value,
+                             ExpStatus.RUNNING.value))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -134,6 +134,13 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
                   f"{(d['best']['commit'] or '')[:7]})")
     if usage_line(d["llm"]):
         console.print(usage_line(d["llm"]))
+    if d["noise"]["sd"] is not None:
+        per_kept = f", {d['runs_per_kept']:.1f} runs per kept improvement" if d["runs_per_kept"] else ""
+        console.print(f"noise: one run's sd {d['noise']['sd']:.6f} ({d['noise']['df']} df){per_kept}")
+    for msg in d["drift"][-3:]:
+        console.print(f"[yellow]drift:[/] {msg}")
+    for msg in d["flagged"][-3:]:
+        console.print(f"[yellow]flagged:[/] {msg[:160]}")
     for r in d["running"]:
         since = time.time() - r["since"] if r["since"] else 0
         console.print(f"[cyan]running[/] #{r['id']} for {since:.0f}s: {r['description'][:80]}")

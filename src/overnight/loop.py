@@ -19,6 +19,7 @@ from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges import Judge, make_judge
+from overnight.judges.noise import NoiseSettings
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
 from overnight.status import incumbent
@@ -26,6 +27,7 @@ from overnight.runner import RunRequest, RunResult, RunStatus, execute
 from overnight.task import TaskSpec, file_hash, load_task
 
 STATE_DIR = ".overnight"
+MAX_INCUMBENT_FAILURES = 3
 FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
                  RunStatus.INVALID: ExpStatus.INVALID}
 
@@ -35,7 +37,8 @@ class RunConfig:
     tag: str | None = None  # None: resume the latest tag, or start one named after today
     proposer: str = "optuna"
     proposer_options: ProposerOptions = field(default_factory=ProposerOptions)  # llm, agent, hybrid
-    judge: str = "greedy"
+    judge: str = "noise"
+    noise: NoiseSettings = field(default_factory=NoiseSettings)  # settings of the noise judge
     experiments: int | None = None  # total for the tag, baseline included
     hours: float | None = None  # wall-clock limit of this invocation
     budget: float | None = None  # overrides task.budget
@@ -70,7 +73,7 @@ def resolve_tag(journal: Journal, tag: str | None) -> str:
 
 class Controller:
     def __init__(self, root: Path, cfg: RunConfig, observer: Observer | None = None,
-                 stop: threading.Event | None = None):
+                 stop: threading.Event | None = None, proposer: Proposer | None = None):
         self.root = gitops.toplevel(Path(root).resolve())
         self.cfg = cfg
         self.obs = observer or Observer()
@@ -81,8 +84,8 @@ class Controller:
         gitops.ignore_locally(self.root, f"/{STATE_DIR}/")
         self.journal = open_journal(self.root)
         self.tag = resolve_tag(self.journal, cfg.tag)
-        self.judge: Judge = make_judge(cfg.judge)
-        self.proposer: Proposer = make_proposer(cfg.proposer, cfg.proposer_options)
+        self.judge: Judge = make_judge(cfg.judge, cfg.noise)
+        self.proposer: Proposer = proposer or make_proposer(cfg.proposer, cfg.proposer_options)
         self.base_commit = self._start_tag()
         self._sweep_worktrees()
         self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
@@ -205,39 +208,90 @@ class Controller:
         return exp
 
     def _evaluate(self, exp: Experiment) -> None:
+        """Run and judge one experiment until it is decided. The judge is a pure function of
+        the journaled runs, so a resumed controller picks up mid-confirmation exactly."""
         exp = self._materialise(exp)
         if exp is None:
             return
-        is_baseline = exp.parent_id is None
         while not self.stop.is_set():
-            wanted = self.judge.baseline_runs() if is_baseline else 1
+            exp = self.journal.experiment(exp.id)
             done = [r for r in exp.runs if r.status != "interrupted"]
-            if len(done) < wanted:
-                res = self._run_once(exp, replicate=len(done))
-                exp = self.journal.experiment(exp.id)
-                if res.status == RunStatus.INTERRUPTED:
-                    return
-                if res.status != RunStatus.OK:
-                    if is_baseline:
-                        self._finish(exp, FAILED_STATUS[res.status], res.error)
-                        raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
-                                             f"fix the task first; log: {res.log_path}")
-                    self._finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
+            if exp.parent_id is None:  # the baseline: several seeds, the first noise estimate
+                if len(done) < self.judge.baseline_runs():
+                    if not self._run_candidate(exp):
+                        return
+                    continue
+                self._finish(exp, ExpStatus.KEPT, "baseline", sum(exp.ok_values) / len(exp.ok_values))
+                return
+            if not done:
+                if not self._run_candidate(exp):
                     return
                 continue
-            if is_baseline:
-                values = exp.ok_values
-                self._finish(exp, ExpStatus.KEPT, "baseline", sum(values) / len(values))
-                return
             history = self.journal.experiments(self.tag)
-            verdict = self.judge.judge(exp, self.incumbent(history), self.task.metric, history)
+            inc = self.incumbent(history)
+            verdict = self.judge.judge(exp, inc, self.task.metric, history)
             if verdict.action == "more":
-                raise NotImplementedError("confirmation runs arrive with the noise-aware judge")
+                for _ in range(verdict.more_incumbent_runs):
+                    if not self._run_incumbent(inc):
+                        return
+                for _ in range(verdict.more_candidate_runs):
+                    if not self._run_candidate(exp):
+                        return
+                continue
+            for flag in verdict.flags:
+                self.journal.event(self.tag, flag, f"#{exp.id}: {verdict.reason}")
             status = ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED
             self._finish(exp, status, verdict.reason, verdict.value)
+            self._maybe_remeasure()
             return
 
-    def _run_once(self, exp: Experiment, replicate: int) -> RunResult:
+    def _run_candidate(self, exp: Experiment) -> bool:
+        """One more seeded run of `exp`; False when the experiment is over (failed or stopped)."""
+        res = self._run_once(exp)
+        if res.status == RunStatus.OK:
+            return True
+        if res.status != RunStatus.INTERRUPTED:
+            exp = self.journal.experiment(exp.id)
+            self._finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
+            if exp.parent_id is None:
+                raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
+                                     f"fix the task first; log: {res.log_path}")
+        return False
+
+    def _run_incumbent(self, inc: Experiment) -> bool:
+        """Re-measure the incumbent (its status stays kept); its value becomes the new mean."""
+        res = self._run_once(inc)
+        if res.status == RunStatus.INTERRUPTED:
+            return False
+        inc = self.journal.experiment(inc.id)
+        if res.status != RunStatus.OK:
+            failures = sum(r.status not in ("ok", "interrupted") for r in inc.runs)
+            self.journal.event(self.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
+            if failures >= MAX_INCUMBENT_FAILURES:
+                raise OvernightError(f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
+                                     f"is flaky or the machine changed; see {res.log_path}")
+            return True
+        self.journal.set_value(inc.id, sum(inc.ok_values) / len(inc.ok_values))
+        return True
+
+    def _maybe_remeasure(self) -> None:
+        """Drift: re-run the incumbent from time to time, so a machine that got slower or
+        faster shows up in status instead of silently biasing keeps."""
+        history = self.journal.experiments(self.tag)
+        inc = self.incumbent(history)
+        if inc is None or not self.judge.remeasure_due(inc, history) or self.stop.is_set():
+            return
+        if self._run_incumbent(inc):
+            history = self.journal.experiments(self.tag)
+            drift = self.judge.drift(self.journal.experiment(inc.id), history)
+            if drift:
+                self.journal.event(self.tag, "drift", drift)
+                self.obs.message(f"drift: {drift}")
+
+    def _run_once(self, exp: Experiment) -> RunResult:
+        # Count replicates from the journal, not from `exp`: callers run several in a row with
+        # the same (stale) object, and each replicate needs its own seed.
+        replicate = sum(r.status != "interrupted" for r in self.journal.experiment(exp.id).runs)
         seed = self.cfg.seed + replicate
         run_id = self.journal.start_run(exp.id, seed, slot="0", node="local")
         self.obs.experiment_started(exp, replicate)

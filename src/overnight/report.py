@@ -95,6 +95,10 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         base = d["baseline"]["value"]
         rel = f" ({100 * d['gain'] / abs(base):.2f} %)" if base else ""
         out.append(f"- total gain: {d['gain']:.6f}{rel}")
+    if d["noise"]["sd"] is not None:
+        out.append(f"- noise: one run's sd {d['noise']['sd']:.6f} (pooled over replicate runs, {d['noise']['df']} df)")
+    if d["runs_per_kept"]:
+        out.append(f"- cost: {d['runs_per_kept']:.1f} training runs per kept improvement")
     out += ["", "![progress](progress.png)", "", "## Kept changes", ""]
     by_id = {e.id: e for e in history}
     for e in sorted((e for e in history if e.status == ExpStatus.KEPT and e.parent_id is not None),
@@ -102,10 +106,15 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         parent = by_id.get(e.parent_id)
         delta = m.improvement(e.value, parent.value) if parent and parent.value is not None and e.value is not None else None
         out += [f"### #{e.id}: {e.description}", "",
-                f"{_fmt(e.value)} (gain {_fmt(delta)} over #{e.parent_id}); {e.reason or ''}", "",
+                f"{_fmt(e.value)} over {len(e.ok_values)} run(s) (gain {_fmt(delta)} over #{e.parent_id}); "
+                f"{e.reason or ''}", "",
                 "```diff", (e.diff or "").rstrip(), "```", ""]
     if len(out) and out[-1] == "" and out[-2] == "## Kept changes":
         out += ["No change beat the baseline.", ""]
+    out += _second_opinion(journal, tag, m.name)
+    for title, key in (("Drift", "drift"), ("Candidates that ignore the seed", "flagged")):
+        if d[key]:
+            out += [f"## {title}", ""] + [f"- {msg}" for msg in d[key]] + [""]
     failed = [e for e in history if e.status.failed]
     if failed:
         out += ["## Failures", "", "| id | status | description | reason |", "|---|---|---|---|"]
@@ -122,6 +131,22 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
     out += ["## All experiments", "", f"| id | status | {m.name} | description |", "|---|---|---|---|"]
     out += [f"| {e.id} | {e.status.value} | {_fmt(e.value)} | {e.description[:80]} |" for e in history]
     return "\n".join(out) + "\n"
+
+
+def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
+    """The latest `overnight verify` and `overnight ablate` results, if any were run."""
+    from overnight.verify import Comparison, describe, latest
+
+    out = []
+    v = latest(journal, tag, "verify")
+    if v:
+        c = Comparison(**{k: v[k] for k in ("label", "values", "gain", "low", "high", "note")})
+        out += ["## Verified on fresh seeds", "", f"- best {describe(c, metric_name)} (vs the baseline)", ""]
+    a = latest(journal, tag, "ablate")
+    if a:
+        out += [f"## Ablation (each kept change taken out of #{a['best_id']})", ""]
+        out += [f"- {describe(Comparison(**c), metric_name)}" for c in a["changes"]] + [""]
+    return out
 
 
 def write_report(journal: Journal, tag: str, task: TaskSpec, root: Path, out: Path) -> list[Path]:

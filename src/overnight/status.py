@@ -10,8 +10,9 @@ from __future__ import annotations
 import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.task import Metric
+from overnight.judges.noise import noise_of
 from overnight.usage import usage_summary
+from overnight.task import Metric
 
 
 def incumbent(history: list[Experiment]) -> Experiment | None:
@@ -37,6 +38,8 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     last = max((e.decided or e.updated for e in history), default=started)
     hours = max(last - started, 1e-9) / 3600
     running = [e for e in history if e.status == ExpStatus.RUNNING]
+    kept = sum(e.status == ExpStatus.KEPT for e in history if e.parent_id is not None)
+    noise = noise_of(history)
     gain = None
     if baseline is not None and best is not None and baseline.value is not None and best.value is not None:
         gain = metric.improvement(best.value, baseline.value)
@@ -46,7 +49,7 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "goal": metric.goal,
         "experiments": len(history),
         "finished": len(finished),
-        "kept": sum(e.status == ExpStatus.KEPT for e in history if e.parent_id is not None),
+        "kept": kept,
         "discarded": sum(e.status == ExpStatus.DISCARDED for e in history),
         "crashed": sum(e.status.failed for e in history),
         "running": [{"id": e.id, "description": e.description,
@@ -58,6 +61,10 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
                  "description": best.description if best else None},
         "gain": gain,
         "experiments_per_hour": len(finished) / hours if finished else 0.0,
+        "noise": {"sd": noise.sd if noise.known else None, "df": noise.df},
+        "runs_per_kept": len(runs) / kept if kept else None,
+        "flagged": [e["message"] for e in journal.events(tag, "ignores-seed")],
+        "drift": [e["message"] for e in journal.events(tag, "drift")],
         "started": started,
         "updated": last,
         "base_commit": info.get("base_commit"),

@@ -5,10 +5,13 @@ from __future__ import annotations
 from overnight.errors import OvernightError
 from overnight.judges.base import Judge, Verdict
 
-JUDGES = ("greedy",)
+JUDGES = ("noise", "greedy")
 
 
-def make_judge(name: str) -> Judge:
+def make_judge(name: str, settings=None) -> Judge:
+    if name == "noise":
+        from overnight.judges.noise import NoiseJudge
+        return NoiseJudge(settings)
     if name == "greedy":
         from overnight.judges.greedy import GreedyJudge
         return GreedyJudge()

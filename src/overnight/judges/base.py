@@ -22,6 +22,7 @@ class Verdict:
     value: float | None = None  # the judged value of the candidate (e.g. mean of its runs)
     more_candidate_runs: int = 0
     more_incumbent_runs: int = 0
+    flags: tuple[str, ...] = ()  # warnings for the journal and status, e.g. "ignores-seed"
 
     def __post_init__(self):
         if self.action not in ("keep", "discard", "more"):
@@ -39,3 +40,11 @@ class Judge(ABC):
     def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
               history: list[Experiment]) -> Verdict:
         """Decide on a candidate whose runs so far all succeeded (failed runs never reach here)."""
+
+    def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:
+        """Whether the incumbent should be run again now (drift watch). Default: never."""
+        return False
+
+    def drift(self, incumbent: Experiment, history: list[Experiment]) -> str | None:
+        """After a re-measure: a message if the incumbent's newest run says the machine changed."""
+        return None

@@ -1,0 +1,174 @@
+"""The noise-aware judge (the default): keep only changes whose gain clears the noise.
+
+The procedure, for a candidate C against the incumbent I (gain d > 0 means C is better):
+
+1. Noise: sigma is pooled over every experiment's replicate runs (the baseline runs under
+   `baseline_runs` seeds at the start; every confirmation adds to it).
+2. Screen (1 run): d / se < `screen` -> discard at once. Most candidates are worse, so most
+   cost one run. se = sigma * sqrt(1/n_C + 1/n_I).
+3. Confirm (sequential, runs 2..`max_runs`): keep as soon as t = d / se exceeds a constant
+   group-sequential boundary, computed (stats.sequential_boundary) so that a change that does
+   nothing is kept with probability alpha over the whole procedure: screen, every look and
+   the futility stop included; then moved to the t scale for the estimated sd. Discard as
+   soon as t < `futility` (0), or at `max_runs` without clearing.
+4. The incumbent is compared by the mean of its own replicates (at least `incumbent_runs`;
+   the judge asks for more when a freshly kept candidate has fewer), never one lucky number.
+
+Simplicity: d is charged `line_price` metric units per net added line; a candidate that
+removes lines is kept as a simplification when, after all its runs, it is not worse beyond
+one standard error. Candidates whose runs ignore the seed (identical values under different
+seeds) count as ONE observation, so repetition cannot fake confidence.
+
+What this does not protect against: a change that helps only on the seeds tried, or drift
+that hits candidate and incumbent differently between their runs (see `remeasure_every`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from overnight.journal import Experiment, ExpStatus
+from overnight.judges.base import Judge, Verdict
+from overnight.judges.stats import (Noise, ignores_seed, mean, net_added_lines, pooled_sd,
+                                     sequential_boundary, z_to_t)
+from overnight.task import Metric
+
+
+@dataclass(frozen=True)
+class NoiseSettings:
+    alpha: float = 0.05  # false-keep rate for a change that does nothing
+    baseline_runs: int = 6  # seeds for the baseline: the first noise estimate
+    incumbent_runs: int = 6  # the incumbent's mean is over at least this many runs
+    fresh_incumbent: bool = False  # ... run after it was kept (unbiased by its selection)
+    max_runs: int = 4  # a candidate's runs at most
+    screen: float = 0.0  # first run must beat the incumbent's mean by this many se
+    futility: float = 0.0  # from the second run on, t below this discards at once
+    line_price: float = 0.0  # metric units a net added line must buy (0: off)
+    simplify: bool = True  # keep code removals that are not worse within the noise
+    remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
+    drift_z: float = 3.0  # a re-measure this many se off the incumbent's mean is drift
+
+
+def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
+    runs = [r for r in exp.runs if r.status == "ok" and r.value is not None]
+    return [r.value for r in runs], [r.seed for r in runs]
+
+
+def noise_of(history: list[Experiment]) -> Noise:
+    groups = []
+    for e in history:
+        values, seeds = ok_runs(e)
+        if len(values) >= 2 and not ignores_seed(values, seeds):
+            groups.append(values)
+    return pooled_sd(groups)
+
+
+class NoiseJudge(Judge):
+    name = "noise"
+
+    def __init__(self, settings: NoiseSettings | None = None):
+        self.s = settings or NoiseSettings()
+
+    def baseline_runs(self) -> int:
+        return self.s.baseline_runs
+
+    def incumbent_values(self, incumbent: Experiment) -> list[float]:
+        """The incumbent's runs to compare against. With `fresh_incumbent`, a kept candidate's
+        own confirmation runs are left out: they were selected for looking good (the winner's
+        curse) and would make every later comparison too hard."""
+        runs = [r for r in incumbent.runs if r.status == "ok" and r.value is not None]
+        if self.s.fresh_incumbent and incumbent.parent_id is not None and incumbent.decided:
+            runs = [r for r in runs if r.started > incumbent.decided]
+        return [r.value for r in runs]
+
+    def critical_t(self, df: int, n_incumbent: int) -> float:
+        """The keep threshold for t: the group-sequential z boundary for this design, moved to
+        the t scale with the pooled degrees of freedom (the sd is estimated, not known)."""
+        z = sequential_boundary(self.s.alpha, n_incumbent, self.s.max_runs, self.s.screen, self.s.futility)
+        return z_to_t(z, df)
+
+    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
+              history: list[Experiment]) -> Verdict:
+        values, seeds = ok_runs(candidate)
+        inc_values = self.incumbent_values(incumbent)
+        if not inc_values:
+            return Verdict("more", f"incumbent #{incumbent.id} has no usable run; measuring it again",
+                           mean(values), more_incumbent_runs=1)
+        noise = noise_of(history)
+        n = len(values)
+        seedless = ignores_seed(values, seeds)
+        n_eff = 1 if seedless else n
+        lines = net_added_lines(candidate.diff)
+        raw_gain = metric.improvement(mean(values), mean(inc_values))
+        gain = raw_gain - self.s.line_price * max(lines, 0)
+        value = mean(values)
+        if not noise.known:
+            # No replicate noise at all (a deterministic task): fall back to strict improvement.
+            if n >= 2 or gain != 0 or seedless:
+                return Verdict("keep" if gain > 0 else "discard",
+                               f"no measurable noise; gain {gain:+.6g}", value)
+            return Verdict("more", "no noise estimate yet", value, more_candidate_runs=1)
+        se = noise.sd * math.sqrt(1 / n_eff + 1 / len(inc_values))
+        t = gain / se
+        crit = self.critical_t(noise.df, len(inc_values))
+        simplification = self.s.simplify and lines < 0
+        why = (f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
+               f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "
+               f"noise sd {noise.sd:.3g} (df {noise.df})")
+        if seedless:
+            why += "; ignores OVERNIGHT_SEED: counted as one run"
+        verdict = self._decide(n, seedless, simplification, t, crit, why, value)
+        if verdict.action == "more":
+            # The incumbent is topped up only for candidates that survive the screen: most
+            # candidates are screened out, so most keeps never cost incumbent runs.
+            deficit = max(0, self.s.incumbent_runs - len(inc_values))
+            verdict = Verdict("more", verdict.reason, value, more_candidate_runs=1 if deficit == 0 else 0,
+                              more_incumbent_runs=deficit)
+        if seedless and verdict.action != "more":
+            return Verdict(verdict.action, verdict.reason, value, flags=("ignores-seed",))
+        return verdict
+
+    def _decide(self, n: int, seedless: bool, simplification: bool, t: float, crit: float, why: str,
+                value: float) -> Verdict:
+        if n == 1 and not seedless:
+            floor = -1.0 if simplification else self.s.screen
+            if t < floor:
+                return Verdict("discard", "screened out: " + why, value)
+            return Verdict("more", "looks better, confirming: " + why, value, more_candidate_runs=1)
+        if t > crit:
+            return Verdict("keep", "confirmed: " + why, value)
+        last = n >= self.s.max_runs or seedless
+        if simplification and last and t > -1.0:
+            return Verdict("keep", "simplification, not worse within the noise: " + why, value)
+        if last or (t < self.s.futility and not simplification):
+            return Verdict("discard", "not confirmed: " + why, value)
+        return Verdict("more", "confirming: " + why, value, more_candidate_runs=1)
+
+    # --- drift ----------------------------------------------------------------------------
+    def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:
+        if self.s.remeasure_every <= 0 or not incumbent.runs:
+            return False
+        last = max(r.started for r in incumbent.runs)
+        decided_since = [e for e in history if e.id != incumbent.id and e.status.final
+                         and e.status != ExpStatus.REJECTED and (e.decided or 0) > last]
+        return len(decided_since) >= self.s.remeasure_every
+
+    def drift(self, incumbent: Experiment, history: list[Experiment]) -> str | None:
+        """After a re-measure: is the newest run far from the incumbent's earlier ones?"""
+        values, _ = ok_runs(incumbent)
+        if len(values) < 2:
+            return None
+        # The yardstick leaves the run under test out: a jump would otherwise inflate its own
+        # noise estimate and hide itself (one 4-se jump in a young night reads as ~2 se).
+        newest = [r for r in incumbent.runs if r.status == "ok" and r.value is not None][-1]
+        before = replace(incumbent, runs=[r for r in incumbent.runs if r is not newest])
+        noise = noise_of([before if e.id == incumbent.id else e for e in history])
+        if not noise.known:
+            return None
+        prev, last = values[:-1], values[-1]
+        z = (last - mean(prev)) / (noise.sd * math.sqrt(1 + 1 / len(prev)))
+        if abs(z) > self.s.drift_z:
+            return (f"incumbent #{incumbent.id} re-measured at {last:.6g}, {z:+.1f} se from its earlier mean "
+                    f"{mean(prev):.6g}: the machine's speed or state may have changed")
+        return None

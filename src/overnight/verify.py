@@ -1,0 +1,170 @@
+"""`overnight verify` and `overnight ablate`: the morning's second opinion.
+
+verify: the baseline and the final best, re-run on FRESH seeds (never used during the night,
+so nothing was selected on them), paired by seed; prints the gain with a confidence interval.
+
+ablate: each kept change taken out of the final best in turn (leave-one-out): its diff is
+reverse-applied to the best; a change to constants that later changes touched is reverted
+by setting those constants back; a change that later changes fully overrode is reported as
+superseded. Each variant runs on the same fresh seeds as the best; the contribution is the
+paired difference.
+
+Results are journaled as events (kind "verify" / "ablate", JSON) and shown in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from overnight import gitops, knobs
+from overnight.errors import OvernightError
+from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.judges.stats import mean, paired_interval
+from overnight.runner import RunRequest, RunStatus, execute
+from overnight.status import incumbent
+from overnight.task import TaskSpec, file_hash
+
+FRESH_SEED_BASE = 1000  # far above the replicate indices the night used
+
+
+@dataclass
+class Comparison:
+    label: str
+    values: list[float]
+    gain: float  # improvement over the reference, metric units, positive = better
+    low: float
+    high: float
+    note: str = ""
+
+
+class Remeasure:
+    """Runs commits of a tag on fresh seeds, outside the night's experiments."""
+
+    def __init__(self, root: Path, task: TaskSpec, journal: Journal, tag: str, runs: int,
+                 stop: threading.Event | None = None):
+        if runs < 2:
+            raise OvernightError("--runs must be at least 2 for a confidence interval")
+        self.root, self.task, self.journal, self.tag, self.runs = root, task, journal, tag, runs
+        self.stop = stop
+        base = journal.tag_info(tag)["base_commit"]
+        self.protected = {p: file_hash(gitops.read_file(root, base, p) or b"") for p in task.protected}
+        self.state = root / ".overnight"
+
+    def values(self, commit: str, label: str) -> list[float]:
+        out = []
+        for i in range(self.runs):
+            seed = FRESH_SEED_BASE + i
+            req = RunRequest(commit=commit, seed=seed,
+                             run_dir=self.state / self.tag / "verify" / f"{label}-{seed}",
+                             worktree=self.state / "worktrees" / f"{self.tag}-verify-{label}-{seed}",
+                             protected_hashes=self.protected)
+            res = execute(self.task, req, stop=self.stop)
+            if res.status != RunStatus.OK:
+                raise OvernightError(f"{label} failed on seed {seed} ({res.status.value}: {res.error}) — "
+                                     f"see {res.log_path}")
+            out.append(res.value)
+        return out
+
+    def compare(self, label: str, values: list[float], reference: list[float], note: str = "",
+                better: str = "values") -> Comparison:
+        """Paired by seed. `gain` > 0 means `values` beat `reference` (better="values") or the
+        reverse (better="reference", for ablation: what the change contributes)."""
+        sign = self.task.metric.sign
+        worse, good = (reference, values) if better == "values" else (values, reference)
+        diff, low, high = paired_interval([sign * w for w in worse], [sign * g for g in good])
+        return Comparison(label, values, diff, low, high, note)
+
+
+def _history(journal: Journal, tag: str) -> tuple[Experiment, Experiment, list[Experiment]]:
+    history = journal.experiments(tag)
+    if not history:
+        raise OvernightError(f"tag {tag} has no experiments yet — run `overnight run` first")
+    baseline = history[0]
+    best = incumbent(history)
+    return baseline, best, history
+
+
+def verify(rm: Remeasure) -> tuple[list[float], Comparison]:
+    baseline, best, _ = _history(rm.journal, rm.tag)
+    if best.id == baseline.id:
+        raise OvernightError("nothing was kept yet: the best is the baseline — nothing to verify")
+    base_values = rm.values(baseline.commit_sha, f"baseline-{baseline.id}")
+    best_values = rm.values(best.commit_sha, f"best-{best.id}")
+    result = rm.compare(f"#{best.id}", best_values, base_values)
+    rm.journal.event(rm.tag, "verify", json.dumps({"baseline": base_values, "best_id": best.id, **asdict(result)}))
+    return base_values, result
+
+
+def kept_chain(history: list[Experiment], best: Experiment) -> list[Experiment]:
+    """The kept changes that the best is built from, oldest first (baseline excluded)."""
+    by_id = {e.id: e for e in history}
+    chain, e = [], best
+    while e is not None and e.parent_id is not None:
+        if e.status == ExpStatus.KEPT:
+            chain.append(e)
+        e = by_id.get(e.parent_id)
+    return chain[::-1]
+
+
+def without_change(rm: Remeasure, best: Experiment, change: Experiment, parent: Experiment) -> tuple[str | None, str]:
+    """(commit of the best without `change`, note); commit None when it cannot be taken out."""
+    msg = f"ablate #{change.id} from #{best.id}"
+    sha = gitops.revert_onto(rm.root, best.commit_sha, change.diff or "", msg)
+    if sha is not None:
+        return sha, "reverse-applied"
+    # Constants that later changes moved again: put back only what still has this change's value.
+    edits, reverted = {}, []
+    for path in change.edits:
+        mine = gitops.read_file(rm.root, change.commit_sha, path)
+        before = gitops.read_file(rm.root, parent.commit_sha, path)
+        now = gitops.read_file(rm.root, best.commit_sha, path)
+        if mine is None or before is None or now is None:
+            return None, "does not revert cleanly"
+        c_mine, c_before, c_now = (knobs.find_constants(x.decode()) for x in (mine, before, now))
+        back = {n: c_before[n].value for n in c_mine
+                if n in c_before and n in c_now and c_mine[n].value != c_before[n].value
+                and c_now[n].value == c_mine[n].value}
+        if back:
+            edits[path] = knobs.rewrite(now.decode(), back)
+            reverted += [f"{n}={c_before[n].text}" for n in back]
+    if not edits:
+        return None, "superseded: later kept changes replaced everything it changed"
+    return gitops.make_commit(rm.root, best.commit_sha, edits, msg), "constants put back: " + ", ".join(reverted)
+
+
+def ablate(rm: Remeasure) -> tuple[list[float], list[Comparison]]:
+    _, best, history = _history(rm.journal, rm.tag)
+    chain = kept_chain(history, best)
+    if not chain:
+        raise OvernightError("nothing was kept yet — nothing to ablate")
+    by_id = {e.id: e for e in history}
+    best_values = rm.values(best.commit_sha, f"best-{best.id}")
+    results = []
+    for change in chain:
+        sha, note = without_change(rm, best, change, by_id[change.parent_id])
+        if sha is None:
+            results.append(Comparison(f"#{change.id}", [], float("nan"), float("nan"), float("nan"), note))
+            continue
+        values = rm.values(sha, f"without-{change.id}")
+        # the change's contribution: how much better the best is than the best without it
+        results.append(rm.compare(f"#{change.id}", values, best_values, note, better="reference"))
+    rm.journal.event(rm.tag, "ablate", json.dumps({"best_id": best.id, "best": best_values,
+                                                   "changes": [asdict(r) for r in results]}))
+    return best_values, results
+
+
+def latest(journal: Journal, tag: str, kind: str) -> dict | None:
+    events = journal.events(tag, kind)
+    return json.loads(events[-1]["message"]) if events else None
+
+
+def describe(c: Comparison, metric_name: str) -> str:
+    if not c.values:
+        return f"{c.label}: not measured ({c.note})"
+    verdict = "confirmed" if c.low > 0 else ("harmful" if c.high < 0 else "not distinguishable from 0")
+    return (f"{c.label}: gain {c.gain:+.6f} {metric_name} (95 % CI {c.low:+.6f} .. {c.high:+.6f}; "
+            f"measured {mean(c.values):.6f} over {len(c.values)} fresh seeds) — {verdict}"
+            + (f"; {c.note}" if c.note else ""))
