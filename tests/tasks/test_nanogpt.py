@@ -28,9 +28,9 @@ from overnight.summary import parse_summary
 from overnight.tasks import write_task
 
 # Small enough that a run starts in a couple of seconds and a step takes milliseconds.
-TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100)
+TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, EXCLUDED_STEPS=1)
 TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8,
-                  COMPILE=False, EXCLUDED_STEPS=1)
+                  COMPILE=False)
 SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "tokens_per_second",
                 "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth"]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
@@ -98,7 +98,7 @@ def run_train(task: Path, cache: Path, budget: float = 2, seed: int = 1, result:
 # overnight init: the written files
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("preset,depth,vocab,budget", [(None, 4, 2048, 60), ("cpu", 4, 2048, 60), ("gpu", 8, 8192, 300)])
+@pytest.mark.parametrize("preset,depth,vocab,budget", [(None, 3, 2048, 60), ("cpu", 3, 2048, 60), ("gpu", 8, 8192, 300)])
 def test_write_applies_the_preset(tmp_path, preset, depth, vocab, budget):
     write_task("nanogpt", tmp_path, preset, None)
     assert {"train.py", "prepare.py", "program.md", "overnight.toml"} <= {p.name for p in tmp_path.iterdir()}
@@ -219,7 +219,7 @@ def test_smoke_run_stops_at_the_budget_and_writes_the_result(task, cache, prep, 
     assert len(data["data_hash"]) == 64 and data["data"].startswith("text:")
     assert data["val_bpb"] == pytest.approx(summary.values["val_bpb"], abs=1e-6)
     # The budget counts training steps only, and the run stops at the first step past it.
-    step_time = data["training_seconds"] / max(data["num_steps"] - TINY_TRAIN["EXCLUDED_STEPS"], 1)
+    step_time = data["training_seconds"] / max(data["num_steps"] - TINY_PREPARE["EXCLUDED_STEPS"], 1)
     assert 2.5 <= data["training_seconds"] < 2.5 + max(5 * step_time, 0.5)
     assert data["total_seconds"] >= data["training_seconds"]
     assert data["num_steps"] > 10 and data["depth"] == TINY_TRAIN["DEPTH"]

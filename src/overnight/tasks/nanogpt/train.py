@@ -18,21 +18,22 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader, report
+from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader,
+                     report)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
 # ---------------------------------------------------------------------------
 
 # Model architecture
-DEPTH = 4               # number of transformer layers
+DEPTH = 3               # number of transformer layers
 ASPECT_RATIO = 64       # model_dim = DEPTH * ASPECT_RATIO, rounded up to a multiple of HEAD_DIM
 HEAD_DIM = 64           # dimension of one attention head
 WINDOW_PATTERN = "L"    # per-layer attention window, cycled: L = full context, S = half (last layer always L)
 
 # Optimization
-TOTAL_BATCH_SIZE = 2**12  # tokens per optimizer step (gradient accumulation fills it up)
-DEVICE_BATCH_SIZE = 16    # sequences per forward/backward pass (lower it if memory runs out)
+TOTAL_BATCH_SIZE = 2**11  # tokens per optimizer step (gradient accumulation fills it up)
+DEVICE_BATCH_SIZE = 8     # sequences per forward/backward pass (lower it if memory runs out)
 EMBEDDING_LR = 0.6        # learning rate of the token and value embeddings (AdamW)
 UNEMBEDDING_LR = 0.004    # learning rate of the lm_head (AdamW)
 MATRIX_LR = 0.04          # learning rate of the transformer matrices (Muon)
@@ -45,7 +46,6 @@ FINAL_LR_FRAC = 0.0       # learning rate at the end, as a fraction of the peak
 
 # Machinery
 COMPILE = True            # torch.compile the model: ~1.4x faster on CPU; cold compile ~20 s, cached after
-EXCLUDED_STEPS = 2        # the first steps (compilation) do not count against the time budget
 
 
 # ---------------------------------------------------------------------------
@@ -72,6 +72,7 @@ def has_ve(layer_idx, n_layer):
 
 
 def apply_rotary_emb(x, cos, sin):
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)  # stay in bf16 under autocast
     d = x.shape[-1] // 2
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1)
@@ -267,11 +268,10 @@ def make_optimizers(model):
     ]
     adamw = torch.optim.AdamW(adam_groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0)
     muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY)
-    optimizers = [adamw, muon]
-    for opt in optimizers:
+    for opt in (adamw, muon):
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
-    return optimizers
+    return adamw, muon
 
 
 def get_lr_multiplier(progress):
@@ -318,17 +318,18 @@ matrix_params = sum(p.numel() for p in model.blocks.parameters()) + model.lm_hea
 flops_per_token = 6 * matrix_params + 12 * DEPTH * model_dim * MAX_SEQ_LEN
 print(f"device: {device} | params: {num_params / 1e6:.2f}M | dim {model_dim} x {DEPTH} layers | vocab {vocab_size}")
 
-optimizers = make_optimizers(model)
+adamw, muon = make_optimizers(model)
 # Compile where it pays: CUDA, and CPU when a C++ compiler is there for inductor.
 if COMPILE and (device.type == "cuda" or (device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")))):
     train_model = torch.compile(model)
 else:
     train_model = model
 
-tokens_per_fwdbwd = DEVICE_BATCH_SIZE * MAX_SEQ_LEN
+device_batch_size = min(DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE // MAX_SEQ_LEN)  # never more than one step
+tokens_per_fwdbwd = device_batch_size * MAX_SEQ_LEN
 assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
 grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_fwdbwd
-train_loader = make_dataloader(DEVICE_BATCH_SIZE, MAX_SEQ_LEN, "train", seed=SEED, device=device)
+train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)
 print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {TOTAL_BATCH_SIZE} tokens/step in {grad_accum_steps} micro-batches")
 
 # Peak bf16 FLOP/s of the GPU, for MFU (0 where unknown, e.g. on CPU).
@@ -351,13 +352,13 @@ while True:
         (loss / grad_accum_steps).backward()
     progress = min(total_training_time / TIME_BUDGET, 1.0)
     lrm = get_lr_multiplier(progress)
-    for opt in optimizers:
+    for opt in (adamw, muon):
         for group in opt.param_groups:
             group["lr"] = group["initial_lr"] * lrm
-    optimizers[1].param_groups[0]["momentum"] = get_muon_momentum(step)
-    optimizers[1].param_groups[0]["weight_decay"] = WEIGHT_DECAY * (1 - progress)
-    for opt in optimizers:
-        opt.step()
+    muon.param_groups[0]["momentum"] = get_muon_momentum(step)
+    muon.param_groups[0]["weight_decay"] = WEIGHT_DECAY * (1 - progress)
+    adamw.step()
+    muon.step()
     model.zero_grad(set_to_none=True)
 
     loss_f = loss.item()  # also waits for the device, so the timing below is honest
@@ -383,7 +384,7 @@ while True:
 model.eval()
 t_eval = time.time()
 with autocast_ctx:
-    evaluate_bpb(model, DEVICE_BATCH_SIZE, device=device)
+    evaluate_bpb(model, device_batch_size, device=device)
 print(f"evaluated in {time.time() - t_eval:.1f}s; started training after {t_train - t_start:.1f}s")
 timed_steps = max(step - EXCLUDED_STEPS, 1)
 tokens_per_second = timed_steps * TOTAL_BATCH_SIZE / max(total_training_time, 1e-9)
