@@ -17,6 +17,7 @@ runs, real journal), in sessions of 50 candidates, each session a fresh toy repo
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 import math
 import random
 import sys
@@ -28,11 +29,13 @@ from _toy import make_toy  # noqa: E402
 
 from overnight import gitops, knobs  # noqa: E402
 from overnight.journal import ExpStatus  # noqa: E402
+from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.loop import Controller, RunConfig  # noqa: E402
 from overnight.proposers.base import Context, Proposal, Proposer  # noqa: E402
 
 LR_WEIGHT, LR_BEST = 0.08, 0.002  # the toy's learning-rate term: LR_WEIGHT * log10(lr / LR_BEST)**2
 SESSION = 50  # candidates per fresh repository (keeps the learning-rate term from running out)
+SETTINGS = NoiseSettings()
 NOISE_NANOGPT_CPU = 0.005  # sd of val_bpb, nanogpt CPU preset, 5 seeds (bench/noise.py)
 
 
@@ -78,7 +81,8 @@ def session(judge: str, kinds: list[tuple[str, float]], n: int, noise: float) ->
     train.write_text(knobs.rewrite(train.read_text(), {"LEARNING_RATE": start_lr}))
     gitops.git(root, "commit", "-qam", "start far from the optimum")
     proposer = Scripted(kinds)
-    ctl = Controller(root, RunConfig(tag="bench", judge=judge, experiments=n + 1, budget=1), proposer=proposer)
+    ctl = Controller(root, RunConfig(tag="bench", judge=judge, noise=SETTINGS, experiments=n + 1, budget=1),
+                     proposer=proposer)
     ctl.run()
     history = ctl.journal.experiments("bench")
     baseline = history[0]
@@ -105,7 +109,12 @@ def main() -> None:
     ap.add_argument("--aa", type=int, default=200)
     ap.add_argument("--mix", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a NoiseSettings field, e.g. --set max_runs=5 (for exploring)")
     args = ap.parse_args()
+    global SETTINGS
+    SETTINGS = replace(NoiseSettings(), **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in
+                                            (item.split("=", 1) for item in args.set)})
     sd = args.noise
     rng = random.Random(args.seed)
     aa = [("neutral", 0.0)] * args.aa

@@ -109,9 +109,13 @@ class NoiseJudge(Judge):
                 return Verdict("keep" if gain > 0 else "discard",
                                f"no measurable noise; gain {gain:+.6g}", value)
             return Verdict("more", "no noise estimate yet", value, more_candidate_runs=1)
-        se = noise.sd * math.sqrt(1 / n_eff + 1 / len(inc_values))
+        # An incumbent that ignores the seed (a seed-pinned change that was kept) is one
+        # observation however often it ran: repetition must not fake precision.
+        _, inc_seeds = ok_runs(incumbent)
+        n_inc = 1 if ignores_seed(inc_values, inc_seeds[-len(inc_values):]) else len(inc_values)
+        se = noise.sd * math.sqrt(1 / n_eff + 1 / n_inc)
         t = gain / se
-        crit = self.critical_t(noise.df, len(inc_values))
+        crit = self.critical_t(noise.df, n_inc)
         simplification = self.s.simplify and lines < 0
         why = (f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
                f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "

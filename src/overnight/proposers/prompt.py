@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from overnight.judges.noise import noise_of
 from overnight.journal import Experiment, ExpStatus
 from overnight.proposers.base import Context
 from overnight.proposers.edits import DIVIDER, REPLACE, SEARCH
@@ -58,17 +59,6 @@ def clip(text: str, cap: int, keep: str = "head") -> str:
 
 def _v(value: float | None) -> str:
     return "-" if value is None else f"{value:.6g}"
-
-
-def noise_level(history: list[Experiment]) -> float | None:
-    """Pooled standard deviation of repeated runs of one commit, when any were repeated.
-    Groups whose values are all identical are left out: their code ignores the seed."""
-    groups = [v for v in (e.ok_values for e in history) if len(v) >= 2 and max(v) > min(v)]
-    df = sum(len(g) - 1 for g in groups)
-    if not df:
-        return None
-    ss = sum(sum((x - sum(g) / len(g)) ** 2 for x in g) for g in groups)
-    return (ss / df) ** 0.5
 
 
 def _line(e: Experiment, by_id: dict[int, Experiment], short: bool = False) -> str:
@@ -179,7 +169,8 @@ def build(ctx: Context, mode: str = "llm", description_file: str = "") -> tuple[
     goal = "lower is better" if m.goal == "minimize" else "higher is better"
     objective = (f"Metric: {m.name} ({m.goal}: {goal}). Each run trains for {t.budget:g} s. "
                  f"Editable: {', '.join(t.editable)}. Protected: {', '.join(t.protected)}.")
-    noise = noise_level(ctx.history)
+    pooled = noise_of(ctx.history)  # the judge's own estimate: one definition of "noise"
+    noise = pooled.sd if pooled.known else None
     if noise is not None:
         objective += (f"\nNoise: repeated runs of the same code differ by a standard deviation of "
                       f"{noise:.3g}; smaller differences are not real.")
