@@ -14,6 +14,7 @@ import click
 
 from overnight import gitops
 from overnight.errors import OvernightError
+from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal, resolve_tag, state_dir
@@ -80,11 +81,18 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--tag", default=None, help="name of this run (default: resume the latest, or today's date)")
 @click.option("--seed", type=int, default=0, show_default=True, help="search seed")
 @click.option("--quiet", is_flag=True, help="no live view, one line per experiment")
+@click.option("--slots", type=int, default=None,
+              help="runs at once [one per GPU; 1 on CPU; ray: the cluster's GPUs or CPUs]")
+@click.option("--gpus", default=None, help="local: pin slots to these GPU ids, e.g. 0,1,3 [detected]")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=RunConfig.executor, show_default=True,
+              help="local: this machine; ray: a Ray cluster, each run a Ray task")
+@click.option("--ray-address", default=None, help="ray: the cluster to join (auto, host:port) [a new local one]")
 @model_options
 def run(directory: Path, proposer: str, judge: str, alpha: float | None, baseline_seeds: int | None,
         max_runs: int | None, line_price: float | None, no_simplify: bool, remeasure_every: int | None,
         budget: float | None, experiments: int | None, hours: float | None, tag: str | None, seed: int,
-        quiet: bool, proposer_options: ProposerOptions) -> None:
+        quiet: bool, slots: int | None, gpus: str | None, executor: str, ray_address: str | None,
+        proposer_options: ProposerOptions) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
     from overnight.live import LiveView, PlainView
 
@@ -93,8 +101,16 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
     noise = noise_settings(alpha=alpha, baseline_runs=baseline_seeds, max_runs=max_runs,
                            line_price=line_price, remeasure_every=remeasure_every,
                            simplify=False if no_simplify else None)
+    if slots is not None and slots < 1:
+        raise OvernightError("--slots must be at least 1")
+    gpu_ids = tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus is not None else None
+    if gpu_ids == ():
+        raise OvernightError("--gpus needs device ids, e.g. --gpus 0,1")
+    if ray_address is not None and executor != "ray":
+        raise OvernightError("--ray-address needs --executor ray")
     cfg = RunConfig(tag=tag, proposer=proposer, judge=judge, noise=noise, experiments=experiments,
-                    hours=hours, budget=budget, seed=seed, proposer_options=proposer_options)
+                    hours=hours, budget=budget, seed=seed, proposer_options=proposer_options,
+                    executor=executor, slots=slots, gpus=gpu_ids, ray_address=ray_address)
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
     controller = Controller(directory, cfg, observer=view, stop=stop)
@@ -104,7 +120,7 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
         if stop.is_set():  # a second Ctrl-C: the user means it
             raise KeyboardInterrupt
         stop.set()
-        view.message("stopping: recording the running experiment as interrupted (Ctrl-C again to force)")
+        view.message("stopping: recording the running runs as interrupted (Ctrl-C again to force)")
 
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)

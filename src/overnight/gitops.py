@@ -7,6 +7,7 @@ worktree under `.overnight/worktrees/`.
 
 from __future__ import annotations
 
+import difflib
 import os
 import shutil
 import subprocess
@@ -104,6 +105,54 @@ def revert_onto(repo: Path, commit: str, patch: str, message: str) -> str | None
             return None
         tree = git(repo, "write-tree", env=env).strip()
     return git(repo, "commit-tree", tree, "-p", commit, input=message).strip()
+
+
+def merge_edits(repo: Path, old_base: str, new_base: str, edits: dict[str, str]) -> dict[str, str]:
+    """`edits` (full texts written on top of `old_base`) carried onto `new_base` by a three-way
+    line merge per file (`merge3`). Files the edits did not touch stay `new_base`'s."""
+    out = {}
+    for path, text in edits.items():
+        ours = (read_file(repo, new_base, path) or b"").decode(errors="replace")
+        base = (read_file(repo, old_base, path) or b"").decode(errors="replace")
+        out[path] = merge3(base, ours, text)
+    return out
+
+
+def merge3(base: str, ours: str, theirs: str) -> str:
+    """Three-way merge by lines. Changes to different lines both apply, neighbouring ones
+    included (git would call those a conflict). Where both sides changed the same lines,
+    `theirs` wins: it is the candidate's idea (e.g. a new value of a constant both touched),
+    and the merged file is measured before anything is kept."""
+    b, o, t = (x.splitlines(keepends=True) for x in (base, ours, theirs))
+
+    def hunks(side: list[str], who: str) -> list[tuple[int, int, list[str], str]]:
+        ops = difflib.SequenceMatcher(None, b, side, autojunk=False).get_opcodes()
+        return [(i1, i2, side[j1:j2], who) for tag, i1, i2, j1, j2 in ops if tag != "equal"]
+
+    def clash(a, c) -> bool:  # same base lines, or an insertion at or inside the other's range
+        if a[0] == a[1] or c[0] == c[1]:
+            return a[0] == c[0] or a[0] < c[0] < a[1] or c[0] < a[0] < c[1]
+        return max(a[0], c[0]) < min(a[1], c[1])
+
+    groups: list[list[tuple]] = []
+    for h in sorted(hunks(o, "o") + hunks(t, "t"), key=lambda h: (h[0], h[1])):
+        if groups and any(clash(g, h) for g in groups[-1]):
+            groups[-1].append(h)
+        else:
+            groups.append([h])
+    out, pos = [], 0
+    for g in groups:
+        lo, hi = min(h[0] for h in g), max(h[1] for h in g)
+        winner = "t" if any(h[3] == "t" for h in g) else "o"
+        out += b[pos:lo]
+        p = lo
+        for i1, i2, lines, who in g:
+            if who == winner:
+                out += b[p:i1] + lines
+                p = i2
+        out += b[p:hi]
+        pos = hi
+    return "".join(out + b[pos:])
 
 
 def _is_executable(repo: Path, commit: str, path: str) -> bool:

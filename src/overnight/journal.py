@@ -164,6 +164,13 @@ class Journal:
         self.db.execute("UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?",
                         (sha, diff, time.time(), exp_id))
 
+    def rebase_experiment(self, exp_id: int, parent_id: int, base_commit: str, edits: dict[str, str],
+                          description: str) -> None:
+        """Move a candidate that has not been measured onto a newer incumbent (see loop.py)."""
+        self.db.execute("UPDATE experiments SET parent_id=?, base_commit=?, edits=?, description=?, commit_sha=NULL,"
+                        " diff=NULL, updated=? WHERE id=?",
+                        (parent_id, base_commit, json.dumps(edits), description, time.time(), exp_id))
+
     def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None,
                    value: float | None = None) -> None:
         now = time.time()
@@ -225,6 +232,10 @@ class Journal:
             (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
              res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
              res.log_tail, res.error, run_id))
+
+    def set_run_node(self, run_id: int, node: str) -> None:
+        """Where a run really executed, once the executor knows (Ray places tasks itself)."""
+        self.db.execute("UPDATE runs SET node=? WHERE id=?", (node, run_id))
 
     # --- events and recovery ------------------------------------------------------------------
     def event(self, tag: str | None, kind: str, message: str) -> None:

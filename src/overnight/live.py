@@ -67,8 +67,7 @@ class LiveView(PlainView):
     def __init__(self) -> None:
         super().__init__()
         self.live: Live | None = None
-        self.current: Experiment | None = None
-        self.elapsed = 0.0
+        self.slot_rows: list[dict] = []  # from the controller, every VIEW_SECONDS
         self.lines: list[str] = []
 
     def __enter__(self):
@@ -88,19 +87,14 @@ class LiveView(PlainView):
         self.lines = (self.lines + [text])[-8:]
         self._update()
 
-    def experiment_started(self, exp: Experiment, run_index: int) -> None:
-        self.current, self.elapsed = exp, 0.0
-        self._update()
-
-    def progress(self, exp: Experiment, elapsed: float) -> None:
-        self.elapsed = elapsed
+    def slots(self, rows: list[dict]) -> None:
+        self.slot_rows = rows
         self._update()
 
     def experiment_finished(self, exp: Experiment) -> None:
         style = STATUS_STYLE.get(exp.status, "")
         self.lines = (self.lines + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}[/]  "
                                     f"{exp.description[:80]}"])[-8:]
-        self.current = None
         self._update()
 
     def _render(self):
@@ -116,13 +110,30 @@ class LiveView(PlainView):
             if c.cfg.experiments and d["experiments_per_hour"] > 0:
                 left = max(0, c.cfg.experiments - d["finished"]) / d["experiments_per_hour"] * 60
                 parts.append(Text(f"ETA {left:.0f} min for {c.cfg.experiments} experiments"))
-            if self.current is not None:
-                frac = min(1.0, self.elapsed / c.task.budget)
-                parts.append(Text(f"#{self.current.id} {self.current.description[:90]}"))
-                parts.append(Group(ProgressBar(total=1.0, completed=frac, width=50),
-                                   Text(f"{self.elapsed:.0f}s / {c.task.budget:g}s budget")))
+            if d["duty_cycle"] is not None and len(self.slot_rows) > 1:
+                parts.append(Text(f"{len(self.slot_rows)} slots, duty cycle {100 * d['duty_cycle']:.0f} %"))
+            for row in self.slot_rows:
+                parts.append(_slot_line(row, c.task.budget))
         parts.extend(Text.from_markup(line) for line in self.lines)
         return Group(*parts)
+
+
+def _where(row: dict) -> str:
+    gpu = f" gpu {row['gpu']}" if row.get("gpu") is not None else ""
+    threads = f" {row['threads']} thr" if row.get("threads") else ""
+    return f"slot {row['slot']} ({row['node']}{gpu}{threads})"
+
+
+def _slot_line(row: dict, budget: float, suffix: str = ""):
+    """One slot: where it is, and what it trains with a progress bar, or idle."""
+    if row.get("experiment") is None:
+        return Text(f"{_where(row)}: idle{suffix}", style="bright_black")
+    elapsed = row.get("elapsed") or 0.0
+    bar = ProgressBar(total=1.0, completed=min(1.0, elapsed / budget), width=30)
+    table = Table.grid(padding=(0, 1))
+    table.add_row(Text(_where(row)), bar, Text(f"{elapsed:.0f}s/{budget:g}s #{row['experiment']} "
+                                               f"{(row.get('description') or '')[:60]}{suffix}"))
+    return table
 
 
 def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
@@ -141,9 +152,17 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
         console.print(f"[yellow]drift:[/] {msg}")
     for msg in d["flagged"][-3:]:
         console.print(f"[yellow]flagged:[/] {msg[:160]}")
-    for r in d["running"]:
-        since = time.time() - r["since"] if r["since"] else 0
-        console.print(f"[cyan]running[/] #{r['id']} for {since:.0f}s: {r['description'][:80]}")
+    if d["slots"]:
+        duty = f", duty cycle {100 * d['duty_cycle']:.0f} %" if d["duty_cycle"] is not None else ""
+        console.print(f"{len(d['slots'])} slot(s) ({d['slots'][0].get('executor') or 'local'}){duty}")
+        budget = (d["config"] or {}).get("budget") or 1.0
+        for row in d["slots"]:
+            duty = f"  (duty {100 * row['duty_cycle']:.0f} %)" if row["duty_cycle"] is not None else ""
+            console.print(_slot_line(row, budget, duty))
+    else:
+        for r in d["running"]:
+            since = time.time() - r["since"] if r["since"] else 0
+            console.print(f"[cyan]running[/] #{r['id']} for {since:.0f}s: {r['description'][:80]}")
     table = Table("id", "status", metric.name, "description", box=None)
     for e in journal.experiments(tag)[-15:]:
         table.add_row(str(e.id), Text(e.status.value, style=STATUS_STYLE.get(e.status, "")), _fmt(e.value),

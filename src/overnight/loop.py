@@ -4,10 +4,34 @@ Every state change is a journal write first and an action second, so a controlle
 any instant restarts with the same command and carries on: runs found `running` are marked
 interrupted and their experiments run again; a proposal journaled but not yet committed is
 committed from its stored edits; the branch is re-pointed at the last kept commit.
+
+This module holds the night's state and its transitions (start, propose, commit, finish);
+`scheduler.py` decides what runs when, across the executor's slots. The controller's thread
+is the only writer of the journal: proposers run on a thread of their own and pass their
+news (`ctx.say`) back through a queue.
+
+Parallel candidates and the incumbent (the stale rule). A candidate is proposed on the
+incumbent of its time, and the incumbent may move before it is decided:
+
+- moved before it STARTS: its change is rebased onto the new incumbent first, so it is
+  measured on top of every kept change;
+- moved while it RUNS: it is stale. It is judged against its own parent (the comparison it
+  was measured for); if it wins there, its change is rebased onto the current incumbent as a
+  NEW experiment, measured and judged like any other, and the stale one is recorded as
+  discarded with the reason (`overnight show`).
+
+Rebasing is the proposer's own (`Proposer.rebase`: a knob proposer sets the same values on
+the new incumbent) or a three-way merge in which the candidate's lines win where both sides
+changed the same line: the merged result is always measured before it can be kept, so
+overriding a kept value is a measured decision, not a silent one. A rebase that changes
+nothing (the idea is already in) or that git cannot do is not run: rejected (not started) or
+discarded (stale). Only a candidate whose parent is the incumbent is ever kept, so the
+branch stays one line and no kept change is dropped.
 """
 
 from __future__ import annotations
 
+import queue
 import re
 import threading
 import time
@@ -23,13 +47,10 @@ from overnight.judges.noise import NoiseSettings
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
 from overnight.status import incumbent
-from overnight.runner import RunRequest, RunResult, RunStatus, execute
 from overnight.task import TaskSpec, file_hash, load_task
 
 STATE_DIR = ".overnight"
-MAX_INCUMBENT_FAILURES = 3
-FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
-                 RunStatus.INVALID: ExpStatus.INVALID}
+REBASED_KEY = "rebased_from"  # params of an experiment made by the stale rule
 
 
 @dataclass(frozen=True)
@@ -43,15 +64,22 @@ class RunConfig:
     hours: float | None = None  # wall-clock limit of this invocation
     budget: float | None = None  # overrides task.budget
     seed: int = 0  # search seed; run seeds are replicate indices offset by it
+    executor: str = "local"  # local | ray
+    slots: int | None = None  # runs at once; None: one per GPU (local), the cluster's size (ray), else 1
+    gpus: tuple[str, ...] | None = None  # local: pin slots to these device ids; None: detect
+    ray_address: str | None = None  # ray: the cluster to join; None: start a local one
 
 
 class Observer:
-    """What the controller tells the outside (the CLI's live view). No-op by default."""
+    """What the controller tells the outside (the CLI's live view). No-op by default.
+    Called from the controller's thread only."""
 
     def experiment_started(self, exp: Experiment, run_index: int) -> None: ...
     def progress(self, exp: Experiment, elapsed: float) -> None: ...
     def experiment_finished(self, exp: Experiment) -> None: ...
     def message(self, text: str) -> None: ...
+    def slots(self, rows: list[dict]) -> None:
+        """Every slot: {slot, node, gpu, experiment, description, elapsed} (None when idle)."""
 
 
 def state_dir(root: Path) -> Path:
@@ -73,7 +101,7 @@ def resolve_tag(journal: Journal, tag: str | None) -> str:
 
 class Controller:
     def __init__(self, root: Path, cfg: RunConfig, observer: Observer | None = None,
-                 stop: threading.Event | None = None, proposer: Proposer | None = None):
+                 stop: threading.Event | None = None, proposer: Proposer | None = None, executor=None):
         self.root = gitops.toplevel(Path(root).resolve())
         self.cfg = cfg
         self.obs = observer or Observer()
@@ -86,6 +114,10 @@ class Controller:
         self.tag = resolve_tag(self.journal, cfg.tag)
         self.judge: Judge = make_judge(cfg.judge, cfg.noise)
         self.proposer: Proposer = proposer or make_proposer(cfg.proposer, cfg.proposer_options)
+        self.executor = executor  # None: built from cfg when the night starts (Ray connects then)
+        self.inbox: queue.Queue = queue.Queue()  # (kind, message) said on the proposer's thread
+        self.tell_via = None  # the scheduler routes `observe` through the proposer's thread
+        self._thread = threading.current_thread()
         self.base_commit = self._start_tag()
         self._sweep_worktrees()
         self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
@@ -122,20 +154,19 @@ class Controller:
                 gitops.worktree_remove(self.root, path)
         gitops.git(self.root, "worktree", "prune", check=False)
 
-    # --- the loop -----------------------------------------------------------------------------
+    # --- the night ----------------------------------------------------------------------------
     def run(self) -> None:
-        deadline = time.monotonic() + self.cfg.hours * 3600 if self.cfg.hours else None
+        from overnight.executors import make_executor
+        from overnight.scheduler import Scheduler
+
         self._replay()
+        executor = self.executor or make_executor(self.task, self.cfg)
         try:
-            while not self.stop.is_set():
-                history = self.journal.experiments(self.tag)
-                pending = [e for e in history if e.status in (ExpStatus.PROPOSED, ExpStatus.RUNNING)]
-                if not pending and self._done(history, deadline):
-                    break
-                exp = pending[0] if pending else self._propose(history)
-                self._evaluate(exp)
+            Scheduler(self, executor).run()
         finally:
-            self.proposer.close()
+            if self.executor is None:
+                executor.close()
+            self.drain_inbox()
             self.journal.write_results_tsv(self.tag, self.results_path)
 
     def _replay(self) -> None:
@@ -157,8 +188,11 @@ class Controller:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _done(self, history: list[Experiment], deadline: float | None) -> bool:
-        if self.cfg.experiments is not None and len(history) >= self.cfg.experiments:
+    def done(self, history: list[Experiment], deadline: float | None) -> bool:
+        # A stale candidate's rebase (loop docstring) is that candidate measured again, not a
+        # new idea: it does not count against --experiments.
+        proposed = sum(REBASED_KEY not in e.params for e in history)
+        if self.cfg.experiments is not None and proposed >= self.cfg.experiments:
             return True
         # Neither limit given: run until stopped (Ctrl-C), which is what "all night" means.
         return deadline is not None and time.monotonic() >= deadline
@@ -175,137 +209,92 @@ class Controller:
 
     def _say(self, kind: str, message: str) -> None:
         """A proposer's news (e.g. falling back to optuna): journaled, and shown live."""
+        if threading.current_thread() is not self._thread:
+            self.inbox.put((kind, message))  # the journal has one writer: this controller's thread
+            return
         self.journal.event(self.tag, kind, message)
         self.obs.message(message)
 
-    def _propose(self, history: list[Experiment]) -> Experiment:
-        if not history:  # the first experiment of every run is the unmodified baseline
-            exp_id = self.journal.add_experiment(self.tag, None, self.base_commit, "baseline", "baseline", {}, {})
-            self.journal.set_commit(exp_id, self.base_commit, "")
-            return self.journal.experiment(exp_id)
-        ctx = self.context(history)
-        proposal: Proposal = self.proposer.propose(ctx)
-        exp_id = self.journal.add_experiment(self.tag, ctx.incumbent.id, ctx.incumbent.commit_sha,
-                                             proposal.description, proposal.proposer or self.proposer.name,
-                                             proposal.params,
-                                             proposal.edits)
+    def drain_inbox(self) -> None:
+        while True:
+            try:
+                kind, message = self.inbox.get_nowait()
+            except queue.Empty:
+                return
+            self._say(kind, message)
+
+    # --- experiments ----------------------------------------------------------------------------
+    def add_baseline(self) -> Experiment:
+        """The first experiment of every night is the unmodified baseline."""
+        exp_id = self.journal.add_experiment(self.tag, None, self.base_commit, "baseline", "baseline", {}, {})
+        self.journal.set_commit(exp_id, self.base_commit, "")
         return self.journal.experiment(exp_id)
 
-    def _materialise(self, exp: Experiment) -> Experiment | None:
-        """Make the candidate's commit (idempotent); reject edits outside the editable files."""
+    def add_proposal(self, ctx: Context, proposal: Proposal) -> Experiment:
+        exp_id = self.journal.add_experiment(self.tag, ctx.incumbent.id, ctx.incumbent.commit_sha,
+                                             proposal.description, proposal.proposer or self.proposer.name,
+                                             proposal.params, proposal.edits)
+        return self.journal.experiment(exp_id)
+
+    def rebased_edits(self, exp: Experiment, history: list[Experiment]) -> dict[str, str] | None:
+        """`exp`'s change carried onto the current incumbent: the proposer's own way if it has
+        one, else a three-way merge; None when git cannot merge or nothing would change."""
+        ctx = self.context(history)
+        proposal = self.proposer.rebase(exp, ctx)
+        edits = proposal.edits if proposal is not None else gitops.merge_edits(
+            self.root, exp.base_commit, ctx.incumbent.commit_sha, exp.edits)
+        if edits is None:
+            return None
+        edits = {p: t for p, t in edits.items() if ctx.incumbent_files.get(p) != t}
+        return edits or None
+
+    def materialise(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
+        """Make the candidate's commit (idempotent) on top of the current incumbent; reject
+        edits outside the editable files, and candidates whose rebase is empty."""
+        if exp.params.get(REJECTED_KEY) and exp.commit_sha is None:  # a failed proposal: never run
+            self.finish(exp, ExpStatus.REJECTED, exp.params[REJECTED_KEY])
+            return None
+        outside = sorted(set(exp.edits) - set(self.task.editable))
+        if outside and exp.commit_sha is None:
+            self.finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
+            return None
+        inc = self.incumbent(history)
+        measured = any(r.status != "interrupted" for r in exp.runs)
+        if exp.parent_id is not None and inc is not None and exp.parent_id != inc.id and not measured:
+            edits = self.rebased_edits(exp, history)
+            if edits is None:
+                self.finish(exp, ExpStatus.REJECTED, f"stale: proposed on #{exp.parent_id}; its change is already "
+                                                     f"in (or cannot be merged onto) #{inc.id}, kept since")
+                return None
+            desc = re.sub(r" \(rebased onto #\d+\)$", "", exp.description) + f" (rebased onto #{inc.id})"
+            self.journal.rebase_experiment(exp.id, inc.id, inc.commit_sha, edits, desc)
+            exp = self.journal.experiment(exp.id)
         if exp.commit_sha is None:
-            if exp.params.get(REJECTED_KEY):  # a failed proposal (bad edit): journaled, never run
-                self._finish(exp, ExpStatus.REJECTED, exp.params[REJECTED_KEY])
-                return None
-            outside = sorted(set(exp.edits) - set(self.task.editable))
-            if outside:
-                self._finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
-                return None
             sha = gitops.make_commit(self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {exp.description}")
             self.journal.set_commit(exp.id, sha, gitops.diff(self.root, exp.base_commit, sha))
         exp = self.journal.experiment(exp.id)
         gitops.update_ref(self.root, f"refs/overnight/{self.tag}/{exp.id}", exp.commit_sha)
         return exp
 
-    def _evaluate(self, exp: Experiment) -> None:
-        """Run and judge one experiment until it is decided. The judge is a pure function of
-        the journaled runs, so a resumed controller picks up mid-confirmation exactly."""
-        exp = self._materialise(exp)
-        if exp is None:
-            return
-        while not self.stop.is_set():
-            exp = self.journal.experiment(exp.id)
-            done = [r for r in exp.runs if r.status != "interrupted"]
-            if exp.parent_id is None:  # the baseline: several seeds, the first noise estimate
-                if len(done) < self.judge.baseline_runs():
-                    if not self._run_candidate(exp):
-                        return
-                    continue
-                self._finish(exp, ExpStatus.KEPT, "baseline", sum(exp.ok_values) / len(exp.ok_values))
-                return
-            if not done:
-                if not self._run_candidate(exp):
-                    return
-                continue
-            history = self.journal.experiments(self.tag)
-            inc = self.incumbent(history)
-            verdict = self.judge.judge(exp, inc, self.task.metric, history)
-            if verdict.action == "more":
-                for _ in range(verdict.more_incumbent_runs):
-                    if not self._run_incumbent(inc):
-                        return
-                for _ in range(verdict.more_candidate_runs):
-                    if not self._run_candidate(exp):
-                        return
-                continue
-            for flag in verdict.flags:
-                self.journal.event(self.tag, flag, f"#{exp.id}: {verdict.reason}")
-            status = ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED
-            self._finish(exp, status, verdict.reason, verdict.value)
-            self._maybe_remeasure()
-            return
-
-    def _run_candidate(self, exp: Experiment) -> bool:
-        """One more seeded run of `exp`; False when the experiment is over (failed or stopped)."""
-        res = self._run_once(exp)
-        if res.status == RunStatus.OK:
-            return True
-        if res.status != RunStatus.INTERRUPTED:
-            exp = self.journal.experiment(exp.id)
-            self._finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
-            if exp.parent_id is None:
-                raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
-                                     f"fix the task first; log: {res.log_path}")
-        return False
-
-    def _run_incumbent(self, inc: Experiment) -> bool:
-        """Re-measure the incumbent (its status stays kept); its value becomes the new mean."""
-        res = self._run_once(inc)
-        if res.status == RunStatus.INTERRUPTED:
-            return False
-        inc = self.journal.experiment(inc.id)
-        if res.status != RunStatus.OK:
-            failures = sum(r.status not in ("ok", "interrupted") for r in inc.runs)
-            self.journal.event(self.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
-            if failures >= MAX_INCUMBENT_FAILURES:
-                raise OvernightError(f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
-                                     f"is flaky or the machine changed; see {res.log_path}")
-            return True
-        self.journal.set_value(inc.id, sum(inc.ok_values) / len(inc.ok_values))
-        return True
-
-    def _maybe_remeasure(self) -> None:
-        """Drift: re-run the incumbent from time to time, so a machine that got slower or
-        faster shows up in status instead of silently biasing keeps."""
-        history = self.journal.experiments(self.tag)
+    def rebase_stale(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
+        """The stale rule's second half: a NEW experiment with `exp`'s edits on the current
+        incumbent (found again, not duplicated, when a killed controller decides twice)."""
+        for e in history:
+            if e.params.get(REBASED_KEY) == exp.id:
+                return e
+        edits = self.rebased_edits(exp, history)
+        if edits is None:
+            return None
         inc = self.incumbent(history)
-        if inc is None or not self.judge.remeasure_due(inc, history) or self.stop.is_set():
-            return
-        if self._run_incumbent(inc):
-            history = self.journal.experiments(self.tag)
-            drift = self.judge.drift(self.journal.experiment(inc.id), history)
-            if drift:
-                self.journal.event(self.tag, "drift", drift)
-                self.obs.message(f"drift: {drift}")
+        # Keys starting with "_" are the proposer's bookkeeping for the original (an Optuna
+        # trial number): the rebased experiment is a different configuration.
+        params = {k: v for k, v in exp.params.items() if not k.startswith("_")} | {REBASED_KEY: exp.id}
+        exp_id = self.journal.add_experiment(self.tag, inc.id, inc.commit_sha,
+                                             f"{exp.description} (#{exp.id} rebased onto #{inc.id})",
+                                             exp.proposer, params, edits)
+        return self.journal.experiment(exp_id)
 
-    def _run_once(self, exp: Experiment) -> RunResult:
-        # Count replicates from the journal, not from `exp`: callers run several in a row with
-        # the same (stale) object, and each replicate needs its own seed.
-        replicate = sum(r.status != "interrupted" for r in self.journal.experiment(exp.id).runs)
-        seed = self.cfg.seed + replicate
-        run_id = self.journal.start_run(exp.id, seed, slot="0", node="local")
-        self.obs.experiment_started(exp, replicate)
-        req = RunRequest(commit=exp.commit_sha, seed=seed,
-                         run_dir=self.state / self.tag / "runs" / f"{exp.id}-{run_id}",
-                         worktree=self.state / "worktrees" / f"{self.tag}-{exp.id}-{run_id}",
-                         protected_hashes=self.protected_hashes)
-        res = execute(self.task, req, stop=self.stop, progress=lambda t: self.obs.progress(exp, t))
-        self.journal.finish_run(run_id, res)
-        if res.status == RunStatus.INTERRUPTED:
-            self.journal.recover(self.tag)
-        return res
-
-    def _finish(self, exp: Experiment, status: ExpStatus, reason: str, value: float | None = None) -> None:
+    def finish(self, exp: Experiment, status: ExpStatus, reason: str, value: float | None = None) -> None:
         # Journal first, then the branch: a crash between the two is repaired on resume.
         self.journal.set_status(exp.id, status, reason, value)
         if status == ExpStatus.KEPT:
@@ -313,6 +302,6 @@ class Controller:
         exp = self.journal.experiment(exp.id)
         history = self.journal.experiments(self.tag)
         if self.incumbent(history) is not None:
-            self.proposer.observe(exp, self.context(history))
+            (self.tell_via or self.proposer.observe)(exp, self.context(history))
         self.journal.write_results_tsv(self.tag, self.results_path)
         self.obs.experiment_finished(exp)

@@ -83,23 +83,31 @@ def execute(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None
     """Materialise the worktree, run the command, collect the outcome; never raises for the
     candidate's faults (a broken candidate is data)."""
     req.run_dir.mkdir(parents=True, exist_ok=True)
+    gitops.worktree_add(task.root, req.worktree, req.commit)
+    try:
+        return run_checkout(task, req, stop, progress)
+    finally:
+        gitops.worktree_remove(task.root, req.worktree)
+
+
+def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None,
+                 progress: ProgressFn | None = None) -> RunResult:
+    """Run the command in `req.worktree`, already holding the commit's files (a git worktree
+    here, an unpacked archive on a Ray worker that has no clone of the repository)."""
+    req.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = req.run_dir / "log.txt"
     result_path = req.run_dir / "result.json"
     result_path.unlink(missing_ok=True)
-    gitops.worktree_add(task.root, req.worktree, req.commit)
-    try:
-        bad = [p for p, h in req.protected_hashes.items()
-               if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
-        if bad:
-            return RunResult(RunStatus.INVALID, log_path=str(log_path),
-                             error=f"protected file(s) differ from the task's: {', '.join(bad)}")
-        env = {**os.environ, **task.env, **req.extra_env,
-               "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
-               "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1"}
-        outcome = _run_process(task.command, req.worktree, env, log_path, task.timeout, stop, progress)
-        return _judge_outcome(task, outcome, log_path, result_path)
-    finally:
-        gitops.worktree_remove(task.root, req.worktree)
+    bad = [p for p, h in req.protected_hashes.items()
+           if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
+    if bad:
+        return RunResult(RunStatus.INVALID, log_path=str(log_path),
+                         error=f"protected file(s) differ from the task's: {', '.join(bad)}")
+    env = {**os.environ, **task.env, **req.extra_env,
+           "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
+           "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1"}
+    outcome = _run_process(task.command, req.worktree, env, log_path, task.timeout, stop, progress)
+    return _judge_outcome(task, outcome, log_path, result_path)
 
 
 @dataclass

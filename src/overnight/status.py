@@ -7,6 +7,7 @@ added, none renamed). The rich view and the report are drawn from the same numbe
 
 from __future__ import annotations
 
+import json
 import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
@@ -27,6 +28,41 @@ def running_best(history: list[Experiment], metric: Metric) -> list[tuple[int, f
     return [(e.id, e.value) for e in kept]
 
 
+def slot_status(journal: Journal, tag: str, history: list[Experiment], budget: float | None,
+                now: float | None = None) -> tuple[list[dict], float | None]:
+    """Every slot of the latest controller (where, which experiment, progress) and its duty
+    cycle: training seconds / wall seconds since that controller started, where a run still
+    going counts its elapsed time and a finished one its training_seconds (its wall time when
+    the task reports none). Returns (slots, mean duty cycle over the slots)."""
+    started = journal.events(tag, "slots")
+    if not started:
+        return [], None
+    since = started[-1]["time"]
+    layout = json.loads(started[-1]["message"])
+    now = now or time.time()
+    runs = [(r, e) for e in history for r in e.runs if r.started >= since]
+    live = any(r.status == "running" for r, _ in runs)
+    end = now if live else max((r.ended for r, _ in runs if r.ended), default=since)
+    wall = max(end - since, 1e-9)
+    rows = []
+    for slot in layout["slots"]:
+        mine = [(r, e) for r, e in runs if r.slot == slot["slot"]]
+        current = next(((r, e) for r, e in mine if r.status == "running"), None)
+        busy = sum((now - r.started) if r.status == "running" else (r.training_seconds or r.wall_seconds or 0.0)
+                   for r, _ in mine)
+        row = {**slot, "executor": layout.get("executor"), "state": "running" if current else "idle",
+               "experiment": None, "description": None, "run": None, "elapsed": None, "progress": None,
+               "runs": len(mine), "duty_cycle": min(1.0, busy / wall) if runs else None}
+        if current:
+            r, e = current
+            elapsed = now - r.started
+            row.update(node=r.node or slot["node"], experiment=e.id, description=e.description, run=r.id,
+                       elapsed=elapsed, progress=min(1.0, elapsed / budget) if budget else None)
+        rows.append(row)
+    duties = [row["duty_cycle"] for row in rows if row["duty_cycle"] is not None]
+    return rows, (sum(duties) / len(duties) if duties else None)
+
+
 def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     history = journal.experiments(tag)
     info = journal.tag_info(tag) or {}
@@ -43,6 +79,7 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     gain = None
     if baseline is not None and best is not None and baseline.value is not None and best.value is not None:
         gain = metric.improvement(best.value, baseline.value)
+    slots, duty = slot_status(journal, tag, history, (info.get("config") or {}).get("budget"))
     return {
         "tag": tag,
         "metric": metric.name,
@@ -70,4 +107,6 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "base_commit": info.get("base_commit"),
         "config": info.get("config", {}),
         "llm": usage_summary(history, journal.events(tag)),  # tokens, cost, fallback (usage.py)
+        "slots": slots,  # each slot of the latest controller: where, what, progress, duty_cycle
+        "duty_cycle": duty,  # training seconds / wall seconds, mean over the slots
     }

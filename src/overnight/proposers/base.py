@@ -73,6 +73,11 @@ class Proposer(ABC):
         """Called when an experiment's final status is known (kept, discarded, failed). Must be
         idempotent: after a restart the controller replays every finished experiment."""
 
+    def rebase(self, experiment: Experiment, ctx: Context) -> Proposal | None:
+        """The same idea on top of `ctx.incumbent`, which changed since `experiment` was
+        proposed (parallel slots). None: the controller merges the edits with git instead."""
+        return None
+
     def close(self) -> None:
         """Release resources (files, connections) at the end of a run."""
 
@@ -93,6 +98,15 @@ class KnobProposer(Proposer):
                     f"no tunable UPPER_CASE constants found in {', '.join(ctx.task.editable)} — "
                     "declare ranges under [knobs] in overnight.toml or use another proposer")
         return self._knobs
+
+    def rebase(self, experiment: Experiment, ctx: Context) -> Proposal | None:
+        """A knob proposal is a whole configuration: set the same values on the new incumbent
+        (a line merge would conflict on every constant both changed)."""
+        if experiment.proposer != self.name:
+            return None
+        space = {k.name for k in self.knob_space(ctx)}
+        values = {n: v for n, v in experiment.params.items() if n in space}
+        return self.apply(ctx, values, experiment.description.split(":", 1)[0]) if values else None
 
     def apply(self, ctx: Context, values: dict[str, Any], label: str) -> Proposal:
         """Rewrite the incumbent's files with `values` and describe what changed."""

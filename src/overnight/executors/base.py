@@ -1,0 +1,78 @@
+"""The executor interface: where a run executes, and nothing else.
+
+The controller decides WHAT runs (which experiment, which seed) and journals it; an executor
+decides WHERE: it owns a fixed set of slots (a GPU, a share of the CPU threads, a place on a
+Ray cluster) and starts one run in a free slot, returning a future of its `RunResult`:
+
+    for slot in executor.slots: ...               # what there is
+    future = executor.start(job, slot)            # a run; never blocks on its end
+    result = future.result()                      # RunResult, also for crashed candidates
+    executor.stop_all(); executor.close()         # Ctrl-C; end of the night
+
+A future never raises for the candidate's faults (a broken candidate is data). A run that
+the executor lost (a Ray node died, the controller stopped it) comes back as
+`RunStatus.INTERRUPTED`; the controller journals it and schedules it again. Proposers and
+judges never see an executor. Adding one is one new file with a subclass.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from overnight.runner import RunResult
+from overnight.task import TaskSpec
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One place a run can execute. `env` is added to the run's environment (pinning)."""
+
+    name: str  # unique and stable across restarts: the journal's runs.slot
+    node: str  # where it is: "local", a Ray node
+    env: dict[str, str] = field(default_factory=dict)
+    gpu: str | None = None  # the device id it is pinned to, if any
+    threads: int | None = None  # CPU threads it may use, if split
+
+    def describe(self) -> dict:
+        return {"slot": self.name, "node": self.node, "gpu": self.gpu, "threads": self.threads}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One seeded run of a commit, as journaled (run_id) before it starts."""
+
+    run_id: int
+    commit: str
+    seed: int
+    run_dir: Path  # on the controller's machine: log and result end up here
+    worktree: Path  # where a local executor checks the commit out
+    protected_hashes: dict[str, str]
+
+
+class Executor(ABC):
+    name: str = "executor"
+
+    def __init__(self, task: TaskSpec):
+        self.task = task
+
+    @property
+    @abstractmethod
+    def slots(self) -> list[Slot]:
+        """The slots, in a stable order; the controller keeps at most one run in each."""
+
+    @abstractmethod
+    def start(self, job: Job, slot: Slot) -> Future:
+        """Start `job` in `slot` (free); the future resolves to its RunResult."""
+
+    def node_of(self, job: Job) -> str | None:
+        """Where the run of `job` really executed, once known (Ray places tasks itself)."""
+        return None
+
+    def stop_all(self) -> None:
+        """Stop every run now; their futures resolve to INTERRUPTED results."""
+
+    def close(self) -> None:
+        """Release the slots (threads, cluster connection) at the end of the night."""

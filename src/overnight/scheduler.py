@@ -1,0 +1,327 @@
+"""The scheduler: every slot busy, decisions finished first, the next proposal ready early.
+
+One loop on the controller's thread:
+
+    collect   finished runs -> journal; a failed run ends its experiment; a run the executor
+              lost (a dead Ray node) is journaled `interrupted` and queued again
+    plan      each undecided experiment with nothing queued or in flight gets its next runs
+              (the baseline's seeds all at once, a candidate's first run, what the judge asks
+              for: more runs of the candidate and of its yardstick), or its decision
+    dispatch  free slots take queued runs: runs that finish a decision first, then candidates
+    ask       the proposer works on its own thread, so a candidate is journaled and waiting
+              before a slot frees (one in reserve beyond the free slots)
+
+The judge stays a pure function of the journaled runs. An experiment is judged only when
+none of its runs, nor its yardstick's, is queued or in flight, so every verdict sees settled
+numbers and a resumed controller reaches the same verdicts.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, wait
+from dataclasses import dataclass
+
+from overnight.asker import Asker
+from overnight.errors import OvernightError
+from overnight.executors.base import Executor, Job, Slot
+from overnight.journal import Experiment, ExpStatus
+from overnight.runner import RunResult, RunStatus
+
+MAX_INCUMBENT_FAILURES = 3
+FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
+                 RunStatus.INVALID: ExpStatus.INVALID}
+WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
+VIEW_SECONDS = 0.5  # how often the live view hears about the slots
+REPLAN_SECONDS = 1.0  # re-read the journal at least this often (the --hours deadline)
+
+
+@dataclass
+class Want:
+    """A run waiting for a slot: one more seeded replicate of `exp_id`."""
+
+    exp_id: int
+    incumbent: bool = False  # a re-measure of a kept experiment (its status stays kept)
+    drift: bool = False  # a drift check: compare it with the earlier runs when it ends
+    priority: int = 0  # 0: finishes a decision in progress; 1: a candidate's first run
+
+
+@dataclass
+class Flight:
+    want: Want
+    exp: Experiment
+    job: Job
+    slot: Slot
+    future: Future
+    started: float  # time.time()
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
+
+
+class Scheduler:
+    def __init__(self, controller, executor: Executor):
+        self.c = controller
+        self.ex = executor
+        self.queue: list[Want] = []
+        self.flights: dict[str, Flight] = {}  # slot name -> its run
+        self.asker = Asker(controller.proposer)
+        hours = controller.cfg.hours
+        self.deadline = time.monotonic() + hours * 3600 if hours else None
+        self.stopping = False
+        self.history: list[Experiment] = []
+        self.next_plan = self.next_view = 0.0
+
+    def run(self) -> None:
+        c = self.c
+        c.tell_via = self.asker.tell
+        c.journal.event(c.tag, "slots", json.dumps({"executor": self.ex.name,
+                                                     "slots": [s.describe() for s in self.ex.slots]}))
+        try:
+            while True:
+                self._collect()
+                c.drain_inbox()
+                if c.stop.is_set():
+                    if not self.stopping:
+                        self.stopping = True
+                        self.ex.stop_all()
+                    if not self.flights:
+                        break
+                elif self._take_proposal() or time.monotonic() >= self.next_plan:
+                    if self._step():
+                        break
+                self._view()
+                self._wait()
+        finally:
+            self._shutdown()
+
+    def _step(self) -> bool:
+        """Plan, dispatch and ask on fresh history; True when the night is over."""
+        self.next_plan = time.monotonic() + REPLAN_SECONDS
+        while True:
+            self.history = self.c.journal.experiments(self.c.tag)
+            if self._over():
+                return True
+            if not self._plan():
+                break
+        self._dispatch()
+        self._ask()
+        return False
+
+    def _over(self) -> bool:
+        active = [e for e in self.history if not e.status.final]
+        return (bool(self.history) and not active and not self.flights and not self.queue
+                and self.asker.asking is None and self.c.done(self.history, self.deadline))
+
+    def _busy(self) -> set[int]:
+        return {w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()}
+
+    # --- plan: what each undecided experiment needs next --------------------------------------
+    def _plan(self) -> bool:
+        """Queue runs or decide; True when the journal changed in a way that needs re-reading."""
+        c, h = self.c, self.history
+        if not h:
+            c.add_baseline()
+            return True
+        if h[0].status.failed:
+            raise OvernightError(f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
+                                 f"(`overnight show {h[0].id}`), then start a new --tag")
+        inc = c.incumbent(h)
+        by_id = {e.id: e for e in h}
+        busy = self._busy()
+        for e in h:
+            if e.status.final or e.id in busy:
+                continue
+            done = [r for r in e.runs if r.status != "interrupted"]
+            failed = [r for r in done if r.status not in ("ok", "running")]
+            if failed:  # journaled by a controller killed before it could decide
+                c.finish(e, FAILED_STATUS[RunStatus(failed[0].status)], failed[0].error or "failed")
+                return True
+            if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
+                need = c.judge.baseline_runs() - len(done)
+                if need <= 0:
+                    c.finish(e, ExpStatus.KEPT, "baseline", _mean(e.ok_values))
+                    return True
+                self.queue += [Want(e.id) for _ in range(need)]
+                continue
+            if not done:
+                self.queue.append(Want(e.id, priority=1))
+                continue
+            stale = e.parent_id != inc.id  # the incumbent moved while it ran (see loop.py)
+            target = by_id[e.parent_id] if stale else inc
+            if target.id in busy:
+                continue
+            verdict = c.judge.judge(e, target, c.task.metric, h)
+            if verdict.action == "more":
+                more = [Want(target.id, incumbent=True) for _ in range(verdict.more_incumbent_runs)]
+                more += [Want(e.id) for _ in range(verdict.more_candidate_runs)]
+                self.queue += more or [Want(e.id)]
+                busy |= {e.id, target.id}
+                continue
+            self._decide(e, verdict, target, inc, stale)
+            return True
+        return False
+
+    def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
+        c = self.c
+        for flag in verdict.flags:
+            c.journal.event(c.tag, flag, f"#{e.id}: {verdict.reason}")
+        if not stale:
+            c.finish(e, ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED, verdict.reason,
+                     verdict.value)
+        else:
+            why = f"stale: #{inc.id} was kept while it ran; against its parent #{target.id}: {verdict.reason}"
+            if verdict.action == "keep":
+                new = c.rebase_stale(e, self.history)
+                why += (f"; its change goes on as #{new.id}, rebased onto #{inc.id}" if new else
+                        f"; its change is already in (or cannot be merged onto) #{inc.id}: not carried over")
+            c.finish(e, ExpStatus.DISCARDED, why, verdict.value)
+        self._maybe_remeasure()
+
+    def _maybe_remeasure(self) -> None:
+        """Drift: re-run the incumbent from time to time, so a machine that got slower or
+        faster shows up in status instead of silently biasing keeps."""
+        h = self.c.journal.experiments(self.c.tag)
+        inc = self.c.incumbent(h)
+        if inc is not None and inc.id not in self._busy() and self.c.judge.remeasure_due(inc, h):
+            self.queue.append(Want(inc.id, incumbent=True, drift=True))
+
+    # --- dispatch: free slots take queued runs ------------------------------------------------
+    def _dispatch(self) -> None:
+        free = [s for s in self.ex.slots if s.name not in self.flights]
+        self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
+        while free and self.queue:
+            want = self.queue.pop(0)
+            exp = self.c.journal.experiment(want.exp_id)
+            if not want.incumbent:
+                if exp.status.final:
+                    continue
+                exp = self.c.materialise(exp, self.history)
+                if exp is None:  # rejected: nothing of it may run
+                    self.queue = [w for w in self.queue if w.exp_id != want.exp_id]
+                    self.next_plan = 0.0
+                    continue
+            self._start(want, exp, free.pop(0))
+
+    def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
+        c = self.c
+        # The seed is the lowest replicate index no finished or running run of it holds:
+        # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed.
+        used = {r.seed for r in c.journal.experiment(exp.id).runs if r.status != "interrupted"}
+        replicate = next(i for i in itertools.count() if c.cfg.seed + i not in used)
+        seed = c.cfg.seed + replicate
+        run_id = c.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
+        job = Job(run_id, exp.commit_sha, seed, run_dir=c.state / c.tag / "runs" / f"{exp.id}-{run_id}",
+                  worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{run_id}",
+                  protected_hashes=c.protected_hashes)
+        self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
+        c.obs.experiment_started(exp, replicate)
+
+    # --- collect: finished runs ---------------------------------------------------------------------
+    def _collect(self, settle_only: bool = False) -> None:
+        for name, f in list(self.flights.items()):
+            if not f.future.done():
+                continue
+            del self.flights[name]
+            self.next_plan = 0.0
+            res: RunResult = f.future.result()
+            self.c.journal.finish_run(f.job.run_id, res)
+            node = self.ex.node_of(f.job)
+            if node and node != f.slot.node:
+                self.c.journal.set_run_node(f.job.run_id, node)
+            if not settle_only:
+                self._after_run(f, res)
+
+    def _after_run(self, f: Flight, res: RunResult) -> None:
+        c = self.c
+        exp = c.journal.experiment(f.want.exp_id)
+        if res.status == RunStatus.INTERRUPTED:
+            if not self.stopping and not c.stop.is_set():  # lost by the executor: run it again
+                c.journal.event(c.tag, "requeued", f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was "
+                                                   f"lost ({res.error}); it runs again")
+                c.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
+                self.queue.insert(0, f.want)
+            return
+        if f.want.incumbent:
+            self._after_incumbent_run(exp, res, f.want.drift)
+        elif res.status != RunStatus.OK and not exp.status.final:
+            c.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
+            if exp.parent_id is None:
+                raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
+                                     f"fix the task first; log: {res.log_path}")
+
+    def _after_incumbent_run(self, inc: Experiment, res: RunResult, drift: bool) -> None:
+        """A re-measured incumbent keeps its status; its value becomes the new mean."""
+        c = self.c
+        if res.status != RunStatus.OK:
+            failures = sum(r.status not in ("ok", "interrupted", "running") for r in inc.runs)
+            c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
+            if failures >= MAX_INCUMBENT_FAILURES:
+                raise OvernightError(f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
+                                     f"is flaky or the machine changed; see {res.log_path}")
+            return
+        c.journal.set_value(inc.id, _mean(inc.ok_values))
+        if drift:
+            message = c.judge.drift(c.journal.experiment(inc.id), c.journal.experiments(c.tag))
+            if message:
+                c.journal.event(c.tag, "drift", message)
+                c.obs.message(f"drift: {message}")
+
+    # --- ask: the next proposal, prepared while the slots train ------------------------------------
+    def _take_proposal(self) -> bool:
+        got = self.asker.answer()
+        if got is None:
+            return False
+        proposal, ctx = got
+        if not self.c.stop.is_set():  # after Ctrl-C nothing new is journaled
+            self.c.add_proposal(ctx, proposal)
+        return True
+
+    def _ask(self) -> None:
+        c, h = self.c, self.history
+        if self.asker.asking is not None or c.incumbent(h) is None or c.done(h, self.deadline):
+            return
+        waiting = sum(1 for e in h if e.parent_id is not None and not e.status.final
+                      and not any(r.status != "interrupted" for r in e.runs))
+        if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
+            self.asker.ask(c.context(h))
+
+    # --- the view, waiting, the end ------------------------------------------------------------------
+    def _view(self) -> None:
+        now = time.time()
+        if now < self.next_view:
+            return
+        self.next_view = now + VIEW_SECONDS
+        rows = []
+        for s in self.ex.slots:
+            f = self.flights.get(s.name)
+            rows.append({**s.describe(), "experiment": f.exp.id if f else None,
+                         "description": f.exp.description if f else None,
+                         "elapsed": now - f.started if f else None})
+            if f:
+                self.c.obs.progress(f.exp, now - f.started)
+        self.c.obs.slots(rows)
+
+    def _wait(self) -> None:
+        futures = [f.future for f in self.flights.values()]
+        if self.asker.asking is not None:
+            futures.append(self.asker.asking[0])
+        if futures:
+            wait(futures, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
+        else:
+            time.sleep(WAIT_SECONDS / 10)
+
+    def _shutdown(self) -> None:
+        """Stop what still runs, journal it as interrupted (it runs again on resume)."""
+        self.stopping = True
+        try:
+            if self.flights:
+                self.ex.stop_all()
+                wait([f.future for f in self.flights.values()])
+                self._collect(settle_only=True)
+            self.c.journal.recover(self.c.tag)
+        finally:
+            self.asker.close()
