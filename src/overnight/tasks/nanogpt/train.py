@@ -89,7 +89,9 @@ class CausalSelfAttention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=False)
         # The gate reads a few channels of the input and scales the value embedding per head.
         self.ve_gate_channels = 32
-        self.ve_gate = nn.Linear(self.ve_gate_channels, self.n_head, bias=False) if has_ve(layer_idx, config.n_layer) else None
+        self.ve_gate = None
+        if has_ve(layer_idx, config.n_layer):
+            self.ve_gate = nn.Linear(self.ve_gate_channels, self.n_head, bias=False)
 
     def forward(self, x, ve, cos_sin, mask):
         B, T, C = x.size()
@@ -327,10 +329,10 @@ else:
 
 device_batch_size = min(DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE // MAX_SEQ_LEN)  # never more than one step
 tokens_per_fwdbwd = device_batch_size * MAX_SEQ_LEN
-assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE must be a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
+assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE: a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
 grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_fwdbwd
 train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)
-print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {TOTAL_BATCH_SIZE} tokens/step in {grad_accum_steps} micro-batches")
+print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {TOTAL_BATCH_SIZE} tokens/step, {grad_accum_steps} micro-batches")
 
 # Peak bf16 FLOP/s of the GPU, for MFU (0 where unknown, e.g. on CPU).
 PEAK_FLOPS = {"H100": 989.5e12, "H200": 989.5e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
