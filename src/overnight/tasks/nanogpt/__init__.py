@@ -21,8 +21,10 @@ FILES = ("train.py", "prepare.py", "program.md", "overnight.toml")
 # restore them, and keeps the two presets side by side for reading.
 PRESETS = {
     # 2 CPU cores, 60 s: a 3-layer, 192-wide model on 2k-token BPE, 2k tokens per step. A run
-    # sees only a few hundred thousand tokens, so small and many steps won: at equal CPU time
-    # 3x192 reached val_bpb 1.97, 4x192 2.02, 4x256 2.16 (2.19 with 4k tokens per step).
+    # sees well under a million tokens, so small and many steps won. Measured at equal CPU time
+    # (one thread, budget in CPU seconds, to be fair on a shared machine): 60 s eager, 3x192
+    # 1.97 val_bpb, 4x192 2.02, 4x256 2.16 (2.19 at 4k tokens/step); 100 s compiled (about a
+    # quiet 2-core minute), 3x192 1.77 (1.76 at 4k tokens/step), 4x256 1.93 (1.94).
     "cpu": dict(
         prepare=dict(MAX_SEQ_LEN=256, VOCAB_SIZE=2048, EVAL_TOKENS=2**16, EXCLUDED_STEPS=2),
         train=dict(DEPTH=3, ASPECT_RATIO=64, HEAD_DIM=64, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**11,
