@@ -351,7 +351,11 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     j = open_journal(root)
     e = j.experiment(victim)
     assert e.status == ExpStatus.PROPOSED and [r.status for r in e.runs] == ["interrupted"]
-    assert len(j.experiments("night")) == victim  # nothing proposed after the stop
+    # Nothing proposed after the stop; the one candidate asked for in reserve while the victim
+    # trained (proposals overlap training) may be journaled, never run.
+    h = j.experiments("night")
+    assert len(h) in (victim, victim + 1)
+    assert all(e.status == ExpStatus.PROPOSED and e.runs == [] for e in h[victim:])
     j.close()
     assert len(git_out(root, "worktree", "list").splitlines()) == 1
     again = subprocess.run(_cmd(root, 4), capture_output=True, text=True, timeout=120)

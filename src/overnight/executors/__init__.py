@@ -21,7 +21,10 @@ def make_executor(task: TaskSpec, cfg) -> Executor:
     if cfg.executor == "ray":
         if cfg.gpus is not None:
             raise OvernightError("--gpus pins local slots; with --executor ray, Ray places each run on a GPU")
-        from overnight.executors.ray import RayExecutor
+        try:
+            from overnight.executors.ray import RayExecutor
+        except ImportError as exc:
+            raise OvernightError(f"--executor ray needs Ray ({exc}) — pip install 'overnight[ray]'") from None
         return RayExecutor(task, address=cfg.ray_address, slots=cfg.slots)
     raise OvernightError(f"unknown executor {cfg.executor!r} — choose one of: {', '.join(EXECUTORS)}")
 
