@@ -86,10 +86,14 @@ def task_repo(tmp_path):
     return factory
 
 
-def write_toy(path: Path, env: dict[str, str] | None = None) -> Path:
-    """The built-in toy task, optionally with [task.env] values changed, committed."""
+def write_toy(path: Path, env: dict[str, str] | None = None, rescore: bool = True) -> Path:
+    """The built-in toy task, optionally with [task.env] values changed or without its
+    protected re-score (which discards a candidate that pins OVERNIGHT_SEED), committed."""
     path.mkdir(parents=True, exist_ok=True)
     write_task("toy", path)
+    if not rescore:
+        spec = path / "overnight.toml"
+        spec.write_text("".join(l for l in spec.read_text().splitlines(keepends=True) if not l.startswith("rescore")))
     for key, value in (env or {}).items():
         spec = path / "overnight.toml"
         lines = spec.read_text().splitlines(keepends=True)

@@ -172,5 +172,5 @@ def test_failed_experiment_value_hidden_in_tsv(journal, tmp_path):
 
 def test_status_enum():
     assert {s for s in ExpStatus if s.failed} == {ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID,
-                                                  ExpStatus.REJECTED}
+                                                  ExpStatus.REJECTED, ExpStatus.OOM}
     assert {s for s in ExpStatus if not s.final} == {ExpStatus.PROPOSED, ExpStatus.RUNNING}

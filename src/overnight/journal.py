@@ -53,6 +53,7 @@ class ExpStatus(str, Enum):
     TIMEOUT = "timeout"
     INVALID = "invalid"
     REJECTED = "rejected"  # never run: touched a protected file, or did not apply
+    OOM = "oom"  # killed by limits.memory_mb (results.tsv says crash)
 
     @property
     def final(self) -> bool:
@@ -60,7 +61,8 @@ class ExpStatus(str, Enum):
 
     @property
     def failed(self) -> bool:
-        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED)
+        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED,
+                        ExpStatus.OOM)
 
 
 # autoresearch's results.tsv knows three statuses.

@@ -17,7 +17,7 @@ from overnight.task import Metric
 from overnight.usage import usage_line
 
 STATUS_STYLE = {ExpStatus.KEPT: "green", ExpStatus.DISCARDED: "bright_black", ExpStatus.CRASHED: "red",
-                ExpStatus.TIMEOUT: "red", ExpStatus.INVALID: "red", ExpStatus.REJECTED: "yellow",
+                ExpStatus.TIMEOUT: "red", ExpStatus.INVALID: "red", ExpStatus.OOM: "red", ExpStatus.REJECTED: "yellow",
                 ExpStatus.RUNNING: "cyan", ExpStatus.PROPOSED: "cyan"}
 
 

@@ -41,11 +41,13 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
+from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges import Judge, make_judge
 from overnight.judges.noise import NoiseSettings
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
+from overnight.runner import prune_run_dir
 from overnight.status import incumbent
 from overnight.task import TaskSpec, file_hash, load_task
 
@@ -258,6 +260,11 @@ class Controller:
         if outside and exp.commit_sha is None:
             self.finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
             return None
+        seed_only = exp.commit_sha is None and seed_only_change(
+            gitops.read_files(self.root, exp.base_commit, list(exp.edits)), exp.edits)
+        if seed_only:
+            self.finish(exp, ExpStatus.REJECTED, seed_only)
+            return None
         inc = self.incumbent(history)
         measured = any(r.status != "interrupted" for r in exp.runs)
         if exp.parent_id is not None and inc is not None and exp.parent_id != inc.id and not measured:
@@ -300,6 +307,9 @@ class Controller:
         if status == ExpStatus.KEPT:
             gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", exp.commit_sha)
         exp = self.journal.experiment(exp.id)
+        if status != ExpStatus.KEPT:  # its checkpoints go (limits: disk); its logs and results stay
+            for run in exp.runs:
+                prune_run_dir(self.state / self.tag / "runs" / f"{exp.id}-{run.id}")
         history = self.journal.experiments(self.tag)
         if self.incumbent(history) is not None:
             (self.tell_via or self.proposer.observe)(exp, self.context(history))

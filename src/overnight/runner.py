@@ -4,9 +4,19 @@ The runner owns the process: its own session and process group, a hard timeout t
 whole group, peak memory of the whole process tree, the log on disk. The metric comes only from
 the configured source; with `result-file` nothing the candidate prints is trusted.
 
-What this does NOT protect against (yet): a child that leaves the process group with setsid
-and outlives the run, or code that reads files outside its worktree. See the README's
-threat model.
+On Linux the command runs under `reaper.py` (a child subreaper), so a descendant that calls
+setsid() or double-forks is still killed when the run ends. Limits from `[limits]` are
+enforced from outside: peak memory of the tree (-> `oom`), the log's size (head and tail
+kept), free disk space (the run is killed before the journal's disk fills), and the budget
+(training time reported, wall time measured; over -> `over-budget`). With `limits.sandbox`
+the command runs in user, mount and network namespaces (`unshare`): no network, and the task
+repository read-only except the run's worktree and run directory.
+
+What this does NOT protect against: code that reads files outside its worktree (the
+validation data included) — the candidate runs in the same process as the protected
+evaluation, so anything the evaluation can read, it can read; writes outside the repository
+(home, /tmp) even in the sandbox; and, without the sandbox, writes to `.overnight/` (the
+journal) by a candidate that goes looking for it. See the README's threat model.
 """
 
 from __future__ import annotations
@@ -15,11 +25,15 @@ import json
 import math
 import os
 import re
+import secrets
+import shlex
+import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable
@@ -28,12 +42,14 @@ import psutil
 
 from overnight import gitops
 from overnight.summary import parse_summary
-from overnight.task import TaskSpec, file_hash
+from overnight.task import Limits, TaskSpec, file_hash
 
 POLL_SECONDS = 0.05
 MEMORY_SAMPLE_SECONDS = 0.5
 KILL_GRACE_SECONDS = 3.0
 LOG_TAIL_LINES = 40
+REAPER = Path(__file__).with_name("reaper.py")
+MARKER_VAR = "OVERNIGHT_RUN_MARK"  # a random token per run in the environment (see _sweep_marked)
 
 
 class RunStatus(str, Enum):
@@ -42,6 +58,9 @@ class RunStatus(str, Enum):
     TIMEOUT = "timeout"  # killed at the hard timeout
     INVALID = "invalid"  # exited 0 but no finite metric, or a protected file differed
     INTERRUPTED = "interrupted"  # the controller stopped it (Ctrl-C, shutdown); will be re-run
+    OOM = "oom"  # killed: its process tree went over limits.memory_mb
+    OVER_BUDGET = "over-budget"  # trained or ran longer than the budget allows: discarded, flagged
+    MISMATCH = "mismatch"  # the protected re-score in a fresh process disagrees: discarded, flagged
 
 
 @dataclass
@@ -98,16 +117,100 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
     log_path = req.run_dir / "log.txt"
     result_path = req.run_dir / "result.json"
     result_path.unlink(missing_ok=True)
-    bad = [p for p, h in req.protected_hashes.items()
-           if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
+    bad = _protected_changed(req)
     if bad:
         return RunResult(RunStatus.INVALID, log_path=str(log_path),
                          error=f"protected file(s) differ from the task's: {', '.join(bad)}")
     env = {**os.environ, **task.env, **req.extra_env,
            "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
-           "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1"}
-    outcome = _run_process(task.command, req.worktree, env, log_path, task.timeout, stop, progress)
-    return _judge_outcome(task, outcome, log_path, result_path)
+           "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
+           MARKER_VAR: secrets.token_hex(8)}
+    command = task.command
+    if task.limits.sandbox:
+        why = sandbox_unavailable()
+        if why:
+            return RunResult(RunStatus.CRASH, log_path=str(log_path),
+                             error=f"limits.sandbox is on but unavailable here: {why}")
+        command = _sandboxed(command, task.root, [req.worktree, req.run_dir])
+    outcome = _run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
+    res = _judge_outcome(task, outcome, log_path, result_path)
+    changed = _protected_changed(req) if res.status not in (RunStatus.INTERRUPTED, RunStatus.TIMEOUT) else []
+    if changed:  # rewritten while it ran (the evaluation it then imported, or the re-score's code)
+        res.status, res.value = RunStatus.INVALID, None
+        res.error = f"protected file(s) changed during the run: {', '.join(changed)}"
+        return res
+    if res.status == RunStatus.OK and task.rescore:
+        rescore(task, req, env, res, stop)
+    return res
+
+
+def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: threading.Event | None) -> None:
+    """Score the run again with the task's protected `rescore` command, in a fresh process
+    that never ran the candidate's training loop; a disagreement beyond
+    `rescore_tolerance` turns the run into MISMATCH (the candidate is discarded and flagged).
+
+    This is what makes the metric trustworthy against code in the training process: a faked
+    result file, an evaluation monkeypatched at import, a score written by hand. What the
+    re-score sees is whatever the protected code of the task reads (the toy: train.py's
+    constants, parsed, not run; nanogpt: the weights its protected report() saved, rebuilt from
+    train.py's definitions). It does not protect against a candidate that changes what is scored
+    (e.g. writes better weights than it trained) within the budget, nor against code the
+    rescore itself imports from the candidate's files."""
+    out_path = req.run_dir / "rescore.json"
+    out_path.unlink(missing_ok=True)
+    log_path = req.run_dir / "rescore.txt"
+    renv = {**env, "OVERNIGHT_RESULT": str(out_path), "OVERNIGHT_RESCORE": str(req.run_dir / "result.json")}
+    out = _run_process(task.rescore, req.worktree, renv, log_path, task.timeout, stop, None, task.limits)
+    if out.interrupted:
+        res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller (during the re-score)"
+        return
+    value, _, err = read_metric(replace(task, metric=replace(task.metric, source="result-file")), "", out_path)
+    if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
+        res.status = RunStatus.MISMATCH
+        res.error = (f"the protected re-score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
+                     f"{', ' + err if err else ''}); see {log_path}")
+        return
+    res.summary["rescored"] = value
+    if abs(value - res.value) > task.rescore_tolerance * max(abs(value), 1e-12):
+        res.status = RunStatus.MISMATCH
+        res.error = (f"re-scored by protected code in a fresh process: {task.metric.name} {value:.6g}, "
+                     f"but the run reported {res.value:.6g}")
+
+
+def _protected_changed(req: RunRequest) -> list[str]:
+    return [p for p, h in req.protected_hashes.items()
+            if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
+
+
+_SANDBOX_CHECK: list[str] = []
+
+
+def sandbox_unavailable() -> str:
+    """'' when `unshare` can make user, mount and network namespaces here, else why not."""
+    if not _SANDBOX_CHECK:
+        if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
+            _SANDBOX_CHECK.append("needs Linux with util-linux `unshare`")
+        else:
+            try:
+                r = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"],
+                                   capture_output=True, text=True, timeout=20)
+                _SANDBOX_CHECK.append("" if r.returncode == 0 else
+                                      f"unshare failed ({r.stderr.strip() or r.returncode}); user namespaces off?")
+            except (OSError, subprocess.SubprocessError) as exc:
+                _SANDBOX_CHECK.append(f"unshare failed ({exc})")
+    return _SANDBOX_CHECK[0]
+
+
+def _sandboxed(command: str, root: Path, writable: list[Path]) -> str:
+    """`command` in new user+mount+network namespaces: no network; the repository (journal,
+    results.tsv, refs, protected files) read-only except the `writable` directories, which
+    are bound before the remount so they stay writable."""
+    q = shlex.quote
+    mounts = [f"mount --bind {q(str(root))} {q(str(root))}"]
+    mounts += [f"mount --bind {q(str(w))} {q(str(w))}" for w in writable]
+    mounts.append(f"mount -o remount,bind,ro {q(str(root))}")
+    script = " && ".join(mounts) + ' && exec /bin/sh -c "$0"'
+    return f"exec unshare --user --map-root-user --net --mount /bin/sh -c {q(script)} {q(command)}"
 
 
 @dataclass
@@ -117,18 +220,26 @@ class _Outcome:
     peak_mb: float | None
     timed_out: bool
     interrupted: bool
+    killed_for: str = ""  # a limit that stopped it: "memory", "disk"
+    log_dropped: int = 0  # bytes of output dropped by the log cap
 
 
 def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: float,
-                 stop: threading.Event | None, progress: ProgressFn | None) -> _Outcome:
+                 stop: threading.Event | None, progress: ProgressFn | None,
+                 limits: Limits = Limits()) -> _Outcome:
     start = time.monotonic()
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(command, shell=True, cwd=cwd, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
+    argv = ["/bin/sh", "-c", command]
+    if sys.platform.startswith("linux"):
+        argv = [sys.executable, str(REAPER), *argv]
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, start_new_session=True)
+    log = _CappedLog(log_path, int(limits.log_mb * 2**20))
+    reader = threading.Thread(target=log.pump, args=(proc.stdout,), daemon=True)
+    reader.start()
     peak = 0.0
     next_sample = start
     timed_out = interrupted = False
+    killed_for = ""
     status = None
     while status is None:
         status = _reap(proc, block=False)
@@ -137,9 +248,15 @@ def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: fl
         now = time.monotonic()
         if now >= next_sample:
             peak = max(peak, _tree_rss_mb(proc.pid))
-            next_sample = now + MEMORY_SAMPLE_SECONDS
+            next_sample = now + (0.1 if limits.memory_mb else MEMORY_SAMPLE_SECONDS)
             if progress:
                 progress(now - start)
+            if limits.memory_mb and peak > limits.memory_mb:
+                killed_for = "memory"
+                break
+            if _free_mb(log_path.parent) < limits.disk_reserve_mb:
+                killed_for = "disk"
+                break
         if now - start > timeout:
             timed_out = True
             break
@@ -148,6 +265,8 @@ def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: fl
             break
         # Short polls at first: a sub-second run should not pay 50 ms of harness latency.
         time.sleep(min(POLL_SECONDS, 0.002 + (now - start) / 50))
+    if status is None and killed_for:
+        _kill_group(proc, signal.SIGKILL)  # a runaway gets no grace: it is filling memory or disk
     if status is None:
         _kill_group(proc, signal.SIGTERM)
         deadline = time.monotonic() + KILL_GRACE_SECONDS
@@ -158,9 +277,80 @@ def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: fl
     _kill_group(proc, signal.SIGKILL)
     if status is None:
         status = _reap(proc, block=True)
+    if MARKER_VAR in env:
+        _sweep_marked(env[MARKER_VAR])
+    reader.join(5)
+    log.close()
     code, maxrss_mb = status
     wall = time.monotonic() - start
-    return _Outcome(code, wall, max(peak, maxrss_mb) or None, timed_out, interrupted)
+    # Not rusage's max RSS for the limit: a child forked from a big controller counts the
+    # parent's pages until it execs. A spike shorter than one sample (0.1 s) goes unseen.
+    return _Outcome(code, wall, max(peak, maxrss_mb) or None, timed_out, interrupted, killed_for, log.dropped)
+
+
+class _CappedLog:
+    """The run's output to disk, at most `cap` bytes: the first half as it comes (a live
+    tail works), then only the last half kept in memory and written at the end, after a
+    marker saying how much was dropped. A candidate printing gigabytes cannot fill the disk,
+    and the summary block at the end of the log survives."""
+
+    def __init__(self, path: Path, cap: int):
+        self.f = open(path, "wb")
+        self.head = max(cap // 2, 1)
+        self.tail_cap = max(cap - self.head, 1)
+        self.written = 0
+        self.tail = bytearray()
+        self.dropped = 0
+
+    def pump(self, stream) -> None:
+        try:
+            while chunk := stream.read1(65536):
+                room = self.head - self.written
+                if room > 0:
+                    self.f.write(chunk[:room])
+                    self.f.flush()
+                    self.written += min(room, len(chunk))
+                    chunk = chunk[room:]
+                if chunk:
+                    self.tail += chunk
+                    if len(self.tail) > self.tail_cap:
+                        cut = len(self.tail) - self.tail_cap
+                        self.dropped += cut
+                        del self.tail[:cut]
+        except (OSError, ValueError):
+            pass
+        finally:
+            stream.close()
+
+    def close(self) -> None:
+        if self.dropped:
+            self.f.write(f"\n[overnight: {self.dropped} bytes of output dropped (limits.log_mb)]\n".encode())
+        self.f.write(self.tail)
+        self.f.close()
+
+
+def _free_mb(path: Path) -> float:
+    try:
+        return shutil.disk_usage(path).free / 2**20
+    except OSError:
+        return float("inf")
+
+
+def _sweep_marked(mark: str) -> None:
+    """Kill what still carries this run's marker in its environment: a belt to the reaper's
+    braces (and the only sweep where there is no reaper). A process that cleared its
+    environment and left the group escapes this one; the reaper still catches it."""
+    needle = f"{MARKER_VAR}={mark}".encode()
+    me = os.getpid()
+    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not name.isdigit() or int(name) == me:
+            continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read().split(b"\0"):
+                    os.kill(int(name), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
 
 
 def _reap(proc: subprocess.Popen, block: bool) -> tuple[int, float] | None:
@@ -243,6 +433,14 @@ def _judge_outcome(task: TaskSpec, out: _Outcome, log_path: Path, result_path: P
     if out.timed_out:
         res.status, res.error = RunStatus.TIMEOUT, f"killed at the hard timeout ({task.timeout:g} s)"
         return res
+    if out.killed_for == "memory":
+        res.status = RunStatus.OOM
+        res.error = f"killed: its processes used over limits.memory_mb ({task.limits.memory_mb:g} MB)"
+        return res
+    if out.killed_for == "disk":
+        res.status = RunStatus.CRASH
+        res.error = f"killed: free disk space fell below limits.disk_reserve_mb ({task.limits.disk_reserve_mb:g} MB)"
+        return res
     log_text = log_path.read_text(errors="replace") if task.metric.source == "stdout" else tail
     res.summary = parse_summary(tail).values
     value, data, err = read_metric(task, log_text, result_path)
@@ -258,7 +456,26 @@ def _judge_outcome(task: TaskSpec, out: _Outcome, log_path: Path, result_path: P
         res.error = err or f"{task.metric.name} is {value} (not finite)"
         return res
     res.value = value
+    over = _over_budget(task, res)
+    if over:
+        res.status, res.error = RunStatus.OVER_BUDGET, over
+    if out.log_dropped:
+        res.summary["log_dropped_bytes"] = out.log_dropped
     return res
+
+
+def _over_budget(task: TaskSpec, res: RunResult) -> str:
+    """Why the run broke the budget, or ''. Wall time is the harness's own clock; training
+    time is what the result reports (a candidate that ignores OVERNIGHT_BUDGET while the
+    protected code times it is caught there; one that fakes its report, only by wall time)."""
+    lim, budget = task.limits, task.budget
+    if res.training_seconds is not None and res.training_seconds > lim.training_limit(budget):
+        return (f"over budget: trained {res.training_seconds:.1f} s, budget {budget:g} s "
+                f"(limit {lim.training_limit(budget):.1f} s with tolerance)")
+    if res.wall_seconds > lim.wall_limit(budget):
+        return (f"over budget: ran {res.wall_seconds:.1f} s of wall time, budget {budget:g} s + "
+                f"{lim.wall_limit(budget) - budget:g} s start-up/evaluation (limits.overhead)")
+    return ""
 
 
 def _float_or_none(x) -> float | None:
@@ -266,3 +483,27 @@ def _float_or_none(x) -> float | None:
         return float(x)
     except (TypeError, ValueError):
         return None
+
+
+RUN_RECORD = ("log.txt", "result.json", "rescore.txt", "rescore.json")  # what pruning keeps
+
+
+def prune_run_dir(run_dir: Path) -> int:
+    """Delete what a run left in its directory besides its record (checkpoints, samples):
+    called for experiments that were not kept. Returns the bytes freed."""
+    freed = 0
+    if not run_dir.is_dir():
+        return 0
+    for p in run_dir.iterdir():
+        if p.name in RUN_RECORD:
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                freed += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                freed += p.lstat().st_size
+                p.unlink()
+        except OSError:
+            pass
+    return freed

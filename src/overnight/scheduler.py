@@ -32,7 +32,10 @@ from overnight.runner import RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
 FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
-                 RunStatus.INVALID: ExpStatus.INVALID}
+                 RunStatus.INVALID: ExpStatus.INVALID, RunStatus.OOM: ExpStatus.OOM,
+                 RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
+                 RunStatus.MISMATCH: ExpStatus.DISCARDED}  # discarded, and flagged
+FLAGGED = {RunStatus.OVER_BUDGET: "over-budget", RunStatus.OOM: "oom", RunStatus.MISMATCH: "rescore-mismatch"}
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
 REPLAN_SECONDS = 1.0  # re-read the journal at least this often (the --hours deadline)
@@ -245,6 +248,8 @@ class Scheduler:
                 c.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
                 self.queue.insert(0, f.want)
             return
+        if res.status in FLAGGED:
+            c.journal.event(c.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
         if f.want.incumbent:
             self._after_incumbent_run(exp, res, f.want.drift)
         elif res.status != RunStatus.OK and not exp.status.final:

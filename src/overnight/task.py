@@ -51,6 +51,34 @@ class Metric:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What the harness enforces from outside the candidate's process (`[limits]`).
+
+    A run is over budget when the training time its result reports exceeds
+    `budget * (1 + budget_tolerance) + BUDGET_SLACK`, or when its wall time exceeds
+    `budget + overhead` (start-up and evaluation included): discarded and flagged, whatever
+    its metric. Wall time is measured by the harness, so it holds even against a candidate
+    that fakes its result file; training time only catches honest reporting code.
+    """
+
+    overhead: float | None = None  # seconds of start-up + evaluation allowed; None: derived
+    budget_tolerance: float = 0.1  # relative slack on the reported training time
+    memory_mb: float | None = None  # peak RSS of the run's process tree; over -> killed, `oom`
+    log_mb: float = 64.0  # the log keeps its first and last log_mb/2; the rest is dropped
+    disk_reserve_mb: float = 256.0  # a run is killed when the disk's free space falls below this
+    sandbox: bool = False  # Linux: no network, the repository read-only but for the run's dirs
+
+    def wall_limit(self, budget: float) -> float:
+        return budget + (self.overhead if self.overhead is not None else 30.0 + budget / 2)
+
+    def training_limit(self, budget: float) -> float:
+        return budget * (1 + self.budget_tolerance) + BUDGET_SLACK
+
+
+BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses the budget
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     root: Path
     command: str
@@ -61,6 +89,10 @@ class TaskSpec:
     timeout_setting: float | None = None  # task.timeout as written; None means derived from budget
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the command
     knobs: dict[str, Any] = field(default_factory=dict)  # declared knob ranges, see knobs.py
+    limits: Limits = field(default_factory=Limits)
+    # A protected command that scores the run again in a fresh process (see runner.rescore).
+    rescore: str | None = None
+    rescore_tolerance: float = 1e-6  # relative difference allowed between the two scores
 
     @property
     def timeout(self) -> float:
@@ -154,11 +186,33 @@ def load_task(root: Path | str) -> TaskSpec:
         raise TaskSpecError(f"{SPEC_FILE}: [knobs] must be a table")
     for knob_name, spec in knobs.items():
         _check_knob(knob_name, spec)
+    limits = _limits(data.get("limits", {}))
+    rescore = task.get("rescore")
+    if rescore is not None and not (isinstance(rescore, str) and rescore.strip()):
+        raise TaskSpecError(f"{SPEC_FILE}: task.rescore must be a command line")
+    tol = task.get("rescore_tolerance", 1e-6)
+    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
+        raise TaskSpecError(f"{SPEC_FILE}: task.rescore_tolerance must be a non-negative number")
     return TaskSpec(
-        root=root, command=command, editable=editable, protected=protected, budget=budget,
+        root=root, limits=limits, rescore=rescore, rescore_tolerance=float(tol), command=command, editable=editable, protected=protected, budget=budget,
         timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()}, knobs=knobs,
     )
+
+
+def _limits(table: Any) -> Limits:
+    if not isinstance(table, dict):
+        raise TaskSpecError(f"{SPEC_FILE}: [limits] must be a table")
+    known = Limits.__dataclass_fields__
+    for key, value in table.items():
+        if key not in known:
+            raise TaskSpecError(f"{SPEC_FILE}: unknown field limits.{key} — known: {', '.join(known)}")
+        if key == "sandbox":
+            if not isinstance(value, bool):
+                raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox must be true or false")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number")
+    return Limits(**{k: (v if isinstance(v, bool) else float(v)) for k, v in table.items()})
 
 
 def _check_knob(name: str, spec: Any) -> None:

@@ -39,7 +39,9 @@ def status_json(cli, root) -> dict:
 
 
 def test_candidate_that_ignores_the_seed_is_flagged(tmp_path, cli):
-    root = write_toy(tmp_path / "toy")
+    # Without the toy's re-score, which would discard it outright (its metric is not what the
+    # protected code gives under the harness's seed): this is about the judge's own rule.
+    root = write_toy(tmp_path / "toy", rescore=False)
     c, h = night(root, pin_seed(ACTIVATION="gelu"))
     seedless = h[2]
     # Two runs under seeds 0 and 1 gave the same number: decided there (no third run), and

@@ -25,6 +25,7 @@ import pytest
 from overnight import knobs
 from overnight.errors import OvernightError
 from overnight.summary import parse_summary
+from overnight.task import load_task
 from overnight.tasks import write_task
 
 # Small enough that a run starts in a couple of seconds and a step takes milliseconds.
@@ -225,6 +226,16 @@ def test_smoke_run_stops_at_the_budget_and_writes_the_result(task, cache, prep, 
     assert data["num_steps"] > 10 and data["depth"] == TINY_TRAIN["DEPTH"]
     # It learned something: well below a uniform guess over the vocabulary.
     assert 0 < data["val_bpb"] < 0.8 * prep.evaluate_bpb(Uniform(prep.VOCAB_SIZE), batch_size=8)
+    # The protected re-score (overnight.toml task.rescore): a fresh process rebuilds the model
+    # from train.py's definitions, loads the saved weights and gets the same number.
+    rescored = tmp_path / "rescore.json"
+    env = dict(os.environ, OVERNIGHT_CACHE=str(cache), OVERNIGHT_RESCORE=str(result), OVERNIGHT_RESULT=str(rescored),
+               OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "prepare.py", "--rescore"], cwd=task, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert json.loads(rescored.read_text())["val_bpb"] == pytest.approx(data["val_bpb"], rel=2e-3)
+    assert load_task(task).rescore == "python prepare.py --rescore"
 
 
 def test_run_by_hand_uses_the_budget_in_overnight_toml(task, cache, tmp_path):
@@ -351,3 +362,39 @@ def test_two_runs_starting_at_once_build_the_cache_once(task, tmp_path):
     hashes = {json.loads(out[out.index("{"):])["data_hash"] for out, _ in outs}
     assert len(hashes) == 1
     assert [p.name for p in (tmp_path / "fresh-cache").iterdir() if ".tmp" in p.name] == []
+
+
+@pytest.mark.slow
+def test_patched_evaluation_is_caught_by_the_rescore(task, cache, tmp_path, monkeypatch):
+    """Issue 7 on the real task: a candidate that patches the protected evaluation at import
+    reports a great val_bpb in its own process; the harness's re-score in a fresh process
+    (saved weights, train.py's definitions, the loss computed by protected code) disagrees,
+    so the run is MISMATCH. The honest baseline passes the same check. ~40 s on 2 cores."""
+    import shutil
+
+    from overnight import gitops
+    from overnight.runner import RunRequest, RunStatus, execute
+    from overnight.task import file_hash
+
+    root = tmp_path / "repo"
+    shutil.copytree(task, root, ignore=shutil.ignore_patterns("__pycache__"))
+    gitops.init_repo(root, "task")
+    base = gitops.head(root)
+    cheat = (root / "train.py").read_text().replace(
+        "import torch\n", "import torch\nimport prepare\n_real = prepare.bits_per_byte\n"
+        "prepare.bits_per_byte = lambda *a, **k: 0.5 * _real(*a, **k)\n", 1)
+    cheat_commit = gitops.make_commit(root, base, {"train.py": cheat}, "cheat")
+    monkeypatch.setenv("OVERNIGHT_CACHE", str(cache))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    spec = load_task(root).with_budget(1.5)
+    hashes = {p: file_hash(gitops.read_file(root, base, p)) for p in spec.protected}
+    results = {}
+    for name, commit in (("honest", base), ("cheat", cheat_commit)):
+        req = RunRequest(commit=commit, seed=1, run_dir=tmp_path / name, worktree=root / ".overnight" / name,
+                         protected_hashes=hashes)
+        results[name] = execute(spec, req)
+    honest, cheated = results["honest"], results["cheat"]
+    assert honest.status == RunStatus.OK, (honest.error, honest.log_tail)
+    assert honest.summary["rescored"] == pytest.approx(honest.value, rel=2e-3)
+    assert cheated.status == RunStatus.MISMATCH, (cheated.status, cheated.error, cheated.log_tail)
+    assert "re-scored by protected code" in cheated.error

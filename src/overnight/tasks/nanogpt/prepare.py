@@ -372,8 +372,28 @@ def evaluate_bpb(model, batch_size, device="cpu"):
     tokenizer = Tokenizer()
     bpb = bits_per_byte(model, _tokens("val"), tokenizer.token_bytes(), batch_size, MAX_SEQ_LEN,
                         EVAL_TOKENS, device)
-    _measured["val_bpb"] = bpb
+    _measured.update(val_bpb=bpb, model=model, batch_size=batch_size, autocast=_autocast_dtype(device))
     return bpb
+
+
+def _autocast_dtype(device):
+    import torch
+
+    kind = torch.device(device).type
+    return str(torch.get_autocast_dtype(kind)).removeprefix("torch.") if torch.is_autocast_enabled(kind) else None
+
+
+def _save_checkpoint(path):
+    """The weights evaluate_bpb scored, for the harness's re-score (rescore below): a state
+    dict of tensors and plain values only, so loading it never runs code (weights_only)."""
+    import dataclasses
+
+    import torch
+
+    model = _measured["model"]
+    config = dataclasses.asdict(model.config) if dataclasses.is_dataclass(getattr(model, "config", None)) else None
+    torch.save({"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}, "config": config,
+                "batch_size": _measured["batch_size"], "autocast": _measured["autocast"]}, path)
 
 
 def peak_memory_mb(device="cpu"):
@@ -404,9 +424,63 @@ def report(device="cpu", **figures):
         tmp = Path(result + ".tmp")
         tmp.write_text(json.dumps({**summary, **extra}, indent=1))
         os.replace(tmp, result)  # the harness never reads a half-written file
+        _save_checkpoint(Path(result).parent / "model.pt")
     return summary
 
 
-if __name__ == "__main__":
+def _definitions(path="train.py"):
+    """train.py's imports, functions, classes and UPPER_CASE constants run in a fresh namespace:
+    the model's definition without the rest of the script (no training loop)."""
+    import ast
+
+    tree = ast.parse(Path(path).read_text())
+
+    def wanted(node):
+        if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef)):
+            return True
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+        return bool(targets) and all(isinstance(t, ast.Name) and t.id.isupper() for t in targets)
+
+    namespace = {"__name__": "train_definitions"}
+    exec(compile(ast.Module([n for n in tree.body if wanted(n)], type_ignores=[]), path, "exec"), namespace)
+    return namespace
+
+
+def rescore():
+    """`python prepare.py --rescore` (overnight.toml task.rescore): in a fresh process, build the
+    model from train.py's definitions, load the weights the run's report() saved, and score
+    them on the same validation tokens with the loss computed here from the model's logits
+    (not by the model's own loss code). The harness compares this with the run's val_bpb."""
+    import torch
+    import torch.nn.functional as F
+
+    run_dir = Path(os.environ["OVERNIGHT_RESCORE"]).parent
+    ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    if ckpt["config"] is None:
+        _fail("the model evaluate_bpb() scored has no dataclass .config — the re-score cannot rebuild it")
+    defs = _definitions()
+    model = defs["GPT"](defs["GPTConfig"](**ckpt["config"]))
+    model.load_state_dict(ckpt["state_dict"])
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device).eval()
+
+    class Logits(torch.nn.Module):  # the loss computed here, from what the model predicts
+        def forward(self, x, y, reduction="none"):
+            logits = model(x).float()
+            return F.cross_entropy(logits.view(-1, logits.size(-1)), y.reshape(-1), reduction="none").view(y.shape)
+
+    dtype = ckpt["autocast"]
+    ctx = torch.amp.autocast(device_type=device, dtype=getattr(torch, dtype)) if dtype else torch.no_grad()
+    with ctx:
+        bpb = bits_per_byte(Logits(), _tokens("val"), Tokenizer().token_bytes(), ckpt["batch_size"], MAX_SEQ_LEN,
+                            EVAL_TOKENS, device)
+    with open(os.environ["OVERNIGHT_RESULT"], "w") as f:
+        json.dump({"val_bpb": bpb}, f)
+    print(f"re-scored val_bpb: {bpb:.6f}")
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--rescore"]:
+    rescore()
+elif __name__ == "__main__":
     folder = prepare()
     print(json.dumps(json.loads((folder / "meta.json").read_text()), indent=1))

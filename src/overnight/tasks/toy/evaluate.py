@@ -1,14 +1,21 @@
 """Protected evaluation of the toy task: the true loss, the noise, the result file.
 
+`python evaluate.py --rescore` is the protected re-score (overnight.toml `task.rescore`): in a
+fresh process it reads train.py's constants by parsing it (never running it) and computes the
+metric again, so a candidate that fakes the result file or patches this module at import is
+caught by the harness comparing the two.
+
 Environment: OVERNIGHT_SEED (noise draw), OVERNIGHT_RESULT (where the result JSON goes),
 OVERNIGHT_BUDGET (seconds), TOY_NOISE (standard deviation of the Gaussian noise),
 TOY_SLEEP (seconds to "train"; "budget" sleeps the whole budget, for scaling benchmarks).
 """
 
+import ast
 import json
 import math
 import os
 import random
+import sys
 import time
 
 OPTIMUM = dict(LEARNING_RATE=0.002, WEIGHT_DECAY=0.03, WARMUP_RATIO=0.3, WIDTH=128, DEPTH=6,
@@ -33,17 +40,22 @@ def true_loss(c):
             + (0.0 if c["USE_NORM"] else 0.01))
 
 
+def noisy_loss(constants, seed):
+    noise = float(os.environ.get("TOY_NOISE", "0.002"))
+    # Noise depends on the seed AND the configuration, like a real run: the same config and
+    # seed repeat exactly, two configs under one seed do not share their noise.
+    draw = random.Random(f"{seed}:{sorted(constants.items())}").gauss(0.0, 1.0)
+    loss = true_loss(constants) + noise * draw
+    return loss
+
+
 def train_and_evaluate(constants):
     t0 = time.time()
     budget = float(os.environ.get("OVERNIGHT_BUDGET", "1"))
     sleep = os.environ.get("TOY_SLEEP", "0")
     time.sleep(budget if sleep == "budget" else float(sleep))
     seed = int(os.environ.get("OVERNIGHT_SEED", "0"))
-    noise = float(os.environ.get("TOY_NOISE", "0.002"))
-    # Noise depends on the seed AND the configuration, like a real run: the same config and
-    # seed repeat exactly, two configs under one seed do not share their noise.
-    draw = random.Random(f"{seed}:{sorted(constants.items())}").gauss(0.0, 1.0)
-    loss = true_loss(constants) + noise * draw
+    loss = noisy_loss(constants, seed)
     training_seconds = time.time() - t0
     result = {"val_loss": loss, "true_loss": true_loss(constants), "training_seconds": training_seconds}
     path = os.environ.get("OVERNIGHT_RESULT")
@@ -53,3 +65,20 @@ def train_and_evaluate(constants):
     print("---")
     print(f"val_loss:         {loss:.6f}")
     print(f"training_seconds: {training_seconds:.2f}")
+
+
+def constants_of(path="train.py"):
+    """The UPPER_CASE constants assigned at the top level of train.py, parsed, not run."""
+    out = {}
+    for node in ast.parse(open(path).read()).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name.isupper():
+                out[name] = ast.literal_eval(node.value)  # a computed constant: the re-score fails
+    return out
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--rescore"]:
+    constants = constants_of()
+    with open(os.environ["OVERNIGHT_RESULT"], "w") as f:
+        json.dump({"val_loss": noisy_loss(constants, int(os.environ.get("OVERNIGHT_SEED", "0")))}, f)
