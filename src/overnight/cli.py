@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import sys
 import threading
 import time
@@ -32,6 +33,13 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except OvernightError as exc:
             click.echo(f"error: {exc}", err=True)
+            sys.exit(2)
+        except sqlite3.OperationalError as exc:
+            if "full" not in str(exc):
+                raise
+            # SQLite rolled the failed write back: the journal opens and resumes as it was.
+            click.echo(f"error: the journal's disk is full ({exc}) — free some space, then run the same "
+                       "command again to resume", err=True)
             sys.exit(2)
 
 
