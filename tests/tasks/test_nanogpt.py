@@ -152,6 +152,24 @@ def test_tokenizer_round_trip(prep):
     assert len(ids) < len(text.encode())  # the merges compress
 
 
+def test_causality_probe(prep):
+    """The re-score's causality probe: 0 for a model that only looks back, large for one that
+    peeks at the tokens it predicts."""
+    import torch
+
+    class LookBack(torch.nn.Module):  # position t predicts from tokens <= t (a running sum)
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x.cumsum(1) % 7, 7).float()
+
+    class Peek(torch.nn.Module):  # every position sees the window's last token
+        def forward(self, x):
+            return torch.nn.functional.one_hot(x[:, -1:].expand_as(x) % 7, 7).float()
+
+    tokens = prep._tokens("val")
+    assert prep.causality_gap(LookBack(), tokens, 64, 7) == 0.0
+    assert prep.causality_gap(Peek(), tokens, 64, 7) > prep.CAUSALITY_TOLERANCE
+
+
 class Uniform:
     """A model that knows nothing: the same logits for every position."""
 

@@ -446,6 +446,24 @@ def _definitions(path="train.py"):
     return namespace
 
 
+def causality_gap(model, tokens, seq_len, vocab_size, device="cpu"):
+    """How much the model's logits for the first half of a window move when only the second
+    half changes (0 for a causal model, up to float noise). A model that peeks at the tokens it
+    is asked to predict scores far better than it should; the re-score refuses it."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(tokens[:seq_len], dtype=np.int64), device=device)[None]
+    y = x.clone()
+    half = seq_len // 2
+    y[:, half:] = (y[:, half:] + 1) % vocab_size
+    with torch.no_grad():
+        a, b = model(x)[:, :half].float(), model(y)[:, :half].float()
+    return (a - b).abs().max().item()
+
+
+CAUSALITY_TOLERANCE = 1e-2  # logits are soft-capped at 15; bf16 noise is far below this
+
+
 def rescore():
     """`python prepare.py --rescore` (overnight.toml task.rescore): in a fresh process, build the
     model from train.py's definitions, load the weights the run's report() saved, and score
@@ -471,6 +489,11 @@ def rescore():
 
     dtype = ckpt["autocast"]
     ctx = torch.amp.autocast(device_type=device, dtype=getattr(torch, dtype)) if dtype else torch.no_grad()
+    with ctx:
+        gap = causality_gap(model, _tokens("val"), MAX_SEQ_LEN, ckpt["config"]["vocab_size"], device)
+    if gap > CAUSALITY_TOLERANCE:
+        _fail(f"the model's logits for early tokens change by {gap:.3g} when only later tokens change: "
+              "it is not causal, its val_bpb is not a prediction score")
     with ctx:
         bpb = bits_per_byte(Logits(), _tokens("val"), Tokenizer().token_bytes(), ckpt["batch_size"], MAX_SEQ_LEN,
                             EVAL_TOKENS, device)
