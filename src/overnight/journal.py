@@ -8,6 +8,8 @@ turns runs left `running` into `interrupted` and puts their experiments back in 
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import sqlite3
 import time
@@ -125,6 +127,19 @@ class Experiment:
         return self.runs[-1] if self.runs else None
 
 
+def _own_write(method):
+    """A write to experiments or runs: look for someone else's changes first (tamper watch),
+    then write, then remember the rows as they now are."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.tampered():
+            self.tamper_seen = True
+        out = method(self, *args, **kwargs)
+        self._sync()
+        return out
+    return wrapper
+
+
 class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -136,6 +151,46 @@ class Journal:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self.watched: str | None = None  # the tag whose rows only this connection may change
+        self.tamper_seen = False
+        self._known = self._version = None
+
+    # --- tamper watch ---------------------------------------------------------------------
+    # The controller is the only writer of its tag's experiments and runs. SQLite's
+    # data_version changes only when ANOTHER connection commits, so a change of it plus a
+    # change of those rows means someone else (e.g. a candidate that found journal.db) wrote
+    # them. Not caught: a change that keeps the columns hashed here, or one made between one
+    # of our writes and the snapshot right after it.
+    def watch(self, tag: str) -> None:
+        self.watched = tag
+        self._sync()
+
+    def _digest(self) -> str:
+        h = hashlib.sha256()
+        for row in self.db.execute("SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
+                                   " FROM experiments WHERE tag=? ORDER BY id", (self.watched,)):
+            h.update(repr(tuple(row)).encode())
+        for row in self.db.execute("SELECT r.id, r.experiment_id, r.status, r.value, r.seed FROM runs r JOIN"
+                                   " experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
+                                   (self.watched,)):
+            h.update(repr(tuple(row)).encode())
+        return h.hexdigest()
+
+    def _sync(self) -> None:
+        if self.watched is not None:
+            self._version = self.db.execute("PRAGMA data_version").fetchone()[0]
+            self._known = self._digest()
+
+    def tampered(self) -> bool:
+        """Whether another connection changed the watched tag's experiments or runs since our
+        last look (a note from `overnight note` is not a change of those)."""
+        if self.watched is None:
+            return False
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return False
+        self._version = version
+        return self._digest() != self._known
 
     def close(self) -> None:
         self.db.close()
@@ -152,6 +207,7 @@ class Journal:
         return [r[0] for r in self.db.execute("SELECT tag FROM tags ORDER BY created, rowid")]
 
     # --- experiments ------------------------------------------------------------------------
+    @_own_write
     def add_experiment(self, tag: str, parent_id: int | None, base_commit: str, description: str,
                        proposer: str, params: dict, edits: dict[str, str]) -> int:
         now = time.time()
@@ -162,10 +218,12 @@ class Journal:
              json.dumps(params, default=str), ExpStatus.PROPOSED.value, now, now))
         return int(cur.lastrowid)
 
+    @_own_write
     def set_commit(self, exp_id: int, sha: str, diff: str) -> None:
         self.db.execute("UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?",
                         (sha, diff, time.time(), exp_id))
 
+    @_own_write
     def rebase_experiment(self, exp_id: int, parent_id: int, base_commit: str, edits: dict[str, str],
                           description: str) -> None:
         """Move a candidate that has not been measured onto a newer incumbent (see loop.py)."""
@@ -173,6 +231,7 @@ class Journal:
                         " diff=NULL, updated=? WHERE id=?",
                         (parent_id, base_commit, json.dumps(edits), description, time.time(), exp_id))
 
+    @_own_write
     def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None,
                    value: float | None = None) -> None:
         now = time.time()
@@ -180,6 +239,7 @@ class Journal:
                         " updated=?, decided=? WHERE id=?",
                         (status.value, reason, value, now, now if status.final else None, exp_id))
 
+    @_own_write
     def set_value(self, exp_id: int, value: float) -> None:
         """A new judged value for a decided experiment (the incumbent after a re-measure)."""
         self.db.execute("UPDATE experiments SET value=?, updated=? WHERE id=?", (value, time.time(), exp_id))
@@ -212,6 +272,7 @@ class Journal:
         return out
 
     # --- runs -------------------------------------------------------------------------------
+    @_own_write
     def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -227,6 +288,7 @@ class Journal:
             raise
         return int(cur.lastrowid)
 
+    @_own_write
     def finish_run(self, run_id: int, res: RunResult) -> None:
         self.db.execute(
             "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
@@ -235,6 +297,7 @@ class Journal:
              res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
              res.log_tail, res.error, run_id))
 
+    @_own_write
     def set_run_node(self, run_id: int, node: str) -> None:
         """Where a run really executed, once the executor knows (Ray places tasks itself)."""
         self.db.execute("UPDATE runs SET node=? WHERE id=?", (node, run_id))
@@ -253,6 +316,7 @@ class Journal:
         q = "SELECT * FROM events WHERE kind='note' AND (tag=? OR tag IS NULL) ORDER BY id"
         return [dict(r) for r in self.db.execute(q, (tag,))]
 
+    @_own_write
     def recover(self, tag: str) -> int:
         """After a controller died: runs still `running` become `interrupted` and their
         experiments go back to `proposed`, to be run again. Returns how many were recovered."""

@@ -121,6 +121,7 @@ class Controller:
         self.tell_via = None  # the scheduler routes `observe` through the proposer's thread
         self._thread = threading.current_thread()
         self.base_commit = self._start_tag()
+        self.journal.watch(self.tag)  # from here on, only this controller writes the tag's rows
         self._sweep_worktrees()
         self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
                                  for p in self.task.protected}

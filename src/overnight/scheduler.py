@@ -77,6 +77,7 @@ class Scheduler:
         self.stopping = False
         self.history: list[Experiment] = []
         self.next_plan = self.next_view = 0.0
+        self.collected: set[int] = set()  # experiments whose runs ended since the last journal check
 
     def run(self) -> None:
         c = self.c
@@ -86,6 +87,7 @@ class Scheduler:
         try:
             while True:
                 self._collect()
+                self._check_journal()
                 c.drain_inbox()
                 if c.stop.is_set():
                     if not self.stopping:
@@ -100,6 +102,19 @@ class Scheduler:
                 self._wait()
         finally:
             self._shutdown()
+
+    def _check_journal(self) -> None:
+        """Stop the night if another process changed this tag's experiments or runs (a
+        candidate that found journal.db): what the journal says can no longer be trusted."""
+        j = self.c.journal
+        if j.tampered() or j.tamper_seen:
+            suspects = sorted({f.want.exp_id for f in self.flights.values()} | self.collected)
+            message = (f"the journal's experiments or runs of {self.c.tag} were changed by another process while "
+                       f"{', '.join(f'#{i}' for i in suspects) or 'nothing'} ran")
+            j.event(self.c.tag, "journal-tampered", message)
+            raise OvernightError(f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
+                                 "with the same command (the changes stay)")
+        self.collected.clear()
 
     def _step(self) -> bool:
         """Plan, dispatch and ask on fresh history; True when the night is over."""
@@ -229,6 +244,7 @@ class Scheduler:
             if not f.future.done():
                 continue
             del self.flights[name]
+            self.collected.add(f.want.exp_id)
             self.next_plan = 0.0
             res: RunResult = f.future.result()
             self.c.journal.finish_run(f.job.run_id, res)

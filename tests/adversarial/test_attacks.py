@@ -271,3 +271,31 @@ open(os.path.join(run, "model.pt"), "wb").write(b"x" * 4096)
     _, h = night(root, body)
     run_dir = Path(h[-1].runs[-1].log_path).parent
     assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "rescore.json", "rescore.txt", "result.json"]
+
+
+def test_rewrites_the_journal_without_the_sandbox(toy_task):
+    """Finds journal.db from its run directory and marks itself kept with a great value. The
+    controller's tamper watch (SQLite data_version + a digest of the tag's rows) stops the
+    night with one clear error naming the experiment; the journal opens whole."""
+    import sqlite3
+
+    from overnight.errors import OvernightError
+    from overnight.loop import Controller, RunConfig
+    from .conftest import Attacks
+    root = toy_task()
+    body = TOY_HEAD + HONEST + """import os, sqlite3
+run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
+con = sqlite3.connect(os.path.join(run, "../../../journal.db"), isolation_level=None)
+con.execute("UPDATE experiments SET status='kept', value=0.1 WHERE id=(SELECT max(id) FROM experiments)")
+con.close()
+"""
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
+    c.proposer = Attacks([body])
+    with pytest.raises(OvernightError, match=r"changed by another process while #2 ran"):
+        c.run()
+    assert c.journal.events("t", "journal-tampered")
+    con = sqlite3.connect(root / ".overnight" / "journal.db")
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        con.close()
