@@ -21,7 +21,7 @@ from overnight.task import Metric
 
 from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment
 
-S = NoiseSettings(remeasure_every=0)  # alpha 0.05, 6 baseline runs, at most 4 runs a candidate
+S = NoiseSettings(remeasure_every=0, futility=0.0)  # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
 # the judge's label at each look. Worked out with the reference in synthetic.py; pinned here so

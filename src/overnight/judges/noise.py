@@ -43,7 +43,7 @@ class NoiseSettings:
     fresh_incumbent: bool = False  # ... run after it was kept (unbiased by its selection)
     max_runs: int = 4  # a candidate's runs at most
     screen: float = 0.0  # first run must beat the incumbent's mean by this many se
-    futility: float = 0.0  # from the second run on, t below this discards at once
+    futility: float = 0.5  # from the second run on, t below this discards at once
     line_price: float = 0.0  # metric units a net added line must buy (0: off)
     simplify: bool = True  # keep code removals that are not worse within the noise
     remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
