@@ -185,15 +185,19 @@ def test_resume_after_sigkill_with_three_slots_in_flight(tmp_path):
         if proc.poll() is None:
             proc.kill()
         proc.stdout.close()
+    # What was in flight at the kill, read from the journal the dead controller left (on a
+    # loaded machine a run may finish between the check above and the kill).
+    in_flight = _running(db)
+    assert in_flight >= 2
     psutil.wait_procs(children, timeout=15)
     again = subprocess.run(_cmd(root, 8), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert "resuming night: 3 interrupted run(s) will run again" in again.stdout
+    assert f"resuming night: {in_flight} interrupted run(s) will run again" in again.stdout
     j = open_journal(root)
     h = j.experiments("night")
     check_consistent(root, "night", h)
     lost = [(e, r) for e in h for r in e.runs if r.status == "interrupted"]
-    assert len(lost) == 3
+    assert len(lost) == in_flight
     for e, r in lost:  # each ran again, with its seed, after it
         assert [x for x in e.runs if x.status == "ok" and x.seed == r.seed and x.id > r.id]
     assert sum("rebased_from" not in e.params for e in h) == 8

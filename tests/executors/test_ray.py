@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
@@ -66,6 +67,18 @@ def test_ray_night_has_the_journal_shape_of_a_local_one(tmp_path, cluster):
     assert not ray.is_initialized()  # the executor that connected also disconnected
 
 
+def _toy_trainings() -> list:
+    """This test's toy training processes (TOY_SLEEP=3 in their environment)."""
+    found = []
+    for p in psutil.process_iter(["cmdline"]):
+        try:
+            if "train.py" in " ".join(p.info["cmdline"] or []) and p.environ().get("TOY_SLEEP") == "3":
+                found.append(p)
+        except psutil.Error:
+            pass
+    return found
+
+
 def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
     c, workers = cluster
     root = write_toy(tmp_path / "toy", env={"TOY_SLEEP": "3"})
@@ -93,7 +106,12 @@ def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
             break
         assert thread.is_alive() and time.monotonic() < deadline, box
         time.sleep(0.1)
-    time.sleep(1.0)  # the tasks are executing, not only queued
+    # The journal says "running" when a run is submitted; on a loaded machine the Ray task may
+    # still be starting. Wait until both runs' training processes exist before the cut.
+    while len(_toy_trainings()) < 2:
+        assert thread.is_alive() and time.monotonic() < deadline, box
+        time.sleep(0.1)
+    time.sleep(1.0)
     c.remove_node(workers[1])
     c.add_node(num_cpus=1)  # a replacement joins, as an autoscaler would bring one
     thread.join(240)
