@@ -16,7 +16,8 @@ from overnight.errors import OvernightError
 HERE = Path(__file__).parent
 FILES = ("train.py", "prepare.py", "program.md", "overnight.toml")
 
-# Each preset: constants of prepare.py, of train.py, and the budget of overnight.toml.
+# Each preset: constants of prepare.py, of train.py, the budget of overnight.toml, and any
+# [knobs] ranges the preset needs.
 # The templates carry the cpu values; listing them again here is what makes `--preset cpu`
 # restore them, and keeps the two presets side by side for reading.
 PRESETS = {
@@ -30,6 +31,11 @@ PRESETS = {
         train=dict(DEPTH=3, ASPECT_RATIO=64, HEAD_DIM=64, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**11,
                    DEVICE_BATCH_SIZE=8),
         budget=60,
+        # Inferred ranges would let a search draw a 6 x 128-wide model: on two cores its
+        # compile and first steps alone outlast the hard timeout (seen: 3 timeouts in a row).
+        knobs=('DEPTH = { low = 2, high = 4 }       # cpu preset: models that can learn in 60 s\n'
+               'ASPECT_RATIO = [48, 64, 96]\n'
+               'HEAD_DIM = [32, 64]\n'),
     ),
     # One big GPU, 300 s: autoresearch's default shape (depth 8, seq 2048, vocab 8192, 2**19
     # tokens per step). Full causal windows: with SDPA a sliding window costs a mask, not less work.
@@ -96,7 +102,7 @@ def render(preset: str | None = None, data: str | None = None) -> dict[str, str]
     toml = files["overnight.toml"]
     toml = re.sub(r"(?m)^(budget\s*=\s*)\d+", rf"\g<1>{budget}", toml)
     toml = re.sub(r"(?m)^(timeout\s*=\s*)\d+", rf"\g<1>{2 * budget + 60}", toml)
-    files["overnight.toml"] = toml
+    files["overnight.toml"] = toml + p.get("knobs", "")
     # Runs import prepare.py, which would leave __pycache__ in every worktree.
     files[".gitignore"] = "__pycache__/\n*.pyc\n"
     return files
