@@ -133,7 +133,7 @@ def test_keep_discard_and_branch(tmp_path):
     assert subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", h[3].commit_sha,
                            "overnight/t"]).returncode == 1
     assert c.proposer.observed == [1, 2, 3, 4]
-    assert git_out(root, "show", f"overnight/t:train.py").count("USE_NORM = True") == 1
+    assert git_out(root, "show", "overnight/t:train.py").count("USE_NORM = True") == 1
 
 
 def test_proposal_outside_editable_files_is_rejected(toy_repo):

@@ -403,7 +403,7 @@ def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float
     if task.metric.source == "stdout":
         matches = re.findall(task.metric.pattern, log_text, re.MULTILINE)
         if not matches:
-            return None, {}, f"no line matching metric.pattern in the output"
+            return None, {}, "no line matching metric.pattern in the output"
         raw = matches[-1] if isinstance(matches[-1], str) else matches[-1][0]
         try:
             return float(raw), {}, ""

@@ -5,7 +5,6 @@ harness crash and no lost data (see conftest.check_intact). The README's table l
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from pathlib import Path

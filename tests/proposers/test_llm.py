@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.proposers.llm import LLMProposer

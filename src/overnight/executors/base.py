@@ -22,7 +22,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from overnight.runner import RunResult
 from overnight.task import TaskSpec
 
 

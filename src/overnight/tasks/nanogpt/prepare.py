@@ -192,7 +192,6 @@ def cache_path(spec=DATA):
 def _build(spec, out):
     """Train the BPE on the training documents, then encode every document into train.bin / val.bin."""
     import rustbpe
-    import tiktoken
 
     t0 = time.time()
     tok = rustbpe.Tokenizer()
