@@ -10,7 +10,7 @@ The procedure, for a candidate C against the incumbent I (gain d > 0 means C is 
    group-sequential boundary, computed (stats.sequential_boundary) so that a change that does
    nothing is kept with probability alpha over the whole procedure: screen, every look and
    the futility stop included; then moved to the t scale for the estimated sd. Discard as
-   soon as t < `futility` (0), or at `max_runs` without clearing.
+   soon as t < `futility` (0.5) from the second run on, or at `max_runs` without clearing.
 4. The incumbent is compared by the mean of its own replicates (at least `incumbent_runs`;
    the judge asks for more when a freshly kept candidate has fewer), never one lucky number.
 
