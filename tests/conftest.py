@@ -15,6 +15,9 @@ import pytest
 from click.testing import CliRunner
 
 from overnight import gitops
+from overnight.journal import ExpStatus, Journal
+from overnight.proposers import Context
+from overnight.task import load_task
 from overnight.tasks import write_task
 
 # A minimal task: train.py is the candidate, evaluate.py stands in for protected code.
@@ -121,3 +124,32 @@ def cli():
         return runner.invoke(main, [str(a) for a in args], catch_exceptions=True)
 
     return invoke
+
+
+class Night:
+    """A toy repo with a journal holding a kept baseline, for proposers called directly: makes
+    contexts, records results, and keeps what the proposer said (`ctx.say`)."""
+
+    def __init__(self, root: Path, seed: int = 0, tag: str = "t"):
+        self.root, self.seed, self.tag = root, seed, tag
+        self.task = load_task(root)
+        self.base = gitops.head(root)
+        self.state = root / ".overnight"
+        self.journal = Journal(self.state / "journal.db")
+        self.journal.add_tag(tag, self.base, {})
+        bid = self.journal.add_experiment(tag, None, self.base, "baseline", "baseline", {}, {})
+        self.journal.set_commit(bid, self.base, "")
+        self.journal.set_status(bid, ExpStatus.KEPT, "baseline", 1.2)
+        self.files = gitops.read_files(root, self.base, self.task.editable)
+        self.said: list[tuple[str, str]] = []
+
+    def ctx(self, notes: list[str] | None = None) -> Context:
+        history = self.journal.experiments(self.tag)
+        return Context(self.task, self.tag, self.state, self.files, history[0], self.files, history, self.seed,
+                       notes=notes or [], say=lambda kind, msg: self.said.append((kind, msg)))
+
+    def record(self, proposal, status=ExpStatus.DISCARDED, value=1.5):
+        eid = self.journal.add_experiment(self.tag, 1, self.base, proposal.description, "p",
+                                          proposal.params, proposal.edits)
+        self.journal.set_status(eid, status, "test", value)
+        return self.journal.experiment(eid)

@@ -5,47 +5,19 @@ from __future__ import annotations
 
 import ast
 import math
-from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from overnight import gitops, knobs
-from overnight.journal import ExpStatus, Journal
-from overnight.proposers import Context, make_proposer
+from overnight import knobs
+from overnight.journal import ExpStatus
+from overnight.proposers import make_proposer
 from overnight.proposers.optuna import TRIAL_KEY
-from overnight.task import load_task
 
-from conftest import write_toy
+from conftest import Night, write_toy
 
 PROPOSERS = ["optuna", "random"]
-
-
-class Night:
-    """A toy repo with a journal holding a kept baseline; makes contexts and records results."""
-
-    def __init__(self, root: Path, seed: int = 0, tag: str = "t"):
-        self.root, self.seed, self.tag = root, seed, tag
-        self.task = load_task(root)
-        self.base = gitops.head(root)
-        self.state = root / ".overnight"
-        self.journal = Journal(self.state / "journal.db")
-        self.journal.add_tag(tag, self.base, {})
-        bid = self.journal.add_experiment(tag, None, self.base, "baseline", "baseline", {}, {})
-        self.journal.set_commit(bid, self.base, "")
-        self.journal.set_status(bid, ExpStatus.KEPT, "baseline", 1.2)
-        self.files = gitops.read_files(root, self.base, self.task.editable)
-
-    def ctx(self) -> Context:
-        history = self.journal.experiments(self.tag)
-        return Context(self.task, self.tag, self.state, self.files, history[0], self.files, history, self.seed)
-
-    def record(self, proposal, status=ExpStatus.DISCARDED, value=1.5):
-        eid = self.journal.add_experiment(self.tag, 1, self.base, proposal.description, "p",
-                                          proposal.params, proposal.edits)
-        self.journal.set_status(eid, status, "test", value)
-        return self.journal.experiment(eid)
 
 
 def night(tmp_path, name="toy", seed=0) -> Night:

@@ -47,9 +47,9 @@ from overnight.judges import Judge, make_judge
 from overnight.judges.noise import NoiseSettings
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
-from overnight.runner import prune_run_dir
+from overnight.runner import protected_hashes, prune_run_dir
 from overnight.status import incumbent
-from overnight.task import TaskSpec, file_hash, load_task
+from overnight.task import TaskSpec, load_task
 
 STATE_DIR = ".overnight"
 REBASED_KEY = "rebased_from"  # params of an experiment made by the stale rule
@@ -123,8 +123,7 @@ class Controller:
         self.base_commit = self._start_tag()
         self.journal.watch(self.tag)  # from here on, only this controller writes the tag's rows
         self._sweep_worktrees()
-        self.protected_hashes = {p: file_hash(gitops.read_file(self.root, self.base_commit, p) or b"")
-                                 for p in self.task.protected}
+        self.protected_hashes = protected_hashes(self.task, self.base_commit)
         self.baseline_files = gitops.read_files(self.root, self.base_commit, self.task.editable)
 
     # --- setup ------------------------------------------------------------------------------

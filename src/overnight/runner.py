@@ -97,6 +97,11 @@ class RunRequest:
 ProgressFn = Callable[[float], None]  # called with elapsed seconds while the run is alive
 
 
+def protected_hashes(task: TaskSpec, commit: str) -> dict[str, str]:
+    """The hashes every run's protected files must match: those of the tag's base commit."""
+    return {p: file_hash(gitops.read_file(task.root, commit, p) or b"") for p in task.protected}
+
+
 def execute(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None,
             progress: ProgressFn | None = None) -> RunResult:
     """Materialise the worktree, run the command, collect the outcome; never raises for the

@@ -23,9 +23,9 @@ from overnight import gitops, knobs
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges.stats import mean, paired_interval
-from overnight.runner import RunRequest, RunStatus, execute
+from overnight.runner import RunRequest, RunStatus, execute, protected_hashes
 from overnight.status import incumbent
-from overnight.task import TaskSpec, file_hash
+from overnight.task import TaskSpec
 
 FRESH_SEED_BASE = 1000  # far above the replicate indices the night used
 
@@ -50,7 +50,7 @@ class Remeasure:
         self.root, self.task, self.journal, self.tag, self.runs = root, task, journal, tag, runs
         self.stop = stop
         base = journal.tag_info(tag)["base_commit"]
-        self.protected = {p: file_hash(gitops.read_file(root, base, p) or b"") for p in task.protected}
+        self.protected = protected_hashes(task, base)
         self.state = root / ".overnight"
 
     def values(self, commit: str, label: str) -> list[float]:

@@ -7,13 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from overnight import gitops
-from overnight.journal import ExpStatus, Journal
 from overnight.loop import Controller, RunConfig
-from overnight.proposers import Context, ProposerOptions
-from overnight.task import load_task
+from overnight.proposers import ProposerOptions
 
-from conftest import write_toy
+from conftest import Night, write_toy
 
 from .fake_llm import FakeLLM
 
@@ -59,28 +56,6 @@ def options(fake: FakeLLM, provider: str = "openai", **kw) -> ProposerOptions:
 def controller(root: Path, n: int, proposer: str, opts: ProposerOptions, tag: str = "t", **kw) -> Controller:
     return Controller(root, RunConfig(tag=tag, proposer=proposer, judge="greedy", experiments=n,
                                       proposer_options=opts, **kw))
-
-
-class Night:
-    """A toy repo with a journal holding a kept baseline, for proposers called directly."""
-
-    def __init__(self, root: Path, tag: str = "t"):
-        self.root, self.tag = root, tag
-        self.task = load_task(root)
-        self.base = gitops.head(root)
-        self.state = root / ".overnight"
-        self.journal = Journal(self.state / "journal.db")
-        self.journal.add_tag(tag, self.base, {})
-        bid = self.journal.add_experiment(tag, None, self.base, "baseline", "baseline", {}, {})
-        self.journal.set_commit(bid, self.base, "")
-        self.journal.set_status(bid, ExpStatus.KEPT, "baseline", 1.2)
-        self.files = gitops.read_files(root, self.base, self.task.editable)
-        self.said: list[tuple[str, str]] = []
-
-    def ctx(self, notes: list[str] | None = None) -> Context:
-        history = self.journal.experiments(self.tag)
-        return Context(self.task, self.tag, self.state, self.files, history[0], self.files, history, 0,
-                       notes=notes or [], say=lambda kind, msg: self.said.append((kind, msg)))
 
 
 @pytest.fixture
