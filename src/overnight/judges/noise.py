@@ -58,6 +58,8 @@ def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
 def noise_of(history: list[Experiment]) -> Noise:
     groups = []
     for e in history:
+        if any(r.status == "mismatch" for r in e.runs):
+            continue  # its values were not what protected code computes (rescore-mismatch)
         values, seeds = ok_runs(e)
         if len(values) >= 2 and not ignores_seed(values, seeds):
             groups.append(values)
