@@ -24,6 +24,8 @@ from overnight.cli_model import model_options, note, prompt
 from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
+_NS = NoiseSettings()  # the defaults, shown in --help
+
 
 class _Group(click.Group):
     """Turns OvernightError into `error: <message>` and exit code 2, never a traceback."""
@@ -75,14 +77,16 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--proposer", type=click.Choice(PROPOSERS), default="optuna", show_default=True)
 @click.option("--judge", type=click.Choice(JUDGES), default=RunConfig.judge, show_default=True,
               help="noise: keep only gains that clear the measured noise; greedy: any lower single run")
-@click.option("--alpha", type=float, default=None, help="noise judge: false-keep rate for a no-op change [0.05]")
-@click.option("--baseline-seeds", type=int, default=None, help="noise judge: seeds for the baseline [5]")
-@click.option("--max-runs", type=int, default=None, help="noise judge: most runs per candidate [4]")
+@click.option("--alpha", type=float, default=None, help=f"noise judge: false-keep rate for a no-op change [{_NS.alpha}]")
+@click.option("--baseline-seeds", type=int, default=None, help=f"noise judge: seeds for the baseline [{_NS.baseline_runs}]")
+@click.option("--max-runs", type=int, default=None, help=f"noise judge: most runs per candidate [{_NS.max_runs}]")
 @click.option("--line-price", type=float, default=None,
               help="noise judge: metric gain each net added line must buy [0: off]")
 @click.option("--no-simplify", is_flag=True, help="noise judge: do not keep code removals that are merely not worse")
+@click.option("--no-selection-correction", is_flag=True,
+              help="noise judge: compare with a kept change's runs as measured (no winner's-curse correction)")
 @click.option("--remeasure-every", type=int, default=None,
-              help="noise judge: re-run the incumbent after this many candidates, to catch drift [10; 0: never]")
+              help=f"noise judge: re-run the incumbent after this many candidates, to catch drift [{_NS.remeasure_every}; 0: never]")
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
 @click.option("--experiments", type=int, default=None, help="stop when the tag has this many experiments")
 @click.option("--hours", type=float, default=None, help="stop after this many hours")
@@ -97,7 +101,8 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--ray-address", default=None, help="ray: the cluster to join (auto, host:port) [a new local one]")
 @model_options
 def run(directory: Path, proposer: str, judge: str, alpha: float | None, baseline_seeds: int | None,
-        max_runs: int | None, line_price: float | None, no_simplify: bool, remeasure_every: int | None,
+        max_runs: int | None, line_price: float | None, no_simplify: bool, no_selection_correction: bool,
+        remeasure_every: int | None,
         budget: float | None, experiments: int | None, hours: float | None, tag: str | None, seed: int,
         quiet: bool, slots: int | None, gpus: str | None, executor: str, ray_address: str | None,
         proposer_options: ProposerOptions) -> None:
@@ -108,7 +113,8 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
     noise = noise_settings(alpha=alpha, baseline_runs=baseline_seeds, max_runs=max_runs,
                            line_price=line_price, remeasure_every=remeasure_every,
-                           simplify=False if no_simplify else None)
+                           simplify=False if no_simplify else None,
+                           correct_selection=False if no_selection_correction else None)
     if slots is not None and slots < 1:
         raise OvernightError("--slots must be at least 1")
     gpu_ids = tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus is not None else None

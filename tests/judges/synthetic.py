@@ -124,17 +124,21 @@ class Night:
         while True:
             v = self.judge.judge(cand, self.incumbent, METRIC, self.history)
             groups = [e.ok_values for e in self.history]
-            ref = reference(cand.ok_values, self.incumbent.ok_values, groups, s, net_added_lines(diff))
+            # The incumbent's values as the judge reads them (a kept change's selected runs moved to
+            # their selection-corrected mean, tested on its own in test_selection.py).
+            inc = self.judge.incumbent_values(self.incumbent, self.history, METRIC)
+            ref = reference(cand.ok_values, inc, groups, s, net_added_lines(diff))
             looks.append((label(v, len(cand.runs), s), ref))
             if v.action != "more":
                 break
-            for _ in range(v.more_incumbent_runs):
-                add_run(self.incumbent, self.draw(self.incumbent.id))
+            for _ in range(v.more_incumbent_runs):  # made now, after the incumbent was kept
+                add_run(self.incumbent, self.draw(self.incumbent.id), started=exp_id + len(cand.runs) / 100 + 0.001)
             for _ in range(v.more_candidate_runs):
                 add_run(cand, self.draw(exp_id))
         cand.params["runs_at_decision"] = len(cand.runs)
         cand.status = ExpStatus.KEPT if v.action == "keep" else ExpStatus.DISCARDED
         cand.decided = float(exp_id) + 0.9
+        cand.reason = v.reason
         if v.action == "keep":
             self.incumbent = cand
         return looks

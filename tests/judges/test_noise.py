@@ -21,7 +21,9 @@ from overnight.task import Metric
 
 from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment
 
-S = NoiseSettings(remeasure_every=0, futility=0.0)  # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0
+# alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0; the selection correction off, so
+# that the pinned stream below checks the sequential rules alone (test_selection.py has the rest).
+S = NoiseSettings(remeasure_every=0, futility=0.0, correct_selection=False)
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
 # the judge's label at each look. Worked out with the reference in synthetic.py; pinned here so
@@ -277,3 +279,11 @@ def test_make_judge_passes_settings():
     assert judge.critical_t(20, 6) == pytest.approx(critical_t(NoiseSettings(alpha=0.01, max_runs=6), 6, 20))
     assert judge.critical_t(20, 6) > make_judge("noise").critical_t(20, 6)  # a stricter alpha, a higher bar
     assert make_judge("greedy").baseline_runs() == 1
+
+
+def test_cli_flags_reach_the_settings():
+    from overnight.cli import noise_settings
+
+    assert noise_settings(correct_selection=None, baseline_runs=None) == NoiseSettings()
+    s = noise_settings(correct_selection=False, simplify=False, remeasure_every=0)
+    assert (s.correct_selection, s.simplify, s.remeasure_every) == (False, False, 0)

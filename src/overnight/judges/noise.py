@@ -30,6 +30,7 @@ from dataclasses import dataclass, replace
 
 from overnight.journal import Experiment, ExpStatus
 from overnight.judges.base import Judge, Verdict
+from overnight.judges.selection import corrected_gain
 from overnight.judges.stats import (Noise, ignores_seed, mean, net_added_lines, pooled_sd,
                                      sequential_boundary, z_to_t)
 from overnight.task import Metric
@@ -40,7 +41,8 @@ class NoiseSettings:
     alpha: float = 0.05  # false-keep rate for a change that does nothing
     baseline_runs: int = 6  # seeds for the baseline: the first noise estimate
     incumbent_runs: int = 6  # the incumbent's mean is over at least this many runs
-    fresh_incumbent: bool = False  # ... run after it was kept (unbiased by its selection)
+    correct_selection: bool = True  # read a kept change's runs at their selection-corrected mean
+    fresh_incumbent: bool = False  # ... or use only runs made after it was kept
     max_runs: int = 4  # a candidate's runs at most
     screen: float = 0.0  # first run must beat the incumbent's mean by this many se
     futility: float = 0.5  # from the second run on, t below this discards at once
@@ -71,18 +73,53 @@ class NoiseJudge(Judge):
 
     def __init__(self, settings: NoiseSettings | None = None):
         self.s = settings or NoiseSettings()
+        self._shifts: dict[tuple, float] = {}  # (kept id, decided) -> selection shift
 
     def baseline_runs(self) -> int:
         return self.s.baseline_runs
 
-    def incumbent_values(self, incumbent: Experiment) -> list[float]:
-        """The incumbent's runs to compare against. With `fresh_incumbent`, a kept candidate's
-        own confirmation runs are left out: they were selected for looking good (the winner's
-        curse) and would make every later comparison too hard."""
+    def incumbent_values(self, incumbent: Experiment, history: list[Experiment] | None = None,
+                         metric: Metric | None = None) -> list[float]:
+        """The incumbent's runs to compare against. A kept candidate's own confirmation runs
+        were selected for looking good (the winner's curse): with `correct_selection` they are
+        read at the mean the selection says they stand for (judges/selection.py); with
+        `fresh_incumbent` they are left out altogether."""
         runs = [r for r in incumbent.runs if r.status == "ok" and r.value is not None]
         if self.s.fresh_incumbent and incumbent.parent_id is not None and incumbent.decided:
             runs = [r for r in runs if r.started > incumbent.decided]
-        return [r.value for r in runs]
+        shift = 0.0
+        if self.s.correct_selection and history is not None and metric is not None:
+            shift = self._selection_shift(incumbent, history, metric)
+        return [r.value + shift if shift and r.started < (incumbent.decided or 0) else r.value for r in runs]
+
+    def _selection_shift(self, kept: Experiment, history: list[Experiment], metric: Metric) -> float:
+        """How far (metric units, towards worse) `kept`'s confirmation runs are moved so that
+        their mean is the conditional estimate of its true mean, given that the judge kept it."""
+        key = (kept.id, kept.decided)
+        if key in self._shifts:
+            return self._shifts[key]
+        shift = 0.0
+        parent = next((e for e in history if e.id == kept.parent_id), None)
+        if (parent is not None and kept.decided and kept.status == ExpStatus.KEPT
+                and (kept.reason or "").startswith("confirmed")):
+            before = kept.decided
+            then = [replace(e, runs=[r for r in e.runs if r.started < before]) for e in history if e.created < before]
+            selected = [r for r in kept.runs if r.status == "ok" and r.value is not None and r.started < before]
+            parent_then = next((e for e in then if e.id == parent.id), None)
+            noise = noise_of(then)
+            if parent_then is not None and noise.known and len(selected) >= 2:
+                inc_values = self.incumbent_values(parent_then, then, metric)
+                values, seeds = [r.value for r in selected], [r.seed for r in selected]
+                if inc_values and not ignores_seed(values, seeds):
+                    n_inc = len(inc_values)
+                    observed = metric.improvement(mean(values), mean(inc_values)) / noise.sd
+                    offset = self.s.line_price * max(net_added_lines(kept.diff), 0) / noise.sd
+                    crit = self.critical_t(noise.df, n_inc)
+                    fair = corrected_gain(round(observed, 6), len(values), n_inc, round(crit, 6), self.s.screen,
+                                          self.s.futility, self.s.max_runs, round(offset, 6))
+                    shift = metric.sign * max(0.0, observed - fair) * noise.sd
+        self._shifts[key] = shift
+        return shift
 
     def critical_t(self, df: int, n_incumbent: int) -> float:
         """The keep threshold for t: the group-sequential z boundary for this design, moved to
@@ -93,7 +130,7 @@ class NoiseJudge(Judge):
     def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
               history: list[Experiment]) -> Verdict:
         values, seeds = ok_runs(candidate)
-        inc_values = self.incumbent_values(incumbent)
+        inc_values = self.incumbent_values(incumbent, history, metric)
         if not inc_values:
             return Verdict("more", f"incumbent #{incumbent.id} has no usable run; measuring it again",
                            mean(values), more_incumbent_runs=1)
