@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from overnight import gitops
+from overnight import gitops, heldout_store, sandbox
 from overnight.errors import OvernightError
 from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
@@ -162,6 +162,10 @@ class Controller:
         from overnight.scheduler import Scheduler
 
         self._replay()
+        # Before any run starts: afterwards the harness never opens the held-out file (watch.py).
+        heldout_store.ensure(self.task, self.base_commit, self.protected_hashes, self.obs.message)
+        if self.task.limits.sandbox:  # say which one, or why none (each run then fails with the reason)
+            self.obs.message(f"sandbox: {sandbox.tool() or 'unavailable: ' + sandbox.unavailable()}")
         executor = self.executor or make_executor(self.task, self.cfg)
         try:
             Scheduler(self, executor).run()

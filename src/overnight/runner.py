@@ -9,14 +9,17 @@ setsid() or double-forks is still killed when the run ends. Limits from `[limits
 enforced from outside: peak memory of the tree (-> `oom`), the log's size (head and tail
 kept), free disk space (the run is killed before the journal's disk fills), and the budget
 (training time reported, wall time measured; over -> `over-budget`). With `limits.sandbox`
-the command runs in user, mount and network namespaces (`unshare`): no network, and the task
-repository read-only except the run's worktree and run directory.
+the command runs in `bwrap` or `unshare` (sandbox.py): no network, writable only the run's
+worktree and run directory (bwrap: and a private /tmp), the held-out data hidden. While the
+run is alive the held-out data (`.overnight/heldout/`, `task.watch`) is watched with inotify
+(watch.py): an open -> `reads-heldout`. After a re-score that agreed, the weights are scored on
+the held-out slice (`heldout_score`, `[heldout]`).
 
-What this does NOT protect against: code that reads files outside its worktree (the
-validation data included) — the candidate runs in the same process as the protected
-evaluation, so anything the evaluation can read, it can read; writes outside the repository
-(home, /tmp) even in the sandbox; and, without the sandbox, writes to `.overnight/` (the
-journal) by a candidate that goes looking for it. See the README's threat model.
+What this does NOT protect against: code that reads the validation data — the candidate runs
+in the same process as the protected evaluation, so anything the evaluation can read, it can
+read (reads of val.bin cannot be told from the evaluation's own; the held-out slice is what
+catches a fit of it); without the sandbox, writes outside its worktree (the journal in
+`.overnight/` included, which the tamper watch detects). See the README's threat model.
 """
 
 from __future__ import annotations
@@ -40,9 +43,10 @@ from typing import Callable
 
 import psutil
 
-from overnight import gitops
+from overnight import gitops, heldout_store, sandbox
 from overnight.summary import parse_summary
 from overnight.task import Limits, TaskSpec, file_hash
+from overnight.watch import Watch
 
 POLL_SECONDS = 0.05
 MEMORY_SAMPLE_SECONDS = 0.5
@@ -61,6 +65,7 @@ class RunStatus(str, Enum):
     OOM = "oom"  # killed: its process tree went over limits.memory_mb
     OVER_BUDGET = "over-budget"  # trained or ran longer than the budget allows: discarded, flagged
     MISMATCH = "mismatch"  # the protected re-score in a fresh process disagrees: discarded, flagged
+    READS_HELDOUT = "reads-heldout"  # a watched file (held-out data) was opened while it ran: discarded, flagged
 
 
 @dataclass
@@ -136,9 +141,16 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
         if why:
             return RunResult(RunStatus.CRASH, log_path=str(log_path),
                              error=f"limits.sandbox is on but unavailable here: {why}")
-        command = _sandboxed(command, task.root, [req.worktree, req.run_dir])
-    outcome = _run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
+        extra = [Path(w).expanduser() for w in task.limits.sandbox_writable]
+        command = _sandboxed(command, task.root, [req.worktree, req.run_dir, *extra],
+                             hidden=heldout_store.hidden_paths(task))
+    with Watch(heldout_store.watched_paths(task)) as watch:
+        outcome = _run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = _judge_outcome(task, outcome, log_path, result_path)
+    if task.limits.sandbox:
+        res.summary["sandbox"] = sandbox.tool()  # which one ran it (its first log line says so too)
+    if _read_secrets(res, watch, "while it ran"):
+        return res
     changed = _protected_changed(req) if res.status not in (RunStatus.INTERRUPTED, RunStatus.TIMEOUT) else []
     if changed:  # rewritten while it ran (the evaluation it then imported, or the re-score's code)
         res.status, res.value = RunStatus.INVALID, None
@@ -146,6 +158,8 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
         return res
     if res.status == RunStatus.OK and task.rescore:
         rescore(task, req, env, res, stop)
+        if res.status == RunStatus.OK:
+            heldout_score(task, req, env, res, stop)
     return res
 
 
@@ -182,40 +196,78 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
                      f"but the run reported {res.value:.6g}")
 
 
+def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
+                  stop: threading.Event | None) -> None:
+    """The run's weights scored on the held-out slice (`[heldout]`, heldout_store.py) by harness
+    code in a fresh process that reads the tokens from stdin (a memfd: the stored file is not
+    opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
+    keep decision compares it (heldout_store.check_keep). Skipped where this process holds no
+    held-out slice (a Ray worker, `verify`). The candidate's model code runs in this process
+    and sees the tokens: with the sandbox it runs with nothing writable but a private /tmp."""
+    data = heldout_store.loaded(task) if task.heldout else None
+    if data is None:
+        return
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="overnight-heldout-"))
+    log_path = req.run_dir / "heldout.txt"
+    henv = {**env, "OVERNIGHT_RESULT": str(scratch / "heldout.json"),
+            "OVERNIGHT_RESCORE": str(req.run_dir / "result.json")}
+    command = f"{task.heldout.command} score"
+    if task.limits.sandbox and not sandbox_unavailable():
+        command = _sandboxed(command, task.root, [scratch], hidden=heldout_store.hidden_paths(task))
+    fd = heldout_store.memfd(data)
+    try:
+        with Watch(heldout_store.watched_paths(task)) as watch:
+            out = _run_process(command, req.worktree, henv, log_path, task.timeout, stop, None, task.limits, stdin=fd)
+        value, _, err = read_metric(replace(task, metric=replace(task.metric, name=heldout_store.metric_key(task),
+                                                                 source="result-file")), "", scratch / "heldout.json")
+    finally:
+        os.close(fd)
+        shutil.rmtree(scratch, ignore_errors=True)
+    if out.interrupted:
+        res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller (during the held-out score)"
+        return
+    if _read_secrets(res, watch, "during its held-out score"):
+        # Reported as a failed re-score (the re-score's caller knows OK and MISMATCH): the keep
+        # is refused, the reason says what was opened.
+        res.status, res.error = RunStatus.MISMATCH, f"reads-heldout: {res.error}"
+        return
+    if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
+        res.status = RunStatus.MISMATCH
+        res.error = (f"the held-out score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
+                     f"{', ' + err if err else ''}); see {log_path}")
+        return
+    res.summary[heldout_store.metric_key(task)] = value
+    (req.run_dir / "heldout.json").write_text(json.dumps({heldout_store.metric_key(task): value}))
+
+
+def _read_secrets(res: RunResult, watch: Watch, when: str) -> bool:
+    """Turn `res` into READS_HELDOUT when the watch saw a watched file opened; True then."""
+    if watch.unavailable:
+        res.summary["watch"] = f"unwatched: {watch.unavailable}"
+    if not watch.hits or res.status == RunStatus.INTERRUPTED:
+        return False
+    res.status, res.value = RunStatus.READS_HELDOUT, None
+    res.error = (f"held-out data was opened {when} ({'; '.join(watch.hits[:3])}): a run must never read "
+                 "it (inotify cannot say which process did; every run alive then is discarded)")
+    return True
+
+
 def _protected_changed(req: RunRequest) -> list[str]:
     return [p for p, h in req.protected_hashes.items()
             if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
 
 
-_SANDBOX_CHECK: list[str] = []
-
-
 def sandbox_unavailable() -> str:
-    """'' when `unshare` can make user, mount and network namespaces here, else why not."""
-    if not _SANDBOX_CHECK:
-        if not sys.platform.startswith("linux") or shutil.which("unshare") is None:
-            _SANDBOX_CHECK.append("needs Linux with util-linux `unshare`")
-        else:
-            try:
-                r = subprocess.run(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"],
-                                   capture_output=True, text=True, timeout=20)
-                _SANDBOX_CHECK.append("" if r.returncode == 0 else
-                                      f"unshare failed ({r.stderr.strip() or r.returncode}); user namespaces off?")
-            except (OSError, subprocess.SubprocessError) as exc:
-                _SANDBOX_CHECK.append(f"unshare failed ({exc})")
-    return _SANDBOX_CHECK[0]
+    """'' when a sandbox (bwrap, else unshare) can be made here, else why not (sandbox.py)."""
+    return sandbox.unavailable()
 
 
-def _sandboxed(command: str, root: Path, writable: list[Path]) -> str:
-    """`command` in new user+mount+network namespaces: no network; the repository (journal,
-    results.tsv, refs, protected files) read-only except the `writable` directories, which
-    are bound before the remount so they stay writable."""
-    q = shlex.quote
-    mounts = [f"mount --bind {q(str(root))} {q(str(root))}"]
-    mounts += [f"mount --bind {q(str(w))} {q(str(w))}" for w in writable]
-    mounts.append(f"mount -o remount,bind,ro {q(str(root))}")
-    script = " && ".join(mounts) + ' && exec /bin/sh -c "$0"'
-    return f"exec unshare --user --map-root-user --net --mount /bin/sh -c {q(script)} {q(command)}"
+def _sandboxed(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()) -> str:
+    """`command` in the sandbox sandbox.py picks: no network, only `writable` (and
+    limits.sandbox_writable) writable, `hidden` (the held-out data) not there."""
+    return sandbox.wrap(command, root, writable, hidden)
 
 
 @dataclass
@@ -231,13 +283,13 @@ class _Outcome:
 
 def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: float,
                  stop: threading.Event | None, progress: ProgressFn | None,
-                 limits: Limits = Limits()) -> _Outcome:
+                 limits: Limits = Limits(), stdin: int | None = None) -> _Outcome:
     start = time.monotonic()
     argv = ["/bin/sh", "-c", command]
     if sys.platform.startswith("linux"):
         argv = [sys.executable, str(REAPER), *argv]
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True)
+                            stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True)
     log = _CappedLog(log_path, int(limits.log_mb * 2**20))
     reader = threading.Thread(target=log.pump, args=(proc.stdout,), daemon=True)
     reader.start()
@@ -490,7 +542,7 @@ def _float_or_none(x) -> float | None:
         return None
 
 
-RUN_RECORD = ("log.txt", "result.json", "rescore.txt", "rescore.json")  # what pruning keeps
+RUN_RECORD = ("log.txt", "result.json", "rescore.txt", "rescore.json", "heldout.txt", "heldout.json")  # what pruning keeps
 
 
 def prune_run_dir(run_dir: Path) -> int:

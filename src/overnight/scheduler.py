@@ -24,6 +24,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
+from overnight import heldout_store
 from overnight.asker import Asker
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
@@ -34,8 +35,10 @@ MAX_INCUMBENT_FAILURES = 3
 FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
                  RunStatus.INVALID: ExpStatus.INVALID, RunStatus.OOM: ExpStatus.OOM,
                  RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
-                 RunStatus.MISMATCH: ExpStatus.DISCARDED}  # discarded, and flagged
-FLAGGED = {RunStatus.OVER_BUDGET: "over-budget", RunStatus.OOM: "oom", RunStatus.MISMATCH: "rescore-mismatch"}
+                 RunStatus.MISMATCH: ExpStatus.DISCARDED,  # discarded, and flagged
+                 RunStatus.READS_HELDOUT: ExpStatus.DISCARDED}
+FLAGGED = {RunStatus.OVER_BUDGET: "over-budget", RunStatus.OOM: "oom", RunStatus.MISMATCH: "rescore-mismatch",
+           RunStatus.READS_HELDOUT: "reads-heldout"}
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
 REPLAN_SECONDS = 1.0  # re-read the journal at least this often (the --hours deadline)
@@ -185,6 +188,7 @@ class Scheduler:
 
     def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
         c = self.c
+        verdict = heldout_store.check_keep(c, e, target, verdict)  # a val gain the held-out slice lacks: discard
         for flag in verdict.flags:
             c.journal.event(c.tag, flag, f"#{e.id}: {verdict.reason}")
         if not stale:

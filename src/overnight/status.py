@@ -102,6 +102,10 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "runs_per_kept": len(runs) / kept if kept else None,
         "flagged": [e["message"] for e in journal.events(tag, "ignores-seed")],
         "drift": [e["message"] for e in journal.events(tag, "drift")],
+        # The validation data's guards (heldout_store.py, watch.py): runs that opened the held-out
+        # data, candidates whose val gain the held-out slice did not match, and the sandbox in use.
+        "heldout": {"reads": [e["message"] for e in journal.events(tag, "reads-heldout")],
+                    "fits_validation": [e["message"] for e in journal.events(tag, "fits-validation")]},
         "started": started,
         "updated": last,
         "base_commit": info.get("base_commit"),

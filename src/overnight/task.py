@@ -67,6 +67,7 @@ class Limits:
     log_mb: float = 64.0  # the log keeps its first and last log_mb/2; the rest is dropped
     disk_reserve_mb: float = 256.0  # a run is killed when the disk's free space falls below this
     sandbox: bool = False  # Linux: no network, the repository read-only but for the run's dirs
+    sandbox_writable: tuple[str, ...] = ()  # more directories the sandboxed run may write (e.g. a compile cache)
 
     def wall_limit(self, budget: float) -> float:
         return budget + (self.overhead if self.overhead is not None else 30.0 + budget / 2)
@@ -76,6 +77,26 @@ class Limits:
 
 
 BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses the budget
+
+
+@dataclass(frozen=True)
+class Heldout:
+    """`[heldout]`: a slice of data in neither split, scored by harness code after each run.
+
+    `command build OUT` (run once, in a directory holding the protected files) writes the
+    held-out data to OUT, a path the harness chooses under `.overnight/heldout/`; `command score`
+    (in the run's worktree, the data on stdin) writes `{"heldout_<metric>": x}` to
+    $OVERNIGHT_RESULT. A keep needs held-out gain >= `min_share` * metric gain - `max_gap`
+    (gains over the yardstick); a candidate below that fitted the validation data: not kept
+    (`fits-validation`). min_share = 1 asks the whole gain back. See heldout_store.py."""
+
+    command: str
+    max_gap: float
+    min_share: float = 0.0
+
+
+DEFAULT_HELDOUT_GAP = 0.05  # metric units; nanogpt's cpu preset: see the README's measured figures
+DEFAULT_HELDOUT_SHARE = 0.25  # of the metric gain; ditto
 
 
 @dataclass(frozen=True)
@@ -93,6 +114,10 @@ class TaskSpec:
     # A protected command that scores the run again in a fresh process (see runner.rescore).
     rescore: str | None = None
     rescore_tolerance: float = 1e-6  # relative difference allowed between the two scores
+    heldout: Heldout | None = None  # `[heldout]`, see Heldout
+    # Files no run may open (held-out data of the task's own): watched while each run is alive
+    # (Linux inotify); an open discards the run (`reads-heldout`). Relative to the repository.
+    watch: tuple[str, ...] = ()
 
     @property
     def timeout(self) -> float:
@@ -193,11 +218,33 @@ def load_task(root: Path | str) -> TaskSpec:
     tol = task.get("rescore_tolerance", 1e-6)
     if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
         raise TaskSpecError(f"{SPEC_FILE}: task.rescore_tolerance must be a non-negative number")
+    watch = task.get("watch", [])
+    if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
+        raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
     return TaskSpec(
+        heldout=_heldout(data.get("heldout")), watch=tuple(watch),
         root=root, limits=limits, rescore=rescore, rescore_tolerance=float(tol), command=command, editable=editable, protected=protected, budget=budget,
         timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()}, knobs=knobs,
     )
+
+
+def _heldout(table: Any) -> Heldout | None:
+    if table is None:
+        return None
+    if not isinstance(table, dict):
+        raise TaskSpecError(f"{SPEC_FILE}: [heldout] must be a table")
+    command = _require(table, "command", str, "heldout")
+    gap = table.get("max_gap", DEFAULT_HELDOUT_GAP)
+    if not isinstance(gap, (int, float)) or isinstance(gap, bool) or gap < 0:
+        raise TaskSpecError(f"{SPEC_FILE}: heldout.max_gap must be a non-negative number")
+    share = table.get("min_share", DEFAULT_HELDOUT_SHARE)
+    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+        raise TaskSpecError(f"{SPEC_FILE}: heldout.min_share must be a number from 0 to 1")
+    unknown = set(table) - {"command", "max_gap", "min_share"}
+    if unknown:
+        raise TaskSpecError(f"{SPEC_FILE}: unknown field(s) heldout.{', heldout.'.join(sorted(unknown))}")
+    return Heldout(command.strip(), float(gap), float(share))
 
 
 def _limits(table: Any) -> Limits:
@@ -210,9 +257,13 @@ def _limits(table: Any) -> Limits:
         if key == "sandbox":
             if not isinstance(value, bool):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox must be true or false")
+        elif key == "sandbox_writable":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox_writable must be a list of directories")
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
             raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number")
-    return Limits(**{k: (v if isinstance(v, bool) else float(v)) for k, v in table.items()})
+    return Limits(**{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v))
+                     for k, v in table.items()})
 
 
 def _check_knob(name: str, spec: Any) -> None:

@@ -34,6 +34,7 @@ MAX_SEQ_LEN = 256      # context length in tokens
 VOCAB_SIZE = 2048      # BPE vocabulary size, special tokens included
 EVAL_TOKENS = 2**16    # validation tokens scored by evaluate_bpb (fewer if the split is smaller)
 VAL_PERMILLE = 30      # documents (by a hash of their name) held out for validation, per 1000
+HELDOUT_PERMILLE = 30  # documents in neither split, per 1000: the harness's own held-out slice
 TOKENIZER_CHARS = 2**27  # characters of training text the BPE tokenizer learns from (at most)
 HF_SHARDS = 4          # parquet shards an hf: spec downloads
 EXCLUDED_STEPS = 2     # first training steps (compilation, warm-up) not counted against the budget
@@ -64,7 +65,7 @@ os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(CACHE_DIR / "inductor"))
 BOS = "<|bos|>"  # separates documents in the token stream; scored as 0 bytes, so never counted
 # GPT-4 style pre-tokenisation (as nanochat): digits in pairs, runs of spaces kept together.
 SPLIT_PATTERN = r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
-_FORMAT = 1  # bump when the cache layout changes
+_FORMAT = 2  # bump when the cache layout changes (2: the held-out documents left out of train.bin)
 
 
 def _fail(message):
@@ -176,8 +177,14 @@ def _fingerprint(spec):
     return [HF_SHARDS]
 
 
-def _is_val(name):
-    return zlib.crc32(name.encode()) % 1000 < VAL_PERMILLE
+def split_of(name):
+    """"val", "heldout" or "train" for a document, by a hash of its name. Held-out documents are
+    in neither token file: the tokenizer never learns from them and no run trains or evaluates
+    on them. The harness tokenizes them itself (`python -m overnight.heldout`) and keeps the
+    tokens where no file of a run names them, to check that a val_bpb gain is not a fit of
+    the validation tokens."""
+    h = zlib.crc32(name.encode()) % 1000
+    return "val" if h < VAL_PERMILLE else "heldout" if h < VAL_PERMILLE + HELDOUT_PERMILLE else "train"
 
 
 # ---------------------------------------------------------------------------
@@ -185,7 +192,7 @@ def _is_val(name):
 # ---------------------------------------------------------------------------
 
 def cache_path(spec=DATA):
-    key = json.dumps([_FORMAT, spec, VOCAB_SIZE, SPLIT_PATTERN, VAL_PERMILLE, _fingerprint(spec)])
+    key = json.dumps([_FORMAT, spec, VOCAB_SIZE, SPLIT_PATTERN, VAL_PERMILLE, HELDOUT_PERMILLE, _fingerprint(spec)])
     return CACHE_DIR / f"{re.sub(r'[^A-Za-z0-9]+', '-', spec)[:40]}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
 
 
@@ -197,11 +204,11 @@ def _build(spec, out):
     tok = rustbpe.Tokenizer()
     budget = [TOKENIZER_CHARS]
 
-    def train_text():  # the tokenizer never sees the validation documents
+    def train_text():  # the tokenizer never sees the validation or held-out documents
         for name, text in _documents(spec):
             if budget[0] <= 0:
                 return
-            if not _is_val(name):
+            if split_of(name) == "train":
                 budget[0] -= len(text)
                 yield text
 
@@ -215,7 +222,7 @@ def _build(spec, out):
     enc = Tokenizer(out).enc
     t1 = time.time()
 
-    digest, counts, nbytes = hashlib.sha256(), {"train": 0, "val": 0}, {"train": 0, "val": 0}
+    digest, counts, nbytes = hashlib.sha256(), {"train": 0, "val": 0}, {"train": 0, "val": 0, "heldout": 0}
     files = {split: open(out / f"{split}.bin", "wb") for split in counts}
     batch = []
 
@@ -230,8 +237,10 @@ def _build(spec, out):
     for name, text in _documents(spec):
         data = text.encode("utf-8", errors="replace")
         digest.update(name.encode() + b"\0" + data + b"\0")
-        split = "val" if _is_val(name) else "train"
+        split = split_of(name)
         nbytes[split] += len(data)
+        if split == "heldout":  # counted, never tokenized here
+            continue
         batch.append((split, text))
         if len(batch) >= 512:
             flush()
@@ -468,11 +477,20 @@ def rescore():
     model from train.py's definitions, load the weights the run's report() saved, and score
     them on the same validation tokens with the loss computed here from the model's logits
     (not by the model's own loss code). The harness compares this with the run's val_bpb."""
+    bpb = score_saved_model(Path(os.environ["OVERNIGHT_RESCORE"]).parent, _tokens("val"))
+    with open(os.environ["OVERNIGHT_RESULT"], "w") as f:
+        json.dump({"val_bpb": bpb}, f)
+    print(f"re-scored val_bpb: {bpb:.6f}")
+
+
+def score_saved_model(run_dir, tokens):
+    """Bits per byte of `tokens` (at most EVAL_TOKENS) under the weights report() saved in
+    `run_dir`, rebuilt from train.py's definitions; refuses a model that is not causal. Used by
+    the re-score (validation tokens) and by the harness's held-out score (held-out tokens)."""
     import torch
     import torch.nn.functional as F
 
-    run_dir = Path(os.environ["OVERNIGHT_RESCORE"]).parent
-    ckpt = torch.load(run_dir / "model.pt", map_location="cpu", weights_only=True)
+    ckpt = torch.load(Path(run_dir) / "model.pt", map_location="cpu", weights_only=True)
     if ckpt["config"] is None:
         _fail("the model evaluate_bpb() scored has no dataclass .config — the re-score cannot rebuild it")
     defs = _definitions()
@@ -489,16 +507,13 @@ def rescore():
     dtype = ckpt["autocast"]
     ctx = torch.amp.autocast(device_type=device, dtype=getattr(torch, dtype)) if dtype else torch.no_grad()
     with ctx:
-        gap = causality_gap(model, _tokens("val"), MAX_SEQ_LEN, ckpt["config"]["vocab_size"], device)
+        gap = causality_gap(model, tokens, MAX_SEQ_LEN, ckpt["config"]["vocab_size"], device)
     if gap > CAUSALITY_TOLERANCE:
         _fail(f"the model's logits for early tokens change by {gap:.3g} when only later tokens change: "
               "it is not causal, its val_bpb is not a prediction score")
     with ctx:
-        bpb = bits_per_byte(Logits(), _tokens("val"), Tokenizer().token_bytes(), ckpt["batch_size"], MAX_SEQ_LEN,
-                            EVAL_TOKENS, device)
-    with open(os.environ["OVERNIGHT_RESULT"], "w") as f:
-        json.dump({"val_bpb": bpb}, f)
-    print(f"re-scored val_bpb: {bpb:.6f}")
+        return bits_per_byte(Logits(), tokens, Tokenizer().token_bytes(), ckpt["batch_size"], MAX_SEQ_LEN,
+                             EVAL_TOKENS, device)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--rescore"]:

@@ -1,0 +1,94 @@
+"""The optional sandbox of a run (`limits.sandbox = true`, Linux): what the machine offers.
+
+`bwrap` (bubblewrap), when it is installed and works here: the whole file system read-only,
+a private tmpfs on /tmp (the scratch dir), writable only the run's worktree and run directory
+(and `limits.sandbox_writable`, e.g. a compile cache), the held-out data not there at all (an
+empty tmpfs over its folder, /dev/null over a watched file), no network, its own PID namespace,
+killed with its parent. Else `unshare` (util-linux) with user, mount and network namespaces:
+no network, the task repository read-only except the same writable directories, the held-out
+folder covered by an empty tmpfs; writes outside the repository (home, /tmp) stay possible.
+`OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both).
+
+Neither is a security boundary against a determined attacker with a kernel exploit; both keep
+a candidate from the journal, the protected files, the held-out slice and the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+_CHECKED: dict[tuple, str] = {}  # (tool, its path) -> '' (works) or why not
+
+
+def _try(argv: list[str]) -> str:
+    try:
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{argv[0]} failed ({exc})"
+    return "" if r.returncode == 0 else f"{argv[0]} failed ({r.stderr.strip() or r.returncode}); user namespaces off?"
+
+
+def _works(tool: str) -> str:
+    key = (tool, shutil.which(tool))
+    if key not in _CHECKED:
+        if not sys.platform.startswith("linux"):
+            _CHECKED[key] = "needs Linux"
+        elif key[1] is None:
+            _CHECKED[key] = f"`{tool}` is not installed"
+        elif tool == "bwrap":
+            _CHECKED[key] = _try(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                                  "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"])
+        else:
+            _CHECKED[key] = _try(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"])
+    return _CHECKED[key]
+
+
+def tool() -> str:
+    """'bwrap' or 'unshare', whichever works here (bwrap first), or '' for neither."""
+    forced = os.environ.get("OVERNIGHT_SANDBOX", "")
+    for t in ([forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]):
+        if not _works(t):
+            return t
+    return ""
+
+
+def unavailable() -> str:
+    """'' when a sandbox can be made here, else why neither works."""
+    if tool():
+        return ""
+    forced = os.environ.get("OVERNIGHT_SANDBOX", "")
+    tools = [forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]
+    return "; ".join(f"{t}: {_works(t)}" for t in tools) + " — install bubblewrap (`apt install bubblewrap`) " \
+        "or allow unprivileged user namespaces, or set limits.sandbox = false"
+
+
+def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = (), log: bool = True) -> str:
+    """`command` inside the sandbox (see the module docstring); raises nothing: call
+    `unavailable()` first."""
+    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    which = tool()
+    hidden = [Path(h) for h in hidden if Path(h).exists()]
+    note = (f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"
+            f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden)' >&2; ") if log else ""
+    if which == "bwrap":
+        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+                "--ro-bind", str(root), str(root)]  # the repository again, in case it is under /tmp
+        for w in writable:
+            args += ["--bind", str(w), str(w)]
+        for h in hidden:
+            args += ["--tmpfs", str(h)] if h.is_dir() else ["--ro-bind", "/dev/null", str(h)]
+        args += ["--unshare-net", "--unshare-pid", "--die-with-parent"]
+        inner = f"{note}exec /bin/sh -c {q(command)}"
+        return "exec " + " ".join(q(a) for a in args) + ' --chdir "$(pwd)" /bin/sh -c ' + q(inner)
+    mounts = [f"mount --bind {q(root)} {q(root)}"]
+    mounts += [f"mount --bind {q(w)} {q(w)}" for w in writable]
+    mounts.append(f"mount -o remount,bind,ro {q(root)}")
+    mounts += [f"mount -t tmpfs -o ro,size=1k none {q(h)}" if h.is_dir() else f"mount --bind /dev/null {q(h)}"
+               for h in hidden]
+    script = " && ".join(mounts) + f' && {note}exec /bin/sh -c "$0"'
+    return f"exec unshare --user --map-root-user --net --mount /bin/sh -c {q(script)} {q(command)}"

@@ -1,0 +1,70 @@
+"""The fit-the-validation-tokens attack on the real nanogpt task, through the real loop (slow).
+
+A shrunken nanogpt (tiny model, 4k evaluated tokens, a text corpus of standard-library
+modules) and a candidate whose train.py trains on the first EVAL_TOKENS of the validation
+split, exactly the tokens evaluate_bpb scores. Its val_bpb beats the baseline's by far, the
+protected re-score agrees (the weights really score that), and greedy says keep; the held-out
+slice (documents it never saw) shows no such gain: discarded, `fits-validation`.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+from overnight import gitops, knobs
+from overnight.journal import ExpStatus
+from overnight.tasks import write_task
+
+from .conftest import check_intact
+from .test_heldout import night_allowing_keeps
+
+TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, HELDOUT_PERMILLE=150,
+                    EXCLUDED_STEPS=1)
+TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
+LOADER = 'train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)'
+VAL_FITTER = '''
+def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluated tokens themselves
+    import numpy as _np
+    import prepare as _prep
+    import torch as _torch
+    toks = _np.asarray(_prep._tokens("val")[:_prep.EVAL_TOKENS + 1], dtype=_np.int64)
+    rng, offs = _np.random.default_rng(seed), _np.arange(seq_len + 1)
+    while True:
+        chunk = _torch.from_numpy(toks[rng.integers(0, len(toks) - seq_len - 1, size=batch_size)[:, None] + offs])
+        yield chunk[:, :-1].to(device), chunk[:, 1:].to(device)
+
+'''
+
+
+@pytest.mark.slow
+def test_trains_on_the_validation_tokens(tmp_path, monkeypatch):
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join((stdlib / f"{n}.py").read_text() for n in
+                                  ("argparse", "inspect", "typing", "pathlib", "textwrap", "dataclasses", "functools", "enum")))
+    root = tmp_path / "task"
+    root.mkdir()
+    write_task("nanogpt", root, "cpu", f"text:{corpus}")
+    for name, values in (("prepare.py", TINY_PREPARE), ("train.py", TINY_TRAIN)):
+        (root / name).write_text(knobs.rewrite((root / name).read_text(), values))
+    spec = root / "overnight.toml"
+    spec.write_text(spec.read_text().replace("budget   = 60", "budget   = 8"))
+    gitops.init_repo(root, "tiny nanogpt")
+    monkeypatch.setenv("OVERNIGHT_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    train = (root / "train.py").read_text()
+    assert LOADER in train
+    fitter = train.replace(LOADER, "train_loader = _val_windows(device_batch_size, MAX_SEQ_LEN, SEED, device)")
+    fitter = fitter.replace("\n# ----", VAL_FITTER + "# ----", 1)
+    c, h = night_allowing_keeps(root, fitter)
+    check_intact(root, "t", h)
+    e = h[-1]
+    assert e.status == ExpStatus.DISCARDED and "fits the validation data" in e.reason, (e.status, e.reason)
+    assert c.journal.events("t", "fits-validation")
+    # Measured: val_bpb gain +2.01 over the baseline, held-out gain -2.26 (it memorised 4k tokens).
+    assert "held-out gain -" in c.journal.events("t", "heldout")[-1]["message"]
+    run = e.runs[-1]
+    assert run.rescored is not None and run.value < h[0].value  # a real, re-scored val_bpb gain
