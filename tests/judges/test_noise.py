@@ -23,7 +23,8 @@ from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment
 
 # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0; the selection correction off, so
 # that the pinned stream below checks the sequential rules alone (test_selection.py has the rest).
-S = NoiseSettings(remeasure_every=0, futility=0.0, correct_selection=False)
+S = NoiseSettings(remeasure_every=0, futility=0.0, correct_selection=False, baseline_runs=6, incumbent_runs=6,
+                  screen=0.0)
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
 # the judge's label at each look. Worked out with the reference in synthetic.py; pinned here so
@@ -275,7 +276,7 @@ def test_stats_known_values():
 
 def test_make_judge_passes_settings():
     judge = make_judge("noise", NoiseSettings(alpha=0.01, max_runs=6))
-    assert judge.baseline_runs() == 6
+    assert judge.baseline_runs() == NoiseSettings().baseline_runs == 8
     assert judge.critical_t(20, 6) == pytest.approx(critical_t(NoiseSettings(alpha=0.01, max_runs=6), 6, 20))
     assert judge.critical_t(20, 6) > make_judge("noise").critical_t(20, 6)  # a stricter alpha, a higher bar
     assert make_judge("greedy").baseline_runs() == 1

@@ -54,8 +54,8 @@ def test_candidate_that_ignores_the_seed_is_flagged(tmp_path, cli):
     assert len(events) == 1 and events[0]["message"] == f"#2: {seedless.reason}"
     d = status_json(cli, root)
     assert d["flagged"] == [events[0]["message"]]
-    # The pinned runs add nothing to the noise estimate: only the baseline's 6 runs (5 df) do.
-    assert d["noise"]["df"] == 5
+    # The pinned runs add nothing to the noise estimate: only the baseline's runs do.
+    assert d["noise"]["df"] == NoiseSettings().baseline_runs - 1
     md = report_markdown(c.journal, "t", load_task(root), root / ".overnight")
     assert "## Candidates that ignore the seed" in md and events[0]["message"] in md
 
@@ -89,7 +89,7 @@ def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
         return flipped
 
     worse = [set_knobs(LEARNING_RATE=lr) for lr in (0.5, 0.6, 0.7, 0.8)]
-    c, h = night(root, worse[0], worse[1], flip_then(worse[2]), worse[3], remeasure_every=2)
+    c, h = night(root, worse[0], worse[1], flip_then(worse[2]), worse[3], remeasure_every=2, baseline_runs=6)
     base = h[1]
     assert all(h[i].status == ExpStatus.DISCARDED and len(h[i].runs) == 1 for i in (2, 3, 4, 5))
     # 6 baseline seeds, then a re-measure after #3 (same machine) and after #5 (shifted).
@@ -160,6 +160,7 @@ def test_aa_stream_noise_keeps_almost_nothing_greedy_keeps_noise(tmp_path):
     sd = 0.002
     assert noise_kept <= 2, results
     assert greedy_kept > 2, results  # the bound above fails for greedy
-    assert greedy_claim > 1.5 * sd and abs(noise_claim) < sd, results  # greedy's "gain" is the winner's curse
+    # Greedy's "gain" is the winner's curse, larger than what the noise judge's rare false keep shows.
+    assert greedy_claim > max(1.5 * sd, noise_claim), results
     # The price: confirmation runs. A/A candidates are the costly case (half pass the screen).
     assert greedy_runs == n and noise_runs < 3 * n, results

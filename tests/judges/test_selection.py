@@ -37,7 +37,7 @@ def test_conditional_mean_of_kept_candidates(n_keep):
 @pytest.mark.parametrize("g", [0.5, 1.5, 3.0])
 def test_corrected_gain_inverts_the_conditional_mean(g):
     observed = conditional_mean(g, 3, **DESIGN)
-    fair = corrected_gain(observed, 3, 6, 2.2, 0.0, 0.5, 4)
+    fair = corrected_gain(observed, 3, 6, 2.2, 0.0, 0.5, 4, floor_se=3.0)  # a floor that does not bind
     assert conditional_mean(fair, 3, **DESIGN) == pytest.approx(observed, abs=0.01)
     assert fair == pytest.approx(g, abs=0.1)  # the mean is flat in g at look 3: 0.01 there is ~0.05 here
 
@@ -46,7 +46,8 @@ def test_corrected_gain_is_floored_and_leaves_unconfirmed_keeps_alone():
     # Just over the boundary at look 2: any tiny gain could have done that; the floor holds.
     se = (1 / 2 + 1 / 6) ** 0.5
     at_line = 2.2 * se + 1e-3
-    assert corrected_gain(at_line, 2, 6, 2.2, 0.0, 0.5, 4) == pytest.approx(at_line - 2 * se)
+    assert corrected_gain(at_line, 2, 6, 2.2, 0.0, 0.5, 4, floor_se=2.0) == pytest.approx(at_line - 2 * se)
+    assert corrected_gain(at_line, 2, 6, 2.2, 0.0, 0.5, 4, floor_se=1.0) == pytest.approx(at_line - se)
     # One run (a seed-ignoring keep) or more runs than the design allows: nothing to correct.
     assert corrected_gain(1.7, 1, 6, 2.2, 0.0, 0.5, 4) == 1.7
     assert corrected_gain(1.7, 6, 6, 2.2, 0.0, 0.5, 4) == 1.7

@@ -13,6 +13,9 @@ The procedure, for a candidate C against the incumbent I (gain d > 0 means C is 
    soon as t < `futility` (0.5) from the second run on, or at `max_runs` without clearing.
 4. The incumbent is compared by the mean of its own replicates (at least `incumbent_runs`;
    the judge asks for more when a freshly kept candidate has fewer), never one lucky number.
+5. The winner's curse: a kept candidate's confirmation runs were selected for looking good, so
+   as the next incumbent they are read at their selection-corrected mean (judges/selection.py;
+   runs made after the keep are fresh and read as measured).
 
 Simplicity: d is charged `line_price` metric units per net added line; a candidate that
 removes lines is kept as a simplification when, after all its runs, it is not worse beyond
@@ -39,12 +42,13 @@ from overnight.task import Metric
 @dataclass(frozen=True)
 class NoiseSettings:
     alpha: float = 0.05  # false-keep rate for a change that does nothing
-    baseline_runs: int = 6  # seeds for the baseline: the first noise estimate
-    incumbent_runs: int = 6  # the incumbent's mean is over at least this many runs
+    baseline_runs: int = 8  # seeds for the baseline: the first noise estimate
+    incumbent_runs: int = 5  # the incumbent's mean is over at least this many runs
     correct_selection: bool = True  # read a kept change's runs at their selection-corrected mean
+    selection_floor: float = 1.25  # ... corrected by at most this many se (see judges/selection.py)
     fresh_incumbent: bool = False  # ... or use only runs made after it was kept
     max_runs: int = 4  # a candidate's runs at most
-    screen: float = 0.0  # first run must beat the incumbent's mean by this many se
+    screen: float = 0.15  # first run must beat the incumbent's mean by this many se
     futility: float = 0.5  # from the second run on, t below this discards at once
     line_price: float = 0.0  # metric units a net added line must buy (0: off)
     simplify: bool = True  # keep code removals that are not worse within the noise
@@ -116,7 +120,8 @@ class NoiseJudge(Judge):
                     offset = self.s.line_price * max(net_added_lines(kept.diff), 0) / noise.sd
                     crit = self.critical_t(noise.df, n_inc)
                     fair = corrected_gain(round(observed, 6), len(values), n_inc, round(crit, 6), self.s.screen,
-                                          self.s.futility, self.s.max_runs, round(offset, 6))
+                                          self.s.futility, self.s.max_runs, round(offset, 6),
+                                          self.s.selection_floor)
                     shift = metric.sign * max(0.0, observed - fair) * noise.sd
         self._shifts[key] = shift
         return shift

@@ -59,15 +59,17 @@ def conditional_mean(g: float, n_keep: int, n_inc: float, crit: float, screen: f
 
 @functools.lru_cache(maxsize=4096)
 def corrected_gain(observed: float, n_keep: int, n_inc: float, crit: float, screen: float, futility: float,
-                   max_runs: int, offset: float = 0.0, floor_se: float = 2.0) -> float:
+                   max_runs: int, offset: float = 0.0, floor_se: float = 1.25) -> float:
     """The gain g~ (sd units) whose kept-at-n_keep candidates show `observed` on average."""
     if n_keep < 2 or n_keep > max_runs:
         return observed  # not kept by a confirmation look: nothing to correct
     se = math.sqrt(1 / n_keep + 1 / n_inc)
     lo, hi = observed - floor_se * se, observed + floor_se * se
     m_lo = conditional_mean(lo, n_keep, n_inc, crit, screen, futility, max_runs, offset)
-    if m_lo is None or m_lo >= observed:
+    if m_lo is not None and m_lo >= observed:
         return lo  # even a gain this small would look this good when kept: the floor
+    # (None: keeps at this look are too rare to simulate at the floor; as g falls, the mean of
+    # those kept sinks towards the boundary, which the observed gain cleared: below observed.)
     # A large gain kept only at a late look was unlucky before: its g~ can exceed what it
     # showed (the judge never moves runs towards better, see NoiseJudge._selection_shift).
     m_hi = conditional_mean(hi, n_keep, n_inc, crit, screen, futility, max_runs, offset)
@@ -76,7 +78,7 @@ def corrected_gain(observed: float, n_keep: int, n_inc: float, crit: float, scre
     for _ in range(30):  # E[obs | kept; g] rises with g (same draws for every g)
         mid = (lo + hi) / 2
         m = conditional_mean(mid, n_keep, n_inc, crit, screen, futility, max_runs, offset)
-        if m is None or m < observed:
+        if m is None or m < observed:  # None: see above
             lo = mid
         else:
             hi = mid

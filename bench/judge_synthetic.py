@@ -1,0 +1,104 @@
+"""The noise judge's error rate, power and cost on many synthetic nights, in seconds.
+
+    python bench/judge_synthetic.py [--aa 2000] [--mix 9000] [--settled 3000] [--set k=v ...]
+
+bench/judge.py runs the same streams through the real loop (git, subprocesses, SQLite), at
+about a second per training run here: a few hundred trials, so its rates carry +-3-6 %
+sampling error. This script drives the same NoiseJudge with in-memory experiments
+(tests/judges/synthetic.py: the controller's bookkeeping in miniature: baseline seeds,
+incumbent top-ups, re-measures every `remeasure_every` candidates), Gaussian noise of sd 1,
+so its figures are precise to a fraction of a percent. Streams as in bench/judge.py:
+
+- A/A: nights of 50 no-op candidates. Figure: false keeps per candidate.
+- mix: nights of 50; 70 % worse by 2-6 sd, 20 % no-op, 10 % better by 2 sd. Figures: power
+  (keep rate of the 2-sd ones), no-ops kept, training runs per candidate (the candidate's,
+  the incumbent's top-ups and re-measures; the baseline's initial seeds not).
+- settled (early night): baseline, 8 no-op candidates, then the 2-sd candidate.
+`--compare` prints the row with the winner's-curse correction off as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "judges")]
+from synthetic import Night, add_run  # noqa: E402
+
+from overnight.journal import ExpStatus  # noqa: E402
+from overnight.judges.noise import NoiseJudge, NoiseSettings  # noqa: E402
+
+NIGHT = 50
+
+
+def candidate(night: Night, gain_sd: float) -> tuple[int, bool]:
+    """Judge one candidate to the end, then re-measure the incumbent if due (as the loop does).
+    Returns (training runs spent, kept)."""
+    before = sum(len(e.runs) for e in night.history)
+    night.candidate(gain_sd)
+    inc = night.incumbent
+    if night.judge.remeasure_due(inc, night.history):
+        add_run(inc, night.draw(inc.id), started=len(night.history) + 0.95)
+    return sum(len(e.runs) for e in night.history) - before, night.history[-1].status == ExpStatus.KEPT
+
+
+def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int) -> dict[str, float]:
+    rng = random.Random(seed)
+    false_keeps = 0
+    for _ in range(n_aa // NIGHT):
+        night = Night(NoiseJudge(s), rng, 1.0)
+        false_keeps += sum(candidate(night, 0.0)[1] for _ in range(NIGHT))
+    runs = better = better_kept = neutral = neutral_kept = 0
+    for _ in range(n_mix // NIGHT):
+        night = Night(NoiseJudge(s), rng, 1.0)
+        for _ in range(NIGHT):
+            u = rng.random()
+            gain = -rng.uniform(2, 6) if u < 0.7 else 0.0 if u < 0.9 else 2.0
+            spent, kept = candidate(night, gain)
+            runs += spent
+            better += gain == 2.0
+            better_kept += kept and gain == 2.0
+            neutral += gain == 0.0
+            neutral_kept += kept and gain == 0.0
+    settled = 0
+    for _ in range(n_settled):
+        night = Night(NoiseJudge(s), rng, 1.0)
+        for _ in range(8):
+            candidate(night, 0.0)
+        settled += candidate(night, 2.0)[1]
+    n_mix = n_mix // NIGHT * NIGHT
+    return {"aa": false_keeps / max(1, n_aa // NIGHT * NIGHT), "power_mix": better_kept / max(1, better),
+            "power_settled": settled / max(1, n_settled), "neutral": neutral_kept / max(1, neutral),
+            "runs": runs / max(1, n_mix)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--aa", type=int, default=2000)
+    ap.add_argument("--mix", type=int, default=9000)
+    ap.add_argument("--settled", type=int, default=3000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--compare", action="store_true", help="also without the winner's-curse correction")
+    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                    help="override a NoiseSettings field, e.g. --set max_runs=5")
+    args = ap.parse_args()
+    base = replace(NoiseSettings(), **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in
+                                        (item.split("=", 1) for item in args.set)})
+    rows = [("noise", base)] + ([("no correction", replace(base, correct_selection=False))] if args.compare else [])
+    print(f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}; {base}")
+    print(f"{'judge':<15}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>15}{'no-op kept (mix)':>18}"
+          f"{'runs/candidate':>16}{'time':>7}")
+    for name, s in rows:
+        t0 = time.time()
+        r = measure(s, args.aa, args.mix, args.settled, args.seed)
+        print(f"{name:<15}{100 * r['aa']:>16.2f}%{100 * r['power_mix']:>13.1f}%{100 * r['power_settled']:>14.1f}%"
+              f"{100 * r['neutral']:>17.1f}%{r['runs']:>16.3f}{time.time() - t0:>6.0f}s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
