@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, experiment_id INTEGER NOT NULL REFERENCES experiments(id),
     seed INTEGER NOT NULL, slot TEXT, node TEXT, status TEXT NOT NULL, started REAL NOT NULL,
     ended REAL, training_seconds REAL, wall_seconds REAL, exit_code INTEGER, peak_memory_mb REAL,
-    value REAL, summary TEXT, log_path TEXT, log_tail TEXT, error TEXT
+    value REAL, summary TEXT, log_path TEXT, log_tail TEXT, error TEXT,
+    rescored REAL  -- what the protected re-score computed, once it agreed (NULL: not re-scored)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, time REAL NOT NULL, kind TEXT NOT NULL,
@@ -91,6 +92,7 @@ class Run:
     log_path: str | None = None
     log_tail: str | None = None
     error: str | None = None
+    rescored: float | None = None  # the protected re-score's value, once it agreed with `value`
 
 
 @dataclass
@@ -151,9 +153,26 @@ class Journal:
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self._migrate()
         self.watched: str | None = None  # the tag whose rows only this connection may change
         self.tamper_seen = False
         self._known = self._version = None
+
+    def _migrate(self) -> None:
+        """Columns added since the first release, added to an older journal in place (never
+        renamed). runs.rescored: journals written when every run was re-scored inside it kept
+        the value in the run's summary only."""
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+        if "rescored" not in cols:
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ALTER TABLE runs ADD COLUMN rescored REAL")
+                self.db.execute("UPDATE runs SET rescored = json_extract(summary, '$.rescored')"
+                                " WHERE status = 'ok' AND json_valid(summary)")
+                self.db.execute("COMMIT")
+            except sqlite3.OperationalError:  # another connection migrated it first
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
 
     # --- tamper watch ---------------------------------------------------------------------
     # The controller is the only writer of its tag's experiments and runs. SQLite's
@@ -170,8 +189,8 @@ class Journal:
         for row in self.db.execute("SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
                                    " FROM experiments WHERE tag=? ORDER BY id", (self.watched,)):
             h.update(repr(tuple(row)).encode())
-        for row in self.db.execute("SELECT r.id, r.experiment_id, r.status, r.value, r.seed FROM runs r JOIN"
-                                   " experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
+        for row in self.db.execute("SELECT r.id, r.experiment_id, r.status, r.value, r.seed, r.rescored FROM runs r"
+                                   " JOIN experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
                                    (self.watched,)):
             h.update(repr(tuple(row)).encode())
         return h.hexdigest()
@@ -292,10 +311,34 @@ class Journal:
     def finish_run(self, run_id: int, res: RunResult) -> None:
         self.db.execute(
             "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
-            " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=? WHERE id=?",
+            " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=?, rescored=? WHERE id=?",
             (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
              res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
-             res.log_tail, res.error, run_id))
+             res.log_tail, res.error,
+             # re-scored inside the run (a Ray worker): nothing left to re-score before a keep
+             res.summary.get("rescored") if res.status.value == "ok" else None, run_id))
+
+    @_own_write
+    def set_rescored(self, run_id: int, value: float, summary: dict | None = None) -> None:
+        """The protected re-score agreed with the run (it may now count towards a keep); what
+        it found besides (`summary`, e.g. `rescored`) is merged into the run's summary."""
+        self.db.execute("UPDATE runs SET rescored=?, summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
+                        (value, json.dumps(summary or {}, default=str), run_id))
+
+    @_own_write
+    def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
+        """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
+        `rescore-mismatch` event in the same transaction (a kill between them loses neither)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute("UPDATE runs SET status='mismatch', error=? WHERE id=?", (error, run_id))
+            exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+            self.db.execute("INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
+                            (tag, time.time(), "rescore-mismatch", f"#{exp_id} run {run_id}: {error}"))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
 
     @_own_write
     def set_run_node(self, run_id: int, node: str) -> None:

@@ -97,6 +97,10 @@ class RunRequest:
     worktree: Path
     protected_hashes: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Re-score inside the run, right after it (a Ray worker: the run directory lives there;
+    # verify; direct callers). False: the controller re-scores later, off the slot, and only
+    # when the candidate is about to be kept (rescorer.py, rescore_run below).
+    rescore: bool = True
 
 
 ProgressFn = Callable[[float], None]  # called with elapsed seconds while the run is alive
@@ -131,10 +135,7 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
     if bad:
         return RunResult(RunStatus.INVALID, log_path=str(log_path),
                          error=f"protected file(s) differ from the task's: {', '.join(bad)}")
-    env = {**os.environ, **task.env, **req.extra_env,
-           "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
-           "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
-           MARKER_VAR: secrets.token_hex(8)}
+    env = _run_env(task, req, result_path)
     command = task.command
     if task.limits.sandbox:
         why = sandbox_unavailable()
@@ -156,10 +157,40 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
         res.status, res.value = RunStatus.INVALID, None
         res.error = f"protected file(s) changed during the run: {', '.join(changed)}"
         return res
-    if res.status == RunStatus.OK and task.rescore:
+    if res.status == RunStatus.OK and task.rescore and req.rescore:
         rescore(task, req, env, res, stop)
         if res.status == RunStatus.OK:
             heldout_score(task, req, env, res, stop)
+    return res
+
+
+def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
+    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
+    return {**os.environ, **task.env, **req.extra_env,
+            "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
+            "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
+            MARKER_VAR: secrets.token_hex(8)}
+
+
+def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None) -> RunResult:
+    """The re-score of a run that already ended (its worktree is gone, its run directory with
+    result.json and any saved weights is still there): a fresh worktree of `req.commit`, its
+    protected files checked against the task's, then `rescore` against the journaled `value`.
+    Returns OK with summary["rescored"], MISMATCH with the reason, or INTERRUPTED (stop)."""
+    res = RunResult(RunStatus.OK, value=value, log_path=str(req.run_dir / "rescore.txt"))
+    gitops.worktree_add(task.root, req.worktree, req.commit)
+    try:
+        bad = _protected_changed(req)
+        if bad:
+            res.status = RunStatus.MISMATCH
+            res.error = f"the re-score's checkout has protected file(s) differing from the task's: {', '.join(bad)}"
+        else:
+            env = _run_env(task, req, req.run_dir / "result.json")
+            rescore(task, req, env, res, stop)
+            if res.status == RunStatus.OK:
+                heldout_score(task, req, env, res, stop)
+    finally:
+        gitops.worktree_remove(task.root, req.worktree)
     return res
 
 

@@ -10,6 +10,9 @@ One loop on the controller's thread:
     dispatch  free slots take queued runs: runs that finish a decision first, then candidates
     ask       the proposer works on its own thread, so a candidate is journaled and waiting
               before a slot frees (one in reserve beyond the free slots)
+    re-score  a "keep" lands only once every run it counts has been re-scored by the task's
+              protected code; those re-scores run off the slots (rescorer.py), the candidate
+              busy and not yet the incumbent meanwhile (new candidates' first runs wait)
 
 The judge stays a pure function of the journaled runs. An experiment is judged only when
 none of its runs, nor its yardstick's, is queued or in flight, so every verdict sees settled
@@ -29,6 +32,7 @@ from overnight.asker import Asker
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Experiment, ExpStatus
+from overnight.rescorer import Rescorer
 from overnight.runner import RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
@@ -75,6 +79,7 @@ class Scheduler:
         self.queue: list[Want] = []
         self.flights: dict[str, Flight] = {}  # slot name -> its run
         self.asker = Asker(controller.proposer)
+        self.rescorer = Rescorer(controller, executor.slots)
         hours = controller.cfg.hours
         self.deadline = time.monotonic() + hours * 3600 if hours else None
         self.stopping = False
@@ -90,13 +95,15 @@ class Scheduler:
         try:
             while True:
                 self._collect()
+                self._collect_rescores()
                 self._check_journal()
                 c.drain_inbox()
                 if c.stop.is_set():
                     if not self.stopping:
                         self.stopping = True
                         self.ex.stop_all()
-                    if not self.flights:
+                        self.rescorer.stop.set()
+                    if not self.flights and not self.rescorer.pending:
                         break
                 elif self._take_proposal() or time.monotonic() >= self.next_plan:
                     if self._step():
@@ -135,10 +142,12 @@ class Scheduler:
     def _over(self) -> bool:
         active = [e for e in self.history if not e.status.final]
         return (bool(self.history) and not active and not self.flights and not self.queue
-                and self.asker.asking is None and self.c.done(self.history, self.deadline))
+                and not self.rescorer.pending and self.asker.asking is None
+                and self.c.done(self.history, self.deadline))
 
     def _busy(self) -> set[int]:
-        return {w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()}
+        return ({w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()}
+                | self.rescorer.busy)
 
     # --- plan: what each undecided experiment needs next --------------------------------------
     def _plan(self) -> bool:
@@ -147,7 +156,7 @@ class Scheduler:
         if not h:
             c.add_baseline()
             return True
-        if h[0].status.failed:
+        if h[0].status.final and h[0].status != ExpStatus.KEPT:  # failed, or discarded (budget, re-score)
             raise OvernightError(f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
                                  f"(`overnight show {h[0].id}`), then start a new --tag")
         inc = c.incumbent(h)
@@ -164,6 +173,8 @@ class Scheduler:
             if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
                 need = c.judge.baseline_runs() - len(done)
                 if need <= 0:
+                    if self._rescore_first(e):  # the baseline is kept too: its numbers are the yardstick
+                        continue
                     c.finish(e, ExpStatus.KEPT, "baseline", _mean(e.ok_values))
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
@@ -182,9 +193,21 @@ class Scheduler:
                 self.queue += more or [Want(e.id)]
                 busy |= {e.id, target.id}
                 continue
+            # A stale winner is re-scored too: its change would be measured again as a new
+            # experiment, and a cheat is better caught (and flagged) before that.
+            if verdict.action == "keep" and self._rescore_first(e):
+                continue
             self._decide(e, verdict, target, inc, stale)
             return True
         return False
+
+    def _rescore_first(self, e: Experiment) -> bool:
+        """Start the re-scores a keep of `e` still needs; True while any is needed (the keep
+        waits: the judge is asked again once they agree, see _collect_rescores)."""
+        runs = self.rescorer.needed(e)
+        if runs:
+            self.rescorer.start(e, runs)
+        return bool(runs)
 
     def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
         c = self.c
@@ -215,7 +238,11 @@ class Scheduler:
     def _dispatch(self) -> None:
         free = [s for s in self.ex.slots if s.name not in self.flights]
         self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
-        while free and self.queue:
+        inc = self.c.incumbent(self.history)
+        # A keep being re-scored is about to replace the incumbent: new candidates' first runs
+        # wait for it (rescorer.py says why); runs that finish decisions go on.
+        hold = inc is not None and self.rescorer.moves(inc.id)
+        while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
             exp = self.c.journal.experiment(want.exp_id)
             if not want.incumbent:
@@ -257,6 +284,27 @@ class Scheduler:
                 self.c.journal.set_run_node(f.job.run_id, node)
             if not settle_only:
                 self._after_run(f, res)
+
+    def _collect_rescores(self) -> None:
+        """Journal the re-scores of each experiment whose every re-score has ended. A mismatch
+        (or a failed re-score) discards it; otherwise the next plan asks the judge again."""
+        c = self.c
+        for exp_id, results in self.rescorer.finished():
+            self.next_plan = 0.0
+            bad: RunResult | None = None
+            for run_id, res in sorted(results.items()):
+                if res.status == RunStatus.OK:
+                    c.journal.set_rescored(run_id, res.summary["rescored"], res.summary)
+                elif res.status == RunStatus.MISMATCH:
+                    c.journal.set_mismatch(c.tag, run_id, res.error)
+                    bad = bad or res
+                # INTERRUPTED (Ctrl-C): nothing journaled, re-done on resume
+            exp = c.journal.experiment(exp_id)
+            if bad is not None and not exp.status.final:
+                c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
+                if exp.parent_id is None:
+                    raise OvernightError(f"the baseline's re-score failed ({bad.error}) — fix the task's "
+                                         f"rescore command first; log: {bad.log_path}")
 
     def _after_run(self, f: Flight, res: RunResult) -> None:
         c = self.c
@@ -309,6 +357,8 @@ class Scheduler:
         c, h = self.c, self.history
         if self.asker.asking is not None or c.incumbent(h) is None or c.done(h, self.deadline):
             return
+        if self.rescorer.moves(c.incumbent(h).id):  # a keep is landing: propose on it, not on the old one
+            return
         waiting = sum(1 for e in h if e.parent_id is not None and not e.status.final
                       and not any(r.status != "interrupted" for r in e.runs))
         if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
@@ -331,7 +381,7 @@ class Scheduler:
         self.c.obs.slots(rows)
 
     def _wait(self) -> None:
-        futures = [f.future for f in self.flights.values()]
+        futures = [f.future for f in self.flights.values()] + self.rescorer.futures()
         if self.asker.asking is not None:
             futures.append(self.asker.asking[0])
         if futures:
@@ -349,4 +399,5 @@ class Scheduler:
                 self._collect(settle_only=True)
             self.c.journal.recover(self.c.tag)
         finally:
+            self.rescorer.close()  # unfinished re-scores journal nothing: re-done on resume
             self.asker.close()

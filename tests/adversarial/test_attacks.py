@@ -39,8 +39,9 @@ def test_writes_a_fake_result_file_and_exits_0(toy_task):
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """
     c, h = night(root, body)
-    one(h, ExpStatus.DISCARDED, "re-scored by protected code in a fresh process")
+    e = one(h, ExpStatus.DISCARDED, "re-scored by protected code in a fresh process")
     assert c.journal.events("t", "rescore-mismatch")
+    assert [r.status for r in e.runs] == ["mismatch"]  # the fake looked better: re-scored before the keep
 
 
 def test_writes_a_fake_result_file_then_crashes(toy_task):
@@ -58,15 +59,17 @@ def test_overwrites_the_result_after_the_protected_code(toy_task):
     body = TOY_HEAD + HONEST + f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """
-    _, h = night(root, body)
-    one(h, ExpStatus.DISCARDED, "re-scored")
+    c, h = night(root, body)
+    e = one(h, ExpStatus.DISCARDED, "re-scored")
+    assert [r.status for r in e.runs] == ["mismatch"] and c.journal.events("t", "rescore-mismatch")
 
 
 def test_monkeypatches_the_evaluation_at_import(toy_task):
     root = toy_task()
     body = "import evaluate\nevaluate.true_loss = lambda c: 0.5\n" + TOY_HEAD + HONEST
-    _, h = night(root, body)
-    one(h, ExpStatus.DISCARDED, "re-scored")
+    c, h = night(root, body)
+    e = one(h, ExpStatus.DISCARDED, "re-scored")
+    assert [r.status for r in e.runs] == ["mismatch"] and c.journal.events("t", "rescore-mismatch")
 
 
 def test_proposes_edits_of_protected_files(toy_task):
@@ -269,7 +272,8 @@ open(os.path.join(run, "model.pt"), "wb").write(b"x" * 4096)
 """ + HONEST
     _, h = night(root, body)
     run_dir = Path(h[-1].runs[-1].log_path).parent
-    assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "rescore.json", "rescore.txt", "result.json"]
+    # Not kept, so never re-scored either (the re-score runs only before a keep).
+    assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "result.json"]
 
 
 def test_rewrites_the_journal_without_the_sandbox(toy_task):

@@ -64,6 +64,8 @@ def test_ray_night_has_the_journal_shape_of_a_local_one(tmp_path, cluster):
     assert len(nodes) == 2 and all("/" in n for n in nodes), nodes  # ip/node-id, two worker nodes
     for r in runs:  # the logs came back to the driver
         assert Path(r.log_path).is_relative_to(root / ".overnight") and "val_loss" in Path(r.log_path).read_text()
+    # Re-scored on the worker, inside every run (its run directory does not outlive the task).
+    assert all(r.rescored == r.value for r in runs if r.status == "ok")
     assert not ray.is_initialized()  # the executor that connected also disconnected
 
 

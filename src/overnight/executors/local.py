@@ -83,8 +83,10 @@ class LocalExecutor(Executor):
         return self._slots
 
     def start(self, job: Job, slot: Slot) -> Future:
+        # rescore=False: the slot is free as soon as training ends; the controller re-scores
+        # off the slot, and only runs of a candidate about to be kept (rescorer.py).
         req = RunRequest(commit=job.commit, seed=job.seed, run_dir=job.run_dir, worktree=job.worktree,
-                         protected_hashes=job.protected_hashes, extra_env=slot.env)
+                         protected_hashes=job.protected_hashes, extra_env=slot.env, rescore=False)
         return self._pool.submit(execute, self.task, req, self._stop)
 
     def node_of(self, job: Job) -> str | None:

@@ -7,6 +7,12 @@ same runner as a local slot (own process group, hard timeout, protected files ha
 metric from the result file) and sends back the RunResult and the log, which the driver
 writes under `.overnight/<tag>/runs/` as for a local run. Only the driver writes the journal.
 
+The protected re-score (`task.rescore`) runs here, on the worker, right after every run, as
+part of the Ray task: the run directory it reads (result.json, saved weights) lives in the
+worker's temporary folder and is gone when the task returns. So on Ray every run pays for its
+re-score inside its slot, where a local slot defers it to the controller and only before a
+keep (rescorer.py); the runs arrive already re-scored (`summary["rescored"]`).
+
 Each task asks for one GPU when the cluster has GPUs (Ray sets CUDA_VISIBLE_DEVICES on the
 worker), else `cpus_per_run` CPUs. Ray's own retries are off: a run whose worker or node
 dies resolves to INTERRUPTED, the controller journals that attempt and runs it again on

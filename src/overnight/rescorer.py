@@ -1,0 +1,105 @@
+"""Deferred re-scores: a candidate's runs scored again by protected code, off the slots.
+
+The protected re-score (`task.rescore`, see runner.rescore) is what makes a run's metric
+trustworthy, but it costs one more process per run. It matters only for a keep: a discarded
+candidate's numbers move nothing. So the local executor hands a slot its next run as soon as
+training ends, and the scheduler asks for re-scores only when the judge's verdict on a
+candidate is "keep": every ok run of it that the judge counted and that has not been
+re-scored yet is re-scored here, on threads of its own, next to the slots' next runs.
+
+While they run the candidate is not the incumbent (other candidates are judged against the
+old one, and their runs go on). Only a new candidate's first run, and the next proposal,
+wait for the keep to land (scheduler._dispatch, _ask): started on the old incumbent a
+candidate would be stale the moment the keep lands, and a stale winner is measured all over
+again (the stale rule, loop.py); a proposal would be built on the old incumbent. Starting it
+at once made the candidate after every keep stale, even with one slot (seen in the tests);
+waiting costs a slot the re-score's time once per keep, not once per run.
+
+When all have ended the scheduler journals each (`runs.rescored`, or the run's status
+`mismatch` with the `rescore-mismatch` event) and then either discards the candidate or asks
+the judge again, which keeps it now that every counted run is re-scored. A controller killed
+in between journaled nothing for the unfinished ones and re-does them on resume: no keep
+lands without a re-score, and none lands twice (the keep is one journal write).
+
+Each re-score gets a fresh worktree of the candidate's commit (the run's own is removed when
+the run ends) and reads the run directory, which is never pruned before the decision. On a
+Ray cluster the run directory lives on the worker: there the re-score still runs inside the
+run (RunRequest.rescore), and its runs arrive already re-scored.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from overnight.executors.base import Slot
+from overnight.journal import Experiment, Run
+from overnight.runner import RunRequest, RunResult, RunStatus, rescore_run
+
+
+def _result(f: Future) -> RunResult:
+    """A re-score that could not even run (git failed to check the commit out) keeps nothing."""
+    try:
+        return f.result()
+    except Exception as exc:  # noqa: BLE001 - any failure of the harness here means: no keep
+        return RunResult(RunStatus.MISMATCH, error=f"the protected re-score could not run: {exc}")
+
+
+def unscored(exp: Experiment) -> list[Run]:
+    """The runs the judge counts (ok, with a value) that no re-score has agreed with yet."""
+    return [r for r in exp.runs if r.status == "ok" and r.value is not None and r.rescored is None]
+
+
+class Rescorer:
+    def __init__(self, controller, slots: list[Slot]):
+        self.c = controller
+        # A slot's pinning (GPU, threads) goes with its runs' re-scores: they share the device
+        # with the slot's next run, as the in-run re-score shared it with the run.
+        self.env_of = {s.name: s.env for s in slots}
+        self.stop = threading.Event()
+        self.pending: dict[int, dict[int, Future]] = {}  # experiment id -> run id -> its re-score
+        self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
+        self._pool = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="overnight-rescore")
+
+    def needed(self, exp: Experiment) -> list[Run]:
+        return unscored(exp) if self.c.task.rescore else []
+
+    def start(self, exp: Experiment, runs: list[Run]) -> None:
+        c = self.c
+        futures = self.pending.setdefault(exp.id, {})
+        self.parents[exp.id] = exp.parent_id
+        for r in runs:
+            # The run's own worktree path: free again (removed when the run ended), and swept
+            # on resume with the rest of the tag's worktrees if this controller is killed.
+            req = RunRequest(commit=exp.commit_sha, seed=r.seed,
+                             run_dir=c.state / c.tag / "runs" / f"{exp.id}-{r.id}",
+                             worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{r.id}",
+                             protected_hashes=c.protected_hashes, extra_env=self.env_of.get(r.slot or "", {}))
+            futures[r.id] = self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
+
+    @property
+    def busy(self) -> set[int]:
+        return set(self.pending)
+
+    def moves(self, incumbent_id: int) -> bool:
+        """Whether a pending keep would replace `incumbent_id` (a winner on top of it)."""
+        return incumbent_id in self.parents.values()
+
+    def futures(self) -> list[Future]:
+        """The re-scores still running (the scheduler wakes when one ends)."""
+        return [f for runs in self.pending.values() for f in runs.values() if not f.done()]
+
+    def finished(self) -> list[tuple[int, dict[int, RunResult]]]:
+        """Experiments whose every re-score has ended: (id, {run id: result}), removed from pending."""
+        out = []
+        for exp_id, runs in list(self.pending.items()):
+            if all(f.done() for f in runs.values()):
+                del self.pending[exp_id]
+                self.parents.pop(exp_id, None)
+                out.append((exp_id, {run_id: _result(f) for run_id, f in runs.items()}))
+        return out
+
+    def close(self) -> None:
+        """Stop what still runs (its results are not journaled: re-done on resume)."""
+        self.stop.set()
+        self._pool.shutdown(wait=True)

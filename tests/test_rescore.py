@@ -1,0 +1,237 @@
+"""The protected re-score runs only before a keep, off the slots, once per counted run, and a
+controller killed while it runs re-does it on resume (scheduler.py, rescorer.py).
+
+Real parts: the toy task in a git repository, the real controller (and, for the kill, the real
+CLI in a subprocess, SIGKILLed), SQLite. The toy's rescore command is wrapped so that every
+re-score appends its run directory to a file first: the count of real re-score processes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+
+from overnight import gitops
+from overnight.journal import ExpStatus
+from overnight.judges.noise import NoiseSettings
+from overnight.loop import Controller, RunConfig, open_journal
+from overnight.proposers import Proposal, Proposer
+from overnight.tasks import write_task
+
+TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
+
+
+def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002") -> Path:
+    """The toy task whose protected rescore first appends its run directory's name to `count`."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_task("toy", path)
+    spec = path / "overnight.toml"
+    text = spec.read_text()
+    assert TOY_RESCORE in text
+    wrapped = (f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && sleep {sleep:g} && '
+               f'python evaluate.py --rescore"')
+    spec.write_text(text.replace(TOY_RESCORE, wrapped).replace('TOY_NOISE = "0.002"', f'TOY_NOISE = "{noise}"'))
+    gitops.init_repo(path, "init")
+    return path
+
+
+def rescored(count: Path) -> list[str]:
+    """Run directories ("<experiment>-<run>") in the order their re-scores started."""
+    return count.read_text().split() if count.exists() else []
+
+
+class Fixed(Proposer):
+    name = "fixed"
+
+    def __init__(self, trains: list[str]):
+        self.trains = list(trains)
+
+    def propose(self, ctx):
+        return Proposal("fixed", {"train.py": textwrap.dedent(self.trains.pop(0))}, {})
+
+
+def edit(root: Path, old: str, new: str) -> str:
+    text = (root / "train.py").read_text()
+    assert old in text
+    return text.replace(old, new)
+
+
+def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp_path):
+    """The fake varies with the seed (so the noise judge counts every run and confirms it over
+    several): the keep verdict comes, every counted run is re-scored exactly once, the first
+    disagreement discards it and flags it; the noise estimate leaves its values out."""
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count)
+    fake = edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
+                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
+                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2,
+                                   noise=NoiseSettings(baseline_runs=3)))
+    c.proposer = Fixed([fake])
+    c.run()
+    base, cheat = c.journal.experiments("t")
+    assert base.status == ExpStatus.KEPT
+    assert cheat.status == ExpStatus.DISCARDED and "re-scored by protected code" in cheat.reason, cheat.reason
+    counted = [r for r in cheat.runs if r.value is not None]
+    assert len(counted) >= 2  # confirmed over several runs before the keep verdict
+    assert {r.status for r in counted} == {"mismatch"}  # every one disagreed
+    mine = [d for d in rescored(count) if d.startswith(f"{cheat.id}-")]
+    assert sorted(mine) == sorted(f"{cheat.id}-{r.id}" for r in counted)  # each exactly once
+    assert len(c.journal.events("t", "rescore-mismatch")) == len(counted)
+    # The baseline was kept too: each of its 3 runs re-scored once, before its keep. Its later
+    # runs (the incumbent topped up for the comparison) are not: it is kept already.
+    assert sorted(d for d in rescored(count) if d.startswith("1-")) == sorted(f"1-{r.id}" for r in base.runs[:3])
+    assert all(r.rescored == r.value for r in base.runs[:3]) and len(base.runs) > 3
+    assert gitops.rev_parse(root, "overnight/t") == base.commit_sha
+    c.journal.close()
+
+
+def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
+    """A worse honest candidate is discarded without a re-score; a better one is re-scored
+    (its one run, once) and kept."""
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, noise="0")
+    worse = edit(root, "WIDTH = 64", "WIDTH = 8")
+    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3))
+    c.proposer = Fixed([worse, better])
+    c.run()
+    base, bad, good = c.journal.experiments("t")
+    assert (base.status, bad.status, good.status) == (ExpStatus.KEPT, ExpStatus.DISCARDED, ExpStatus.KEPT)
+    assert sorted(rescored(count)) == sorted([f"1-{base.runs[0].id}", f"{good.id}-{good.runs[0].id}"])
+    run_dir = root / ".overnight" / "t" / "runs" / f"{bad.id}-{bad.runs[0].id}"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "result.json"]
+    assert bad.runs[0].rescored is None and good.runs[0].rescored == good.runs[0].value
+    assert good.runs[0].summary["rescored"] == good.runs[0].value  # merged into the run's summary
+    assert "val_loss" in good.runs[0].summary  # what the run itself reported stays
+    assert gitops.rev_parse(root, "overnight/t") == good.commit_sha
+    assert not c.journal.events("t", "rescore-mismatch")
+    c.journal.close()
+
+
+def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
+    """Two slots; #2 (gelu, 1 s) wins while #3 (norm, 4 s) runs on, and #2's re-score takes
+    1.5 s. #4 (proposed on #1) waits for #2's keep to land rather than start on an incumbent
+    about to be replaced (it would be stale at once): it starts after, rebased onto #2. #3 ran
+    on through #2's re-score, and ends stale (the stale rule)."""
+    from overnight import knobs
+
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
+    base = (root / "train.py").read_text()
+
+    def knob(slow: float, **values) -> str:
+        src = knobs.rewrite(base, values)
+        return src.replace("from evaluate", f"import time\ntime.sleep({slow})\nfrom evaluate") if slow else src
+
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=2))
+    c.proposer = Fixed([knob(1, ACTIVATION="gelu"), knob(4, USE_NORM=True), knob(0, ACTIVATION="silu")])
+    c.run()
+    h = {e.id: e for e in c.journal.experiments("t")}
+    two, three, four = h[2], h[3], h[4]
+    assert two.status == ExpStatus.KEPT and two.runs[0].rescored == two.runs[0].value
+    assert two.decided > two.runs[0].ended + 1.5  # the keep landed after the re-score (1.5 s)
+    assert four.parent_id == 2 and four.description.endswith("(rebased onto #2)") and len(four.runs) == 1
+    assert four.runs[0].started >= two.decided
+    assert three.runs[0].started < two.runs[0].ended < two.decided < three.runs[0].ended
+    assert "stale: #2 was kept while it ran" in three.reason, three.reason
+    assert f"{four.id}-{four.runs[0].id}" not in rescored(count)  # silu loses to gelu: never re-scored
+    c.journal.close()
+
+
+AGENT = """\
+import os, pathlib
+p = pathlib.Path("train.py")
+p.write_text(p.read_text().replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"'))
+pathlib.Path(os.environ["OVERNIGHT_DESCRIPTION_FILE"]).write_text("gelu instead of relu")
+"""
+
+
+def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
+    """kill -9 of the controller after #2's keep verdict, while its re-score runs: the journal
+    holds no keep; the same command re-scores it again and keeps it exactly once."""
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    cmd = [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "night", "--experiments", "2",
+           "--judge", "greedy", "--proposer", "agent", "--agent-cmd", f"{sys.executable} {agent}"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not any(d.startswith("2-") for d in rescored(count)):
+            assert proc.poll() is None, proc.communicate()[0]
+            assert time.monotonic() < deadline, rescored(count)
+            time.sleep(0.02)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        proc.kill()
+        proc.communicate(timeout=10)
+        psutil.wait_procs(children, timeout=15)  # the orphaned re-score (its own session) ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    j = open_journal(root)
+    cand = j.experiment(2)
+    assert cand.status != ExpStatus.KEPT and [r.status for r in cand.runs] == ["ok"]
+    assert cand.runs[0].rescored is None
+    assert gitops.rev_parse(root, "overnight/night") == j.experiment(1).commit_sha
+    j.close()
+
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    j = open_journal(root)
+    base, cand = j.experiments("night")
+    assert base.status == ExpStatus.KEPT and cand.status == ExpStatus.KEPT, (cand.status, cand.reason)
+    assert [r.status for r in cand.runs] == ["ok"] and cand.runs[0].rescored == cand.runs[0].value
+    run = f"2-{cand.runs[0].id}"
+    assert rescored(count).count(run) == 2  # the killed one, and the one the resumed controller did
+    assert gitops.rev_parse(root, "overnight/night") == cand.commit_sha
+    rows = (root / ".overnight" / "night" / "results.tsv").read_text().splitlines()
+    assert [r.split("\t")[3] for r in rows[1:]] == ["keep", "keep"]
+    assert len(gitops.git(root, "worktree", "list").splitlines()) == 1
+    j.close()
+
+
+def test_noise_leaves_out_an_experiment_with_a_mismatched_run():
+    """One run of a cheat failed its re-score; its other runs' values (still `ok`) must not
+    widen or narrow the noise estimate."""
+    from overnight.journal import Experiment, Run
+    from overnight.judges.noise import noise_of
+
+    def exp(i, runs):
+        return Experiment(i, "t", None, "c", "c", {}, "", "d", "p", {}, ExpStatus.DISCARDED, None, None, 0.0, 0.0,
+                          runs=[Run(k, i, seed, status, 0.0, value=v) for k, (seed, status, v) in enumerate(runs)])
+
+    honest = exp(1, [(0, "ok", 1.00), (1, "ok", 1.01), (2, "ok", 0.99)])
+    cheat = exp(2, [(0, "ok", 0.5), (1, "ok", 0.1), (2, "mismatch", 0.9)])
+    assert noise_of([honest, cheat]) == noise_of([honest])
+
+
+def test_an_older_journal_gains_the_rescored_column(tmp_path):
+    """A journal written before runs.rescored existed (every run re-scored inside it, the
+    value in its summary) opens with the column added and filled: nothing re-scored twice."""
+    import sqlite3
+
+    from overnight.journal import SCHEMA, Journal
+
+    db = tmp_path / "journal.db"
+    con = sqlite3.connect(db)
+    con.executescript(SCHEMA.replace(",\n    rescored REAL  -- what the protected re-score computed, once it agreed"
+                                     " (NULL: not re-scored)", ""))
+    assert "rescored" not in {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    con.execute("INSERT INTO tags VALUES ('t', 'c', 0, '{}')")
+    con.execute("INSERT INTO experiments (tag, base_commit, edits, description, proposer, params, status, created,"
+                " updated) VALUES ('t', 'c', '{}', 'baseline', 'baseline', '{}', 'kept', 0, 0)")
+    con.execute("INSERT INTO runs (experiment_id, seed, status, started, value, summary) VALUES"
+                " (1, 0, 'ok', 0, 1.25, '{\"rescored\": 1.25}'), (1, 1, 'ok', 0, 1.5, '{}')")
+    con.commit()
+    con.close()
+    j = Journal(db)
+    assert [r.rescored for r in j.experiment(1).runs] == [1.25, None]
+    j.close()
+    Journal(db).close()  # opening again changes nothing
