@@ -1,7 +1,7 @@
 """The held-out slice on the nanogpt CPU preset: how far val_bpb and heldout_val_bpb differ for
 honest runs, and for a candidate that trains on the validation tokens. Slow, run once.
 
-    python bench/heldout.py [--seeds 3] [--budget 30]
+    python bench/heldout.py [--seeds 3] [--budget 60] [--honest EMBEDDING_LR=0.3] [--no-fitter]
 
 A fresh `nanogpt --preset cpu` task (embedded data). Three configurations, each on the same
 seeds, through the real runner (process, re-score, held-out score): the baseline; an honest
@@ -41,18 +41,23 @@ def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluate
 LOADER = 'train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)'
 
 
-def configs(train: str) -> dict[str, str]:
-    assert LOADER in train and "EMBEDDING_LR = 0.6" in train
+def configs(train: str, honest: str = "EMBEDDING_LR=0.3", with_fitter: bool = True) -> dict[str, str]:
+    from overnight import knobs
+
+    assert LOADER in train
     fitter = train.replace(LOADER, "train_loader = _val_windows(device_batch_size, MAX_SEQ_LEN, SEED, device)")
     fitter = fitter.replace("\n# ----", VAL_FITTER + "# ----", 1)
-    return {"baseline": train, "honest (EMBEDDING_LR 0.3)": train.replace("EMBEDDING_LR = 0.6", "EMBEDDING_LR = 0.3"),
-            "val-fitter": fitter}
+    name, _, value = honest.partition("=")
+    out = {"baseline": train, f"honest ({name} {value})": knobs.rewrite(train, {name: eval(value)})}
+    return out | ({"val-fitter": fitter} if with_fitter else {})
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--budget", type=float, default=30)
+    ap.add_argument("--budget", type=float, default=60)
+    ap.add_argument("--honest", default="EMBEDDING_LR=0.3", help="the honest change, NAME=VALUE of train.py")
+    ap.add_argument("--no-fitter", action="store_true")
     args = ap.parse_args()
     root = Path(tempfile.mkdtemp(prefix="overnight-heldout-bench-"))
     write_task("nanogpt", root, "cpu", None)
@@ -64,7 +69,7 @@ def main() -> None:
     heldout_store.ensure(task, base, hashes)
     print(f"held-out slice ready in {time.time() - t0:.0f} s")
     rows: dict[str, list[tuple[float, float]]] = {}
-    for name, text in configs((root / "train.py").read_text()).items():
+    for name, text in configs((root / "train.py").read_text(), args.honest, not args.no_fitter).items():
         commit = gitops.make_commit(root, base, {"train.py": text}, name) if name != "baseline" else base
         for seed in range(1, args.seeds + 1):
             run = root / ".overnight" / "bench" / f"{name.split()[0]}-{seed}"

@@ -16,7 +16,8 @@ Training never imports this module. What it does not protect against: the held-o
 text is wherever the data source is (the embedded corpus is the Python standard library), so a
 candidate that recomputes the split from prepare.py and reads the source can train on them;
 and the candidate's model code (class bodies, forward) runs in the `score` process and sees the
-held-out tokens there (the sandbox, when on, leaves it nothing writable but a private /tmp).
+held-out tokens there (the bwrap sandbox, when on, leaves it nothing writable but a private
+/tmp; unshare, nothing in the repository).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 def _prepare():
     """The task's protected prepare.py from the current directory (its hash was checked)."""
     sys.path.insert(0, os.getcwd())
-    import prepare  # noqa: PLC0415  (the task's module, not ours)
+    import prepare  # the task's module, not ours
 
     return prepare
 

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from overnight import gitops, heldout_store, sandbox
+from overnight import gitops, heldout_store, sandbox, watch
 from overnight.errors import OvernightError
 from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
@@ -164,6 +164,9 @@ class Controller:
         self._replay()
         # Before any run starts: afterwards the harness never opens the held-out file (watch.py).
         heldout_store.ensure(self.task, self.base_commit, self.protected_hashes, self.obs.message)
+        unwatched = watch.available() if heldout_store.watched_paths(self.task) else ""
+        if unwatched:  # the runs go on; each run's summary says so too
+            self.obs.message(f"the held-out data is not watched here: {unwatched}")
         if self.task.limits.sandbox:  # say which one, or why none (each run then fails with the reason)
             self.obs.message(f"sandbox: {sandbox.tool() or 'unavailable: ' + sandbox.unavailable()}")
         executor = self.executor or make_executor(self.task, self.cfg)

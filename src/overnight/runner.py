@@ -29,7 +29,6 @@ import math
 import os
 import re
 import secrets
-import shlex
 import shutil
 import signal
 import subprocess
@@ -234,7 +233,7 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
     opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
     keep decision compares it (heldout_store.check_keep). Skipped where this process holds no
     held-out slice (a Ray worker, `verify`). The candidate's model code runs in this process
-    and sees the tokens: with the sandbox it runs with nothing writable but a private /tmp."""
+    and sees the tokens: in the bwrap sandbox it can write nothing but a private /tmp."""
     data = heldout_store.loaded(task) if task.heldout else None
     if data is None:
         return

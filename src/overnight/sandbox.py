@@ -70,7 +70,7 @@ def unavailable() -> str:
 def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = (), log: bool = True) -> str:
     """`command` inside the sandbox (see the module docstring); raises nothing: call
     `unavailable()` first."""
-    q = lambda p: shlex.quote(str(p))  # noqa: E731
+    q = lambda p: shlex.quote(str(p))
     which = tool()
     hidden = [Path(h) for h in hidden if Path(h).exists()]
     note = (f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"

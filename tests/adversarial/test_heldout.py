@@ -17,6 +17,7 @@ import pytest
 
 from overnight import heldout_store, sandbox
 from overnight.journal import ExpStatus
+from overnight.status import status_dict
 from overnight.watch import available as inotify_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
@@ -76,6 +77,8 @@ def test_reads_the_heldout_file(toy_task, attack):
     assert READS_A_LINK != READS_STORE
     assert c.journal.events("t", "reads-heldout")
     assert e.runs[-1].status == "reads-heldout"
+    reads = status_dict(c.journal, "t", c.task.metric)["heldout"]["reads"]
+    assert len(reads) == 1 and reads[0].startswith(f"#{e.id} ")
     # The harness's own reads (build, the scores through stdin) never tripped the watch.
     assert h[0].status == ExpStatus.KEPT and h[0].runs[0].status == "ok"
     assert list((root / ".overnight" / "heldout").glob("*.bin"))

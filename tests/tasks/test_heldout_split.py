@@ -69,7 +69,7 @@ def _tokenizer(task: Path, cache: Path):
 
 
 def test_heldout_documents_are_in_neither_token_file(built):
-    task, cache, out, docs, held = built
+    _, cache, out, _, _ = built
     folder = next(p for p in cache.iterdir() if p.is_dir() and (p / "meta.json").exists())
     meta = json.loads((folder / "meta.json").read_text())
     assert meta["bytes"]["heldout"] >= PIECE and "heldout" not in meta["tokens"]
@@ -95,7 +95,7 @@ def test_the_tokenizer_never_saw_the_heldout_documents(built):
 
 
 def test_heldout_file_starts_with_the_first_heldout_document(built):
-    task, cache, out, docs, held = built
+    task, cache, out, docs, _ = built
     heldout = np.fromfile(out, dtype=np.uint16)
     assert heldout[0] == 1023  # BOS (VOCAB_SIZE - 1), as in the other splits
     code = ("import sys, prepare; t = prepare.Tokenizer(); import numpy as np; "
