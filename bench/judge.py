@@ -141,14 +141,20 @@ def main() -> None:
           f"{'runs/candidate':>16}{'time':>7}")
     for judge in args.judges.split(","):
         t0 = time.time()
-        res, _ = stream(judge, aa, sd, seed=1)
-        false_keep = sum(s == ExpStatus.KEPT for _, s, _ in res) / len(res)
-        res, runs = stream(judge, mix, sd, seed=100)
+        base = 100_000 * args.seed  # --seed moves the run seeds too: processes can split a benchmark
+        res, _ = stream(judge, aa, sd, seed=base + 1)
+        false_keep = sum(s == ExpStatus.KEPT for _, s, _ in res) / max(1, len(res))
+        res, runs = stream(judge, mix, sd, seed=base + 100)
         rate = {kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) / max(1, sum(k == kind for k, _, _ in res))
                 for kind in ("better", "neutral")}
-        settled = power_settled(judge, args.settled, sd, seed=200)
+        settled = power_settled(judge, args.settled, sd, seed=base + 5000)
         print(f"{judge:<8}{100 * false_keep:>16.1f}%{100 * rate['better']:>13.1f}%{100 * settled:>13.1f}%"
               f"{100 * rate['neutral']:>13.1f}%{runs / len(res):>16.2f}{time.time() - t0:>6.0f}s", flush=True)
+        kept = {kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) for kind in ("better", "neutral")}
+        total = {kind: sum(k == kind for k, _, _ in res) for kind in ("better", "neutral")}
+        print(f"{'':<8}counts: A/A {round(false_keep * args.aa)}/{args.aa}, 2-sd kept {kept['better']}/{total['better']}, "
+              f"settled {round(settled * args.settled)}/{args.settled}, neutral kept {kept['neutral']}/{total['neutral']}, "
+              f"runs {runs}/{len(res)}", flush=True)
 
 
 def power_settled(judge: str, trials: int, sd: float, seed: int) -> float:
