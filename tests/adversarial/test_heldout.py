@@ -113,6 +113,7 @@ def test_keep_needs_the_gain_on_the_heldout_slice(toy_task):
     assert len(heldout_events) == 2 and "held-out gain +0.0264 (needed +0.0164" in heldout_events[0]["message"], heldout_events
     kept_run = h[1].runs[-1]
     assert json.loads((Path(kept_run.log_path).parent / "heldout.json").read_text())["heldout_val_loss"] > 1.0
+    assert kept_run.summary["heldout_val_loss"] > 1.0  # journaled with the re-score (runs.summary)
 
 
 def night_allowing_keeps(root, *trains):
