@@ -18,6 +18,7 @@ import pytest
 from overnight import knobs
 from overnight.executors.local import THREAD_VARS, detect_gpus, plan_slots
 from overnight.journal import ExpStatus
+from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal
 from overnight.proposers.optuna import OptunaProposer
@@ -92,8 +93,8 @@ def test_gpu_pinning_is_seen_by_the_task(task_repo):
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1,
                                    slots=2, gpus=("3", "5")))
     c.run()
-    runs = c.journal.experiments("t")[0].runs  # the baseline's 6 seeds, 2 at a time
-    assert len(runs) == 6 and max_overlap(runs) == 2
+    runs = c.journal.experiments("t")[0].runs  # the baseline's seeds, 2 at a time
+    assert len(runs) == NoiseSettings().baseline_runs and max_overlap(runs) == 2
     pinned = {"0": "3", "1": "5"}
     for r in runs:
         log = Path(r.log_path).read_text()
