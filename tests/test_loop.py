@@ -361,3 +361,33 @@ def test_ctrl_c_stops_cleanly_and_resumes(tmp_path):
     again = subprocess.run(_cmd(root, 4), capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stdout + again.stderr
     _check_final(root, 4, "night", stopped=victim)
+
+
+class _NeedsResult(Proposer):
+    """Like an LLM: proposes only once the baseline has a result."""
+
+    name = "needs-result"
+
+    def propose(self, ctx):
+        src = ctx.incumbent_files["train.py"]
+        return Proposal("gelu", {"train.py": knobs.rewrite(src, {"ACTIVATION": "gelu"})})
+
+
+@pytest.mark.parametrize("proposer", ["random", "needs-result"])
+def test_a_knob_search_proposes_while_the_baseline_trains(tmp_path, proposer):
+    """The first proposal of optuna/random is made on the baseline's files while the baseline
+    runs (one slot would otherwise idle for a whole proposal); a proposer that needs the
+    baseline's result waits for it. Either way the candidate is judged against the baseline."""
+    root = write_toy(tmp_path / "toy", env={"TOY_SLEEP": "1"})
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
+    if proposer != "random":
+        c.proposer = _NeedsResult()
+    c.run()
+    base, cand = c.journal.experiments("t")
+    assert base.status == ExpStatus.KEPT and cand.parent_id == base.id and cand.status.final
+    # One slot: the candidate trains once the baseline's run is over (its re-score may still run).
+    assert len(cand.runs) == 1 and cand.runs[0].started >= max(r.ended for r in base.runs)
+    if proposer == "random":
+        assert cand.created < base.runs[0].ended
+    else:
+        assert cand.created > base.decided

@@ -210,7 +210,8 @@ class Controller:
         return incumbent(history)
 
     def context(self, history: list[Experiment]) -> Context:
-        inc = self.incumbent(history)
+        # Before the baseline is kept, its files are what a proposal builds on (see Scheduler._ask).
+        inc = self.incumbent(history) or history[0]
         files = gitops.read_files(self.root, inc.commit_sha, self.task.editable)
         notes = [n["message"] for n in self.journal.notes(self.tag)]
         return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed,

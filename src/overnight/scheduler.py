@@ -182,6 +182,8 @@ class Scheduler:
             if not done:
                 self.queue.append(Want(e.id, priority=1))
                 continue
+            if inc is None:  # proposed while the baseline trained: judged once the baseline is kept
+                continue
             stale = e.parent_id != inc.id  # the incumbent moved while it ran (see loop.py)
             target = by_id[e.parent_id] if stale else inc
             if target.id in busy:
@@ -345,6 +347,10 @@ class Scheduler:
 
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:
+        asking = self.asker.asking
+        if (asking is not None and asking[0].done() and asking[0].exception() is not None
+                and self.c.incumbent(self.history) is None):
+            return False  # asked while the baseline trained: the baseline's own outcome is told first
         got = self.asker.answer()
         if got is None:
             return False
@@ -355,9 +361,13 @@ class Scheduler:
 
     def _ask(self) -> None:
         c, h = self.c, self.history
-        if self.asker.asking is not None or c.incumbent(h) is None or c.done(h, self.deadline):
+        if self.asker.asking is not None or not h or c.done(h, self.deadline):
             return
-        if self.rescorer.moves(c.incumbent(h).id):  # a keep is landing: propose on it, not on the old one
+        inc = c.incumbent(h)
+        if inc is None:  # the baseline still trains: a knob search can propose on its files already
+            if h[0].status.final or c.proposer.needs_baseline_result:
+                return
+        elif self.rescorer.moves(inc.id):  # a keep is landing: propose on it, not on the old one
             return
         waiting = sum(1 for e in h if e.parent_id is not None and not e.status.final
                       and not any(r.status != "interrupted" for r in e.runs))
@@ -382,7 +392,7 @@ class Scheduler:
 
     def _wait(self) -> None:
         futures = [f.future for f in self.flights.values()] + self.rescorer.futures()
-        if self.asker.asking is not None:
+        if self.asker.asking is not None and not self.asker.asking[0].done():  # a done one is taken, or held
             futures.append(self.asker.asking[0])
         if futures:
             wait(futures, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)

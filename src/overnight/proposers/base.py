@@ -64,6 +64,9 @@ class Context:
 
 class Proposer(ABC):
     name: str = "proposer"
+    # False: it can propose before the baseline has a result (a knob search), so the first
+    # proposal is made while the baseline trains instead of after it.
+    needs_baseline_result: bool = True
 
     @abstractmethod
     def propose(self, ctx: Context) -> Proposal:
@@ -85,6 +88,8 @@ class Proposer(ABC):
 class KnobProposer(Proposer):
     """Shared by the proposers that set knobs: the space comes from the BASELINE's files, so
     ranges stay fixed all night instead of drifting with each kept change."""
+
+    needs_baseline_result = False
 
     def __init__(self) -> None:
         self._knobs: list[knoblib.Knob] | None = None
