@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from overnight.errors import GitError
@@ -172,17 +173,25 @@ def update_ref(repo: Path, ref: str, sha: str) -> None:
     git(repo, "update-ref", ref, sha)
 
 
+# Slots and the re-score thread add and remove worktrees at once; `git worktree prune` in one
+# thread reads a worktree another is still creating ("failed to read .git/worktrees/X/commondir")
+# and may delete it. One lock per process serialises them (each takes ~15 ms).
+_WORKTREES = threading.RLock()
+
+
 def worktree_add(repo: Path, path: Path, commit: str) -> None:
-    if path.exists():  # left over by a killed controller
-        worktree_remove(repo, path)
-    git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
+    with _WORKTREES:
+        if path.exists():  # left over by a killed controller
+            worktree_remove(repo, path)
+        git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
 
 
 def worktree_remove(repo: Path, path: Path) -> None:
-    git(repo, "worktree", "remove", "--force", str(path), check=False)
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
-    git(repo, "worktree", "prune", check=False)
+    with _WORKTREES:
+        git(repo, "worktree", "remove", "--force", str(path), check=False)
+        if path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+        git(repo, "worktree", "prune", check=False)
 
 
 def ignore_locally(repo: Path, pattern: str) -> None:

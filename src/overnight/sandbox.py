@@ -78,6 +78,8 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
     if which == "bwrap":
         args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
                 "--ro-bind", str(root), str(root)]  # the repository again, in case it is under /tmp
+        for keep in _python_under_tmp():  # a venv or checkout under /tmp: the run's python needs it
+            args += ["--ro-bind", keep, keep]
         for w in writable:
             args += ["--bind", str(w), str(w)]
         for h in hidden:
@@ -92,3 +94,14 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
                for h in hidden]
     script = " && ".join(mounts) + f' && {note}exec /bin/sh -c "$0"'
     return f"exec unshare --user --map-root-user --net --mount /bin/sh -c {q(script)} {q(command)}"
+
+
+def _python_under_tmp() -> list[str]:
+    """The running Python's prefixes and import paths that the private /tmp would hide."""
+    found = []
+    for p in [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sys.path]:
+        p = os.path.realpath(p) if p else ""
+        if (p == "/tmp" or p.startswith("/tmp/")) and os.path.isdir(p) and not any(
+                p == f or p.startswith(f + "/") for f in found):
+            found.append(p)
+    return sorted(found, key=len)
