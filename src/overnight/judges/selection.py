@@ -10,8 +10,11 @@ draws (an oracle) gave back most of the loss.
 The correction costs no runs. The judge's design is known exactly (screen, looks, the
 boundary, futility), so the selection can be simulated: for a true gain g (in noise sds,
 against the parent's mean as the judge saw it), the mean observed gain of candidates that the
-design keeps at look n is E[obs | kept at n; g] >= g. The conditional moment estimate is the
-g~ with E[obs | kept at n; g~] = the observed gain; the kept candidate's selected runs are
+design keeps at look n, E[obs | kept at n; g], rises with g and lies well above it for small
+g (a large gain kept only at a late look was unlucky before, and can lie below). The
+conditional moment estimate is the g~ with E[obs | kept at n; g~] = the observed gain
+(approximations: the sd is taken as known, and the boundary and the incumbent's run count as
+they were at the keep); the kept candidate's selected runs are
 then read as if their mean were the parent's mean minus g~ (runs made after the keep are
 fresh and are left alone). g~ is floored at `floor_se` standard errors below the observed
 gain: near the boundary the estimate has no lower limit (any small gain could have produced
