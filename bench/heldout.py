@@ -16,37 +16,24 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
-from overnight import gitops, heldout_store
-from overnight.runner import RunRequest, execute, protected_hashes
-from overnight.task import load_task
-from overnight.tasks import write_task
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "adversarial"))
+from val_fitter import val_fitter  # noqa: E402  (the attack, shared with the slow adversarial test)
 
-VAL_FITTER = '''
-def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluated tokens themselves
-    import numpy as _np
-    import prepare as _prep
-    import torch as _torch
-    toks = _np.asarray(_prep._tokens("val")[:_prep.EVAL_TOKENS + 1], dtype=_np.int64)
-    rng, offs = _np.random.default_rng(seed), _np.arange(seq_len + 1)
-    while True:
-        chunk = _torch.from_numpy(toks[rng.integers(0, len(toks) - seq_len - 1, size=batch_size)[:, None] + offs])
-        chunk = chunk.to(device)
-        yield chunk[:, :-1], chunk[:, 1:]
-
-'''
-LOADER = 'train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)'
+from overnight import gitops, heldout_store  # noqa: E402
+from overnight.runner import RunRequest, execute, protected_hashes  # noqa: E402
+from overnight.task import load_task  # noqa: E402
+from overnight.tasks import write_task  # noqa: E402
 
 
 def configs(train: str, honest: str = "EMBEDDING_LR=0.3", with_fitter: bool = True) -> dict[str, str]:
     from overnight import knobs
 
-    assert LOADER in train
-    fitter = train.replace(LOADER, "train_loader = _val_windows(device_batch_size, MAX_SEQ_LEN, SEED, device)")
-    fitter = fitter.replace("\n# ----", VAL_FITTER + "# ----", 1)
+    fitter = val_fitter(train)
     name, _, value = honest.partition("=")
     out = {"baseline": train, f"honest ({name} {value})": knobs.rewrite(train, {name: eval(value)})}
     return out | ({"val-fitter": fitter} if with_fitter else {})

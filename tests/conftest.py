@@ -9,8 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 from click.testing import CliRunner
 
@@ -51,6 +54,22 @@ def _isolated_cache(tmp_path_factory):
     mp.setenv("OVERNIGHT_CACHE", str(tmp_path_factory.mktemp("overnight-cache")))
     yield
     mp.undo()
+
+
+def kill_controller_when(proc: subprocess.Popen, ready: Callable[[], bool], state: Callable[[], object],
+                         timeout: float = 90, poll: float = 0.03) -> None:
+    """Poll `ready()` as another process would; SIGKILL the controller `proc` once it holds,
+    then let its orphaned children (their own sessions: a training run, a re-score) finish.
+    `state()` is shown when the controller dies first or the wait times out."""
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert proc.poll() is None, proc.communicate()[0]
+        assert time.monotonic() < deadline, state()
+        time.sleep(poll)
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.kill()
+    proc.communicate(timeout=10)
+    psutil.wait_procs(children, timeout=15)
 
 
 def git_out(repo: Path, *args: str) -> str:

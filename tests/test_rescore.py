@@ -11,10 +11,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
-
-import psutil
 
 from overnight import gitops
 from overnight.journal import ExpStatus
@@ -22,6 +19,8 @@ from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
 from overnight.tasks import write_task
+
+from conftest import kill_controller_when
 
 TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
 
@@ -163,15 +162,8 @@ def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
            "--judge", "greedy", "--proposer", "agent", "--agent-cmd", f"{sys.executable} {agent}"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while not any(d.startswith("2-") for d in rescored(count)):
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, rescored(count)
-            time.sleep(0.02)
-        children = psutil.Process(proc.pid).children(recursive=True)
-        proc.kill()
-        proc.communicate(timeout=10)
-        psutil.wait_procs(children, timeout=15)  # the orphaned re-score (its own session) ends
+        kill_controller_when(proc, lambda: any(d.startswith("2-") for d in rescored(count)),
+                             lambda: rescored(count), poll=0.02)
     finally:
         if proc.poll() is None:
             proc.kill()

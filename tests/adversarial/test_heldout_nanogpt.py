@@ -20,23 +20,11 @@ from overnight.tasks import write_task
 
 from .conftest import check_intact
 from .test_heldout import night_allowing_keeps
+from .val_fitter import val_fitter
 
 TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, HELDOUT_PERMILLE=150,
                     EXCLUDED_STEPS=1)
 TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
-LOADER = 'train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)'
-VAL_FITTER = '''
-def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluated tokens themselves
-    import numpy as _np
-    import prepare as _prep
-    import torch as _torch
-    toks = _np.asarray(_prep._tokens("val")[:_prep.EVAL_TOKENS + 1], dtype=_np.int64)
-    rng, offs = _np.random.default_rng(seed), _np.arange(seq_len + 1)
-    while True:
-        chunk = _torch.from_numpy(toks[rng.integers(0, len(toks) - seq_len - 1, size=batch_size)[:, None] + offs])
-        yield chunk[:, :-1].to(device), chunk[:, 1:].to(device)
-
-'''
 
 
 @pytest.mark.slow
@@ -55,11 +43,7 @@ def test_trains_on_the_validation_tokens(tmp_path, monkeypatch):
     gitops.init_repo(root, "tiny nanogpt")
     monkeypatch.setenv("OVERNIGHT_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    train = (root / "train.py").read_text()
-    assert LOADER in train
-    fitter = train.replace(LOADER, "train_loader = _val_windows(device_batch_size, MAX_SEQ_LEN, SEED, device)")
-    fitter = fitter.replace("\n# ----", VAL_FITTER + "# ----", 1)
-    c, h = night_allowing_keeps(root, fitter)
+    c, h = night_allowing_keeps(root, val_fitter((root / "train.py").read_text()))
     check_intact(root, "t", h)
     e = h[-1]
     assert e.status == ExpStatus.DISCARDED and "fits the validation data" in e.reason, (e.status, e.reason)

@@ -11,18 +11,15 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
-
-import psutil
 
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.loop import open_journal
 from overnight.task import load_task
 
-from conftest import write_toy
+from conftest import kill_controller_when, write_toy
 
 AGENT = """\
 import os, pathlib
@@ -49,18 +46,9 @@ def _runs(db: Path) -> list[tuple[int, str]]:
 
 
 def _kill_when(proc: subprocess.Popen, root: Path, ready, timeout: float = 90) -> None:
-    """Poll the journal as another process would; SIGKILL the controller once `ready(runs)`,
-    then let its orphaned training run (its own session) finish."""
+    """SIGKILL the controller once `ready(runs)` holds for the journal's runs."""
     db = root / ".overnight" / "journal.db"
-    deadline = time.monotonic() + timeout
-    while not (db.exists() and ready(_runs(db))):
-        assert proc.poll() is None, proc.communicate()[0]
-        assert time.monotonic() < deadline, _runs(db)
-        time.sleep(0.03)
-    children = psutil.Process(proc.pid).children(recursive=True)
-    proc.kill()
-    proc.communicate(timeout=10)
-    psutil.wait_procs(children, timeout=15)
+    kill_controller_when(proc, lambda: db.exists() and ready(_runs(db)), lambda: _runs(db), timeout)
 
 
 def _ok_and_running(runs, exp_id: int, min_ok: int = 1) -> bool:
