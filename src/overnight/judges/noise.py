@@ -103,13 +103,12 @@ class NoiseJudge(Judge):
         if key in self._shifts:
             return self._shifts[key]
         shift = 0.0
-        parent = next((e for e in history if e.id == kept.parent_id), None)
-        if (parent is not None and kept.decided and kept.status == ExpStatus.KEPT
+        if (kept.parent_id is not None and kept.decided and kept.status == ExpStatus.KEPT
                 and (kept.reason or "").startswith("confirmed")):
-            before = kept.decided
+            before = kept.decided  # the journal as the judge saw it when it kept `kept`
             then = [replace(e, runs=[r for r in e.runs if r.started < before]) for e in history if e.created < before]
             selected = [r for r in kept.runs if r.status == "ok" and r.value is not None and r.started < before]
-            parent_then = next((e for e in then if e.id == parent.id), None)
+            parent_then = next((e for e in then if e.id == kept.parent_id), None)
             noise = noise_of(then)
             if parent_then is not None and noise.known and len(selected) >= 2:
                 inc_values = self.incumbent_values(parent_then, then, metric)
