@@ -325,16 +325,26 @@ class Journal:
         self.db.execute("UPDATE runs SET rescored=?, summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
                         (value, json.dumps(summary or {}, default=str), run_id))
 
-    @_own_write
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
         `rescore-mismatch` event in the same transaction (a kill between them loses neither)."""
+        self._rerule(tag, run_id, "mismatch", error, "rescore-mismatch")
+
+    def set_lost(self, tag: str, run_id: int, error: str) -> None:
+        """An ended run that can no longer be re-scored (its run directory went with a Ray
+        node, or with the controller that knew where it was): it becomes `interrupted`, so it
+        counts for nothing and is run again, with the `requeued` event in the same transaction."""
+        self._rerule(tag, run_id, "interrupted", error, "requeued")
+
+    @_own_write
+    def _rerule(self, tag: str, run_id: int, status: str, error: str, kind: str) -> None:
+        """An ended run's status changed after the fact, and the event saying why, atomically."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("UPDATE runs SET status='mismatch', error=? WHERE id=?", (error, run_id))
+            self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status, error, run_id))
             exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
             self.db.execute("INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
-                            (tag, time.time(), "rescore-mismatch", f"#{exp_id} run {run_id}: {error}"))
+                            (tag, time.time(), kind, f"#{exp_id} run {run_id}: {error}"))
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")

@@ -23,8 +23,9 @@ lands without a re-score, and none lands twice (the keep is one journal write).
 
 Each re-score gets a fresh worktree of the candidate's commit (the run's own is removed when
 the run ends) and reads the run directory, which is never pruned before the decision. On a
-Ray cluster the run directory lives on the worker: there the re-score still runs inside the
-run (RunRequest.rescore), and its runs arrive already re-scored.
+Ray cluster the run directory lives on the worker's node: the executor re-scores it there
+(`Executor.rescore`, executors/ray.py), or reports it LOST (INTERRUPTED, summary["lost"])
+when it is gone; the scheduler then turns the run into an interrupted one, to be run again.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from __future__ import annotations
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from overnight.executors.base import Slot
+from overnight.executors.base import Executor
 from overnight.journal import Experiment, Run
 from overnight.runner import RunRequest, RunResult, RunStatus, rescore_run
 
@@ -51,8 +52,10 @@ def unscored(exp: Experiment) -> list[Run]:
 
 
 class Rescorer:
-    def __init__(self, controller, slots: list[Slot]):
+    def __init__(self, controller, executor: Executor):
         self.c = controller
+        self.ex = executor
+        slots = executor.slots
         # A slot's pinning (GPU, threads) goes with its runs' re-scores: they share the device
         # with the slot's next run, as the in-run re-score shared it with the run.
         self.env_of = {s.name: s.env for s in slots}
@@ -75,7 +78,8 @@ class Rescorer:
                              run_dir=c.state / c.tag / "runs" / f"{exp.id}-{r.id}",
                              worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{r.id}",
                              protected_hashes=c.protected_hashes, extra_env=self.env_of.get(r.slot or "", {}))
-            futures[r.id] = self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
+            remote = self.ex.rescore(r.id, req, r.value)
+            futures[r.id] = remote or self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
 
     @property
     def busy(self) -> set[int]:

@@ -173,23 +173,32 @@ def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
 
 def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None) -> RunResult:
     """The re-score of a run that already ended (its worktree is gone, its run directory with
-    result.json and any saved weights is still there): a fresh worktree of `req.commit`, its
-    protected files checked against the task's, then `rescore` against the journaled `value`.
-    Returns OK with summary["rescored"], MISMATCH with the reason, or INTERRUPTED (stop)."""
-    res = RunResult(RunStatus.OK, value=value, log_path=str(req.run_dir / "rescore.txt"))
+    result.json and any saved weights is still there): a fresh worktree of `req.commit`, then
+    rescore_checkout. Returns OK with summary["rescored"], MISMATCH with the reason, or
+    INTERRUPTED (stop)."""
     gitops.worktree_add(task.root, req.worktree, req.commit)
     try:
-        bad = _protected_changed(req)
-        if bad:
-            res.status = RunStatus.MISMATCH
-            res.error = f"the re-score's checkout has protected file(s) differing from the task's: {', '.join(bad)}"
-        else:
-            env = _run_env(task, req, req.run_dir / "result.json")
-            rescore(task, req, env, res, stop)
-            if res.status == RunStatus.OK:
-                heldout_score(task, req, env, res, stop)
+        return rescore_checkout(task, req, value, stop)
     finally:
         gitops.worktree_remove(task.root, req.worktree)
+
+
+def rescore_checkout(task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None,
+                     heldout: bytes | None = None) -> RunResult:
+    """Re-score the ended run in `req.run_dir` from `req.worktree`, a fresh checkout of its
+    commit (a git worktree here, an unpacked archive on a Ray worker): protected files checked
+    against the task's, then `rescore` against the journaled `value`, then the held-out score
+    (`heldout`: the slice's bytes where this process did not load it, a Ray worker)."""
+    res = RunResult(RunStatus.OK, value=value, log_path=str(req.run_dir / "rescore.txt"))
+    bad = _protected_changed(req)
+    if bad:
+        res.status = RunStatus.MISMATCH
+        res.error = f"the re-score's checkout has protected file(s) differing from the task's: {', '.join(bad)}"
+        return res
+    env = _run_env(task, req, req.run_dir / "result.json")
+    rescore(task, req, env, res, stop)
+    if res.status == RunStatus.OK:
+        heldout_score(task, req, env, res, stop, heldout)
     return res
 
 
@@ -227,15 +236,16 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
 
 
 def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
-                  stop: threading.Event | None) -> None:
+                  stop: threading.Event | None, data: bytes | None = None) -> None:
     """The run's weights scored on the held-out slice (`[heldout]`, heldout_store.py) by harness
     code in a fresh process that reads the tokens from stdin (a memfd: the stored file is not
     opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
     keep decision compares it (heldout_store.check_keep). Skipped where this process holds no
     held-out slice (a Ray worker, `verify`). The candidate's model code runs in this process
     and sees the tokens: in the bwrap sandbox it can write nothing but a private /tmp."""
-    data = heldout_store.loaded(task) if task.heldout else None
     if data is None:
+        data = heldout_store.loaded(task) if task.heldout else None
+    if data is None or not task.heldout:
         return
     import tempfile
 

@@ -79,7 +79,7 @@ class Scheduler:
         self.queue: list[Want] = []
         self.flights: dict[str, Flight] = {}  # slot name -> its run
         self.asker = Asker(controller.proposer)
-        self.rescorer = Rescorer(controller, executor.slots)
+        self.rescorer = Rescorer(controller, executor)
         hours = controller.cfg.hours
         self.deadline = time.monotonic() + hours * 3600 if hours else None
         self.stopping = False
@@ -131,6 +131,8 @@ class Scheduler:
         self.next_plan = time.monotonic() + REPLAN_SECONDS
         while True:
             self.history = self.c.journal.experiments(self.c.tag)
+            # Decided experiments' runs will not be re-scored: the executor may free their run directories.
+            self.ex.release(r.id for e in self.history if e.status.final for r in e.runs)
             if self._over():
                 return True
             if not self._plan():
@@ -300,6 +302,9 @@ class Scheduler:
                 elif res.status == RunStatus.MISMATCH:
                     c.journal.set_mismatch(c.tag, run_id, res.error)
                     bad = bad or res
+                elif res.summary.get("lost") and not self.stopping:  # its run directory is gone: run it again
+                    c.journal.set_lost(c.tag, run_id, f"not re-scored: {res.error}")
+                    c.obs.message(f"#{exp_id}: run {run_id} cannot be re-scored ({res.error}); running it again")
                 # INTERRUPTED (Ctrl-C): nothing journaled, re-done on resume
             exp = c.journal.experiment(exp_id)
             if bad is not None and not exp.status.final:

@@ -5,6 +5,7 @@ only the driver writes the journal."""
 
 from __future__ import annotations
 
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -15,11 +16,13 @@ import pytest
 ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
+from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.loop import Controller, RunConfig  # noqa: E402
 
 from conftest import write_toy  # noqa: E402
 from executors.test_local import check_consistent  # noqa: E402
+from test_rescore import Fixed, counted_toy, edit, rescored  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -44,9 +47,15 @@ def shape(h) -> list:
             for e in h if "rebased_from" not in e.params]
 
 
+def worker_folders() -> set[Path]:
+    """The executor's folders on the worker nodes (on loopback they share this /tmp)."""
+    return set(Path(tempfile.gettempdir()).glob(PREFIX + "*"))
+
+
 def test_ray_night_has_the_journal_shape_of_a_local_one(tmp_path, cluster):
     c, _ = cluster
     journals = {}
+    before = worker_folders()
     for executor in ("local", "ray"):
         root = write_toy(tmp_path / executor, env={"TOY_SLEEP": "0.5", "TOY_NOISE": "0"})
         cfg = RunConfig(tag="t", proposer="random", judge="greedy", experiments=5, slots=2, executor=executor,
@@ -64,8 +73,16 @@ def test_ray_night_has_the_journal_shape_of_a_local_one(tmp_path, cluster):
     assert len(nodes) == 2 and all("/" in n for n in nodes), nodes  # ip/node-id, two worker nodes
     for r in runs:  # the logs came back to the driver
         assert Path(r.log_path).is_relative_to(root / ".overnight") and "val_loss" in Path(r.log_path).read_text()
-    # Re-scored on the worker, inside every run (its run directory does not outlive the task).
-    assert all(r.rescored == r.value for r in runs if r.status == "ok")
+    # Re-scored before each keep, and only then, on the node that ran it (where its run
+    # directory stayed); the re-score's log came back next to the run's.
+    for e in remote:
+        for r in e.runs:
+            if e.status == ExpStatus.KEPT and r.status == "ok":
+                assert r.rescored == r.value and (Path(r.log_path).parent / "rescore.txt").exists()
+            elif e.status == ExpStatus.DISCARDED and not e.reason.startswith("stale"):  # a stale winner is re-scored
+                assert r.rescored is None and not (Path(r.log_path).parent / "rescore.txt").exists()
+    assert sum(e.status == ExpStatus.KEPT for e in remote) >= 1
+    assert worker_folders() == before  # every run directory left on a node was removed
     assert not ray.is_initialized()  # the executor that connected also disconnected
 
 
@@ -121,9 +138,65 @@ def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
     h = box["controller"].journal.experiments("t")
     check_consistent(root, "t", h)
     lost = [(e, r) for e in h for r in e.runs if r.status == "interrupted"]
-    assert len(lost) == 1, [(e.id, r.status, r.error) for e in h for r in e.runs]
-    e, r = lost[0]
-    again = [x for x in e.runs if x.status == "ok" and x.seed == r.seed and x.id > r.id]
-    assert len(again) == 1 and again[0].node != r.node or again  # ran again, with its seed
-    assert e.status.final and box["controller"].journal.events("t", "requeued")
+    # One run died with the node; a run that had ended there and waited for its re-score (a
+    # winner) lost its run directory with it: it is run again too, never kept unre-scored.
+    killed = [r for _, r in lost if not r.error.startswith("not re-scored")]
+    assert len(killed) == 1, [(e.id, r.status, r.error) for e in h for r in e.runs]
+    for e, r in lost:  # each ran again, with its seed, and its experiment was decided
+        assert [x for x in e.runs if x.status == "ok" and x.seed == r.seed and x.id > r.id], e.runs
+        assert e.status.final
+    assert len(box["controller"].journal.events("t", "requeued")) == len(lost)
+    assert all(r.rescored == r.value for e in h if e.status == ExpStatus.KEPT for r in e.runs if r.status == "ok")
     assert sum(x.status == ExpStatus.KEPT for x in h if x.parent_id is None) == 1
+    # The killed run's folder stayed (on loopback the nodes share this /tmp); the next driver
+    # for this repository and tag sweeps it from every node as it connects, and no other's.
+    left, other = worker_folders(), Path(tempfile.mkdtemp(prefix=PREFIX + "someone-else-"))
+    assert left
+    executor = RayExecutor(box["controller"].task, address=c.address, key="t")
+    try:
+        ray.get(executor._cleanups, timeout=60)
+        assert worker_folders() == {other}
+    finally:
+        executor.close()
+        other.rmdir()
+
+
+def test_a_restarted_driver_runs_again_the_runs_it_cannot_re_score(tmp_path, cluster):
+    """The driver stops while a winner's re-score runs on its node (3 s): nothing is journaled
+    for it and the night's end removes its run directory. The next driver for the tag cannot
+    re-score that run (the directory is gone, and it never knew where): the run becomes
+    interrupted (`requeued`), runs again with its seed, is re-scored there, and the winner is
+    kept once."""
+    c, _ = cluster
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
+    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    cfg = RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, slots=1, executor="ray",
+                    ray_address=c.address)
+    ctl = Controller(root, cfg)
+    ctl.proposer = Fixed([better])
+    night = threading.Thread(target=ctl.run)
+    night.start()
+    deadline = time.monotonic() + 120
+    while len(rescored(count)) < 2:  # the baseline's re-score, then the winner's has started
+        assert night.is_alive() and time.monotonic() < deadline, rescored(count)
+        time.sleep(0.05)
+    ctl.stop.set()  # what Ctrl-C does
+    night.join(60)
+    assert not night.is_alive()
+    cand = ctl.journal.experiment(2)
+    assert cand.status != ExpStatus.KEPT and [(r.status, r.rescored) for r in cand.runs] == [("ok", None)]
+    ctl.journal.close()
+
+    again = Controller(root, cfg)
+    again.proposer = Fixed([])
+    again.run()
+    cand = again.journal.experiment(2)
+    assert cand.status == ExpStatus.KEPT, cand.reason
+    first, second = cand.runs
+    assert first.status == "interrupted" and "not re-scored" in first.error and first.rescored is None
+    assert second.status == "ok" and second.seed == first.seed and second.rescored == second.value
+    assert any(f"run {first.id}:" in ev["message"] for ev in again.journal.events("t", "requeued"))
+    assert len(rescored(count)) == 3  # the stopped one, then the re-run's
+    check_consistent(root, "t", again.journal.experiments("t"))
+    again.journal.close()

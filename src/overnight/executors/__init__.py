@@ -25,7 +25,7 @@ def make_executor(task: TaskSpec, cfg) -> Executor:
             from overnight.executors.ray import RayExecutor
         except ImportError as exc:
             raise OvernightError(f"--executor ray needs Ray ({exc}) — pip install 'overnight[ray]'") from None
-        return RayExecutor(task, address=cfg.ray_address, slots=cfg.slots)
+        return RayExecutor(task, address=cfg.ray_address, slots=cfg.slots, key=cfg.tag)
     raise OvernightError(f"unknown executor {cfg.executor!r} — choose one of: {', '.join(EXECUTORS)}")
 
 

@@ -7,6 +7,8 @@ Ray cluster) and starts one run in a free slot, returning a future of its `RunRe
     for slot in executor.slots: ...               # what there is
     future = executor.start(job, slot)            # a run; never blocks on its end
     result = future.result()                      # RunResult, also for crashed candidates
+    executor.rescore(run_id, req, value)          # before a keep, where the run directory is
+    executor.release(run_ids)                     # decided: their run directories may go
     executor.stop_all(); executor.close()         # Ctrl-C; end of the night
 
 A future never raises for the candidate's faults (a broken candidate is data). A run that
@@ -18,10 +20,12 @@ judges never see an executor. Adding one is one new file with a subclass.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overnight.runner import RunRequest
 from overnight.task import TaskSpec
 
 
@@ -69,6 +73,14 @@ class Executor(ABC):
     def node_of(self, job: Job) -> str | None:
         """Where the run of `job` really executed, once known (Ray places tasks itself)."""
         return None
+
+    def rescore(self, run_id: int, req: RunRequest, value: float) -> Future | None:
+        """Re-score ended run `run_id` where its run directory lives (rescorer.py); None: it
+        lives on this machine, where the rescorer re-scores it in a fresh worktree itself."""
+        return None
+
+    def release(self, run_ids: Iterable[int]) -> None:
+        """These runs' experiments are decided: what is kept for their re-scores may go."""
 
     def stop_all(self) -> None:
         """Stop every run now; their futures resolve to INTERRUPTED results."""

@@ -7,13 +7,23 @@ same runner as a local slot (own process group, hard timeout, protected files ha
 metric from the result file) and sends back the RunResult and the log, which the driver
 writes under `.overnight/<tag>/runs/` as for a local run. Only the driver writes the journal.
 
-The protected re-score (`task.rescore`) runs here, on the worker, right after every run, as
-part of the Ray task: the run directory it reads (result.json, saved weights) lives in the
-worker's temporary folder and is gone when the task returns. So on Ray every run pays for its
-re-score inside its slot, where a local slot defers it to the controller and only before a
-keep (rescorer.py); the runs arrive already re-scored (`summary["rescored"]`).
+The protected re-score (`task.rescore`) reads the run directory (result.json, saved weights),
+which lives on the worker's node. As on a local slot it is not part of the run: the task
+returns when training ends and leaves its run directory on the node; when the judge is about
+to keep a candidate, rescorer.py asks `rescore` here, which starts a second task pinned to
+that node (hard node affinity, no CPU or GPU of its own: like a local re-score it shares the
+machine, and the run's GPU, with whatever runs there now) on a fresh unpack of the commit.
+The held-out slice, if the task has one, travels with it (this process read it; the worker
+never has the file) and its score is written back next to the run's log, so the keep rule
+checks it as for a local run. A run directory goes when its experiment is decided (`release`,
+a small pinned task), and at the end of the night; those left by a driver that died are swept
+from every node when the next one for the same repository and tag connects.
 
-Each task asks for one GPU when the cluster has GPUs (Ray sets CUDA_VISIBLE_DEVICES on the
+A run directory that is gone when its re-score is wanted (its node left the cluster, or the
+driver restarted and cannot know it) makes the re-score LOST: the scheduler turns that run
+into an interrupted one and the judge asks for it again, so nothing is kept unre-scored.
+
+Each run asks for one GPU when the cluster has GPUs (Ray sets CUDA_VISIBLE_DEVICES on the
 worker), else `cpus_per_run` CPUs. Ray's own retries are off: a run whose worker or node
 dies resolves to INTERRUPTED, the controller journals that attempt and runs it again on
 whatever node is alive, so the journal shows every attempt and nothing is counted twice.
@@ -25,60 +35,131 @@ each node, e.g. its cache), or survive the death of the driver (resume it: the j
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import logging
+import os
 import shutil
 import subprocess
 import tarfile
 import tempfile
 import threading
+import uuid
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 
 import ray
 import ray.exceptions
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from overnight import heldout_store
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.runner import RunRequest, RunResult, RunStatus, run_checkout
+from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
 from overnight.task import TaskSpec
 
 ARCHIVE_CACHE = 64  # commits kept packed on the driver (a candidate's replicates reuse its archive)
+PREFIX = "overnight-ray-"  # worker folders: PREFIX + <repository and tag key> + "-" + <driver session>
+
+
+def _unpack(archive: bytes, into: Path) -> None:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def _on_thread(fn, stop: threading.Event):
+    """fn() on a thread, so a cancel (KeyboardInterrupt in this Ray worker) sets `stop`, which
+    stops fn's process group, before the task reports the cancel."""
+    box: list = []
+    worker = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.2)
+    except BaseException:
+        stop.set()
+        worker.join()
+        raise
+    return box[0]
+
+
+def _read(path: Path) -> bytes:
+    return path.read_bytes() if path.exists() else b""
 
 
 @ray.remote(max_retries=0)
-def _run_remote(task: TaskSpec, archive: bytes, req_fields: dict) -> tuple[RunResult, bytes, str]:
-    """On the worker: unpack, run, return (result, log bytes, node). The run executes on a
-    thread so a cancel (KeyboardInterrupt here) stops its process group before returning."""
-    tmp = Path(tempfile.mkdtemp(prefix="overnight-ray-"))
-    node = f"{ray.util.get_node_ip_address()}/{ray.get_runtime_context().get_node_id()[:8]}"
+def _run_remote(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) -> tuple:
+    """On the worker: unpack, run, return (result, log bytes, node, node id, folder, GPUs).
+    The folder (with the run directory) stays when the run may be re-scored, else goes."""
+    tmp = Path(tempfile.mkdtemp(prefix=folder_prefix))
+    ctx = ray.get_runtime_context()
+    node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
+    keep = False
     try:
         checkout = tmp / "checkout"
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(checkout, filter="data")
+        _unpack(archive, checkout)
+        req = RunRequest(run_dir=tmp / "run", worktree=checkout, rescore=False, **req_fields)
+        stop = threading.Event()
+        res = _on_thread(lambda: run_checkout(task, req, stop), stop)
+        keep = bool(task.rescore) and res.status == RunStatus.OK
+        return (res, _read(tmp / "run" / "log.txt"), node, ctx.get_node_id(), str(tmp),
+                os.environ.get("CUDA_VISIBLE_DEVICES"))
+    finally:
+        shutil.rmtree(tmp / "checkout" if keep else tmp, ignore_errors=True)
+
+
+@ray.remote(max_retries=0)
+def _rescore_remote(task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float,
+                    heldout: bytes | None) -> tuple:
+    """On the run's node: a fresh unpack of the commit re-scores the run directory the run left
+    in `folder`. Returns (result, re-score log, held-out log)."""
+    tmp = Path(folder)
+    if not (tmp / "run").is_dir():
+        return RunResult(RunStatus.INTERRUPTED, error=f"the run directory {tmp / 'run'} is gone",
+                         summary={"lost": True}), b"", b""
+    checkout = tmp / f"rescore-{uuid.uuid4().hex[:8]}"
+    try:
+        _unpack(archive, checkout)
         req = RunRequest(run_dir=tmp / "run", worktree=checkout, **req_fields)
         stop = threading.Event()
-        box: list[RunResult] = []
-        worker = threading.Thread(target=lambda: box.append(run_checkout(task, req, stop)), daemon=True)
-        worker.start()
-        try:
-            while worker.is_alive():
-                worker.join(0.2)
-        except BaseException:  # cancelled: kill the run's process group, then let Ray report it
-            stop.set()
-            worker.join()
-            raise
-        log = tmp / "run" / "log.txt"
-        return box[0], log.read_bytes() if log.exists() else b"", node
+        res = _on_thread(lambda: rescore_checkout(task, req, value, stop, heldout), stop)
+        return res, _read(tmp / "run" / "rescore.txt"), _read(tmp / "run" / "heldout.txt")
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(checkout, ignore_errors=True)
+
+
+@ray.remote(max_retries=0, num_cpus=0)
+def _remove(folders: list[str], sweep: str | None = None, keep_prefix: str | None = None) -> int:
+    """On one node: remove these run folders, and with `sweep` every folder named so that a
+    driver before this one (`keep_prefix` is this one's) left behind."""
+    paths = [Path(f) for f in folders]
+    if sweep:
+        paths += [p for p in Path(tempfile.gettempdir()).glob(sweep + "*") if not p.name.startswith(keep_prefix)]
+    for p in paths:
+        shutil.rmtree(p, ignore_errors=True)
+    return len(paths)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """Where a finished run left its run directory for a re-score."""
+
+    node_id: str
+    folder: str
+    gpus: str | None  # the run's CUDA_VISIBLE_DEVICES: its re-score uses the same device
+
+
+def _pinned(node_id: str) -> dict:
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False), "num_cpus": 0}
 
 
 class RayExecutor(Executor):
     name = "ray"
 
     def __init__(self, task: TaskSpec, address: str | None = None, slots: int | None = None,
-                 cpus_per_run: int = 1):
+                 cpus_per_run: int = 1, key: str = ""):
         super().__init__(task)
         self._owns = not ray.is_initialized()
         if self._owns:
@@ -94,10 +175,18 @@ class RayExecutor(Executor):
         self.resources = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": cpus_per_run}
         capacity = gpus or int(res.get("CPU", 1) // cpus_per_run)
         self._slots = [Slot(f"ray-{i}", "ray") for i in range(slots or max(1, capacity))]
-        self._refs: dict[int, ray.ObjectRef] = {}
+        self._refs: dict[object, ray.ObjectRef] = {}  # run id, or ("rescore", run id) -> its task
         self._nodes: dict[int, str] = {}
+        self._kept: dict[int, _Kept] = {}  # run id -> its run directory on a worker node
         self._archives: dict[str, bytes] = {}
+        self._heldout = None  # the held-out slice in Ray's object store, put once
         self._lock = threading.Lock()
+        # Folders of this repository and tag: a driver before this one left them, if any.
+        key = hashlib.sha1(f"{task.root.resolve()}\0{key}".encode()).hexdigest()[:10]
+        self._sweep = f"{PREFIX}{key}-"
+        self._prefix = f"{self._sweep}{uuid.uuid4().hex[:8]}-"
+        self._cleanups = [_remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix)
+                          for n in ray.nodes() if n.get("Alive")]
 
     @property
     def slots(self) -> list[Slot]:
@@ -114,21 +203,29 @@ class RayExecutor(Executor):
     def start(self, job: Job, slot: Slot) -> Future:
         fields = {"commit": job.commit, "seed": job.seed, "protected_hashes": job.protected_hashes,
                   "extra_env": slot.env}
-        ref = _run_remote.options(**self.resources).remote(self.task, self._archive(job.commit), fields)
+        ref = _run_remote.options(**self.resources).remote(self.task, self._archive(job.commit), fields,
+                                                           self._prefix)
+        return self._track(job.run_id, ref, lambda f: self._result(job, f))
+
+    def _track(self, key, ref: ray.ObjectRef, convert) -> Future:
+        """A concurrent future of `convert(done ref future)`, cancellable by stop_all meanwhile."""
         with self._lock:
-            self._refs[job.run_id] = ref
+            self._refs[key] = ref
         out: Future = Future()
-        ref.future().add_done_callback(lambda f: out.set_result(self._result(job, f)))
+
+        def done(f):
+            with self._lock:
+                self._refs.pop(key, None)
+            out.set_result(convert(f))
+        ref.future().add_done_callback(done)
         return out
 
     def _result(self, job: Job, done: Future) -> RunResult:
         """The worker's result with its log written here; a lost worker is INTERRUPTED."""
-        with self._lock:
-            self._refs.pop(job.run_id, None)
         job.run_dir.mkdir(parents=True, exist_ok=True)
         log_path = job.run_dir / "log.txt"
         try:
-            res, log, node = done.result()
+            res, log, node, node_id, folder, gpus = done.result()
         except ray.exceptions.RayTaskError as exc:  # the harness itself failed on the worker
             log_path.write_text(str(exc))
             return RunResult(RunStatus.CRASH, log_path=str(log_path), error=f"failed on the Ray worker: {exc}")
@@ -139,11 +236,65 @@ class RayExecutor(Executor):
         res.log_path = str(log_path)
         with self._lock:
             self._nodes[job.run_id] = node
+            if self.task.rescore and res.status == RunStatus.OK:
+                self._kept[job.run_id] = _Kept(node_id, folder, gpus)
         return res
 
     def node_of(self, job: Job) -> str | None:
         with self._lock:
             return self._nodes.pop(job.run_id, None)
+
+    def rescore(self, run_id: int, req: RunRequest, value: float) -> Future:
+        """The re-score of run `run_id` on the node that holds its run directory (see above);
+        LOST (INTERRUPTED with summary["lost"]) when that directory is not to be had."""
+        with self._lock:
+            kept = self._kept.get(run_id)
+        if kept is None:
+            out: Future = Future()
+            out.set_result(RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
+                                     error="its run directory on the Ray worker is not known to this controller "
+                                           "(it restarted since the run)"))
+            return out
+        if self.task.heldout is not None and self._heldout is None:
+            data = heldout_store.loaded(self.task)
+            self._heldout = ray.put(data) if data is not None else None
+        env = {**req.extra_env, **({"CUDA_VISIBLE_DEVICES": kept.gpus} if kept.gpus is not None else {})}
+        fields = {"commit": req.commit, "seed": req.seed, "protected_hashes": req.protected_hashes, "extra_env": env}
+        ref = _rescore_remote.options(**_pinned(kept.node_id)).remote(
+            self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout)
+        return self._track(("rescore", run_id), ref, lambda f: self._rescored(req.run_dir, f))
+
+    def _rescored(self, run_dir: Path, done: Future) -> RunResult:
+        """The re-score's result, its logs (and held-out score) written next to the run's log."""
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            res, log, heldout_log = done.result()
+        except ray.exceptions.TaskCancelledError:
+            return RunResult(RunStatus.INTERRUPTED, error="stopped by the controller (during the re-score)")
+        except ray.exceptions.RayTaskError as exc:  # the harness failed there: no keep
+            return RunResult(RunStatus.MISMATCH, error=f"the protected re-score failed on the Ray worker: {exc}")
+        except (ray.exceptions.RayError, Exception) as exc:  # its node died, or cannot be placed on any more
+            return RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
+                             error=f"its node is gone ({type(exc).__name__})")
+        (run_dir / "rescore.txt").write_bytes(log)
+        if heldout_log:
+            (run_dir / "heldout.txt").write_bytes(heldout_log)
+        res.log_path = str(run_dir / "rescore.txt")
+        key = heldout_store.metric_key(self.task)
+        if key in res.summary:  # the keep rule reads it from here (heldout_store.run_values)
+            (run_dir / "heldout.json").write_text(json.dumps({key: res.summary[key]}))
+        return res
+
+    def release(self, run_ids) -> None:
+        """Remove the run directories of decided runs from their nodes (one task per node)."""
+        by_node: dict[str, list[str]] = {}
+        with self._lock:
+            for run_id in set(run_ids) & set(self._kept):
+                kept = self._kept.pop(run_id)
+                by_node.setdefault(kept.node_id, []).append(kept.folder)
+        for node_id, folders in by_node.items():
+            self._cleanups.append(_remove.options(**_pinned(node_id)).remote(folders))
+        self._cleanups = [r for r in self._cleanups if not _ready(r)]
 
     def stop_all(self) -> None:
         with self._lock:
@@ -153,5 +304,15 @@ class RayExecutor(Executor):
 
     def close(self) -> None:
         self.stop_all()
+        with self._lock:
+            kept = list(self._kept)
+        self.release(kept)
+        # Let the removals run before disconnecting (a node that died meanwhile fails them).
+        if self._cleanups:
+            ray.wait(self._cleanups, num_returns=len(self._cleanups), timeout=10)
         if self._owns:
             ray.shutdown()
+
+
+def _ready(ref: ray.ObjectRef) -> bool:
+    return bool(ray.wait([ref], timeout=0)[0])
