@@ -8,7 +8,9 @@ baseline and the first proposal included, at a 10 s budget with a proposer that 
 per proposal (random search behind a sleep). Experiments per hour = finished experiments /
 wall seconds from the first candidate's start to the last decision (the baseline, one run
 while the other slots wait, is left out), with an instant proposer and the greedy judge
-(one run per candidate); every config runs `rounds` experiments per slot.
+(one run per candidate); every config runs `rounds` experiments per slot. The start-up before
+the baseline's run (loading the task; on Ray connecting, sweeping and warming one worker per
+slot) is printed beside each figure, outside it.
 """
 
 from __future__ import annotations
@@ -52,13 +54,15 @@ def throughput(slots: int, rounds: int, budget: float, executor: str = "local", 
     root = make_toy({"TOY_SLEEP": "budget"}, budget=budget)
     cfg = RunConfig(tag="rate", proposer="random", judge="greedy", experiments=1 + rounds * slots, slots=slots,
                     executor=executor, ray_address=address)
+    began = time.time()
     c = Controller(root, cfg)
     c.run()
     h = c.journal.experiments("rate")
     cands = [e for e in h if e.parent_id is not None]
     start = min(r.started for e in cands for r in e.runs)
     end = max(e.decided for e in h)
-    return len(cands) / (end - start) * 3600, len(cands)
+    setup = min(r.started for e in h for r in e.runs) - began  # connecting, warming Ray's workers
+    return len(cands) / (end - start) * 3600, len(cands), setup
 
 
 def main() -> None:
@@ -73,10 +77,10 @@ def main() -> None:
           f"({args.duty_experiments} experiments in {wall:.0f} s; target >= 97 %)", flush=True)
     one = None
     for n in (1, 2, 4):
-        rate, count = throughput(n, args.rounds, args.budget)
+        rate, count, setup = throughput(n, args.rounds, args.budget)
         one = one or rate
         print(f"local, {n} slot(s): {rate:.0f} experiments/hour ({count} candidates, {args.budget:g} s budget) "
-              f"= {rate / one:.2f} x one slot (target >= {0.9 * n:.1f})", flush=True)
+              f"= {rate / one:.2f} x one slot (target >= {0.9 * n:.1f}); start-up {setup:.1f} s", flush=True)
     if not args.no_ray:
         import ray
         from ray.cluster_utils import Cluster
@@ -86,13 +90,13 @@ def main() -> None:
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
         try:
-            rate, count = throughput(3, args.rounds, args.budget, "ray", cluster.address)
+            rate, count, setup = throughput(3, args.rounds, args.budget, "ray", cluster.address)
         finally:
             if ray.is_initialized():
                 ray.shutdown()
             cluster.shutdown()
         print(f"ray, 3-node local cluster (3 slots): {rate:.0f} experiments/hour ({count} candidates) "
-              f"= {rate / one:.2f} x one local slot (target >= 2.7)", flush=True)
+              f"= {rate / one:.2f} x one local slot (target >= 2.7); start-up {setup:.1f} s", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ only the driver writes the journal."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 import threading
 import time
@@ -200,3 +201,30 @@ def test_a_restarted_driver_runs_again_the_runs_it_cannot_re_score(tmp_path, clu
     assert len(rescored(count)) == 3  # the stopped one, then the re-run's
     check_consistent(root, "t", again.journal.experiments("t"))
     again.journal.close()
+
+
+def test_the_heldout_keep_rule_holds_on_ray(tmp_path, cluster):
+    """The held-out slice travels with the re-score to the run's node (the worker has no
+    file of it) and its score comes back next to the run's log: the keep rule is the local
+    one (tests/adversarial/test_heldout.py): an honest gain is kept, a validation-only gain
+    is discarded, `fits-validation`."""
+    from adversarial.conftest import HONEST, TOY_HEAD, Attacks, toy
+    from adversarial.test_heldout import heldout_toy
+
+    c, _ = cluster
+    root = heldout_toy(lambda **kw: toy(tmp_path / "toy", **kw))
+    honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
+    fitted = honest.replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, slots=1,
+                                     executor="ray", ray_address=c.address))
+    ctl.proposer = Attacks([honest, fitted])
+    ctl.run()
+    h = ctl.journal.experiments("t")
+    assert h[1].status == ExpStatus.KEPT, (h[1].status, h[1].reason)
+    assert h[2].status == ExpStatus.DISCARDED and "fits the validation data" in h[2].reason, h[2].reason
+    kept = h[1].runs[-1]
+    assert kept.node and kept.node != "ray"  # it ran on a worker node
+    assert json.loads((Path(kept.log_path).parent / "heldout.json").read_text())["heldout_val_loss"] > 1.0
+    assert kept.summary["heldout_val_loss"] > 1.0
+    assert not ctl.journal.events("t", "reads-heldout")
+    ctl.journal.close()

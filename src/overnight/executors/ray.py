@@ -45,6 +45,7 @@ import subprocess
 import tarfile
 import tempfile
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout,
 from overnight.task import TaskSpec
 
 ARCHIVE_CACHE = 64  # commits kept packed on the driver (a candidate's replicates reuse its archive)
+WARM_SECONDS = 30.0  # the longest the night's start waits for its workers to be ready
+RELEASE_SECONDS = 30.0  # how often decided runs' directories are removed from the nodes
 PREFIX = "overnight-ray-"  # worker folders: PREFIX + <repository and tag key> + "-" + <driver session>
 
 
@@ -130,6 +133,12 @@ def _rescore_remote(task: TaskSpec, archive: bytes, folder: str, req_fields: dic
         shutil.rmtree(checkout, ignore_errors=True)
 
 
+@ray.remote(max_retries=0)
+def _warm() -> None:
+    """Nothing to do: the worker process that runs it has started and imported the runner (this
+    module), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
+
+
 @ray.remote(max_retries=0, num_cpus=0)
 def _remove(folders: list[str], sweep: str | None = None, keep_prefix: str | None = None) -> int:
     """On one node: remove these run folders, and with `sweep` every folder named so that a
@@ -178,6 +187,8 @@ class RayExecutor(Executor):
         self._refs: dict[object, ray.ObjectRef] = {}  # run id, or ("rescore", run id) -> its task
         self._nodes: dict[int, str] = {}
         self._kept: dict[int, _Kept] = {}  # run id -> its run directory on a worker node
+        self._garbage: dict[str, list[str]] = {}  # node id -> run directories of decided runs, to remove
+        self._released = time.monotonic()
         self._archives: dict[str, bytes] = {}
         self._heldout = None  # the held-out slice in Ray's object store, put once
         self._lock = threading.Lock()
@@ -187,6 +198,12 @@ class RayExecutor(Executor):
         self._prefix = f"{self._sweep}{uuid.uuid4().hex[:8]}-"
         self._cleanups = [_remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix)
                           for n in ray.nodes() if n.get("Alive")]
+        # One worker per slot started and its imports done before the first run: otherwise the
+        # night's first runs pay it inside their slots (2 s each on this 2-core machine, and not
+        # saved by warm-ups left running: the runs then start workers of their own). Bounded: a
+        # cluster still waiting for nodes (an autoscaler) starts its night anyway.
+        warm = [_warm.options(**self.resources, scheduling_strategy="SPREAD").remote() for _ in self._slots]
+        ray.wait(warm, num_returns=len(warm), timeout=WARM_SECONDS)
 
     @property
     def slots(self) -> list[Slot]:
@@ -285,14 +302,18 @@ class RayExecutor(Executor):
             (run_dir / "heldout.json").write_text(json.dumps({key: res.summary[key]}))
         return res
 
-    def release(self, run_ids) -> None:
-        """Remove the run directories of decided runs from their nodes (one task per node)."""
-        by_node: dict[str, list[str]] = {}
+    def release(self, run_ids, now: bool = False) -> None:
+        """Remove the run directories of decided runs from their nodes: one small task per node
+        every RELEASE_SECONDS (or `now`), not one per decision; each task costs the cluster a
+        little scheduling and the driver a submit, next to runs that want the CPU."""
         with self._lock:
             for run_id in set(run_ids) & set(self._kept):
                 kept = self._kept.pop(run_id)
-                by_node.setdefault(kept.node_id, []).append(kept.folder)
-        for node_id, folders in by_node.items():
+                self._garbage.setdefault(kept.node_id, []).append(kept.folder)
+            if not now and time.monotonic() - self._released < RELEASE_SECONDS:
+                return
+            garbage, self._garbage, self._released = self._garbage, {}, time.monotonic()
+        for node_id, folders in garbage.items():
             self._cleanups.append(_remove.options(**_pinned(node_id)).remote(folders))
         self._cleanups = [r for r in self._cleanups if not _ready(r)]
 
@@ -306,7 +327,7 @@ class RayExecutor(Executor):
         self.stop_all()
         with self._lock:
             kept = list(self._kept)
-        self.release(kept)
+        self.release(kept, now=True)
         # Let the removals run before disconnecting (a node that died meanwhile fails them).
         if self._cleanups:
             ray.wait(self._cleanups, num_returns=len(self._cleanups), timeout=10)
