@@ -3,6 +3,8 @@
 # needed): writes the task with the gpu preset and the embedded data, runs train.py once with a
 # short budget, and prints tokens/s, MFU, val_bpb and peak memory.
 #
+# Then, unless SHARE=0, bench/slot_share.py: tokens/s of 2 slots sharing the GPU against 1 slot.
+#
 # Usage (from the repository root): bash bench/gpu_smoke.sh [BUDGET_SECONDS=60]
 # Files land under $OUT if set (the device runner brings that folder back), else a temp folder.
 set -euo pipefail
@@ -44,3 +46,7 @@ for key in ("tokens_per_second", "mfu_percent", "val_bpb", "peak_memory_mb", "nu
             "training_seconds", "total_seconds"):
     print(f"{key + ':':<20}{r[key]}")
 EOF
+
+if [ "${SHARE:-1}" != 0 ]; then
+    python "$ROOT/bench/slot_share.py" --preset gpu --budget "$BUDGET"
+fi

@@ -1,7 +1,7 @@
 """Scaling: duty cycle of one slot, and experiments per hour with 1, 2, 4 local slots and on a
 3-node local Ray cluster, on the toy task whose run sleeps for its whole budget.
 
-    python bench/scaling.py [--duty-experiments 16] [--rounds 10] [--budget 4] [--no-ray]
+    python bench/scaling.py [--duty-experiments 16] [--rounds 20] [--budget 4] [--no-ray]
 
 Duty cycle = training seconds (what the task reports) / wall seconds of the whole night,
 baseline and the first proposal included, at a 10 s budget with a proposer that takes 2 s
@@ -68,7 +68,7 @@ def throughput(slots: int, rounds: int, budget: float, executor: str = "local", 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--duty-experiments", type=int, default=16)
-    ap.add_argument("--rounds", type=int, default=10)
+    ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--budget", type=float, default=4.0, help="budget of the throughput runs (s)")
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()

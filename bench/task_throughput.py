@@ -31,10 +31,12 @@ def make_task(preset: str, data: str | None, folder: Path | None = None) -> Path
     return dest
 
 
-def run_once(task: Path, budget: float, seed: int = 42, quiet: bool = True) -> dict:
-    """One `python train.py` with the harness's environment; its result file plus wall time."""
+def run_once(task: Path, budget: float, seed: int = 42, quiet: bool = True, env: dict | None = None) -> dict:
+    """One `python train.py` with the harness's environment (plus `env`, e.g. a slot's
+    pinning); its result file plus wall time."""
     result = task / f"result-{seed}-{budget:g}-{time.time_ns()}.json"
-    env = dict(os.environ, OVERNIGHT_BUDGET=f"{budget:g}", OVERNIGHT_SEED=str(seed), OVERNIGHT_RESULT=str(result))
+    env = dict(os.environ, **(env or {}), OVERNIGHT_BUDGET=f"{budget:g}", OVERNIGHT_SEED=str(seed),
+               OVERNIGHT_RESULT=str(result))
     t0 = time.time()
     proc = subprocess.run([sys.executable, "train.py"], cwd=task, env=env, text=True,
                           stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None)

@@ -163,8 +163,8 @@ def check_keep(controller, e, target, verdict):
                 rows.setdefault(r.seed, (r.value, h))
         scored[exp.id] = rows
     if not scored[e.id] or not scored[target.id]:
-        c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score for it or #{target.id} (runs on Ray, "
-                                          "or scored before [heldout] existed): not checked")
+        c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score for it or #{target.id} (scored "
+                                          "before [heldout] existed?): not checked")
         return verdict
     # Seed for seed where both have runs: the same seed is the same data order, and at a short
     # budget the order moves val and held-out apart far more than any honest change does

@@ -315,7 +315,7 @@ class Journal:
             (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
              res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
              res.log_tail, res.error,
-             # re-scored inside the run (a Ray worker): nothing left to re-score before a keep
+             # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep
              res.summary.get("rescored") if res.status.value == "ok" else None, run_id))
 
     @_own_write

@@ -96,9 +96,9 @@ class RunRequest:
     worktree: Path
     protected_hashes: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
-    # Re-score inside the run, right after it (a Ray worker: the run directory lives there;
-    # verify; direct callers). False: the controller re-scores later, off the slot, and only
-    # when the candidate is about to be kept (rescorer.py, rescore_run below).
+    # Re-score inside the run, right after it (verify; direct callers). False (the local and
+    # Ray executors): the controller has it re-scored later, off the slot, and only when the
+    # candidate is about to be kept (rescorer.py, rescore_run below, executors/ray.py).
     rescore: bool = True
 
 
@@ -241,8 +241,9 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
     code in a fresh process that reads the tokens from stdin (a memfd: the stored file is not
     opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
     keep decision compares it (heldout_store.check_keep). Skipped where this process holds no
-    held-out slice (a Ray worker, `verify`). The candidate's model code runs in this process
-    and sees the tokens: in the bwrap sandbox it can write nothing but a private /tmp."""
+    held-out slice and is handed none (`data`: a Ray worker gets it with the re-score), as in
+    `verify`. The candidate's model code runs in this process and sees the tokens: in the
+    bwrap sandbox it can write nothing but a private /tmp."""
     if data is None:
         data = heldout_store.loaded(task) if task.heldout else None
     if data is None or not task.heldout:
