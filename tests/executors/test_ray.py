@@ -19,6 +19,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
 from overnight.journal import ExpStatus  # noqa: E402
+from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.loop import Controller, RunConfig  # noqa: E402
 
 from conftest import write_toy  # noqa: E402
@@ -227,4 +228,31 @@ def test_the_heldout_keep_rule_holds_on_ray(tmp_path, cluster):
     assert json.loads((Path(kept.log_path).parent / "heldout.json").read_text())["heldout_val_loss"] > 1.0
     assert kept.summary["heldout_val_loss"] > 1.0
     assert not ctl.journal.events("t", "reads-heldout")
+    ctl.journal.close()
+
+
+def test_a_fake_metric_is_caught_by_the_re_score_on_the_run_s_node(tmp_path, cluster):
+    """A candidate that writes a better val_loss than it trains, judged by the noise judge over
+    several runs on both worker nodes: every counted run is re-scored where it ran, each
+    disagrees, the candidate is discarded and flagged; every run directory is removed."""
+    c, _ = cluster
+    before = worker_folders()
+    root = counted_toy(tmp_path / "toy", tmp_path / "count")
+    fake = edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
+                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
+                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, slots=2,
+                                     executor="ray", ray_address=c.address, noise=NoiseSettings(baseline_runs=3)))
+    ctl.proposer = Fixed([fake])
+    ctl.run()
+    base, cheat = ctl.journal.experiments("t")
+    assert base.status == ExpStatus.KEPT and all(r.rescored == r.value for r in base.runs[:3])
+    assert cheat.status == ExpStatus.DISCARDED and "re-scored by protected code" in cheat.reason, cheat.reason
+    counted = [r for r in cheat.runs if r.value is not None]
+    assert len(counted) >= 2 and {r.status for r in counted} == {"mismatch"}
+    assert len({r.node for r in base.runs + cheat.runs}) == 2  # both worker nodes ran (and re-scored) runs
+    assert len(ctl.journal.events("t", "rescore-mismatch")) == len(counted)
+    for r in counted:  # the re-score's log came back: it ran the protected evaluate.py, not the fake
+        assert (Path(r.log_path).parent / "rescore.txt").exists()
+    assert worker_folders() == before
     ctl.journal.close()
