@@ -78,7 +78,7 @@ class Rescorer:
                              run_dir=c.state / c.tag / "runs" / f"{exp.id}-{r.id}",
                              worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{r.id}",
                              protected_hashes=c.protected_hashes, extra_env=self.env_of.get(r.slot or "", {}))
-            remote = self.ex.rescore(r.id, req, r.value)
+            remote = self.ex.rescore(r, req, r.value)
             futures[r.id] = remote or self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
 
     @property

@@ -6,6 +6,8 @@ only the driver writes the journal."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,11 +22,13 @@ from ray.cluster_utils import Cluster  # noqa: E402
 from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
-from overnight.loop import Controller, RunConfig  # noqa: E402
+from overnight.loop import Controller, RunConfig, open_journal  # noqa: E402
 
 from conftest import write_toy  # noqa: E402
 from executors.test_local import check_consistent  # noqa: E402
-from test_rescore import Fixed, counted_toy, edit, rescored  # noqa: E402
+from test_rescore import AGENT, Fixed, counted_toy, edit, rescored  # noqa: E402
+
+from conftest import kill_controller_when  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -156,6 +160,7 @@ def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
     assert left
     executor = RayExecutor(box["controller"].task, address=c.address, key="t")
     try:
+        executor.adopt([])  # what a night's start does: nothing awaits a re-score here
         ray.get(executor._cleanups, timeout=60)
         assert worker_folders() == {other}
     finally:
@@ -256,3 +261,41 @@ def test_a_fake_metric_is_caught_by_the_re_score_on_the_run_s_node(tmp_path, clu
         assert (Path(r.log_path).parent / "rescore.txt").exists()
     assert worker_folders() == before
     ctl.journal.close()
+
+
+def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
+    """kill -9 of the driver (the CLI, in its own process) while a winner's re-score runs on a
+    worker: its run directory stays on that node, its place journaled with the run. The next
+    driver re-scores it there, without running it again, and keeps the winner once; the
+    folders the killed one left are gone at the end."""
+    c, _ = cluster
+    before = worker_folders()
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    cmd = [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "t", "--experiments", "2",
+           "--judge", "greedy", "--proposer", "agent", "--agent-cmd", f"{sys.executable} {agent}",
+           "--executor", "ray", "--ray-address", c.address]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:  # the baseline's re-score, then the winner's has started
+        kill_controller_when(proc, lambda: len(rescored(count)) >= 2, lambda: rescored(count), timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    j = open_journal(root)
+    cand = j.experiment(2)
+    assert cand.status != ExpStatus.KEPT and [(r.status, r.rescored) for r in cand.runs] == [("ok", None)]
+    assert Path(cand.runs[0].summary["ray_dir"]["folder"]).is_dir()  # left on its node
+    j.close()
+
+    again = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2,
+                                       executor="ray", ray_address=c.address))
+    again.run()
+    cand = again.journal.experiment(2)
+    assert cand.status == ExpStatus.KEPT, cand.reason
+    assert [r.status for r in cand.runs] == ["ok"] and cand.runs[0].rescored == cand.runs[0].value
+    assert not again.journal.events("t", "requeued")
+    assert len(rescored(count)) == 3  # the baseline's, the killed one, the resumed one
+    assert worker_folders() == before
+    again.journal.close()

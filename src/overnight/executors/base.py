@@ -7,7 +7,8 @@ Ray cluster) and starts one run in a free slot, returning a future of its `RunRe
     for slot in executor.slots: ...               # what there is
     future = executor.start(job, slot)            # a run; never blocks on its end
     result = future.result()                      # RunResult, also for crashed candidates
-    executor.rescore(run_id, req, value)          # before a keep, where the run directory is
+    executor.adopt(runs)                          # a resumed night's runs awaiting re-scores
+    executor.rescore(run, req, value)             # before a keep, where the run directory is
     executor.release(run_ids)                     # decided: their run directories may go
     executor.stop_all(); executor.close()         # Ctrl-C; end of the night
 
@@ -25,6 +26,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overnight.journal import Run
 from overnight.runner import RunRequest
 from overnight.task import TaskSpec
 
@@ -74,9 +76,13 @@ class Executor(ABC):
         """Where the run of `job` really executed, once known (Ray places tasks itself)."""
         return None
 
-    def rescore(self, run_id: int, req: RunRequest, value: float) -> Future | None:
-        """Re-score ended run `run_id` where its run directory lives (rescorer.py); None: it
-        lives on this machine, where the rescorer re-scores it in a fresh worktree itself."""
+    def adopt(self, runs: Iterable[Run]) -> None:
+        """At the start of a night: ended runs of undecided experiments not re-scored yet (a
+        resumed night's); an executor that keeps run directories away from here finds theirs."""
+
+    def rescore(self, run: Run, req: RunRequest, value: float) -> Future | None:
+        """Re-score ended `run` where its run directory lives (rescorer.py); None: it lives on
+        this machine, where the rescorer re-scores it in a fresh worktree itself."""
         return None
 
     def release(self, run_ids: Iterable[int]) -> None:

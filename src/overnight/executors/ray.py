@@ -16,12 +16,14 @@ machine, and the run's GPU, with whatever runs there now) on a fresh unpack of t
 The held-out slice, if the task has one, travels with it (this process read it; the worker
 never has the file) and its score is written back next to the run's log, so the keep rule
 checks it as for a local run. A run directory goes when its experiment is decided (`release`,
-a small pinned task), and at the end of the night; those left by a driver that died are swept
-from every node when the next one for the same repository and tag connects.
+a small pinned task), and at the end of the night (Ctrl-C included). Its place is journaled
+with the run (summary["ray_dir"]): a driver killed before the keep leaves the directories on
+the nodes, and the next one for the same repository and tag re-scores them there (`adopt`),
+sweeping every other folder an earlier driver left.
 
 A run directory that is gone when its re-score is wanted (its node left the cluster, or the
-driver restarted and cannot know it) makes the re-score LOST: the scheduler turns that run
-into an interrupted one and the judge asks for it again, so nothing is kept unre-scored.
+night was stopped in between) makes the re-score LOST: the scheduler turns that run into an
+interrupted one and the judge asks for it again, so nothing is kept unre-scored.
 
 Each run asks for one GPU when the cluster has GPUs (Ray sets CUDA_VISIBLE_DEVICES on the
 worker), else `cpus_per_run` CPUs. Ray's own retries are off: a run whose worker or node
@@ -47,6 +49,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +61,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from overnight import heldout_store
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
+from overnight.journal import Run
 from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
 from overnight.task import TaskSpec
 
@@ -140,12 +144,13 @@ def _warm() -> None:
 
 
 @ray.remote(max_retries=0, num_cpus=0)
-def _remove(folders: list[str], sweep: str | None = None, keep_prefix: str | None = None) -> int:
+def _remove(folders: list[str], sweep: str | None = None, keep_prefix: str = "", wanted: tuple = ()) -> int:
     """On one node: remove these run folders, and with `sweep` every folder named so that a
-    driver before this one (`keep_prefix` is this one's) left behind."""
+    driver before this one (`keep_prefix` is this one's) left behind, but the `wanted` ones."""
     paths = [Path(f) for f in folders]
     if sweep:
-        paths += [p for p in Path(tempfile.gettempdir()).glob(sweep + "*") if not p.name.startswith(keep_prefix)]
+        paths += [p for p in Path(tempfile.gettempdir()).glob(sweep + "*")
+                  if not p.name.startswith(keep_prefix) and p.name not in wanted]
     for p in paths:
         shutil.rmtree(p, ignore_errors=True)
     return len(paths)
@@ -158,6 +163,15 @@ class _Kept:
     node_id: str
     folder: str
     gpus: str | None  # the run's CUDA_VISIBLE_DEVICES: its re-score uses the same device
+
+    @staticmethod
+    def of(summary: dict) -> _Kept | None:
+        """The place journaled with the run (summary["ray_dir"]), for a driver after this one."""
+        where = summary.get("ray_dir")
+        try:
+            return _Kept(str(where["node"]), str(where["folder"]), where.get("gpus"))
+        except (TypeError, KeyError):
+            return None
 
 
 def _pinned(node_id: str) -> dict:
@@ -192,12 +206,11 @@ class RayExecutor(Executor):
         self._archives: dict[str, bytes] = {}
         self._heldout = None  # the held-out slice in Ray's object store, put once
         self._lock = threading.Lock()
-        # Folders of this repository and tag: a driver before this one left them, if any.
+        # Folders of this repository and tag; those of a driver before this one are swept (adopt).
         key = hashlib.sha1(f"{task.root.resolve()}\0{key}".encode()).hexdigest()[:10]
         self._sweep = f"{PREFIX}{key}-"
         self._prefix = f"{self._sweep}{uuid.uuid4().hex[:8]}-"
-        self._cleanups = [_remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix)
-                          for n in ray.nodes() if n.get("Alive")]
+        self._cleanups: list[ray.ObjectRef] = []
         # One worker per slot started and its imports done before the first run: otherwise the
         # night's first runs pay it inside their slots (2 s each on this 2-core machine, and not
         # saved by warm-ups left running: the runs then start workers of their own). Bounded: a
@@ -255,22 +268,38 @@ class RayExecutor(Executor):
             self._nodes[job.run_id] = node
             if self.task.rescore and res.status == RunStatus.OK:
                 self._kept[job.run_id] = _Kept(node_id, folder, gpus)
+                # Journaled with the run: a controller killed before the keep re-scores it there.
+                res.summary["ray_dir"] = {"node": node_id, "folder": folder, "gpus": gpus}
         return res
 
     def node_of(self, job: Job) -> str | None:
         with self._lock:
             return self._nodes.pop(job.run_id, None)
 
-    def rescore(self, run_id: int, req: RunRequest, value: float) -> Future:
-        """The re-score of run `run_id` on the node that holds its run directory (see above);
-        LOST (INTERRUPTED with summary["lost"]) when that directory is not to be had."""
+    def adopt(self, runs: Iterable[Run]) -> None:
+        """At the start of a night: the ended, not yet re-scored runs of undecided experiments,
+        whose directories a killed driver before this one left on their nodes (their places
+        are journaled), are re-scored there when wanted; every other folder of this repository
+        and tag that an earlier driver left is removed from every node now."""
         with self._lock:
-            kept = self._kept.get(run_id)
+            for r in runs:
+                kept = _Kept.of(r.summary or {})
+                if kept is not None:
+                    self._kept.setdefault(r.id, kept)
+            wanted = sorted(Path(k.folder).name for k in self._kept.values())
+        self._cleanups += [_remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
+                           for n in ray.nodes() if n.get("Alive")]
+
+    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
+        """The re-score of `run` on the node that holds its run directory (see above); LOST
+        (INTERRUPTED with summary["lost"]) when that directory is not to be had."""
+        with self._lock:
+            kept = self._kept.get(run.id)
         if kept is None:
             out: Future = Future()
             out.set_result(RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
-                                     error="its run directory on the Ray worker is not known to this controller "
-                                           "(it restarted since the run)"))
+                                     error="where its run directory is, on the Ray cluster, is not known (the "
+                                           "controller was stopped since the run)"))
             return out
         if self.task.heldout is not None and self._heldout is None:
             data = heldout_store.loaded(self.task)
@@ -279,7 +308,7 @@ class RayExecutor(Executor):
         fields = {"commit": req.commit, "seed": req.seed, "protected_hashes": req.protected_hashes, "extra_env": env}
         ref = _rescore_remote.options(**_pinned(kept.node_id)).remote(
             self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout)
-        return self._track(("rescore", run_id), ref, lambda f: self._rescored(req.run_dir, f))
+        return self._track(("rescore", run.id), ref, lambda f: self._rescored(req.run_dir, f))
 
     def _rescored(self, run_dir: Path, done: Future) -> RunResult:
         """The re-score's result, its logs (and held-out score) written next to the run's log."""
