@@ -6,6 +6,7 @@ clone of the repository and no filesystem shared with the driver. The worker run
 same runner as a local slot (own process group, hard timeout, protected files hash-checked,
 metric from the result file) and sends back the RunResult and the log, which the driver
 writes under `.overnight/<tag>/runs/` as for a local run. Only the driver writes the journal.
+(This file is the driver's side; the tasks that run on the nodes are in ray_worker.py.)
 
 The protected re-score (`task.rescore`) reads the run directory (result.json, saved weights),
 which lives on the worker's node. As on a local slot it is not part of the run: the task
@@ -38,14 +39,9 @@ each node, e.g. its cache), or survive the death of the driver (resume it: the j
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
-import os
-import shutil
 import subprocess
-import tarfile
-import tempfile
 import threading
 import time
 import uuid
@@ -62,98 +58,14 @@ from overnight import heldout_store
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Run
-from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
+from overnight.executors import ray_worker
+from overnight.runner import RunRequest, RunResult, RunStatus
 from overnight.task import TaskSpec
 
 ARCHIVE_CACHE = 64  # commits kept packed on the driver (a candidate's replicates reuse its archive)
 WARM_SECONDS = 30.0  # the longest the night's start waits for its workers to be ready
 RELEASE_SECONDS = 30.0  # how often decided runs' directories are removed from the nodes
 PREFIX = "overnight-ray-"  # worker folders: PREFIX + <repository and tag key> + "-" + <driver session>
-
-
-def _unpack(archive: bytes, into: Path) -> None:
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-
-
-def _on_thread(fn, stop: threading.Event):
-    """fn() on a thread, so a cancel (KeyboardInterrupt in this Ray worker) sets `stop`, which
-    stops fn's process group, before the task reports the cancel."""
-    box: list = []
-    worker = threading.Thread(target=lambda: box.append(fn()), daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.2)
-    except BaseException:
-        stop.set()
-        worker.join()
-        raise
-    return box[0]
-
-
-def _read(path: Path) -> bytes:
-    return path.read_bytes() if path.exists() else b""
-
-
-@ray.remote(max_retries=0)
-def _run_remote(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) -> tuple:
-    """On the worker: unpack, run, return (result, log bytes, node, node id, folder, GPUs).
-    The folder (with the run directory) stays when the run may be re-scored, else goes."""
-    tmp = Path(tempfile.mkdtemp(prefix=folder_prefix))
-    ctx = ray.get_runtime_context()
-    node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
-    keep = False
-    try:
-        checkout = tmp / "checkout"
-        _unpack(archive, checkout)
-        req = RunRequest(run_dir=tmp / "run", worktree=checkout, rescore=False, **req_fields)
-        stop = threading.Event()
-        res = _on_thread(lambda: run_checkout(task, req, stop), stop)
-        keep = bool(task.rescore) and res.status == RunStatus.OK
-        return (res, _read(tmp / "run" / "log.txt"), node, ctx.get_node_id(), str(tmp),
-                os.environ.get("CUDA_VISIBLE_DEVICES"))
-    finally:
-        shutil.rmtree(tmp / "checkout" if keep else tmp, ignore_errors=True)
-
-
-@ray.remote(max_retries=0)
-def _rescore_remote(task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float,
-                    heldout: bytes | None) -> tuple:
-    """On the run's node: a fresh unpack of the commit re-scores the run directory the run left
-    in `folder`. Returns (result, re-score log, held-out log)."""
-    tmp = Path(folder)
-    if not (tmp / "run").is_dir():
-        return RunResult(RunStatus.INTERRUPTED, error=f"the run directory {tmp / 'run'} is gone",
-                         summary={"lost": True}), b"", b""
-    checkout = tmp / f"rescore-{uuid.uuid4().hex[:8]}"
-    try:
-        _unpack(archive, checkout)
-        req = RunRequest(run_dir=tmp / "run", worktree=checkout, **req_fields)
-        stop = threading.Event()
-        res = _on_thread(lambda: rescore_checkout(task, req, value, stop, heldout), stop)
-        return res, _read(tmp / "run" / "rescore.txt"), _read(tmp / "run" / "heldout.txt")
-    finally:
-        shutil.rmtree(checkout, ignore_errors=True)
-
-
-@ray.remote(max_retries=0)
-def _warm() -> None:
-    """Nothing to do: the worker process that runs it has started and imported the runner (this
-    module), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
-
-
-@ray.remote(max_retries=0, num_cpus=0)
-def _remove(folders: list[str], sweep: str | None = None, keep_prefix: str = "", wanted: tuple = ()) -> int:
-    """On one node: remove these run folders, and with `sweep` every folder named so that a
-    driver before this one (`keep_prefix` is this one's) left behind, but the `wanted` ones."""
-    paths = [Path(f) for f in folders]
-    if sweep:
-        paths += [p for p in Path(tempfile.gettempdir()).glob(sweep + "*")
-                  if not p.name.startswith(keep_prefix) and p.name not in wanted]
-    for p in paths:
-        shutil.rmtree(p, ignore_errors=True)
-    return len(paths)
 
 
 @dataclass(frozen=True)
@@ -215,7 +127,7 @@ class RayExecutor(Executor):
         # night's first runs pay it inside their slots (2 s each on this 2-core machine, and not
         # saved by warm-ups left running: the runs then start workers of their own). Bounded: a
         # cluster still waiting for nodes (an autoscaler) starts its night anyway.
-        warm = [_warm.options(**self.resources, scheduling_strategy="SPREAD").remote() for _ in self._slots]
+        warm = [ray_worker.warm.options(**self.resources, scheduling_strategy="SPREAD").remote() for _ in self._slots]
         ray.wait(warm, num_returns=len(warm), timeout=WARM_SECONDS)
 
     @property
@@ -233,7 +145,7 @@ class RayExecutor(Executor):
     def start(self, job: Job, slot: Slot) -> Future:
         fields = {"commit": job.commit, "seed": job.seed, "protected_hashes": job.protected_hashes,
                   "extra_env": slot.env}
-        ref = _run_remote.options(**self.resources).remote(self.task, self._archive(job.commit), fields,
+        ref = ray_worker.run.options(**self.resources).remote(self.task, self._archive(job.commit), fields,
                                                            self._prefix)
         return self._track(job.run_id, ref, lambda f: self._result(job, f))
 
@@ -287,7 +199,7 @@ class RayExecutor(Executor):
                 if kept is not None:
                     self._kept.setdefault(r.id, kept)
             wanted = sorted(Path(k.folder).name for k in self._kept.values())
-        self._cleanups += [_remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
+        self._cleanups += [ray_worker.remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
                            for n in ray.nodes() if n.get("Alive")]
 
     def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
@@ -306,7 +218,7 @@ class RayExecutor(Executor):
             self._heldout = ray.put(data) if data is not None else None
         env = {**req.extra_env, **({"CUDA_VISIBLE_DEVICES": kept.gpus} if kept.gpus is not None else {})}
         fields = {"commit": req.commit, "seed": req.seed, "protected_hashes": req.protected_hashes, "extra_env": env}
-        ref = _rescore_remote.options(**_pinned(kept.node_id)).remote(
+        ref = ray_worker.rescore.options(**_pinned(kept.node_id)).remote(
             self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout)
         return self._track(("rescore", run.id), ref, lambda f: self._rescored(req.run_dir, f))
 
@@ -343,7 +255,7 @@ class RayExecutor(Executor):
                 return
             garbage, self._garbage, self._released = self._garbage, {}, time.monotonic()
         for node_id, folders in garbage.items():
-            self._cleanups.append(_remove.options(**_pinned(node_id)).remote(folders))
+            self._cleanups.append(ray_worker.remove.options(**_pinned(node_id)).remote(folders))
         self._cleanups = [r for r in self._cleanups if not _ready(r)]
 
     def stop_all(self) -> None:
