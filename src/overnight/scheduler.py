@@ -92,10 +92,10 @@ class Scheduler:
         c.tell_via = self.asker.tell
         c.journal.event(c.tag, "slots", json.dumps({"executor": self.ex.name,
                                                      "slots": [s.describe() for s in self.ex.slots]}))
-        # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
-        self.ex.adopt(r for e in c.journal.experiments(c.tag) if not e.status.final for r in e.runs
-                      if r.status == "ok" and r.rescored is None)
         try:
+            # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
+            self.ex.adopt(r for e in c.journal.experiments(c.tag) if not e.status.final for r in e.runs
+                          if r.status == "ok" and r.rescored is None)
             while True:
                 self._collect()
                 self._collect_rescores()

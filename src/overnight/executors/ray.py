@@ -56,9 +56,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from overnight import heldout_store
 from overnight.errors import OvernightError
+from overnight.executors import ray_worker
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Run
-from overnight.executors import ray_worker
 from overnight.runner import RunRequest, RunResult, RunStatus
 from overnight.task import TaskSpec
 
@@ -146,7 +146,7 @@ class RayExecutor(Executor):
         fields = {"commit": job.commit, "seed": job.seed, "protected_hashes": job.protected_hashes,
                   "extra_env": slot.env}
         ref = ray_worker.run.options(**self.resources).remote(self.task, self._archive(job.commit), fields,
-                                                           self._prefix)
+                                                              self._prefix)
         return self._track(job.run_id, ref, lambda f: self._result(job, f))
 
     def _track(self, key, ref: ray.ObjectRef, convert) -> Future:
@@ -199,7 +199,8 @@ class RayExecutor(Executor):
                 if kept is not None:
                     self._kept.setdefault(r.id, kept)
             wanted = sorted(Path(k.folder).name for k in self._kept.values())
-        self._cleanups += [ray_worker.remove.options(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
+        sweep = ray_worker.remove.options
+        self._cleanups += [sweep(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
                            for n in ray.nodes() if n.get("Alive")]
 
     def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
