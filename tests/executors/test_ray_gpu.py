@@ -1,0 +1,63 @@
+"""The Ray executor on a loopback cluster whose nodes declare GPUs (two worker nodes of two
+each; Ray's GPU accounting needs no real device): each run is given one GPU by Ray, and its
+re-score, a second task on the run's node that asks for no GPU of its own, sees the run's."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from overnight.journal import ExpStatus  # noqa: E402
+from overnight.judges.noise import NoiseSettings  # noqa: E402
+from overnight.loop import Controller, RunConfig  # noqa: E402
+
+from conftest import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
+
+TRAIN = """\
+import os
+from evaluate import report
+print("cuda=" + os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+report(score=1.0 + int(os.environ["OVERNIGHT_SEED"]) / 100)
+"""
+# The protected re-score: the run's own score again, and the device it was given.
+EVALUATE = RESULT_HELPER + """
+if __name__ == "__main__":
+    print("cuda=" + os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
+    report(score=json.load(open(os.environ["OVERNIGHT_RESCORE"]))["score"])
+"""
+
+
+@pytest.fixture(scope="module")
+def gpu_cluster():
+    c = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for _ in range(2):
+        c.add_node(num_cpus=2, num_gpus=2)
+    c.wait_for_nodes()
+    yield c
+    if ray.is_initialized():
+        ray.shutdown()
+    c.shutdown()
+
+
+def test_the_re_score_runs_on_the_run_s_gpu(task_repo, gpu_cluster):
+    toml = DEFAULT_TOML.replace('budget = 1', 'budget = 1\nrescore = "{python} evaluate.py"')
+    root = task_repo(TRAIN, toml=toml, evaluate=EVALUATE)
+    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1, executor="ray",
+                                     ray_address=gpu_cluster.address, noise=NoiseSettings(baseline_runs=4)))
+    ctl.run()
+    base = ctl.journal.experiments("t")[0]
+    assert base.status == ExpStatus.KEPT, base.reason
+    assert {r.slot for r in base.runs} == {f"ray-{i}" for i in range(4)}  # one slot per GPU of the cluster
+    for r in base.runs:
+        assert r.status == "ok" and r.rescored == r.value  # re-scored before the baseline's keep
+        run_dir = Path(r.log_path).parent
+        ran_on = re.findall(r"cuda=(\S+)", Path(r.log_path).read_text())
+        rescored_on = re.findall(r"cuda=(\S+)", (run_dir / "rescore.txt").read_text())
+        assert ran_on in (["0"], ["1"]), ran_on  # Ray gave the run one of its node's two GPUs
+        assert rescored_on == ran_on, (ran_on, rescored_on)
+    ctl.journal.close()
