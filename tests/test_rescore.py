@@ -143,6 +143,29 @@ def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
     c.journal.close()
 
 
+
+class EarlyFixed(Fixed):
+    needs_baseline_result = False  # proposes while the baseline trains, as a knob search does
+
+
+def test_a_candidate_waiting_for_the_baseline_holds_the_next_one(tmp_path):
+    """One slot; the baseline's re-score takes 1.5 s. #2, proposed while the baseline trained,
+    runs and ends during it, and waits to be judged. #3 waits for that judgement (#2 is kept,
+    and re-scored) rather than start on the baseline and be stale at once: it runs on #2."""
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
+    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    other = edit(root, "WIDTH = 64", "WIDTH = 8")
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3))
+    c.proposer = EarlyFixed([better, other])
+    c.run()
+    h = c.journal.experiments("t")
+    assert len(h) == 3 and not [e.reason for e in h if "stale" in e.reason], [e.reason for e in h]
+    base, two, three = h
+    assert two.status == ExpStatus.KEPT and two.runs[0].ended < base.decided  # it ran during the baseline's re-score
+    assert three.parent_id == two.id and three.runs[0].started >= two.decided
+    c.journal.close()
+
 AGENT = """\
 import os, pathlib
 p = pathlib.Path("train.py")

@@ -247,8 +247,13 @@ class Scheduler:
         self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
         inc = self.c.incumbent(self.history)
         # A keep being re-scored is about to replace the incumbent: new candidates' first runs
-        # wait for it (rescorer.py says why); runs that finish decisions go on.
-        hold = inc is not None and self.rescorer.moves(inc.id)
+        # wait for it (rescorer.py says why); runs that finish decisions go on. Before the
+        # baseline is kept (its runs or its re-score still going) a candidate that has run
+        # waits to be judged, and may be kept: the next one waits too, else it starts on the
+        # baseline and is stale at once (seen: one night in five with one slot, greedy judge).
+        hold = self.rescorer.moves(inc.id) if inc is not None else any(
+            e.parent_id is not None and not e.status.final and any(r.status not in ("running", "interrupted")
+                                                                   for r in e.runs) for e in self.history)
         while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
             exp = self.c.journal.experiment(want.exp_id)
