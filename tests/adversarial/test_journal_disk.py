@@ -45,7 +45,7 @@ def test_full_disk_is_one_error_and_the_night_resumes(tmp_path, monkeypatch, cli
     finally:
         j.close()
     # Ten experiments, plus one for each stale candidate the stale rule carried onto a newer
-    # incumbent (a candidate the kill interrupted can end up running beside a keep).
+    # incumbent, if any (that rule has tests of its own; here: nothing lost, nothing doubled).
     rebased = [e for e in h if REBASED_KEY in e.params]
     assert len(h) == 10 + len(rebased) and [e.id for e in h] == list(range(1, len(h) + 1)), \
         " | ".join(f"{e.id}<{e.parent_id} {e.status.value} {(e.reason or '')[:60]}" for e in h)
