@@ -1,7 +1,9 @@
 """The Ray executor on a real multi-node Ray cluster on loopback (ray.cluster_utils.Cluster:
 a head with no CPU, so every run goes to a worker node, and two worker nodes of one CPU).
 Runs travel as `git archive` tarballs and are unpacked in temporary folders on the workers;
-only the driver writes the journal."""
+only the driver writes the journal. A run's directory stays on its node until its experiment
+is decided; the re-score before a keep runs there (on loopback the nodes share this /tmp,
+which is how the tests see the folders)."""
 
 from __future__ import annotations
 
@@ -24,11 +26,9 @@ from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.loop import Controller, RunConfig, open_journal  # noqa: E402
 
-from conftest import write_toy  # noqa: E402
+from conftest import kill_controller_when, write_toy  # noqa: E402
 from executors.test_local import check_consistent  # noqa: E402
 from test_rescore import AGENT, Fixed, counted_toy, edit, rescored  # noqa: E402
-
-from conftest import kill_controller_when  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
