@@ -76,7 +76,7 @@ def run(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) ->
 
 @ray.remote(max_retries=0)
 def rescore(task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float,
-                    heldout: bytes | None) -> tuple:
+            heldout: bytes | None) -> tuple:
     """On the run's node: a fresh unpack of the commit re-scores the run directory the run left
     in `folder`. Returns (result, re-score log, held-out log)."""
     tmp = Path(folder)
@@ -96,8 +96,8 @@ def rescore(task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value
 
 @ray.remote(max_retries=0)
 def warm() -> None:
-    """Nothing to do: the worker process that runs it has started and imported the runner (this
-    module), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
+    """Nothing to do: the worker process that runs it has started and imported this module (and
+    the runner), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
 
 
 @ray.remote(max_retries=0, num_cpus=0)
