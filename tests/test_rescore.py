@@ -44,6 +44,14 @@ def rescored(count: Path) -> list[str]:
     return count.read_text().split() if count.exists() else []
 
 
+def fake_metric(root: Path) -> str:
+    """The toy's train.py writing a better val_loss than it trains (varying with the seed, so
+    the noise judge counts every run) instead of evaluating."""
+    return edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
+                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
+                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+
+
 class Fixed(Proposer):
     name = "fixed"
 
@@ -66,9 +74,7 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     disagreement discards it and flags it; the noise estimate leaves its values out."""
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count)
-    fake = edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
-                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
-                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+    fake = fake_metric(root)
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2,
                                    noise=NoiseSettings(baseline_runs=3)))
     c.proposer = Fixed([fake])

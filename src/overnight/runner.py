@@ -244,9 +244,10 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
     held-out slice and is handed none (`data`: a Ray worker gets it with the re-score), as in
     `verify`. The candidate's model code runs in this process and sees the tokens: in the
     bwrap sandbox it can write nothing but a private /tmp."""
+    if task.heldout is None:
+        return
+    data = data if data is not None else heldout_store.loaded(task)
     if data is None:
-        data = heldout_store.loaded(task) if task.heldout else None
-    if data is None or not task.heldout:
         return
     import tempfile
 

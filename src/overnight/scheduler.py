@@ -251,9 +251,7 @@ class Scheduler:
         # baseline is kept (its runs or its re-score still going) a candidate that has run
         # waits to be judged, and may be kept: the next one waits too, else it starts on the
         # baseline and is stale at once (seen: one night in five with one slot, greedy judge).
-        hold = self.rescorer.moves(inc.id) if inc is not None else any(
-            e.parent_id is not None and not e.status.final and any(r.status not in ("running", "interrupted")
-                                                                   for r in e.runs) for e in self.history)
+        hold = self.rescorer.moves(inc.id) if inc is not None else self._candidate_awaits_judgement()
         while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
             exp = self.c.journal.experiment(want.exp_id)
@@ -266,6 +264,12 @@ class Scheduler:
                     self.next_plan = 0.0
                     continue
             self._start(want, exp, free.pop(0))
+
+    def _candidate_awaits_judgement(self) -> bool:
+        """Whether an undecided candidate has an ended run (before the baseline is kept: it
+        waits to be judged against it)."""
+        return any(e.parent_id is not None and not e.status.final
+                   and any(r.status not in ("running", "interrupted") for r in e.runs) for e in self.history)
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
         c = self.c

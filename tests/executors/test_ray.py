@@ -28,7 +28,7 @@ from overnight.loop import Controller, RunConfig, open_journal  # noqa: E402
 
 from conftest import kill_controller_when, write_toy  # noqa: E402
 from executors.test_local import check_consistent  # noqa: E402
-from test_rescore import AGENT, Fixed, counted_toy, edit, rescored  # noqa: E402
+from test_rescore import AGENT, Fixed, counted_toy, edit, fake_metric, rescored  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -243,9 +243,7 @@ def test_a_fake_metric_is_caught_by_the_re_score_on_the_run_s_node(tmp_path, clu
     c, _ = cluster
     before = worker_folders()
     root = counted_toy(tmp_path / "toy", tmp_path / "count")
-    fake = edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
-                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
-                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+    fake = fake_metric(root)
     ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, slots=2,
                                      executor="ray", ray_address=c.address, noise=NoiseSettings(baseline_runs=3)))
     ctl.proposer = Fixed([fake])
