@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sqlite3
 import sys
@@ -18,13 +19,14 @@ from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig, open_journal, resolve_tag, state_dir
+from overnight.loop import Controller, RunConfig, check_tag, open_journal, resolve_tag, state_dir
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.cli_model import model_options, note, prompt
 from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
 _NS = NoiseSettings()  # the defaults, shown in --help
+MAX_SEED = 2**31 - 1  # run seeds are --seed + replicate; numpy and Optuna take 32-bit seeds
 
 
 class _Group(click.Group):
@@ -42,6 +44,10 @@ class _Group(click.Group):
             # SQLite rolled the failed write back: the journal opens and resumes as it was.
             click.echo(f"error: the journal's disk is full ({exc}) — free some space, then run the same "
                        "command again to resume", err=True)
+            sys.exit(2)
+        except sqlite3.DatabaseError as exc:  # not an OperationalError: the file itself is bad
+            click.echo(f"error: the journal (.overnight/journal.db) is damaged ({exc}) — move it aside "
+                       "and start a new night, or restore it from a backup", err=True)
             sys.exit(2)
 
 
@@ -111,6 +117,16 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
 
     if experiments is not None and experiments < 1:
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
+    if hours is not None and not (math.isfinite(hours) and hours > 0):
+        raise OvernightError(f"--hours must be a positive number, got {hours} — e.g. --hours 8, or leave it "
+                             "out to run until --experiments or Ctrl-C")
+    if budget is not None and not (math.isfinite(budget) and budget > 0):
+        raise OvernightError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
+    if not 0 <= seed <= MAX_SEED:
+        raise OvernightError(f"--seed must be from 0 to {MAX_SEED}, got {seed} — pick a smaller seed")
+    if tag is not None:
+        check_tag(tag)
+    proposer_options.check_numbers()
     noise = noise_settings(alpha=alpha, baseline_runs=baseline_seeds, max_runs=max_runs,
                            line_price=line_price, remeasure_every=remeasure_every,
                            simplify=False if no_simplify else None,
@@ -152,6 +168,11 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
 def noise_settings(**given) -> NoiseSettings:
     """NoiseSettings with the options the user gave; the defaults live in NoiseSettings only."""
     s = replace(NoiseSettings(), **{k: v for k, v in given.items() if v is not None})
+    if not (math.isfinite(s.line_price) and s.line_price >= 0):
+        raise OvernightError(f"--line-price must be 0 or more, got {s.line_price} — it is the metric gain "
+                             "each added line must buy (0: off)")
+    if s.remeasure_every < 0:
+        raise OvernightError(f"--remeasure-every must be 0 (never) or more, got {s.remeasure_every}")
     if not 0 < s.alpha < 0.5:
         raise OvernightError(f"--alpha must be between 0 and 0.5, got {s.alpha}")
     if s.baseline_runs < 2 or s.max_runs < 2:
@@ -161,7 +182,7 @@ def noise_settings(**given) -> NoiseSettings:
 
 def _open(directory: Path, tag: str | None):
     root = gitops.toplevel(directory.resolve())
-    if not (state_dir(root) / "journal.db").exists():
+    if not (state_dir(root) / "journal.db").is_file():
         raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
     journal = open_journal(root)
     tag = resolve_tag(journal, tag)
@@ -219,6 +240,8 @@ def show(experiment_id: int, directory: Path) -> None:
     from overnight.live import render_experiment
 
     root = gitops.toplevel(directory.resolve())
+    if not (state_dir(root) / "journal.db").is_file():  # reading must not create one
+        raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
     journal = open_journal(root)
     exp = journal.experiment(experiment_id)
     if exp is None:

@@ -176,6 +176,35 @@ def discover(files: dict[str, str], declared: dict[str, Any] | None = None,
     return knobs
 
 
+def unknown_declared(files: dict[str, str], declared: dict[str, Any]) -> list[str]:
+    """`[knobs]` entries that name no constant of the editable files (a typo would otherwise
+    be ignored all night): NAME for a constant, NAME[i] for an element of a tuple constant; a
+    range or choice list for a whole tuple is not applied (only `false`), so it is named too."""
+    consts: dict[str, Any] = {}
+    for file, source in files.items():
+        if file.endswith(".py"):
+            try:
+                consts.update({c.name: c.value for c in find_constants(source).values()})
+            except (SyntaxError, ValueError):
+                continue  # a file that does not parse declares nothing; its run reports that
+    bad = []
+    for name, spec in declared.items():
+        base, _, rest = name.partition("[")
+        value = consts.get(base, _MISSING)
+        if value is _MISSING:
+            bad.append(name)
+        elif rest:  # NAME[i]: an element of a tuple
+            index = rest[:-1]
+            if not (rest.endswith("]") and index.isdigit() and isinstance(value, tuple) and int(index) < len(value)):
+                bad.append(name)
+        elif isinstance(value, tuple) and spec is not False:
+            bad.append(name)
+    return bad
+
+
+_MISSING = object()
+
+
 def _format(value: Any, old_text: str) -> str:
     """Source text for a new value, in the style of the old one where it matters."""
     if isinstance(value, str):

@@ -31,8 +31,11 @@ branch stays one line and no kept change is dropped.
 
 from __future__ import annotations
 
+import difflib
 import queue
 import re
+import sqlite3
+import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -84,19 +87,47 @@ class Observer:
         """Every slot: {slot, node, gpu, experiment, description, elapsed} (None when idle)."""
 
 
+def _names(source: str) -> list[str]:
+    from overnight.knobs import find_constants
+
+    try:
+        return list(find_constants(source))
+    except (SyntaxError, ValueError):
+        return []
+
+
 def state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
 
 
 def open_journal(root: Path) -> Journal:
-    return Journal(state_dir(root) / "journal.db")
+    state = state_dir(root)
+    if state.exists() and not state.is_dir():
+        raise OvernightError(f"{state} is a file, but overnight keeps its journal in a folder of that name "
+                             "— move the file away")
+    try:
+        return Journal(state / "journal.db")
+    except sqlite3.DatabaseError as exc:
+        if isinstance(exc, sqlite3.OperationalError):  # locked, disk full: not the file's fault
+            raise
+        raise OvernightError(f"the journal {state / 'journal.db'} is damaged ({exc}) — move it aside and "
+                             "start a new night, or restore it from a backup") from None
+
+
+def check_tag(tag: str) -> str:
+    """A tag names the branch overnight/<tag>: letters, digits, '-', '_', '.', and a valid git ref."""
+    if not tag or not all(c.isalnum() or c in "-_." for c in tag):
+        raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.' — pick another --tag")
+    ok = subprocess.run(["git", "check-ref-format", f"refs/heads/overnight/{tag}"], capture_output=True).returncode == 0
+    if not ok or tag.startswith((".", "-")):
+        raise OvernightError(f"tag {tag!r} is not a valid git branch name (overnight/{tag}) — pick another "
+                             "--tag, e.g. one without '..', a leading '.' or a '.lock' ending")
+    return tag
 
 
 def resolve_tag(journal: Journal, tag: str | None) -> str:
     if tag:
-        if not all(c.isalnum() or c in "-_." for c in tag):
-            raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.'")
-        return tag
+        return check_tag(tag)
     existing = journal.tags()
     return existing[-1] if existing else date.today().strftime("%b%d").lower()
 
@@ -109,7 +140,13 @@ class Controller:
         self.obs = observer or Observer()
         self.stop = stop or threading.Event()
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
+        if cfg.tag is not None:
+            check_tag(cfg.tag)
+        self._check_files()
         self.state = state_dir(self.root)
+        if self.state.exists() and not self.state.is_dir():
+            raise OvernightError(f"{self.state} is a file, but overnight keeps its state in a folder of that "
+                                 "name — move the file away")
         self.state.mkdir(exist_ok=True)
         gitops.ignore_locally(self.root, f"/{STATE_DIR}/")
         self.journal = open_journal(self.root)
@@ -127,6 +164,29 @@ class Controller:
         self.baseline_files = gitops.read_files(self.root, self.base_commit, self.task.editable)
 
     # --- setup ------------------------------------------------------------------------------
+    def _check_files(self) -> None:
+        """Before anything is written: every file the spec names is committed (a git-ignored or
+        untracked one is not in any run's checkout, and a protected one would be checked
+        against nothing), and every `[knobs]` entry names a constant of the editable files."""
+        from overnight.knobs import unknown_declared
+
+        head = gitops.head(self.root)
+        for p in self.task.editable + self.task.protected:
+            if gitops.read_file(self.root, head, p) is None:
+                ignored = subprocess.run(["git", "-C", str(self.root), "check-ignore", "-q", "--", p],
+                                         capture_output=True).returncode == 0
+                why = "is git-ignored" if ignored else "is not committed"
+                fix = "un-ignore it and commit it" if ignored else "commit it (git add, git commit)"
+                raise OvernightError(f"{p!r}, named in overnight.toml, {why} — {fix}: runs check out HEAD only")
+        files = gitops.read_files(self.root, head, self.task.editable)
+        bad = unknown_declared(files, self.task.knobs)
+        if bad:
+            consts = [n for src in (files[f] for f in files if f.endswith(".py")) for n in _names(src)]
+            close = difflib.get_close_matches(bad[0].partition("[")[0], consts, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "declare only UPPER_CASE constants of the editable files"
+            raise OvernightError(f"overnight.toml: knobs.{bad[0]} names no constant of "
+                                 f"{', '.join(self.task.editable)} (a tuple takes NAME[i] or false) — {hint}")
+
     def _start_tag(self) -> str:
         info = self.journal.tag_info(self.tag)
         if info is not None:

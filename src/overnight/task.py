@@ -7,12 +7,13 @@ naming the field, never a KeyError three calls later.
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import math
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from overnight.errors import TaskSpecError
@@ -130,13 +131,48 @@ class TaskSpec:
         """The spec with a budget given on the command line."""
         if budget is None:
             return self
-        if budget <= 0:
+        if not math.isfinite(budget) or budget <= 0:
             raise TaskSpecError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
         return replace(self, budget=float(budget))
 
 
 def default_timeout(budget: float) -> float:
     return 2 * budget + 60
+
+
+# The fields each table may hold; anything else is a typo, named with the closest known name.
+SECTIONS = ("task", "metric", "knobs", "limits", "heldout")
+TASK_FIELDS = ("command", "editable", "protected", "budget", "timeout", "env", "rescore",
+               "rescore_tolerance", "watch")
+METRIC_FIELDS = ("name", "goal", "source", "pattern")
+
+
+def _no_unknown(table: dict, known: tuple | Any, where: str) -> None:
+    """An unknown key is an error naming it and the closest known one (`[limit]` -> `limits`)."""
+    for key in table:
+        if key in known:
+            continue
+        if where:
+            name = f"field {where}.{key}"
+        else:
+            name = f"section [{key}]" if isinstance(table[key], dict) else f"top-level field {key}"
+        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        if not close and not where:  # a [task] field written as a section or at the top level
+            close = [f"task.{c}" for c in difflib.get_close_matches(key, TASK_FIELDS, n=1, cutoff=0.6)]
+        hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+        raise TaskSpecError(f"{SPEC_FILE}: unknown {name} — {hint}")
+
+
+def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> float:
+    """A finite number (not a bool) >= low (> low when strict); else one error naming `where`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok:
+        value = float(value)
+        ok = math.isfinite(value) and (value > low if strict else value >= low)
+    if not ok:
+        bound = f"{'above' if strict else 'at least'} {low:g}"
+        raise TaskSpecError(f"{SPEC_FILE}: {where} must be a finite number {bound}, got {value!r} — fix it")
+    return value
 
 
 def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
@@ -155,9 +191,14 @@ def _paths(table: dict, key: str, root: Path, required: bool) -> tuple[str, ...]
     if not all(isinstance(p, str) and p for p in value):
         raise TaskSpecError(f"{SPEC_FILE}: task.{key} must be a list of file paths")
     for p in value:
-        if Path(p).is_absolute() or ".." in Path(p).parts:
+        if Path(p).is_absolute() or ".." in Path(p).parts or "\0" in p:
             raise TaskSpecError(f"{SPEC_FILE}: task.{key} entry {p!r} must be a path inside the repository")
-    return tuple(value)
+    # "./train.py" and "train.py" are one file: git, the protection check and the proposers
+    # all compare paths as strings, so every path is kept in its one normal form.
+    normal = [PurePosixPath(p).as_posix() for p in value]
+    if any(n == "." for n in normal):
+        raise TaskSpecError(f"{SPEC_FILE}: task.{key} names the repository itself — name files")
+    return tuple(dict.fromkeys(normal))
 
 
 def load_task(root: Path | str) -> TaskSpec:
@@ -167,10 +208,14 @@ def load_task(root: Path | str) -> TaskSpec:
     if not path.is_file():
         raise TaskSpecError(f"no {SPEC_FILE} in {root} — run `overnight init DIR` or write one (see the README)")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise TaskSpecError(f"{SPEC_FILE} is not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskSpecError(f"{SPEC_FILE} is not valid TOML: {exc} — fix the syntax") from None
+    _no_unknown(data, SECTIONS, "")
     task = _require(data, "task", dict, "")
+    _no_unknown(task, TASK_FIELDS, "task")
     command = _require(task, "command", str, "task")
     editable = _paths(task, "editable", root, required=True)
     if not editable:
@@ -184,16 +229,23 @@ def load_task(root: Path | str) -> TaskSpec:
     for p in editable + protected:
         if not (root / p).is_file():
             raise TaskSpecError(f"{SPEC_FILE}: file {p!r} named in [task] does not exist in {root}")
-    budget = float(_require(task, "budget", (int, float), "task"))
-    if budget <= 0:
-        raise TaskSpecError(f"{SPEC_FILE}: task.budget must be positive seconds")
+    budget = _number(_require(task, "budget", (int, float), "task"), "task.budget (seconds)", strict=True)
     timeout = task.get("timeout")
-    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= budget):
-        raise TaskSpecError(f"{SPEC_FILE}: task.timeout ({timeout}) must exceed task.budget ({budget})")
+    if timeout is not None:
+        timeout = _number(timeout, "task.timeout (seconds)", strict=True)
+        if timeout <= budget:
+            raise TaskSpecError(f"{SPEC_FILE}: task.timeout ({timeout:g}) must exceed task.budget ({budget:g})")
     env = task.get("env", {})
     if not isinstance(env, dict):
         raise TaskSpecError(f"{SPEC_FILE}: task.env must be a table of NAME = \"value\"")
+    for key, value in env.items():
+        if not key or "=" in key or "\0" in key:
+            raise TaskSpecError(f"{SPEC_FILE}: task.env name {key!r} is not a variable name — "
+                                "names may not be empty or hold '=' or NUL")
+        if isinstance(value, (dict, list)) or "\0" in str(value):
+            raise TaskSpecError(f"{SPEC_FILE}: task.env.{key} must be a plain value without NUL — fix it")
     metric_table = _require(data, "metric", dict, "")
+    _no_unknown(metric_table, METRIC_FIELDS, "metric")
     name = _require(metric_table, "name", str, "metric")
     goal = metric_table.get("goal", "minimize")
     if goal not in GOALS:
@@ -202,6 +254,9 @@ def load_task(root: Path | str) -> TaskSpec:
     if source not in SOURCES:
         raise TaskSpecError(f"{SPEC_FILE}: metric.source is {source!r} — use \"result-file\" or \"stdout\"")
     pattern = metric_table.get("pattern", DEFAULT_PATTERN.format(name=re.escape(name)))
+    if not isinstance(pattern, str):
+        raise TaskSpecError(f"{SPEC_FILE}: metric.pattern must be a regex string, got {type(pattern).__name__} "
+                            f"— write it in quotes")
     try:
         re.compile(pattern, re.MULTILINE)
     except re.error as exc:
@@ -215,9 +270,7 @@ def load_task(root: Path | str) -> TaskSpec:
     rescore = task.get("rescore")
     if rescore is not None and not (isinstance(rescore, str) and rescore.strip()):
         raise TaskSpecError(f"{SPEC_FILE}: task.rescore must be a command line")
-    tol = task.get("rescore_tolerance", 1e-6)
-    if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
-        raise TaskSpecError(f"{SPEC_FILE}: task.rescore_tolerance must be a non-negative number")
+    tol = _number(task.get("rescore_tolerance", 1e-6), "task.rescore_tolerance")
     watch = task.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
         raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
@@ -235,33 +288,28 @@ def _heldout(table: Any) -> Heldout | None:
     if not isinstance(table, dict):
         raise TaskSpecError(f"{SPEC_FILE}: [heldout] must be a table")
     command = _require(table, "command", str, "heldout")
-    gap = table.get("max_gap", DEFAULT_HELDOUT_GAP)
-    if not isinstance(gap, (int, float)) or isinstance(gap, bool) or gap < 0:
-        raise TaskSpecError(f"{SPEC_FILE}: heldout.max_gap must be a non-negative number")
-    share = table.get("min_share", DEFAULT_HELDOUT_SHARE)
-    if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 <= share <= 1:
+    _no_unknown(table, ("command", "max_gap", "min_share"), "heldout")
+    gap = _number(table.get("max_gap", DEFAULT_HELDOUT_GAP), "heldout.max_gap")
+    share = _number(table.get("min_share", DEFAULT_HELDOUT_SHARE), "heldout.min_share")
+    if share > 1:
         raise TaskSpecError(f"{SPEC_FILE}: heldout.min_share must be a number from 0 to 1")
-    unknown = set(table) - {"command", "max_gap", "min_share"}
-    if unknown:
-        raise TaskSpecError(f"{SPEC_FILE}: unknown field(s) heldout.{', heldout.'.join(sorted(unknown))}")
     return Heldout(command.strip(), float(gap), float(share))
 
 
 def _limits(table: Any) -> Limits:
     if not isinstance(table, dict):
         raise TaskSpecError(f"{SPEC_FILE}: [limits] must be a table")
-    known = Limits.__dataclass_fields__
+    known = tuple(Limits.__dataclass_fields__)
+    _no_unknown(table, known, "limits")
     for key, value in table.items():
-        if key not in known:
-            raise TaskSpecError(f"{SPEC_FILE}: unknown field limits.{key} — known: {', '.join(known)}")
         if key == "sandbox":
             if not isinstance(value, bool):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox must be true or false")
         elif key == "sandbox_writable":
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox_writable must be a list of directories")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
-            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
+            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {value!r} — fix it")
     return Limits(**{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v))
                      for k, v in table.items()})
 
@@ -270,15 +318,22 @@ def _check_knob(name: str, spec: Any) -> None:
     """A `[knobs]` entry is `false`, a non-empty list of choices, or {low, high[, log, type]};
     checked here so a typo fails at start-up, not as a traceback in the middle of the night."""
     where = f"{SPEC_FILE}: knobs.{name}"
-    if spec is False or (isinstance(spec, list) and spec):
+    if spec is False:
+        return
+    if isinstance(spec, list) and spec:
+        for choice in spec:  # each choice is written into the source as a literal
+            if not isinstance(choice, (str, int, float, bool)) or isinstance(choice, float) and not math.isfinite(choice):
+                raise TaskSpecError(f"{where}: choice {choice!r} is not a string, number or boolean — "
+                                    "list plain values, e.g. [\"relu\", \"gelu\"]")
         return
     if not isinstance(spec, dict):
         raise TaskSpecError(f"{where} must be false, a list of choices, or {{low = .., high = ..}}")
+    _no_unknown(spec, ("low", "high", "log", "type"), f"knobs.{name}")
     low, high = spec.get("low"), spec.get("high")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)):
-        raise TaskSpecError(f"{where} needs numbers low and high, e.g. {{low = 1e-4, high = 1e-2}}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+        raise TaskSpecError(f"{where} needs finite numbers low and high — e.g. {{low = 1e-4, high = 1e-2}}")
     if low >= high:
-        raise TaskSpecError(f"{where}: low ({low}) must be below high ({high})")
+        raise TaskSpecError(f"{where}: low ({low}) must be below high ({high}) — swap them")
     if spec.get("log") and low <= 0:
         raise TaskSpecError(f"{where}: a log range needs low > 0 (got {low})")
     if spec.get("type", "int") not in ("int", "float"):

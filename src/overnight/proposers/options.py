@@ -7,6 +7,7 @@ the environment when a client is built, so they never reach the journal's copy o
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
@@ -51,11 +52,20 @@ class ProposerOptions:
         if self.base_url is not None and urlparse(self.base_url).scheme not in ("http", "https"):
             raise OvernightError(f"--base-url {self.base_url!r} is not an http(s) URL — "
                                  "e.g. http://127.0.0.1:11434/v1")
+        self.check_numbers()
+
+    def check_numbers(self) -> None:
+        """The numeric flags, whichever proposer: finite and in range (never NaN, never negative)."""
         if self.retries < 0 or self.hybrid_trials < 0 or self.probe_every < 1:
             raise OvernightError("--llm-retries and --hybrid-trials must be >= 0 — pass a count")
+        if self.max_tokens < 1:
+            raise OvernightError(f"--max-tokens must be at least 1, got {self.max_tokens} — pass a token count")
         for name, price in (("--price-in", self.price_in), ("--price-out", self.price_out)):
-            if price is not None and price < 0:
+            if price is not None and not (math.isfinite(price) and price >= 0):
                 raise OvernightError(f"{name} must be >= 0 — USD per million tokens")
+        for name, seconds in (("--agent-timeout", self.agent_timeout), ("request timeout", self.request_timeout)):
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise OvernightError(f"{name} must be a positive number of seconds, got {seconds} — e.g. 1800")
 
     def cost(self, tokens_in: int, tokens_out: int) -> float | None:
         """USD for one call, or None when no price is configured."""
