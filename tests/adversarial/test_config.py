@@ -151,6 +151,7 @@ BAD_FLAGS = [
     (["--agent-timeout", "nan", "--proposer", "agent", "--agent-cmd", "true"], ["--agent-timeout"]),
     (["--price-in", "nan"], ["--price-in"]),
     (["--max-tokens", "0"], ["--max-tokens"]),
+    (["--remeasure-every", "-1"], ["--remeasure-every"]),
 ]
 
 
