@@ -169,8 +169,10 @@ def diff(repo: Path, a: str, b: str) -> str:
     return git(repo, "diff", a, b)
 
 
-def update_ref(repo: Path, ref: str, sha: str) -> None:
-    git(repo, "update-ref", ref, sha)
+def update_ref(repo: Path, ref: str, sha: str, old: str | None = None) -> None:
+    """Point `ref` at `sha`; with `old`, only if it is at `old` now ("": only if it does not
+    exist), atomically (git checks under the ref's lock), else GitError."""
+    git(repo, "update-ref", ref, sha, *(() if old is None else (old,)))
 
 
 # Slots and the re-score thread add and remove worktrees at once; `git worktree prune` in one

@@ -42,8 +42,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from overnight import gitops, heldout_store, sandbox, watch
-from overnight.errors import OvernightError
+from overnight import credentials, gitops, heldout_store, sandbox, watch
+from overnight.errors import GitError, OvernightError
 from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges import Judge, make_judge
@@ -204,8 +204,27 @@ class Controller:
             raise OvernightError(f"branch overnight/{self.tag} exists but the journal does not know it — "
                                  "pick another --tag or delete the branch")
         self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
-        gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base)
+        gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base, old="")  # not there: checked above
         return base
+
+    def _move_branch(self, new: str) -> None:
+        """Point overnight/<tag> at `new` only from a commit the journal put there (the base or a
+        kept experiment's: each an ancestor of `new`, so nothing is lost). A commit someone else
+        made on the branch stops the night instead of being dropped by `git update-ref`."""
+        ref = f"refs/heads/overnight/{self.tag}"
+        ours = {self.base_commit} | {e.commit_sha for e in self.journal.experiments(self.tag)
+                                     if e.status == ExpStatus.KEPT}
+        at = gitops.rev_parse(self.root, ref)
+        if at is None or at in ours:  # deleted by the user: made again, nothing to lose
+            try:
+                gitops.update_ref(self.root, ref, new, old=at or "")  # compare-and-swap
+                return
+            except GitError:  # it moved between the read and the write
+                at = gitops.rev_parse(self.root, ref) or "?"
+        raise OvernightError(f"branch overnight/{self.tag} is at {at[:12]}, a commit overnight did not make, and "
+                             f"moving it to the best so far ({new[:12]}) would drop it — keep your commit elsewhere "
+                             f"(git branch my-work {at[:12]}), reset the branch (git update-ref {ref} {new}) and "
+                             "run the same command again")
 
     def _sweep_worktrees(self) -> None:
         """Remove this tag's worktrees left by a killed controller (its interrupted runs are
@@ -227,6 +246,10 @@ class Controller:
         unwatched = watch.available() if heldout_store.watched_paths(self.task) else ""
         if unwatched:  # the runs go on; each run's summary says so too
             self.obs.message(f"the held-out data is not watched here: {unwatched}")
+        hidden = credentials.withheld(pass_env=self.task.pass_env)
+        if hidden:  # names only, never values
+            self.obs.message(f"credentials withheld from runs and the agent: {', '.join(hidden)} "
+                             "(a task that needs one lists it in [task] pass_env)")
         if self.task.limits.sandbox:  # say which one, or why none (each run then fails with the reason)
             self.obs.message(f"sandbox: {sandbox.tool() or 'unavailable: ' + sandbox.unavailable()}")
         executor = self.executor or make_executor(self.task, self.cfg)
@@ -245,7 +268,7 @@ class Controller:
         inc = self.incumbent(history)
         if inc is None:
             return
-        gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", inc.commit_sha)
+        self._move_branch(inc.commit_sha)
         ctx = self.context(history)
         for exp in history:
             if exp.status.final:
@@ -373,7 +396,7 @@ class Controller:
         # Journal first, then the branch: a crash between the two is repaired on resume.
         self.journal.set_status(exp.id, status, reason, value)
         if status == ExpStatus.KEPT:
-            gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", exp.commit_sha)
+            self._move_branch(exp.commit_sha)
         exp = self.journal.experiment(exp.id)
         if status != ExpStatus.KEPT:  # its checkpoints go (limits: disk); its logs and results stay
             for run in exp.runs:

@@ -42,7 +42,7 @@ from typing import Callable
 
 import psutil
 
-from overnight import gitops, heldout_store, sandbox
+from overnight import credentials, gitops, heldout_store, sandbox
 from overnight.summary import parse_summary
 from overnight.task import Limits, TaskSpec, file_hash
 from overnight.watch import Watch
@@ -164,8 +164,9 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
 
 
 def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
-    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
-    return {**os.environ, **task.env, **req.extra_env,
+    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker).
+    The user's credentials are not in it unless `[task] pass_env` names them (credentials.py)."""
+    return {**credentials.scrub(os.environ, task.pass_env), **task.env, **req.extra_env,
             "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
             "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
             MARKER_VAR: secrets.token_hex(8)}

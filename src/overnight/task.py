@@ -110,6 +110,8 @@ class TaskSpec:
     metric: Metric
     timeout_setting: float | None = None  # task.timeout as written; None means derived from budget
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the command
+    # Credential-looking variables of the user's environment a run may still read (credentials.py)
+    pass_env: tuple[str, ...] = ()
     knobs: dict[str, Any] = field(default_factory=dict)  # declared knob ranges, see knobs.py
     limits: Limits = field(default_factory=Limits)
     # A protected command that scores the run again in a fresh process (see runner.rescore).
@@ -143,7 +145,7 @@ def default_timeout(budget: float) -> float:
 # The fields each table may hold; anything else is a typo, named with the closest known name.
 SECTIONS = ("task", "metric", "knobs", "limits", "heldout")
 TASK_FIELDS = ("command", "editable", "protected", "budget", "timeout", "env", "rescore",
-               "rescore_tolerance", "watch")
+               "rescore_tolerance", "watch", "pass_env")
 METRIC_FIELDS = ("name", "goal", "source", "pattern")
 
 
@@ -271,6 +273,10 @@ def load_task(root: Path | str) -> TaskSpec:
     if rescore is not None and not (isinstance(rescore, str) and rescore.strip()):
         raise TaskSpecError(f"{SPEC_FILE}: task.rescore must be a command line")
     tol = _number(task.get("rescore_tolerance", 1e-6), "task.rescore_tolerance")
+    pass_env = task.get("pass_env", [])
+    if not isinstance(pass_env, list) or not all(isinstance(n, str) and n for n in pass_env):
+        raise TaskSpecError(f"{SPEC_FILE}: task.pass_env must be a list of environment variable names, "
+                            'e.g. pass_env = ["HF_TOKEN"]')
     watch = task.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
         raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
@@ -278,7 +284,7 @@ def load_task(root: Path | str) -> TaskSpec:
         heldout=_heldout(data.get("heldout")), watch=tuple(watch),
         root=root, limits=limits, rescore=rescore, rescore_tolerance=float(tol), command=command, editable=editable, protected=protected, budget=budget,
         timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
-        env={str(k): str(v) for k, v in env.items()}, knobs=knobs,
+        env={str(k): str(v) for k, v in env.items()}, knobs=knobs, pass_env=tuple(pass_env),
     )
 
 

@@ -12,8 +12,10 @@ editable files changed, Python compiles, something changed); a rejected change i
 once, with the error, in the same worktree.
 
 What this does NOT protect against: the agent is a program you chose and runs as you. It is
-told not to run the training and gets no OVERNIGHT_* variables, and its worktree is not in the
-task folder, but nothing stops it from reading or writing other paths on purpose.
+told not to run the training and gets no OVERNIGHT_* variables nor the user's credentials (but
+those its command names, `$ANTHROPIC_API_KEY`, or `[task] pass_env` lists: credentials.py), and its
+worktree is not in the task folder, but nothing stops it from reading or writing other paths on
+purpose (a key in ~/.netrc or a login file included).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from overnight import gitops
+from overnight import credentials, gitops
 from overnight.errors import OvernightError
 from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
@@ -66,7 +68,7 @@ class AgentProposer(Proposer):
                 if attempt:
                     text += f"\n# Your previous change was rejected\n\n{error}\nFix it in place.\n"
                 prompt_file.write_text(text)
-                failure = self._run(checkout, prompt_file, desc_file, log, params)
+                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env)
                 description = self._description(desc_file, log)
                 if failure:
                     return Proposal.failed(description, failure, params, proposer=self.name)
@@ -82,12 +84,16 @@ class AgentProposer(Proposer):
             gitops.worktree_remove(ctx.task.root, checkout)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _run(self, cwd: Path, prompt_file: Path, desc_file: Path, log: Path, params: dict) -> str | None:
+    def _run(self, cwd: Path, prompt_file: Path, desc_file: Path, log: Path, params: dict,
+             pass_env: tuple[str, ...] = ()) -> str | None:
         """Run the command; None when it exited 0 in time, else why it failed."""
         cmd = (self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file)))
                .replace("{description_file}", shlex.quote(str(desc_file))))
-        # The agent gets none of the harness's run variables: it is not a training run.
-        env = {k: v for k, v in os.environ.items() if not k.startswith("OVERNIGHT_")}
+        # The agent gets none of the harness's run variables: it is not a training run. Nor the
+        # user's credentials, but for those the task's pass_env or the command line itself names
+        # (credentials.agent_env: an agent needing its API key is given it explicitly).
+        env = {k: v for k, v in credentials.agent_env(self.opts.agent_cmd, pass_env).items()
+               if not k.startswith("OVERNIGHT_")}
         env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))
         start = time.monotonic()
         with open(prompt_file, "rb") as stdin, open(log, "ab") as out:

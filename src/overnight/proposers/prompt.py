@@ -6,12 +6,14 @@ counts, every kept change, the recent experiments, then older ones shortened unt
 cap is reached), the noise level when runs were repeated, the tail of the last crash, the
 human's notes, and the editable files at the current best. Characters, not tokens: no
 tokenizer to install, and ~4 characters per token is close enough for a cap.
+The values of the user's credentials (credentials.py) are replaced by `[redacted NAME]`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from overnight import credentials
 from overnight.judges.noise import noise_of
 from overnight.journal import Experiment, ExpStatus
 from overnight.proposers.base import Context
@@ -192,7 +194,10 @@ def build(ctx: Context, mode: str = "llm", description_file: str = "") -> tuple[
     if mode == "agent":
         ask = AGENT.format(editable=", ".join(t.editable), description_file=description_file)
     sections.append("# Your move\n\n" + ask)
-    return SYSTEM if mode != "agent" else "", "\n\n".join(sections) + "\n"
+    # Log tails and failure reasons are what a run printed: a credential it got hold of (one
+    # the task passes it, or one read from a file) is not sent to the model's provider.
+    user = credentials.redact("\n\n".join(sections) + "\n")
+    return SYSTEM if mode != "agent" else "", user
 
 
 def size(system: str, user: str) -> int:
