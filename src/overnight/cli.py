@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -253,6 +254,26 @@ main.add_command(note)
 main.add_command(prompt)
 
 
+@contextmanager
+def _stopped_by_signals():
+    """Ctrl-C and SIGTERM set the yielded event instead of killing Python mid-run: the run in
+    progress is killed at once with its process group (runner._run_process), its worktree is
+    removed, and the command ends with one line (verify.Remeasure). Later signals change
+    nothing: the clean-up they would cut short takes seconds at most."""
+    stop = threading.Event()
+
+    def on_signal(signum, frame):
+        stop.set()
+
+    old_int = signal.signal(signal.SIGINT, on_signal)
+    old_term = signal.signal(signal.SIGTERM, on_signal)
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--tag", default=None)
@@ -263,7 +284,8 @@ def verify(directory: Path, tag: str | None, runs: int) -> None:
     from overnight.verify import verify as do_verify
 
     root, journal, tag, task = _open(directory, tag)
-    _, result = do_verify(Remeasure(root, task, journal, tag, runs))
+    with _stopped_by_signals() as stop:
+        _, result = do_verify(Remeasure(root, task, journal, tag, runs, stop=stop))
     click.echo(describe(result, task.metric.name).replace(result.label, f"best {result.label} vs baseline", 1))
 
 
@@ -277,6 +299,7 @@ def ablate(directory: Path, tag: str | None, runs: int) -> None:
     from overnight.verify import ablate as do_ablate
 
     root, journal, tag, task = _open(directory, tag)
-    _, results = do_ablate(Remeasure(root, task, journal, tag, runs))
+    with _stopped_by_signals() as stop:
+        _, results = do_ablate(Remeasure(root, task, journal, tag, runs, stop=stop))
     for r in results:
         click.echo(describe(r, task.metric.name))

@@ -32,6 +32,8 @@ branch stays one line and no kept change is dropped.
 from __future__ import annotations
 
 import difflib
+import fcntl
+import os
 import queue
 import re
 import sqlite3
@@ -132,6 +134,39 @@ def resolve_tag(journal: Journal, tag: str | None) -> str:
     return existing[-1] if existing else date.today().strftime("%b%d").lower()
 
 
+class TagLock:
+    """One controller per tag: an exclusive flock on .overnight/<tag>/controller.lock, which
+    holds the owner's pid. The kernel drops the lock when its process ends, however it ends
+    (kill -9 included), so a stale lock file never blocks a resume. Read-only commands
+    (status, report, show) never take it."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self, tag: str) -> None:
+        if self._fd is not None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise OvernightError(f"tag {tag} is already being run by another controller (pid {owner}) — "
+                                 f"watch it with `overnight status --tag {tag}`, or stop it (Ctrl-C there, "
+                                 f"or kill {owner}) and run this again to resume") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor drops the flock
+
+
 class Controller:
     def __init__(self, root: Path, cfg: RunConfig, observer: Observer | None = None,
                  stop: threading.Event | None = None, proposer: Proposer | None = None, executor=None):
@@ -157,6 +192,17 @@ class Controller:
         self.inbox: queue.Queue = queue.Queue()  # (kind, message) said on the proposer's thread
         self.tell_via = None  # the scheduler routes `observe` through the proposer's thread
         self._thread = threading.current_thread()
+        # Before anything is journaled or git touched: one controller per tag (a second one
+        # would "resume" the live night, and both would then stop on each other's writes).
+        self._lock = TagLock(self.state / self.tag / "controller.lock")
+        self._lock.acquire(self.tag)
+        try:
+            self._set_up()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def _set_up(self) -> None:
         self.base_commit = self._start_tag()
         self.journal.watch(self.tag)  # from here on, only this controller writes the tag's rows
         self._sweep_worktrees()
@@ -237,6 +283,13 @@ class Controller:
 
     # --- the night ----------------------------------------------------------------------------
     def run(self) -> None:
+        self._lock.acquire(self.tag)  # held since __init__; again if run() is called again
+        try:
+            self._night()
+        finally:
+            self._lock.release()  # the night is over; the process may go on (tests, a library user)
+
+    def _night(self) -> None:
         from overnight.executors import make_executor
         from overnight.scheduler import Scheduler
 
@@ -298,7 +351,7 @@ class Controller:
         files = gitops.read_files(self.root, inc.commit_sha, self.task.editable)
         notes = [n["message"] for n in self.journal.notes(self.tag)]
         return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed,
-                       notes=notes, say=self._say)
+                       notes=notes, say=self._say, stop=self.stop)
 
     def _say(self, kind: str, message: str) -> None:
         """A proposer's news (e.g. falling back to optuna): journaled, and shown live."""

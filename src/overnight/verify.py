@@ -57,16 +57,23 @@ class Remeasure:
         out = []
         for i in range(self.runs):
             seed = FRESH_SEED_BASE + i
+            self._check_stop()
             req = RunRequest(commit=commit, seed=seed,
                              run_dir=self.state / self.tag / "verify" / f"{label}-{seed}",
                              worktree=self.state / "worktrees" / f"{self.tag}-verify-{label}-{seed}",
                              protected_hashes=self.protected)
-            res = execute(self.task, req, stop=self.stop)
+            res = execute(self.task, req, stop=self.stop)  # on stop: killed at once, worktree removed
+            self._check_stop()
             if res.status != RunStatus.OK:
                 raise OvernightError(f"{label} failed on seed {seed} ({res.status.value}: {res.error}) — "
                                      f"see {res.log_path}")
             out.append(res.value)
         return out
+
+    def _check_stop(self) -> None:
+        if self.stop is not None and self.stop.is_set():
+            raise OvernightError("stopped (Ctrl-C or SIGTERM) before every run was measured; nothing was "
+                                 "recorded — run the same command again for the result")
 
     def compare(self, label: str, values: list[float], reference: list[float], note: str = "",
                 better: str = "values") -> Comparison:

@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.options import ProposerOptions
 
 KILL_GRACE_SECONDS = 5.0
+STOP_POLL_SECONDS = 0.2  # how soon a stopping night ends the agent
 
 
 class AgentProposer(Proposer):
@@ -68,7 +70,8 @@ class AgentProposer(Proposer):
                 if attempt:
                     text += f"\n# Your previous change was rejected\n\n{error}\nFix it in place.\n"
                 prompt_file.write_text(text)
-                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env)
+                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env,
+                                    stop=ctx.stop)
                 description = self._description(desc_file, log)
                 if failure:
                     return Proposal.failed(description, failure, params, proposer=self.name)
@@ -85,8 +88,9 @@ class AgentProposer(Proposer):
             shutil.rmtree(tmp, ignore_errors=True)
 
     def _run(self, cwd: Path, prompt_file: Path, desc_file: Path, log: Path, params: dict,
-             pass_env: tuple[str, ...] = ()) -> str | None:
-        """Run the command; None when it exited 0 in time, else why it failed."""
+             pass_env: tuple[str, ...] = (), stop: threading.Event | None = None) -> str | None:
+        """Run the command; None when it exited 0 in time, else why it failed. `stop` (Ctrl-C,
+        SIGTERM) ends it at once, as --agent-timeout does."""
         cmd = (self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file)))
                .replace("{description_file}", shlex.quote(str(desc_file))))
         # The agent gets none of the harness's run variables: it is not a training run. Nor the
@@ -99,13 +103,21 @@ class AgentProposer(Proposer):
         with open(prompt_file, "rb") as stdin, open(log, "ab") as out:
             proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
                                     env=env, start_new_session=True)
+            code, stopped = None, False
             try:
-                code = proc.wait(timeout=self.opts.agent_timeout)
-            except subprocess.TimeoutExpired:
-                code = None
+                while code is None and time.monotonic() - start < self.opts.agent_timeout:
+                    if stop is not None and stop.is_set():
+                        stopped = True
+                        break
+                    try:
+                        code = proc.wait(timeout=min(STOP_POLL_SECONDS, self.opts.agent_timeout))
+                    except subprocess.TimeoutExpired:
+                        pass
             finally:  # also on Ctrl-C: never leave an agent running after the harness
                 _kill_group(proc)
         params["agent_seconds"] = round(params.get("agent_seconds", 0) + time.monotonic() - start, 1)
+        if stopped:
+            return "agent stopped: the night is stopping (Ctrl-C or SIGTERM)"
         if code is None:
             return f"agent timed out after {self.opts.agent_timeout:g} s (--agent-timeout)"
         if code != 0:

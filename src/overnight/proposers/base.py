@@ -13,6 +13,7 @@ Adding a strategy is one new file with a subclass and one line in `make_proposer
 
 from __future__ import annotations
 
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,9 @@ class Context:
     notes: list[str] = field(default_factory=list)  # `overnight note` texts, oldest first
     # say(kind, message): a journal event the user also sees (e.g. "fallback"); no-op by default
     say: Callable[[str, str], None] = lambda kind, message: None
+    # set on Ctrl-C / SIGTERM: a long proposal (an agent) gives up at once; the controller
+    # journals nothing proposed after it. None: never stopped.
+    stop: threading.Event | None = None
 
 
 class Proposer(ABC):

@@ -1,0 +1,128 @@
+"""Two controllers on one tag: the second `overnight run` must not "resume" the live night.
+
+Real processes: a night whose runs sleep through a long budget, then a second `overnight
+run` on the same tag (named, and by default: the latest tag). The second exits at once with
+one line naming the first's pid; the first is unharmed and stops cleanly on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from overnight import gitops
+from overnight.journal import Journal
+from overnight.tasks import write_task
+
+CLI = [sys.executable, "-m", "overnight"]
+
+
+def slow_toy(path: Path) -> Path:
+    """The toy task whose runs sleep for the whole (long) budget: a night that stays live."""
+    path.mkdir(parents=True)
+    write_task("toy", path)
+    spec = path / "overnight.toml"
+    spec.write_text(spec.read_text().replace('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"')
+                    .replace("timeout   = 30\n", "timeout   = 600\n"))
+    gitops.init_repo(path, "init")
+    return path
+
+
+def run_procs(root: Path) -> list[psutil.Process]:
+    """Training processes of this task (their run marker and result file point into root)."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            env = p.environ()
+        except (psutil.Error, OSError):
+            continue
+        if "OVERNIGHT_RUN_MARK" in env and env.get("OVERNIGHT_RESULT", "").startswith(str(root)):
+            found.append(p)
+    return found
+
+
+def wait_for(pred, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_second_controller_on_the_same_tag_exits_naming_the_first(tmp_path):
+    root = slow_toy(tmp_path / "toy")
+    first = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: run_procs(root), 20, "the first night's baseline run")
+        for extra in (["--tag", "t"], []):  # named, and the default (the latest tag)
+            t0 = time.monotonic()
+            second = subprocess.run([*CLI, "run", str(root), "--quiet", "--budget", "60", *extra],
+                                    capture_output=True, text=True, timeout=20)
+            assert second.returncode != 0
+            assert time.monotonic() - t0 < 10
+            lines = second.stderr.strip().splitlines()
+            assert len(lines) == 1, second.stderr
+            assert lines[0].startswith("error: ") and f"pid {first.pid}" in lines[0], lines[0]
+            assert "changed by another process" not in lines[0]
+        # read-only commands never take the lock
+        status = subprocess.run([*CLI, "status", str(root), "--tag", "t"], capture_output=True, text=True,
+                                timeout=20)
+        assert status.returncode == 0, status.stderr
+        assert first.poll() is None, "the first night is unharmed"
+        assert run_procs(root)
+        first.send_signal(signal.SIGINT)
+        out, err = first.communicate(timeout=20)
+        assert first.returncode == 0, err
+        assert "stopped" in out
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait()
+    j = Journal(root / ".overnight" / "journal.db")
+    try:
+        assert not j.events("t", "journal-tampered")
+    finally:
+        j.close()
+    assert not run_procs(root)
+
+
+def test_lock_dies_with_the_controller(tmp_path):
+    """kill -9 of the controller frees the tag: the next `overnight run` resumes it."""
+    root = slow_toy(tmp_path / "toy")
+    first = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        orphans = wait_for(lambda: run_procs(root), 20, "the first night's baseline run")
+    finally:
+        first.kill()
+        first.wait()
+    for p in orphans:  # what a kill -9 may leave; not this test's subject
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(orphans, timeout=5)
+    old = {p.pid for p in orphans}
+    again = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: [p for p in run_procs(root) if p.pid not in old] or again.poll() is not None, 20,
+                 "the resumed night's run")
+        assert again.poll() is None, again.communicate()
+        again.send_signal(signal.SIGINT)
+        _, err = again.communicate(timeout=20)
+        assert again.returncode == 0, err
+    finally:
+        if again.poll() is None:
+            again.kill()
+            again.wait()
+    assert os.path.exists(root / ".overnight" / "journal.db")
