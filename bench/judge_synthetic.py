@@ -14,6 +14,10 @@ so its figures are precise to a fraction of a percent. Streams as in bench/judge
   (keep rate of the 2-sd ones), no-ops kept, training runs per candidate (the candidate's,
   the incumbent's top-ups and re-measures; the baseline's initial seeds not).
 - settled (early night): baseline, 8 no-op candidates, then the 2-sd candidate.
+- simplifications (`--simpl` fresh nights each, the candidate right after the baseline): a
+  no-op that deletes one blank line (must be kept at the A/A rate: blank lines are not code),
+  a code removal 0.5 sd worse (kept at most alpha: the non-inferiority margin), and a code
+  removal that changes nothing (how often a true simplification is kept).
 `--compare` prints the row with the winner's-curse correction off as well.
 """
 
@@ -29,6 +33,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "judges")]
 from synthetic import Night, add_run  # noqa: E402
+
+# One deleted blank line, and two deleted code lines, as git writes them.
+BLANK_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,2 @@\n x = 1\n-\n y = 2\n"
+CODE_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,4 +1,2 @@\n x = 1\n-import math\n-z = 3\n y = 2\n"
 
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseJudge, NoiseSettings  # noqa: E402
@@ -47,7 +55,7 @@ def candidate(night: Night, gain_sd: float) -> tuple[int, bool]:
     return sum(len(e.runs) for e in night.history) - before, night.history[-1].status == ExpStatus.KEPT
 
 
-def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int) -> dict[str, float]:
+def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, n_simpl: int = 0) -> dict[str, float]:
     rng = random.Random(seed)
     false_keeps = 0
     for _ in range(n_aa // NIGHT):
@@ -71,8 +79,15 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int) 
         for _ in range(8):
             candidate(night, 0.0)
         settled += candidate(night, 2.0)[1]
+    simpl = {"blank_noop": 0, "worse_half_sd": 0, "code_noop": 0}
+    for _ in range(n_simpl):
+        for key, gain, diff in (("blank_noop", 0.0, BLANK_DIFF), ("worse_half_sd", -0.5, CODE_DIFF),
+                                ("code_noop", 0.0, CODE_DIFF)):
+            night = Night(NoiseJudge(s), rng, 1.0)
+            night.candidate(gain, diff)
+            simpl[key] += night.history[-1].status == ExpStatus.KEPT
     n_mix = n_mix // NIGHT * NIGHT
-    return {"aa": false_keeps / max(1, n_aa // NIGHT * NIGHT), "power_mix": better_kept / max(1, better),
+    return {**{k: v / max(1, n_simpl) for k, v in simpl.items()},"aa": false_keeps / max(1, n_aa // NIGHT * NIGHT), "power_mix": better_kept / max(1, better),
             "power_settled": settled / max(1, n_settled), "neutral": neutral_kept / max(1, neutral),
             "runs": runs / max(1, n_mix)}
 
@@ -82,6 +97,7 @@ def main() -> None:
     ap.add_argument("--aa", type=int, default=2000)
     ap.add_argument("--mix", type=int, default=9000)
     ap.add_argument("--settled", type=int, default=3000)
+    ap.add_argument("--simpl", type=int, default=2000, help="fresh nights per simplification case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="also without the winner's-curse correction")
     ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -90,14 +106,19 @@ def main() -> None:
     base = replace(NoiseSettings(), **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in
                                         (item.split("=", 1) for item in args.set)})
     rows = [("noise", base)] + ([("no correction", replace(base, correct_selection=False))] if args.compare else [])
-    print(f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}; {base}")
+    print(f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}, "
+          f"simplifications {args.simpl}; {base}")
     print(f"{'judge':<15}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>15}{'no-op kept (mix)':>18}"
           f"{'runs/candidate':>16}{'time':>7}")
     for name, s in rows:
         t0 = time.time()
-        r = measure(s, args.aa, args.mix, args.settled, args.seed)
+        r = measure(s, args.aa, args.mix, args.settled, args.seed, args.simpl)
         print(f"{name:<15}{100 * r['aa']:>16.2f}%{100 * r['power_mix']:>13.1f}%{100 * r['power_settled']:>14.1f}%"
               f"{100 * r['neutral']:>17.1f}%{r['runs']:>16.3f}{time.time() - t0:>6.0f}s", flush=True)
+        if args.simpl:
+            print(f"{'':<15}simplifications kept: no-op deleting a blank line {100 * r['blank_noop']:.1f}%, "
+                  f"code removal 0.5 sd worse {100 * r['worse_half_sd']:.1f}%, "
+                  f"code removal changing nothing {100 * r['code_noop']:.1f}%", flush=True)
 
 
 if __name__ == "__main__":

@@ -75,7 +75,9 @@ def reference(cand: list[float], inc: list[float], groups: list[list[float]], s:
         return "screen" if t < (-1.0 if simpler else s.screen) else more
     if t > crit:
         return "keep"
-    if simpler and n >= s.max_runs and t > -1.0:
+    # Non-inferiority: not worse by simplify_margin sds, one-sided at the judge's alpha.
+    non_inferior = (gain + s.simplify_margin * sd) / (sd * math.sqrt(1 / n + 1 / m)) > student_t.ppf(1 - s.alpha, df)
+    if simpler and n >= s.max_runs and non_inferior:
         return "simplification"
     if n >= s.max_runs:
         return "max"

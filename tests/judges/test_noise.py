@@ -216,24 +216,36 @@ def test_added_lines_must_buy_more_gain():
     assert _night_of(better[:1], diff_with(added=21, removed=0), priced).reason.startswith("screened out")
 
 
-def test_removals_not_worse_within_the_noise_are_kept_as_simplifications():
-    same = [1.004, 0.998, 1.006, 1.003]  # a hair worse than the incumbent's 1.000: within the noise
+def test_removals_not_worse_by_the_margin_are_kept_as_simplifications():
+    # Non-inferiority: kept when (gain + 0.5 sd) / se clears the one-sided t quantile at alpha.
+    # With 4 runs against 6 (se 0.64 sd) a removal must look a little better than the
+    # incumbent, but need not clear the confirmation boundary.
+    better = [0.992, 0.986, 0.994, 0.991]  # 0.009 better: t 1.26 < 2.20 to confirm; NI t 2.03 > 1.86
+    same = [1.004, 0.998, 1.006, 1.003]  # a hair worse than the incumbent's 1.000: NI t 0.40
     removal = diff_with(added=0, removed=8)
     settings = S
     assert _night_of(same[:1], removal, settings).action == "more"  # passes the relaxed screen (t > -1)
     assert _night_of(same[:2], removal, settings).action == "more"  # no futility stop for removals
-    v = _night_of(same, removal, settings)
+    v = _night_of(better, removal, settings)
     assert v.action == "keep" and v.reason.startswith("simplification") and "-8 lines" in v.reason
+    # A hair worse is no longer enough (it was under the old t > -1 rule): with 4 runs it cannot
+    # show that it is not worse by half an sd.
+    v = _night_of(same, removal, settings)
+    assert v.action == "discard" and "simplification t 0.40" in v.reason, v.reason
     # Off: the same removal is just another candidate that did not beat the incumbent.
     off = NoiseSettings(remeasure_every=0, simplify=False)
     assert _night_of(same[:1], removal, off).reason.startswith("screened out")
-    assert _night_of(same, removal, off).action == "discard"
+    assert _night_of(better, removal, off).action == "discard"
     # A removal that clearly hurts is discarded whatever the setting.
     worse = [1.03, 1.04, 1.035, 1.03]
     assert _night_of(worse[:1], removal, settings).reason.startswith("screened out")
     assert _night_of(worse, removal, settings).action == "discard"
     # Adding lines is never a simplification.
-    assert _night_of(same, diff_with(added=8, removed=0), settings).action == "discard"
+    assert _night_of(better, diff_with(added=8, removed=0), settings).action == "discard"
+    # Nor is deleting blank lines and comments: they are not code.
+    blank = "--- a/train.py\n+++ b/train.py\n@@ -1,4 +1,1 @@\n x = 1\n-\n-# note\n-\n"
+    v = _night_of(better, blank, settings)
+    assert v.action == "discard" and "+0 lines" in v.reason, v.reason
 
 
 # --- drift -----------------------------------------------------------------------------------

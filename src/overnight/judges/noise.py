@@ -17,10 +17,15 @@ The procedure, for a candidate C against the incumbent I (gain d > 0 means C is 
    as the next incumbent they are read at their selection-corrected mean (judges/selection.py;
    runs made after the keep are fresh and read as measured).
 
-Simplicity: d is charged `line_price` metric units per net added line; a candidate that
-removes lines is kept as a simplification when, after all its runs, it is not worse beyond
-one standard error. Candidates whose runs ignore the seed (identical values under different
-seeds) count as ONE observation, so repetition cannot fake confidence.
+Simplicity: lines are counted as code-carrying logical lines (stats.net_added_lines: blank
+lines, comments, docstrings and reformatting count 0). d is charged `line_price` metric units
+per net added line; a candidate that removes code lines is kept as a simplification when,
+after all its runs, a one-sided non-inferiority test says it is not worse by
+`simplify_margin` noise sds: (d + margin * sigma) / se > the t quantile at 1 - alpha. So a
+removal that is truly worse by the margin is kept at most alpha of the time (the judge's own
+false-keep rate), and one that changes nothing needs to look a little better than the
+incumbent to pass with `max_runs` runs. Candidates whose runs ignore the seed (identical
+values under different seeds) count as ONE observation, so repetition cannot fake confidence.
 
 What this does not protect against: a change that helps only on the seeds tried, or drift
 that hits candidate and incumbent differently between their runs (see `remeasure_every`).
@@ -35,7 +40,7 @@ from overnight.journal import Experiment, ExpStatus
 from overnight.judges.base import Judge, Verdict
 from overnight.judges.selection import corrected_gain
 from overnight.judges.stats import (Noise, ignores_seed, mean, net_added_lines, pooled_sd,
-                                     sequential_boundary, z_to_t)
+                                     sequential_boundary, t_quantile, z_to_t)
 from overnight.task import Metric
 
 
@@ -51,7 +56,8 @@ class NoiseSettings:
     screen: float = 0.15  # first run must beat the incumbent's mean by this many se
     futility: float = 0.5  # from the second run on, t below this discards at once
     line_price: float = 0.0  # metric units a net added line must buy (0: off)
-    simplify: bool = True  # keep code removals that are not worse within the noise
+    simplify: bool = True  # keep code removals that are not worse by more than simplify_margin
+    simplify_margin: float = 0.5  # noise sds: a removal this much worse is kept <= alpha of the time
     remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
     drift_z: float = 3.0  # a re-measure this many se off the incumbent's mean is drift
 
@@ -116,7 +122,7 @@ class NoiseJudge(Judge):
                 if inc_values and not ignores_seed(values, seeds):
                     n_inc = len(inc_values)
                     observed = metric.improvement(mean(values), mean(inc_values)) / noise.sd
-                    offset = self.s.line_price * max(net_added_lines(kept.diff), 0) / noise.sd
+                    offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
                     crit = self.critical_t(noise.df, n_inc)
                     fair = corrected_gain(round(observed, 6), len(values), n_inc, round(crit, 6), self.s.screen,
                                           self.s.futility, self.s.max_runs, round(offset, 6),
@@ -142,7 +148,7 @@ class NoiseJudge(Judge):
         n = len(values)
         seedless = ignores_seed(values, seeds)
         n_eff = 1 if seedless else n
-        lines = net_added_lines(candidate.diff)
+        lines = net_added_lines(candidate.diff, candidate.edits)
         raw_gain = metric.improvement(mean(values), mean(inc_values))
         gain = raw_gain - self.s.line_price * max(lines, 0)
         value = mean(values)
@@ -160,12 +166,17 @@ class NoiseJudge(Judge):
         t = gain / se
         crit = self.critical_t(noise.df, n_inc)
         simplification = self.s.simplify and lines < 0
+        # Non-inferiority for simplifications: t shifted by the margin, against one-sided 1 - alpha.
+        t_ni = (gain + self.s.simplify_margin * noise.sd) / se
+        crit_ni = t_quantile(1 - self.s.alpha, noise.df)
         why = (f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
                f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "
                f"noise sd {noise.sd:.3g} (df {noise.df})")
+        if simplification:
+            why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
         if seedless:
             why += "; ignores OVERNIGHT_SEED: counted as one run"
-        verdict = self._decide(n, seedless, simplification, t, crit, why, value)
+        verdict = self._decide(n, seedless, simplification, t, crit, why, value, t_ni > crit_ni)
         if verdict.action == "more":
             # The incumbent is topped up only for candidates that survive the screen: most
             # candidates are screened out, so most keeps never cost incumbent runs.
@@ -177,7 +188,7 @@ class NoiseJudge(Judge):
         return verdict
 
     def _decide(self, n: int, seedless: bool, simplification: bool, t: float, crit: float, why: str,
-                value: float) -> Verdict:
+                value: float, non_inferior: bool = False) -> Verdict:
         if n == 1 and not seedless:
             floor = -1.0 if simplification else self.s.screen
             if t < floor:
@@ -186,8 +197,8 @@ class NoiseJudge(Judge):
         if t > crit:
             return Verdict("keep", "confirmed: " + why, value)
         last = n >= self.s.max_runs or seedless
-        if simplification and last and t > -1.0:
-            return Verdict("keep", "simplification, not worse within the noise: " + why, value)
+        if simplification and last and non_inferior:
+            return Verdict("keep", f"simplification, not worse by {self.s.simplify_margin:g} sd: " + why, value)
         if last or (t < self.s.futility and not simplification):
             return Verdict("discard", "not confirmed: " + why, value)
         return Verdict("more", "confirming: " + why, value, more_candidate_runs=1)
