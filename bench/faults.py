@@ -1,6 +1,6 @@
 """The fault run: a night on the toy task whose controller is SIGKILLed at random points.
 
-    python bench/faults.py [--experiments 50] [--kills 5] [--seed 0] [--slots 1]
+    python bench/faults.py [--experiments 50] [--kills 5] [--seed 0] [--slots 1] [--sleep budget]
 
 The controller (`overnight run`, a real process) is killed with SIGKILL at random moments
 `--kills` times and restarted with the same command each time, then left to finish. Checked
@@ -14,6 +14,14 @@ at the end (an AssertionError says what broke):
   keep/discard/crash, value);
 - no worktree and no training process is left behind.
 
+Runs train for `--sleep` seconds ("budget": the toy's whole 1 s budget), and half the kills
+(drawn) wait until a run is alive, so kills land on live runs (`kills_during_run`: a run or a
+re-score was alive at the kill; a re-score is not journaled as a run). Survivors are counted: the
+processes of a run (they carry OVERNIGHT_RUN_MARK and a result path in the repository) alive
+0.5 s after a kill (`survivors_after_kill`: the reaper should have taken them with the
+controller), those still alive when the resumed controller's first run is (`survivors_beside_resume`:
+the resume should have killed them first), and at the end (`survivors_at_end`). Target: zero.
+
 Kill moments are drawn uniformly over each controller's life (start-up, proposing,
 committing, running, deciding, writing results.tsv), so over many seeds every phase is hit.
 """
@@ -26,6 +34,7 @@ import random
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,32 +50,74 @@ def command(root: Path, n: int, slots: int) -> list[str]:
             "--tag", "faults", "--proposer", "optuna", "--judge", "greedy", "--seed", "1", "--slots", str(slots)]
 
 
-def fault_night(n: int = 50, kills: int = 5, seed: int = 0, slots: int = 1, sleep: str = "0.1",
+def fault_night(n: int = 50, kills: int = 5, seed: int = 0, slots: int = 1, sleep: str = "budget",
                 root: Path | None = None, log=print) -> dict:
     """Run the night with `kills` SIGKILLs, check it, return figures."""
     rng = random.Random(seed)
     root = root or make_toy(env={"TOY_SLEEP": sleep})
     t0 = time.monotonic()
-    killed = 0
-    starts = 0
+    killed = starts = during_run = after_kill = beside = 0
+    left: set[int] = set()  # the runs that outlived the last killed controller
     while True:
         starts += 1
-        proc = subprocess.Popen(command(root, n, slots), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        try:
-            out, _ = proc.communicate(timeout=rng.uniform(0.3, 4.0) if killed < kills else 600)
-        except subprocess.TimeoutExpired:
-            proc.kill()  # SIGKILL: no cleanup of any kind
-            proc.communicate()
-            killed += 1
-            log(f"kill {killed}/{kills} at start {starts}")
+        out = tempfile.TemporaryFile()
+        proc = subprocess.Popen(command(root, n, slots), stdout=out, stderr=subprocess.STDOUT)
+        at, wait_for_run = rng.uniform(0.3, 4.0), rng.random() < 0.5
+        began, first_run, was_killed = time.monotonic(), not left, False
+        while proc.poll() is None:
+            runs = _run_processes(root)
+            mine = runs - left
+            if not first_run and mine:  # the resumed night's first run: are the old ones still there?
+                beside += len(left & runs)
+                first_run = True
+            waited = time.monotonic() - began
+            if killed < kills and waited >= at and (mine or not wait_for_run or waited > at + 30):
+                proc.kill()  # SIGKILL: no cleanup of any kind
+                proc.wait()
+                killed, was_killed = killed + 1, True
+                during_run += bool(mine)
+                time.sleep(0.5)
+                left = _run_processes(root)
+                after_kill += len(left)
+                log(f"kill {killed}/{kills} at start {starts} ({'a run alive' if mine else 'no run alive'}, "
+                    f"{len(left)} run process(es) alive 0.5 s later)")
+                break
+            time.sleep(0.05)
+        if was_killed:
+            out.close()
             continue
+        if not first_run:
+            beside += len(left & _run_processes(root))
+        out.seek(0)
+        text = out.read().decode(errors="replace")
+        out.close()
         if proc.returncode != 0:
-            raise AssertionError(f"controller failed (exit {proc.returncode}):\n{out.decode(errors='replace')}")
+            raise AssertionError(f"controller failed (exit {proc.returncode}):\n{text}")
         break  # the night is over (before all the kills, if it was quick)
     wall = time.monotonic() - t0
+    at_end = len(_run_processes(root))
     figures = check(root, n)
-    figures.update(kills=killed, starts=starts, wall_seconds=round(wall, 1), root=str(root))
+    figures.update(kills=killed, kills_during_run=during_run, survivors_after_kill=after_kill,
+                   survivors_beside_resume=beside, survivors_at_end=at_end, starts=starts,
+                   wall_seconds=round(wall, 1), root=str(root))
     return figures
+
+
+def _run_processes(root: Path) -> set[int]:
+    """Live processes of a run of the night in `root`: a run's environment holds OVERNIGHT_RUN_MARK
+    and an OVERNIGHT_RESULT inside the repository (a reaper, its shell, train.py, the re-score)."""
+    mark, result = b"OVERNIGHT_RUN_MARK=", b"OVERNIGHT_RESULT=" + str(root).encode()
+    out = set()
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(v.startswith(mark) for v in env) and any(v.startswith(result) for v in env):
+                out.add(int(name))
+    return out
 
 
 def check(root: Path, n: int) -> dict:
@@ -123,8 +174,9 @@ def main() -> None:
     ap.add_argument("--kills", type=int, default=5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--slots", type=int, default=1)
+    ap.add_argument("--sleep", default="budget", help='seconds each run trains, or "budget" (the toy\'s 1 s)')
     args = ap.parse_args()
-    print(fault_night(args.experiments, args.kills, args.seed, args.slots))
+    print(fault_night(args.experiments, args.kills, args.seed, args.slots, args.sleep))
 
 
 if __name__ == "__main__":

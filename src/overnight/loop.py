@@ -52,7 +52,7 @@ from overnight.judges import Judge, make_judge
 from overnight.judges.noise import NoiseSettings
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
-from overnight.runner import protected_hashes, prune_run_dir
+from overnight.runner import kill_tag_survivors, protected_hashes, prune_run_dir
 from overnight.status import incumbent
 from overnight.task import TaskSpec, load_task
 
@@ -205,6 +205,7 @@ class Controller:
     def _set_up(self) -> None:
         self.base_commit = self._start_tag()
         self.journal.watch(self.tag)  # from here on, only this controller writes the tag's rows
+        self._kill_survivors()
         self._sweep_worktrees()
         self.protected_hashes = protected_hashes(self.task, self.base_commit)
         self.baseline_files = gitops.read_files(self.root, self.base_commit, self.task.editable)
@@ -252,6 +253,18 @@ class Controller:
         self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
         gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base, old="")  # not there: checked above
         return base
+
+    def _kill_survivors(self) -> None:
+        """Before anything runs: kill what a killed controller of this tag left running (runs
+        carry the tag's marker, runner.TAG_MARKER_VAR). Its reapers die with it (reaper.py);
+        this catches what they missed (a reaper itself SIGKILLed, a descendant that escaped),
+        so the same experiment never runs twice side by side. After the tag's lock (TagLock):
+        were another controller of the tag alive, these would be its live runs."""
+        killed = kill_tag_survivors(self.state / self.tag)
+        if killed:
+            text = f"killed {killed} process(es) of {self.tag} left running by a previous controller"
+            self.journal.event(self.tag, "survivors", text)
+            self.obs.message(text)
 
     def _move_branch(self, new: str) -> None:
         """Point overnight/<tag> at `new` only from a commit the journal put there (the base or a

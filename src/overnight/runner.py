@@ -24,6 +24,7 @@ catches a fit of it); without the sandbox, writes outside its worktree (the jour
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -53,6 +54,9 @@ KILL_GRACE_SECONDS = 3.0
 LOG_TAIL_LINES = 40
 REAPER = Path(__file__).with_name("reaper.py")
 MARKER_VAR = "OVERNIGHT_RUN_MARK"  # a random token per run in the environment (see _sweep_marked)
+# Every run of a night (and its re-score) carries the tag's marker: a resuming controller kills
+# what a dead one left running (kill_tag_survivors). Verify runs and others do not carry it.
+TAG_MARKER_VAR = "OVERNIGHT_TAG_MARK"
 
 
 class RunStatus(str, Enum):
@@ -169,7 +173,22 @@ def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
     return {**credentials.scrub(os.environ, task.pass_env), **task.env, **req.extra_env,
             "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
             "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
-            MARKER_VAR: secrets.token_hex(8)}
+            MARKER_VAR: secrets.token_hex(8),
+            # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
+            TAG_MARKER_VAR: tag_mark(req.run_dir.parent.parent) if req.run_dir.parent.name == "runs" else ""}
+
+
+def tag_mark(tag_dir: Path) -> str:
+    """The marker of a tag's runs: `<tag>:<hash of <root>/.overnight/<tag>>` (one per repository and tag)."""
+    path = Path(tag_dir).resolve()
+    return f"{path.name}:{hashlib.sha256(str(path).encode()).hexdigest()[:16]}"
+
+
+def kill_tag_survivors(tag_dir: Path) -> int:
+    """SIGKILL every process carrying the tag's marker (what a killed controller left running:
+    a reaper that missed its parent's death, or a descendant that escaped it); returns how many.
+    Call only while no run of the tag is started by this process (before the first)."""
+    return _kill_carrying(f"{TAG_MARKER_VAR}={tag_mark(tag_dir)}".encode())
 
 
 def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None) -> RunResult:
@@ -330,7 +349,7 @@ def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: fl
     start = time.monotonic()
     argv = ["/bin/sh", "-c", command]
     if sys.platform.startswith("linux"):
-        argv = [sys.executable, str(REAPER), *argv]
+        argv = [sys.executable, str(REAPER), "--parent", str(os.getpid()), *argv]  # dies with us
     proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True)
     log = _CappedLog(log_path, int(limits.log_mb * 2**20))
@@ -440,17 +459,30 @@ def _sweep_marked(mark: str) -> None:
     """Kill what still carries this run's marker in its environment: a belt to the reaper's
     braces (and the only sweep where there is no reaper). A process that cleared its
     environment and left the group escapes this one; the reaper still catches it."""
-    needle = f"{MARKER_VAR}={mark}".encode()
-    me = os.getpid()
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in f.read().split(b"\0"):
-                    os.kill(int(name), signal.SIGKILL)
-        except (OSError, ValueError):
-            pass
+    _kill_carrying(f"{MARKER_VAR}={mark}".encode())
+
+
+def _kill_carrying(needle: bytes) -> int:
+    """SIGKILL every process (not this one) whose environment holds `needle` (VAR=value), scanning
+    /proc again until a pass finds none (they may fork meanwhile); returns how many were killed."""
+    me, killed = os.getpid(), set()
+    for _ in range(20):
+        found = False
+        for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
+            if not name.isdigit() or int(name) == me:
+                continue
+            try:
+                with open(f"/proc/{name}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        os.kill(int(name), signal.SIGKILL)
+                        killed.add(int(name))
+                        found = True
+            except (OSError, ValueError):
+                pass
+        if not found:
+            break
+        time.sleep(0.05)  # a killed process is a zombie (empty environ) until its parent reaps it
+    return len(killed)
 
 
 def _reap(proc: subprocess.Popen, block: bool) -> tuple[int, float] | None:
