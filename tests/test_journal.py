@@ -64,14 +64,14 @@ def test_runs(journal):
     assert journal.experiment(eid).status == ExpStatus.RUNNING
     journal.finish_run(r1, RunResult(RunStatus.OK, value=1.5, exit_code=0, wall_seconds=2.0,
                                      training_seconds=1.0, peak_memory_mb=2048.0, log_path="/l",
-                                     log_tail="tail", summary={"val_bpb": 1.5}))
+                                     log_tail="tail", printed={"val_bpb": 1.5}))
     r2 = journal.start_run(eid, seed=1)
     journal.finish_run(r2, RunResult(RunStatus.CRASH, exit_code=1, peak_memory_mb=4096.0, error="exit code 1"))
     e = journal.experiment(eid)
     assert [r.id for r in e.runs] == [r1, r2]
     first = e.runs[0]
     assert (first.seed, first.slot, first.node, first.status, first.value) == (0, "0", "local", "ok", 1.5)
-    assert first.summary == {"val_bpb": 1.5} and first.ended >= first.started
+    assert first.summary == {"printed": {"val_bpb": 1.5}} and first.ended >= first.started
     assert e.ok_values == [1.5]
     assert e.peak_memory_mb == 4096.0
     assert e.last_run.error == "exit code 1"

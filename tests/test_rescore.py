@@ -113,7 +113,7 @@ def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
     assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "result.json"]
     assert bad.runs[0].rescored is None and good.runs[0].rescored == good.runs[0].value
     assert good.runs[0].summary["rescored"] == good.runs[0].value  # merged into the run's summary
-    assert "val_loss" in good.runs[0].summary  # what the run itself reported stays
+    assert "val_loss" in good.runs[0].summary["printed"]  # what the run itself reported stays
     assert gitops.rev_parse(root, "overnight/t") == good.commit_sha
     assert not c.journal.events("t", "rescore-mismatch")
     c.journal.close()

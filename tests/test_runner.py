@@ -52,7 +52,8 @@ def test_ok_reads_metric_from_result_file(task_repo, tmp_path):
     assert res.value == 3.25  # the seed reached the program
     assert res.exit_code == 0
     assert res.training_seconds == 0.5  # the result file beats the printed summary
-    assert res.summary == {"score": 0.25, "training_seconds": 0.1}
+    assert res.printed == {"score": 0.25, "training_seconds": 0.1}
+    assert res.summary == {}  # the harness's own facts only
     assert 0 < res.wall_seconds < 10
     assert Path(res.log_path).read_text().startswith("step 1\n")
     assert "score: 0.25" in res.log_tail
@@ -218,7 +219,7 @@ def test_printed_metric_is_not_trusted(task_repo, tmp_path):
     res = run(root, tmp_path)
     assert res.status == RunStatus.OK
     assert res.value == 1.5
-    assert res.summary["val_bpb"] == 0.0  # shown for display, never judged
+    assert res.printed["val_bpb"] == 0.0  # shown for display, never judged
 
 
 

@@ -137,13 +137,14 @@ def metric_key(task: TaskSpec) -> str:
     return f"heldout_{task.metric.name}"
 
 
-def run_values(task: TaskSpec, run_dir: Path) -> float | None:
-    """The run's held-out score (heldout.json written by `score`), if it has one."""
-    import json
-
+def run_values(task: TaskSpec, run) -> float | None:
+    """The run's held-out score as the harness journaled it with the run's re-score (never a
+    file in the run directory, which the run could have written), if it has one."""
+    if run.status != "ok" or run.rescored is None:
+        return None
     try:
-        value = float(json.loads((run_dir / "heldout.json").read_text())[metric_key(task)])
-    except (OSError, ValueError, KeyError, TypeError):
+        value = float((run.summary or {})[metric_key(task)])
+    except (KeyError, TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
 
@@ -158,10 +159,15 @@ def check_keep(controller, e, target, verdict):
     for exp in (e, target):
         rows = {}
         for r in exp.runs:
-            h = run_values(task, c.state / c.tag / "runs" / f"{exp.id}-{r.id}") if r.status == "ok" else None
+            h = run_values(task, r)
             if h is not None and r.value is not None:
                 rows.setdefault(r.seed, (r.value, h))
         scored[exp.id] = rows
+    if not scored[e.id] and loaded(task) is not None:
+        # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
+        c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score by the harness: not kept")
+        return replace(verdict, action="discard", flags=(*verdict.flags, "no-heldout"),
+                       reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}")
     if not scored[e.id] or not scored[target.id]:
         c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score for it or #{target.id} (scored "
                                           "before [heldout] existed?): not checked")

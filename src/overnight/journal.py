@@ -313,9 +313,10 @@ class Journal:
             "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
             " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=?, rescored=? WHERE id=?",
             (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
-             res.peak_memory_mb, res.value, json.dumps(res.summary, default=str), res.log_path,
+             res.peak_memory_mb, res.value, json.dumps(_stored_summary(res), default=str), res.log_path,
              res.log_tail, res.error,
-             # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep
+             # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep.
+             # res.summary holds only what the harness set (runner.RunResult): never the log's block.
              res.summary.get("rescored") if res.status.value == "ok" else None, run_id))
 
     @_own_write
@@ -402,3 +403,9 @@ class Journal:
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(lines))
         tmp.replace(path)
+
+
+def _stored_summary(res: RunResult) -> dict:
+    """The harness's facts at the top level, the run's own `---` block under "printed": a key the
+    candidate prints (say `rescored: 0.5`) can never be read back as the harness's."""
+    return {**res.summary, "printed": res.printed} if res.printed else dict(res.summary)

@@ -43,7 +43,7 @@ from typing import Callable
 
 import psutil
 
-from overnight import credentials, gitops, heldout_store, sandbox
+from overnight import credentials, gitops, heldout_store, runfiles, sandbox
 from overnight.summary import parse_summary
 from overnight.task import Limits, TaskSpec, file_hash
 from overnight.watch import Watch
@@ -82,7 +82,10 @@ class RunResult:
     log_path: str = ""
     log_tail: str = ""
     error: str = ""
+    # Harness-set facts only (rescored, held-out score, sandbox, watch, ray_dir...): the keep
+    # reads from here, so nothing the candidate prints or writes may land in it.
     summary: dict = field(default_factory=dict)
+    printed: dict = field(default_factory=dict)  # the log's `---` block: for display, never judged
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -133,7 +136,8 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
     req.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = req.run_dir / "log.txt"
     result_path = req.run_dir / "result.json"
-    result_path.unlink(missing_ok=True)
+    for name in RUN_RECORD:  # an earlier run's record in a reused directory (verify), or a trap
+        runfiles.remove(req.run_dir / name)
     bad = _protected_changed(req)
     if bad:
         return RunResult(RunStatus.INVALID, log_path=str(log_path),
@@ -151,6 +155,13 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = _run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = _judge_outcome(task, outcome, log_path, result_path)
+    trapped = runfiles.traps(req.run_dir, ("log.txt", "result.json")) + [
+        f"{name} exists (only the harness writes it, after the run)" for name in HARNESS_LATER
+        if os.path.lexists(req.run_dir / name)]
+    if trapped and res.status != RunStatus.INTERRUPTED:
+        res.status, res.value = RunStatus.INVALID, None
+        res.error = f"the run left traps in its run directory: {'; '.join(trapped)}"
+        return res
     if task.limits.sandbox:
         res.summary["sandbox"] = sandbox.tool()  # which one ran it (its first log line says so too)
     if _read_secrets(res, watch, "while it ran"):
@@ -235,7 +246,7 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
     (e.g. writes better weights than it trained) within the budget, nor against code the
     rescore itself imports from the candidate's files."""
     out_path = req.run_dir / "rescore.json"
-    out_path.unlink(missing_ok=True)
+    runfiles.remove(out_path)
     log_path = req.run_dir / "rescore.txt"
     renv = {**env, "OVERNIGHT_RESULT": str(out_path), "OVERNIGHT_RESCORE": str(req.run_dir / "result.json")}
     out = _run_process(task.rescore, req.worktree, renv, log_path, task.timeout, stop, None, task.limits)
@@ -301,7 +312,7 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
                      f"{', ' + err if err else ''}); see {log_path}")
         return
     res.summary[heldout_store.metric_key(task)] = value
-    (req.run_dir / "heldout.json").write_text(json.dumps({heldout_store.metric_key(task): value}))
+    runfiles.write_fresh(req.run_dir / "heldout.json", json.dumps({heldout_store.metric_key(task): value}))
 
 
 def _read_secrets(res: RunResult, watch: Watch, when: str) -> bool:
@@ -414,7 +425,7 @@ class _CappedLog:
     and the summary block at the end of the log survives."""
 
     def __init__(self, path: Path, cap: int):
-        self.f = open(path, "wb")
+        self.f = runfiles.create_fresh(path)  # never through a link the run left at that name
         self.head = max(cap // 2, 1)
         self.tail_cap = max(cap - self.head, 1)
         self.written = 0
@@ -520,10 +531,7 @@ def _tree_rss_mb(pid: int) -> float:
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            f.seek(max(0, f.tell() - 16384))
-            data = f.read().decode(errors="replace")
+        data = runfiles.read_capped(path, runfiles.TAIL_CAP, tail=True).decode(errors="replace")
     except OSError:
         return ""
     # Keep the final newline: the summary parser reads a last line without one as cut off.
@@ -542,9 +550,11 @@ def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float
         except ValueError:
             return None, {}, f"metric text {raw!r} is not a number"
     try:
-        data = json.loads(result_path.read_text())
+        data = json.loads(runfiles.read_capped(result_path))
     except FileNotFoundError:
         return None, {}, "no result file was written"
+    except runfiles.TrapError as exc:
+        return None, {}, f"result file refused: {exc}"
     except (OSError, ValueError) as exc:
         return None, {}, f"result file is not valid JSON ({exc})"
     if not isinstance(data, dict) or task.metric.name not in data:
@@ -573,10 +583,15 @@ def _judge_outcome(task: TaskSpec, out: _Outcome, log_path: Path, result_path: P
         res.status = RunStatus.CRASH
         res.error = f"killed: free disk space fell below limits.disk_reserve_mb ({task.limits.disk_reserve_mb:g} MB)"
         return res
-    log_text = log_path.read_text(errors="replace") if task.metric.source == "stdout" else tail
-    res.summary = parse_summary(tail).values
+    log_text = tail
+    if task.metric.source == "stdout":
+        try:  # the log is the harness's own file (created fresh, capped by limits.log_mb)
+            log_text = runfiles.read_capped(log_path, int(task.limits.log_mb * 2**20) + 4096).decode(errors="replace")
+        except OSError:
+            pass
+    res.printed = parse_summary(tail).values
     value, data, err = read_metric(task, log_text, result_path)
-    res.training_seconds = _float_or_none(data.get("training_seconds", res.summary.get("training_seconds")))
+    res.training_seconds = _float_or_none(data.get("training_seconds", res.printed.get("training_seconds")))
     if data.get("peak_memory_mb") is not None:
         # The task's own figure (e.g. GPU memory) is more precise than sampled RSS.
         res.peak_memory_mb = _float_or_none(data["peak_memory_mb"]) or res.peak_memory_mb
@@ -618,6 +633,7 @@ def _float_or_none(x) -> float | None:
 
 
 RUN_RECORD = ("log.txt", "result.json", "rescore.txt", "rescore.json", "heldout.txt", "heldout.json")  # what pruning keeps
+HARNESS_LATER = RUN_RECORD[2:]  # written by the harness after the run: the run may not create them
 
 
 def prune_run_dir(run_dir: Path) -> int:

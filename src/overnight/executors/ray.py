@@ -54,7 +54,7 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from overnight import heldout_store
+from overnight import heldout_store, runfiles
 from overnight.errors import OvernightError
 from overnight.executors import ray_worker
 from overnight.executors.base import Executor, Job, Slot
@@ -169,12 +169,12 @@ class RayExecutor(Executor):
         try:
             res, log, node, node_id, folder, gpus = done.result()
         except ray.exceptions.RayTaskError as exc:  # the harness itself failed on the worker
-            log_path.write_text(str(exc))
+            runfiles.write_fresh(log_path, str(exc))
             return RunResult(RunStatus.CRASH, log_path=str(log_path), error=f"failed on the Ray worker: {exc}")
         except (ray.exceptions.RayError, Exception) as exc:  # node or worker died, or cancelled
             return RunResult(RunStatus.INTERRUPTED, log_path=str(log_path),
                              error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        log_path.write_bytes(log)
+        runfiles.write_fresh(log_path, log)
         res.log_path = str(log_path)
         with self._lock:
             self._nodes[job.run_id] = node
@@ -235,13 +235,13 @@ class RayExecutor(Executor):
         except (ray.exceptions.RayError, Exception) as exc:  # its node died, or cannot be placed on any more
             return RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
                              error=f"its node is gone ({type(exc).__name__})")
-        (run_dir / "rescore.txt").write_bytes(log)
+        runfiles.write_fresh(run_dir / "rescore.txt", log)
         if heldout_log:
-            (run_dir / "heldout.txt").write_bytes(heldout_log)
+            runfiles.write_fresh(run_dir / "heldout.txt", heldout_log)
         res.log_path = str(run_dir / "rescore.txt")
         key = heldout_store.metric_key(self.task)
-        if key in res.summary:  # the keep rule reads it from here (heldout_store.run_values)
-            (run_dir / "heldout.json").write_text(json.dumps({key: res.summary[key]}))
+        if key in res.summary:  # a record beside the logs (the keep rule reads the journal's copy)
+            runfiles.write_fresh(run_dir / "heldout.json", json.dumps({key: res.summary[key]}))
         return res
 
     def release(self, run_ids, now: bool = False) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import ray
 
+from overnight import runfiles
 from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
 from overnight.task import TaskSpec
 
@@ -50,7 +51,11 @@ def on_thread(fn, stop: threading.Event):
 
 
 def read(path: Path) -> bytes:
-    return path.read_bytes() if path.exists() else b""
+    """A log of the run directory, refused (empty) if the run left a link or FIFO there."""
+    try:
+        return runfiles.read_capped(path, 256 << 20, tail=True)
+    except OSError:
+        return b""
 
 
 @ray.remote(max_retries=0)

@@ -1,0 +1,125 @@
+"""Attacks through what a run leaves behind (issue 12, items 1, 4-6): a printed line that
+claims the harness's re-score, links and hard links that a later write of the harness would
+follow into the journal or a protected file, a directory where a record file goes, a FIFO or a
+sparse giant in place of the result file. Each runs through the real loop on the toy task and
+must end discarded or invalid with a reason, the journal and the protected files intact
+(conftest.check_intact), and the controller neither hung nor bloated."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+
+import psutil
+import pytest
+
+from overnight.journal import ExpStatus
+
+from .conftest import HONEST, TOY_HEAD, night
+from .test_attacks import GREAT
+from .test_heldout import heldout_toy
+
+FAKE = f"""import json, os
+json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
+run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
+state = os.path.join(run, "..", "..", "..")  # .overnight/ of the task repository
+repo = os.path.join(state, "..")
+"""
+
+
+@pytest.mark.parametrize("key", ["rescored", "heldout_val_loss"])
+def test_a_printed_line_never_stands_for_the_harness(toy_task, key):
+    """The candidate writes a great result itself and prints the key the harness keeps its own
+    re-score (or held-out score) under: it is still re-scored, and discarded as a mismatch."""
+    root = heldout_toy(toy_task)
+    c, h = night(root, TOY_HEAD + FAKE + f'print("---")\nprint("{key}: {GREAT}")\n')
+    e = h[-1]
+    assert e.status == ExpStatus.DISCARDED, (e.status, e.reason)
+    assert "re-scored by protected code in a fresh process" in e.reason, e.reason
+    assert [r.status for r in e.runs] == ["mismatch"]
+    assert e.runs[0].summary["printed"][key] == GREAT  # kept for display, under "printed" only
+    assert e.runs[0].rescored is None
+
+
+def test_no_keep_without_the_harness_heldout_score(toy_task, monkeypatch):
+    """A held-out score the harness did not run (here: the score's run stubbed out, as a
+    candidate that dodged it would leave things) refuses the keep instead of 'not checked'."""
+    from overnight import runner
+
+    root = heldout_toy(toy_task)
+    honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
+    real = runner.heldout_score
+    calls = []
+
+    def dodged(task, req, env, res, stop, data=None):
+        calls.append(req.run_dir.name)
+        if len(calls) > 1:  # the baseline's is real, the candidate's never happens
+            return None
+        return real(task, req, env, res, stop, data)
+
+    monkeypatch.setattr(runner, "heldout_score", dodged)
+    c, h = night(root, honest)
+    e = h[-1]
+    assert len(calls) == 2
+    assert e.status == ExpStatus.DISCARDED and "no held-out score by the harness" in e.reason, (e.status, e.reason)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+TRAPS = {
+    "symlink-to-journal": 'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "rescore.txt"))\n',
+    "symlink-to-protected": 'os.symlink(os.path.abspath(os.path.join(repo, "evaluate.py")), os.path.join(run, "heldout.txt"))\n',
+    "hardlink-to-journal": 'os.link(os.path.join(state, "journal.db"), os.path.join(run, "rescore.txt"))\n',
+    "hardlink-result-to-protected": ('os.unlink(os.environ["OVERNIGHT_RESULT"])\n'
+                                     'os.link(os.path.join(repo, "evaluate.py"), os.environ["OVERNIGHT_RESULT"])\n'),
+    "directory-for-rescore-json": 'os.mkdir(os.path.join(run, "rescore.json"))\n',
+    "symlink-log": ('os.unlink(os.path.join(run, "log.txt"))\n'
+                    'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "log.txt"))\n'),
+}
+
+
+@pytest.mark.parametrize("trap", list(TRAPS), ids=list(TRAPS))
+def test_traps_in_the_run_directory(toy_task, trap):
+    """A better-looking fake result (so the harness would re-score it) plus a trap at a name
+    the harness writes or reads: invalid with the reason, the journal and evaluate.py whole."""
+    root = heldout_toy(toy_task)
+    before = _digest(root / "evaluate.py")
+    c, h = night(root, TOY_HEAD + FAKE + TRAPS[trap])
+    e = h[-1]
+    assert e.status in (ExpStatus.INVALID, ExpStatus.DISCARDED), (e.status, e.reason)
+    assert e.runs[0].status == "invalid" and "traps in its run directory" in e.reason, e.reason
+    assert _digest(root / "evaluate.py") == before
+    assert c.journal.experiments("t")[0].status == ExpStatus.KEPT  # readable, intact (check_intact too)
+
+
+def _rss_watch(stop: threading.Event, peak: list) -> None:
+    me = psutil.Process()
+    while not stop.wait(0.05):
+        peak[0] = max(peak[0], me.memory_info().rss)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("attack", [
+    'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n',
+    # A FIFO with a writer the run leaves behind: the reaper kills it, and the reader must not wait.
+    'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n'
+    'if os.fork() == 0:\n    os.setsid()\n    f = open(os.environ["OVERNIGHT_RESULT"], "w")\n    import time; time.sleep(600)\n',
+    'open(os.environ["OVERNIGHT_RESULT"], "w").truncate(2 << 30)\n',
+    'os.mkdir(os.environ["OVERNIGHT_RESULT"])\n',
+], ids=["fifo", "fifo-with-a-writer", "sparse-2GiB", "directory"])
+def test_a_result_file_that_is_not_a_file(toy_task, attack):
+    root = toy_task()
+    stop, peak = threading.Event(), [0]
+    watcher = threading.Thread(target=_rss_watch, args=(stop, peak), daemon=True)
+    watcher.start()
+    try:
+        _, h = night(root, TOY_HEAD + "import os\n" + attack)
+    finally:
+        stop.set()
+    e = h[-1]
+    assert e.status == ExpStatus.INVALID, (e.status, e.reason)
+    assert "result file refused" in e.reason or "traps in its run directory" in e.reason, e.reason
+    assert peak[0] < 1 << 30, peak[0]  # the 2 GiB file was never read into memory
