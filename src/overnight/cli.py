@@ -89,7 +89,7 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--max-runs", type=int, default=None, help=f"noise judge: most runs per candidate [{_NS.max_runs}]")
 @click.option("--line-price", type=float, default=None,
               help="noise judge: metric gain each net added line must buy [0: off]")
-@click.option("--no-simplify", is_flag=True, help="noise judge: do not keep code removals that are merely not worse")
+@click.option("--no-simplify", is_flag=True, help="noise judge: do not keep code removals that are shown not worse (within 0.5 sd, one-sided)")
 @click.option("--no-selection-correction", is_flag=True,
               help="noise judge: compare with a kept change's runs as measured (no winner's-curse correction)")
 @click.option("--remeasure-every", type=int, default=None,
