@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from overnight import gitops
+from overnight import credentials, gitops
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
@@ -144,6 +144,7 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
                     executor=executor, slots=slots, gpus=gpu_ids, ray_address=ray_address)
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
+    credentials.hide_controller_environ()  # a run cannot read the keys in this process's environ
     controller = Controller(directory, cfg, observer=view, stop=stop)
     view.attach(controller)
 

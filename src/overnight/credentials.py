@@ -28,7 +28,7 @@ NAMES = frozenset({
     "SSH_AUTH_SOCK", "NETRC", "PGPASSWORD", "DATABASE_URL",
 })
 _SUFFIX = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|SECRET_KEY|ACCESS_KEY|ACCESS_KEY_ID|PRIVATE_KEY|PASSWORD|"
-                     r"PASSWD|PASS|CREDENTIALS?|AUTH)$", re.IGNORECASE)
+                     r"PASSWD|PASS|PASSPHRASE|CREDENTIALS?|AUTH|AUTHTOKEN|KEY)$", re.IGNORECASE)  # KEY: KAGGLE_KEY, OPENAI_KEY
 _PREFIX = re.compile(r"^(?:AWS|AZURE|GCP|GOOGLE_CLOUD)_", re.IGNORECASE)
 MIN_REDACT = 6  # shorter values are not redacted ("1", "true", a region code would mangle the log)
 
@@ -78,3 +78,16 @@ def agent_env(command: str, pass_env: Iterable[str] = (), environ: Mapping[str, 
     or with `[task] pass_env` (the runs too). Agents that log in with a file (claude's
     ~/.claude, codex's ~/.codex) need neither."""
     return scrub(environ, [*pass_env, *named_in(command)])
+
+
+def hide_controller_environ() -> None:
+    """Make this process non-dumpable (prctl PR_SET_DUMPABLE 0): its /proc/<pid>/environ, which
+    keeps the keys the harness itself needs (the llm proposer's), becomes readable by root only,
+    not by a run of the same user walking up its parents. Children reset it at exec. Linux only;
+    a no-op elsewhere. It does not protect against a run as root (a container's default)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
+    except (OSError, AttributeError):
+        pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -322,9 +323,11 @@ class Journal:
     @_own_write
     def set_rescored(self, run_id: int, value: float, summary: dict | None = None) -> None:
         """The protected re-score agreed with the run (it may now count towards a keep); what
-        it found besides (`summary`, e.g. `rescored`) is merged into the run's summary."""
-        self.db.execute("UPDATE runs SET rescored=?, summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
-                        (value, json.dumps(summary or {}, default=str), run_id))
+        it found besides (`summary`, e.g. `rescored`) is merged into the run's summary. The
+        run's value becomes the re-scored one: agreeing within `rescore_tolerance` must not let
+        a candidate shade its own report by just under the tolerance and win on that."""
+        self.db.execute("UPDATE runs SET rescored=?, value=?, summary=json_patch(COALESCE(summary, '{}'), ?)"
+                        " WHERE id=?", (value, value, json.dumps(summary or {}, default=str), run_id))
 
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
@@ -408,4 +411,13 @@ class Journal:
 def _stored_summary(res: RunResult) -> dict:
     """The harness's facts at the top level, the run's own `---` block under "printed": a key the
     candidate prints (say `rescored: 0.5`) can never be read back as the harness's."""
-    return {**res.summary, "printed": res.printed} if res.printed else dict(res.summary)
+    return {**res.summary, "printed": {k: _json_safe(v) for k, v in res.printed.items()}} if res.printed \
+        else dict(res.summary)
+
+
+def _json_safe(value):
+    """A printed value SQLite's JSON can hold: `nan`, `inf` and integers past 64 bits as text (as
+    floats they would make the stored summary invalid JSON, and every later json_patch fail)."""
+    if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and not -2**63 <= value < 2**63:
+        return str(value)
+    return value

@@ -264,6 +264,8 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
         res.status = RunStatus.MISMATCH
         res.error = (f"re-scored by protected code in a fresh process: {task.metric.name} {value:.6g}, "
                      f"but the run reported {res.value:.6g}")
+        return
+    res.value = value  # agreed: the harness's own figure is the one judged (journal.set_rescored)
 
 
 def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
@@ -555,13 +557,13 @@ def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float
         return None, {}, "no result file was written"
     except runfiles.TrapError as exc:
         return None, {}, f"result file refused: {exc}"
-    except (OSError, ValueError) as exc:
-        return None, {}, f"result file is not valid JSON ({exc})"
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: "[[[[..." nested past the parser
+        return None, {}, f"result file is not valid JSON ({type(exc).__name__}: {str(exc)[:200]})"
     if not isinstance(data, dict) or task.metric.name not in data:
         return None, data if isinstance(data, dict) else {}, f"result file has no {task.metric.name!r}"
     try:
         return float(data[task.metric.name]), data, ""
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an integer of 400 digits
         return None, data, f"{task.metric.name} in the result file is not a number"
 
 
@@ -628,7 +630,7 @@ def _over_budget(task: TaskSpec, res: RunResult) -> str:
 def _float_or_none(x) -> float | None:
     try:
         return float(x)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 

@@ -4,9 +4,12 @@
 a private tmpfs on /tmp (the scratch dir), writable only the run's worktree and run directory
 (and `limits.sandbox_writable`, e.g. a compile cache), the held-out data not there at all (an
 empty tmpfs over its folder, /dev/null over a watched file), no network, its own PID namespace,
-killed with its parent. Else `unshare` (util-linux) with user, mount and network namespaces:
-no network, the task repository read-only except the same writable directories, the held-out
-folder covered by an empty tmpfs; writes outside the repository (home, /tmp) stay possible.
+killed with its parent. Else `unshare` (util-linux) with user, mount, network and PID
+namespaces (its own /proc): no network, the task repository read-only except the same writable
+directories, the held-out folder covered by an empty tmpfs; writes outside the repository
+(home, /tmp) stay possible. In both, every process of the run dies with the namespace's first
+process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
+sees no process outside it (not its reaper, not the controller's environment).
 `OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both).
 
 Neither is a security boundary against a determined attacker with a kernel exploit; both keep
@@ -21,6 +24,10 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+# unshare's namespaces: --pid --fork --mount-proc give the run its own PID 1 and /proc, so
+# nothing of it outlives the run, and it sees no process outside it.
+UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--mount-proc")
 
 _CHECKED: dict[tuple, str] = {}  # (tool, its path) -> '' (works) or why not
 
@@ -44,7 +51,7 @@ def _works(tool: str) -> str:
             _CHECKED[key] = _try(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
                                   "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"])
         else:
-            _CHECKED[key] = _try(["unshare", "--user", "--map-root-user", "--net", "--mount", "true"])
+            _CHECKED[key] = _try(["unshare", *UNSHARE, "true"])
     return _CHECKED[key]
 
 
@@ -93,7 +100,7 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
     mounts += [f"mount -t tmpfs -o ro,size=1k none {q(h)}" if h.is_dir() else f"mount --bind /dev/null {q(h)}"
                for h in hidden]
     script = " && ".join(mounts) + f' && {note}exec /bin/sh -c "$0"'
-    return f"exec unshare --user --map-root-user --net --mount /bin/sh -c {q(script)} {q(command)}"
+    return f"exec unshare {' '.join(UNSHARE)} /bin/sh -c {q(script)} {q(command)}"
 
 
 def _python_under_tmp() -> list[str]:

@@ -165,12 +165,20 @@ def _no_unknown(table: dict, known: tuple | Any, where: str) -> None:
         raise TaskSpecError(f"{SPEC_FILE}: unknown {name} — {hint}")
 
 
+def _finite(value: Any) -> bool:
+    """A number that is finite as a float (an int of 400 digits is not: float() overflows)."""
+    try:
+        return math.isfinite(float(value))
+    except (OverflowError, TypeError, ValueError):
+        return False
+
+
 def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> float:
     """A finite number (not a bool) >= low (> low when strict); else one error naming `where`."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     if ok:
-        value = float(value)
-        ok = math.isfinite(value) and (value > low if strict else value >= low)
+        ok = _finite(value) and (value > low if strict else value >= low)
+        value = float(value) if ok else value
     if not ok:
         bound = f"{'above' if strict else 'at least'} {low:g}"
         raise TaskSpecError(f"{SPEC_FILE}: {where} must be a finite number {bound}, got {value!r} — fix it")
@@ -295,6 +303,9 @@ def _heldout(table: Any) -> Heldout | None:
         raise TaskSpecError(f"{SPEC_FILE}: [heldout] must be a table")
     command = _require(table, "command", str, "heldout")
     _no_unknown(table, ("command", "max_gap", "min_share"), "heldout")
+    if not command.strip():
+        raise TaskSpecError(f"{SPEC_FILE}: heldout.command is empty — name the protected program that builds "
+                            "and scores the held-out slice, or remove [heldout]")
     gap = _number(table.get("max_gap", DEFAULT_HELDOUT_GAP), "heldout.max_gap")
     share = _number(table.get("min_share", DEFAULT_HELDOUT_SHARE), "heldout.min_share")
     if share > 1:
@@ -328,7 +339,8 @@ def _check_knob(name: str, spec: Any) -> None:
         return
     if isinstance(spec, list) and spec:
         for choice in spec:  # each choice is written into the source as a literal
-            if not isinstance(choice, (str, int, float, bool)) or isinstance(choice, float) and not math.isfinite(choice):
+            if not isinstance(choice, (str, int, float, bool)) or \
+                    isinstance(choice, (int, float)) and not isinstance(choice, bool) and not _finite(choice):
                 raise TaskSpecError(f"{where}: choice {choice!r} is not a string, number or boolean — "
                                     "list plain values, e.g. [\"relu\", \"gelu\"]")
         return
@@ -336,10 +348,12 @@ def _check_knob(name: str, spec: Any) -> None:
         raise TaskSpecError(f"{where} must be false, a list of choices, or {{low = .., high = ..}}")
     _no_unknown(spec, ("low", "high", "log", "type"), f"knobs.{name}")
     low, high = spec.get("low"), spec.get("high")
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (low, high)):
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and _finite(v) for v in (low, high)):
         raise TaskSpecError(f"{where} needs finite numbers low and high — e.g. {{low = 1e-4, high = 1e-2}}")
     if low >= high:
         raise TaskSpecError(f"{where}: low ({low}) must be below high ({high}) — swap them")
+    if not isinstance(spec.get("log", False), bool):
+        raise TaskSpecError(f"{where}: log must be true or false, got {spec['log']!r} — e.g. log = true")
     if spec.get("log") and low <= 0:
         raise TaskSpecError(f"{where}: a log range needs low > 0 (got {low})")
     if spec.get("type", "int") not in ("int", "float"):

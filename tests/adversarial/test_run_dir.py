@@ -10,15 +10,17 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 
 import psutil
 import pytest
 
 from overnight.journal import ExpStatus
+from overnight.runner import sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 from .test_attacks import GREAT
-from .test_heldout import heldout_toy
+from .test_heldout import heldout_toy, night_allowing_keeps
 
 FAKE = f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
@@ -123,3 +125,77 @@ def test_a_result_file_that_is_not_a_file(toy_task, attack):
     assert e.status == ExpStatus.INVALID, (e.status, e.reason)
     assert "result file refused" in e.reason or "traps in its run directory" in e.reason, e.reason
     assert peak[0] < 1 << 30, peak[0]  # the 2 GiB file was never read into memory
+
+
+@pytest.mark.parametrize("attack", [
+    'print("---")\nprint("grad_norm: nan")\nprint("best: -inf")\nprint("steps: 1" + "0" * 400)\n',
+    'import json, os\njson.dump({"val_loss": 1.0, "training_seconds": 10 ** 400}, open(os.environ["OVERNIGHT_RESULT"], "w"))\n',
+    'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("{\\"val_loss\\": 1" + "0" * 400 + "}")\n',
+    'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("[" * 300000)\n',
+], ids=["printed-nan-inf-huge", "huge-training-seconds", "huge-metric", "deep-nesting"])
+def test_odd_numbers_and_nesting_are_data_not_a_crash(toy_task, attack):
+    """What the second adversarial pass found: a printed `nan` made the stored summary invalid
+    JSON (every later json_patch, and so every resume, failed); a 400-digit integer or a result
+    nested 300,000 deep raised out of the runner. Each is now a decided experiment."""
+    root = toy_task()
+    if "print" not in attack:
+        _, h = night(root, TOY_HEAD + attack)
+        assert h[-1].status in (ExpStatus.INVALID, ExpStatus.DISCARDED), (h[-1].status, h[-1].reason)
+        return
+    honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
+    _, h = night_allowing_keeps(root, honest + attack)  # an honest gain that prints odd numbers
+    e = h[-1]
+    assert e.status == ExpStatus.KEPT, (e.status, e.reason)  # its re-score was journaled (json_patch)
+    assert e.runs[0].summary["printed"]["grad_norm"] == "nan"
+
+
+ESCAPE = '''import os, signal, sys, time
+if os.fork() == 0:  # a detached process with no marker in its environment
+    os.setsid()
+    if os.fork() == 0:
+        os.execve("/bin/sleep", ["sleep", "987.654"], {})
+    os._exit(0)
+time.sleep(0.3)
+pid = os.getppid()  # then up the parents to the run's reaper, and kill it
+while pid > 1:
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read()
+        ppid = int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        break
+    if b"reaper.py" in cmd:
+        os.kill(pid, signal.SIGKILL)
+        break
+    pid = ppid
+'''
+
+
+@pytest.mark.skipif(bool(sandbox_unavailable()), reason="no sandbox here")
+def test_a_detached_process_that_kills_its_reaper_dies_with_the_sandboxed_run(toy_task):
+    """A candidate that detaches a process with a cleared environment, then kills its own
+    reaper, escapes both sweeps without a sandbox (the README says so). In the sandbox the run
+    has its own PID namespace: it cannot see the reaper, and whatever it started dies with it."""
+    root = toy_task(task_extra="", toml_extra="\n[limits]\nsandbox = true\n")
+    _, h = night(root, TOY_HEAD + ESCAPE + HONEST)
+    time.sleep(0.5)
+    left = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == ["sleep", "987.654"]]
+    for p in left:
+        p.kill()
+    assert not left, "a process of the run outlived it"
+
+
+def test_a_report_shaded_within_the_rescore_tolerance_wins_nothing(toy_task):
+    """The baseline's own constants, reporting its exact loss times (1 - 9e-7): inside the
+    default rescore_tolerance (1e-6), so the re-score agrees, and greedy on a noise-free toy saw
+    a gain. The judged value is now the re-scored one: equal to the baseline's, not kept."""
+    root = toy_task()
+    shaded = TOY_HEAD + """# nothing changed but this comment
+import json, os
+from evaluate import noisy_loss
+v = noisy_loss(constants, int(os.environ["OVERNIGHT_SEED"]))
+json.dump({"val_loss": v * (1 - 9e-7), "training_seconds": 0.1}, open(os.environ["OVERNIGHT_RESULT"], "w"))
+"""
+    c, h = night(root, shaded)
+    e = h[-1]
+    assert e.status == ExpStatus.DISCARDED, (e.status, e.reason)
+    assert e.runs[0].rescored == e.runs[0].value == h[0].runs[0].value
