@@ -181,7 +181,7 @@ def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> f
         value = float(value) if ok else value
     if not ok:
         bound = f"{'above' if strict else 'at least'} {low:g}"
-        raise TaskSpecError(f"{SPEC_FILE}: {where} must be a finite number {bound}, got {value!r} — fix it")
+        raise TaskSpecError(f"{SPEC_FILE}: {where} must be a finite number {bound}, got {repr(value)[:40]} — fix it")
     return value
 
 
@@ -325,8 +325,8 @@ def _limits(table: Any) -> Limits:
         elif key == "sandbox_writable":
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox_writable must be a list of directories")
-        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < math.inf:
-            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {value!r} — fix it")
+        elif not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value) or value < 0:
+            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {repr(value)[:40]} — fix it")
     return Limits(**{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v))
                      for k, v in table.items()})
 

@@ -72,6 +72,12 @@ BAD_SPECS = [
     ('TOY = "1"', 'TOY = "a\\u0000b"', ["task.env.TOY"]),
     ('ACT = ["relu", "gelu"]', 'ACT = [["relu"], ["gelu"]]', ["knobs.ACT", "choice"]),
     ('ACT = ["relu", "gelu"]', 'ACT = [{a = 1}]', ["knobs.ACT", "choice"]),
+    # the second adversarial pass: integers past float range were an OverflowError traceback
+    ("budget = 10", "budget = 1" + "0" * 400, ["task.budget"]),
+    ("[knobs]", "[limits]\nmemory_mb = 1" + "0" * 400 + "\n[knobs]", ["limits.memory_mb"]),
+    ('ACT = ["relu", "gelu"]', "LR = {low = 0, high = 1" + "0" * 400 + "}", ["knobs.LR"]),
+    ('ACT = ["relu", "gelu"]', 'LR = {low = 1e-3, high = 1, log = "false"}', ["knobs.LR", "log must be true or false"]),
+    ("[knobs]", "[heldout]\ncommand = ' '\n[knobs]", ["heldout.command is empty"]),
 ]
 
 
