@@ -24,9 +24,9 @@ def test_heldout_and_watch_are_read(tmp_path):
 
 @pytest.mark.parametrize("extra, needle", [
     ('\n[heldout]\nmax_gap = 0.1\n', "missing field heldout.command"),
-    ('\n[heldout]\ncommand = "x"\nmax_gap = -1\n', "heldout.max_gap must be a non-negative number"),
+    ('\n[heldout]\ncommand = "x"\nmax_gap = -1\n', "heldout.max_gap must be a finite number at least 0"),
     ('\n[heldout]\ncommand = "x"\nmin_share = 2\n', "heldout.min_share must be a number from 0 to 1"),
-    ('\n[heldout]\ncommand = "x"\nshare = 1\n', "unknown field(s) heldout.share"),
+    ('\n[heldout]\ncommand = "x"\nshare = 1\n', "unknown field heldout.share — did you mean 'min_share'?"),
     ('\n[limits]\nsandbox_writable = "/tmp"\n', "limits.sandbox_writable must be a list of directories"),
 ])
 def test_bad_heldout_fields_are_one_clear_error(tmp_path, extra, needle):
