@@ -145,8 +145,6 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
     credentials.hide_controller_environ()  # a run cannot read the keys in this process's environ
-    controller = Controller(directory, cfg, observer=view, stop=stop)
-    view.attach(controller)
 
     def on_signal(signum, frame):
         if stop.is_set():  # a second Ctrl-C: the user means it
@@ -154,9 +152,13 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
         stop.set()
         view.message("stopping: recording the running runs as interrupted (Ctrl-C again to force)")
 
+    # Before the controller is built: a Ctrl-C during start-up (a resume killing survivors,
+    # sweeping worktrees) stops the night cleanly instead of a KeyboardInterrupt traceback.
     old_int = signal.signal(signal.SIGINT, on_signal)
     old_term = signal.signal(signal.SIGTERM, on_signal)
     try:
+        controller = Controller(directory, cfg, observer=view, stop=stop)
+        view.attach(controller)
         with view:
             controller.run()
     finally:
