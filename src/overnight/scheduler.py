@@ -307,6 +307,11 @@ class Scheduler:
         c = self.c
         for exp_id, results in self.rescorer.finished():
             self.next_plan = 0.0
+            if self.stopping:
+                # Stopping: what ends now journals nothing, whether the stop cut it (INTERRUPTED)
+                # or it beat the cancel (a Ray task may finish before ray.cancel reaches it):
+                # one rule, re-done on resume, as Rescorer.close says.
+                continue
             bad: RunResult | None = None
             for run_id, res in sorted(results.items()):
                 if res.status == RunStatus.OK:
