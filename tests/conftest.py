@@ -172,3 +172,15 @@ class Night:
                                           proposal.params, proposal.edits)
         self.journal.set_status(eid, status, "test", value)
         return self.journal.experiment(eid)
+
+
+def one_error_line(result, *needles):
+    """A CLI result that failed the way users are promised: exit 2, one `error: ` line on
+    stderr holding every needle, no traceback. Returns that line."""
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]

@@ -11,17 +11,7 @@ from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.loop import open_journal
 
-from conftest import git_out
-
-
-def one_error_line(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0]
-    return lines[0]
+from conftest import git_out, one_error_line
 
 
 def test_init_toy(cli, tmp_path):

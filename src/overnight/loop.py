@@ -102,11 +102,17 @@ def state_dir(root: Path) -> Path:
     return Path(root) / STATE_DIR
 
 
-def open_journal(root: Path) -> Journal:
+def _state_folder(root: Path) -> Path:
+    """.overnight/ of `root`, refused in one line when a file holds that name."""
     state = state_dir(root)
     if state.exists() and not state.is_dir():
         raise OvernightError(f"{state} is a file, but overnight keeps its journal in a folder of that name "
                              "— move the file away")
+    return state
+
+
+def open_journal(root: Path) -> Journal:
+    state = _state_folder(root)
     try:
         return Journal(state / "journal.db")
     except sqlite3.DatabaseError as exc:
@@ -178,10 +184,7 @@ class Controller:
         if cfg.tag is not None:
             check_tag(cfg.tag)
         self._check_files()
-        self.state = state_dir(self.root)
-        if self.state.exists() and not self.state.is_dir():
-            raise OvernightError(f"{self.state} is a file, but overnight keeps its state in a folder of that "
-                                 "name — move the file away")
+        self.state = _state_folder(self.root)
         self.state.mkdir(exist_ok=True)
         gitops.ignore_locally(self.root, f"/{STATE_DIR}/")
         self.journal = open_journal(self.root)

@@ -13,6 +13,8 @@ from overnight import gitops
 from overnight.errors import TaskSpecError
 from overnight.task import load_task
 
+from conftest import one_error_line
+
 SPEC = """\
 [task]
 command = "python train.py"
@@ -117,16 +119,6 @@ def test_budget_override_nan(tmp_path):
 
 
 # --- the command line ------------------------------------------------------------------------
-
-def one_error_line(result, *needles):
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
-
 
 def nothing_journaled(root):
     db = root / ".overnight" / "journal.db"

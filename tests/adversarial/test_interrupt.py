@@ -88,7 +88,7 @@ def test_verify_and_ablate_stop_at_once(kept_night, command, sig):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes its pipes
     time.sleep(0.3)
     assert not run_procs(root), "the training process survived"
     assert worktrees(root) == 1, git_out(root, "worktree", "list")
@@ -114,7 +114,7 @@ def test_agent_stops_on_the_first_ctrl_c(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()  # reaps it and closes its pipes
     time.sleep(0.3)
     assert not leftovers(marker), "the agent survived"
     assert worktrees(root) == 1, git_out(root, "worktree", "list")
