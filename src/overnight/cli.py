@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from overnight import credentials, gitops
+from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
@@ -125,6 +126,9 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
         raise OvernightError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
     if not 0 <= seed <= MAX_SEED:
         raise OvernightError(f"--seed must be from 0 to {MAX_SEED}, got {seed} — pick a smaller seed")
+    problems = fatal_problems(directory)  # before anything is written (git, disk, the sandbox)
+    if problems:
+        raise OvernightError("; ".join(problems) + " (`overnight doctor` checks the rest)")
     if tag is not None:
         check_tag(tag)
     proposer_options.check_numbers()
@@ -251,6 +255,25 @@ def show(experiment_id: int, directory: Path) -> None:
     if exp is None:
         raise OvernightError(f"no experiment {experiment_id} in {root} — `overnight status` lists them")
     render_experiment(exp)
+
+
+@main.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--executor", type=click.Choice(EXECUTORS), default=RunConfig.executor, show_default=True,
+              help="ray: also check that Ray imports")
+@click.option("--ray-address", default=None, help="also check that this Ray cluster answers (auto, host:port)")
+@model_options
+def doctor(directory: Path, executor: str, ray_address: str | None, proposer_options: ProposerOptions) -> None:
+    """Check this machine and the task in DIRECTORY for a night: one line per check; exit 1 when
+    the night cannot run. With --base-url, also whether the LLM endpoint answers."""
+    from overnight.doctor import Level, checks
+
+    failed = False
+    for check in checks(directory, ray=executor == "ray", ray_address=ray_address, llm=proposer_options):
+        click.echo(str(check))
+        failed = failed or check.level is Level.FAIL
+    if failed:
+        sys.exit(1)
 
 
 main.add_command(note)
