@@ -25,10 +25,17 @@ from conftest import kill_controller_when
 TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
 
 
-def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002") -> Path:
-    """The toy task whose protected rescore first appends its run directory's name to `count`."""
+SLOW = "import time\ntime.sleep({:g})\nfrom evaluate"
+
+
+def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002", slow_baseline: float = 0.0) -> Path:
+    """The toy task whose protected rescore first appends its run directory's name to `count`
+    (and whose baseline's train.py sleeps `slow_baseline` seconds)."""
     path.mkdir(parents=True, exist_ok=True)
     write_task("toy", path)
+    if slow_baseline:
+        train = path / "train.py"
+        train.write_text(train.read_text().replace("from evaluate", SLOW.format(slow_baseline), 1))
     spec = path / "overnight.toml"
     text = spec.read_text()
     assert TOY_RESCORE in text
@@ -88,10 +95,10 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     mine = [d for d in rescored(count) if d.startswith(f"{cheat.id}-")]
     assert sorted(mine) == sorted(f"{cheat.id}-{r.id}" for r in counted)  # each exactly once
     assert len(c.journal.events("t", "rescore-mismatch")) == len(counted)
-    # The baseline was kept too: each of its 3 runs re-scored once, before its keep. Its later
-    # runs (the incumbent topped up for the comparison) are not: it is kept already.
-    assert sorted(d for d in rescored(count) if d.startswith("1-")) == sorted(f"1-{r.id}" for r in base.runs[:3])
-    assert all(r.rescored == r.value for r in base.runs[:3]) and len(base.runs) > 3
+    # The baseline is the reference, kept without re-scores; with no [heldout] in the toy no
+    # keep pairs with its runs either, so none is ever re-scored (test_heldout: when one is).
+    assert not [d for d in rescored(count) if d.startswith("1-")]
+    assert all(r.rescored is None for r in base.runs) and len(base.runs) > 3
     assert gitops.rev_parse(root, "overnight/t") == base.commit_sha
     c.journal.close()
 
@@ -108,7 +115,7 @@ def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
     c.run()
     base, bad, good = c.journal.experiments("t")
     assert (base.status, bad.status, good.status) == (ExpStatus.KEPT, ExpStatus.DISCARDED, ExpStatus.KEPT)
-    assert sorted(rescored(count)) == sorted([f"1-{base.runs[0].id}", f"{good.id}-{good.runs[0].id}"])
+    assert rescored(count) == [f"{good.id}-{good.runs[0].id}"]  # the baseline is the reference: never
     run_dir = root / ".overnight" / "t" / "runs" / f"{bad.id}-{bad.runs[0].id}"
     assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "result.json"]
     assert bad.runs[0].rescored is None and good.runs[0].rescored == good.runs[0].value
@@ -155,20 +162,21 @@ class EarlyFixed(Fixed):
 
 
 def test_a_candidate_waiting_for_the_baseline_holds_the_next_one(tmp_path):
-    """One slot; the baseline's re-score takes 1.5 s. #2, proposed while the baseline trained,
-    runs and ends during it, and waits to be judged. #3 waits for that judgement (#2 is kept,
-    and re-scored) rather than start on the baseline and be stale at once: it runs on #2."""
+    """Two slots; the baseline's run takes 4 s. #2, proposed while the baseline trains, runs
+    beside it, ends first and waits to be judged. #3 waits for that judgement (#2 is kept, and
+    re-scored) rather than start on the baseline and be stale at once: it runs on #2."""
     count = tmp_path / "count"
-    root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
-    other = edit(root, "WIDTH = 64", "WIDTH = 8")
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3))
+    root = counted_toy(tmp_path / "toy", count, sleep=0.5, noise="0", slow_baseline=4)
+    fast = SLOW.format(4)
+    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"').replace(fast, "from evaluate")
+    other = edit(root, "WIDTH = 64", "WIDTH = 8").replace(fast, "from evaluate")
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, slots=2))
     c.proposer = EarlyFixed([better, other])
     c.run()
     h = c.journal.experiments("t")
     assert len(h) == 3 and not [e.reason for e in h if "stale" in e.reason], [e.reason for e in h]
     base, two, three = h
-    assert two.status == ExpStatus.KEPT and two.runs[0].ended < base.decided  # it ran during the baseline's re-score
+    assert two.status == ExpStatus.KEPT and two.runs[0].ended < base.runs[0].ended  # it ended first
     assert three.parent_id == two.id and three.runs[0].started >= two.decided
     c.journal.close()
 

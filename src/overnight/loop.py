@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from overnight import credentials, gitops, heldout_store, sandbox, watch
+from overnight import credentials, gitops, heldout_store, sandbox, task_setup, watch
 from overnight.errors import GitError, OvernightError
 from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
@@ -180,6 +180,7 @@ class Controller:
         self.cfg = cfg
         self.obs = observer or Observer()
         self.stop = stop or threading.Event()
+        self.started = time.monotonic()  # --hours counts from here (scheduler.py)
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
         if cfg.tag is not None:
             check_tag(cfg.tag)
@@ -291,7 +292,7 @@ class Controller:
     def _sweep_worktrees(self) -> None:
         """Remove this tag's worktrees left by a killed controller (its interrupted runs are
         re-run in fresh ones); otherwise they stay registered in `git worktree list` forever."""
-        mine = re.compile(re.escape(self.tag) + r"-\d+-\d+")
+        mine = re.compile(re.escape(self.tag) + r"-(\d+-\d+|setup)")
         for path in sorted((self.state / "worktrees").glob("*")):
             if mine.fullmatch(path.name):
                 gitops.worktree_remove(self.root, path)
@@ -310,6 +311,9 @@ class Controller:
         from overnight.scheduler import Scheduler
 
         self._replay()
+        self._setup()
+        if self.stop.is_set():
+            return
         # Before any run starts: afterwards the harness never opens the held-out file (watch.py).
         heldout_store.ensure(self.task, self.base_commit, self.protected_hashes, self.obs.message)
         unwatched = watch.available() if heldout_store.watched_paths(self.task) else ""
@@ -329,6 +333,16 @@ class Controller:
                 executor.close()
             self.drain_inbox()
             self.journal.write_results_tsv(self.tag, self.results_path)
+
+    def _setup(self) -> None:
+        """The task's setup command, before any run and outside every run's clock (task_setup.py)."""
+        if not self.task.setup:
+            return
+        self.obs.message(f"setup: {self.task.setup} (once, before the runs; log in {self.tag}/setup.txt)")
+        seconds = task_setup.run_setup(self.task, self.base_commit, self.state, self.tag, self.cfg.seed, self.stop)
+        if seconds is not None:
+            self.journal.event(self.tag, "setup", f"{self.task.setup}: done in {seconds:.1f} s")
+            self.obs.message(f"setup done in {seconds:.1f} s")
 
     def _replay(self) -> None:
         """On resume: point the branch at the incumbent and tell the proposer every finished

@@ -51,6 +51,10 @@ def unscored(exp: Experiment) -> list[Run]:
     return [r for r in exp.runs if r.status == "ok" and r.value is not None and r.rescored is None]
 
 
+def counted(exp: Experiment) -> list[Run]:
+    return [r for r in exp.runs if r.status == "ok" and r.value is not None]
+
+
 class Rescorer:
     def __init__(self, controller, executor: Executor):
         self.c = controller
@@ -62,21 +66,42 @@ class Rescorer:
         self.stop = threading.Event()
         self.pending: dict[int, dict[int, Future]] = {}  # experiment id -> run id -> its re-score
         self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
+        self.unavailable: set[int] = set()  # yardstick runs whose directory is gone (a Ray node left)
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="overnight-rescore")
 
     def needed(self, exp: Experiment) -> list[Run]:
         return unscored(exp) if self.c.task.rescore else []
 
-    def start(self, exp: Experiment, runs: list[Run]) -> None:
+    def yardstick_runs(self, exp: Experiment, target: Experiment) -> list[Run]:
+        """The runs of `target` (the yardstick `exp` beat) that the held-out check pairs with
+        `exp`'s, seed for seed, and that have no held-out score yet. The baseline is kept
+        without re-scores: it is the user's own code, the reference, not a candidate, and eight
+        re-scores plus eight held-out scores cost a CPU night minutes before the first
+        candidate was judged. Its runs get their held-out score (with the re-score it comes
+        after) the first time a keep needs it, and only those."""
+        if self.c.task.heldout is None or not self.c.task.rescore or target.id == exp.id:
+            return []
+        seeds = {r.seed for r in counted(exp)}
+        return [r for r in unscored(target) if r.seed in seeds and r.id not in self.unavailable]
+
+    def running(self) -> set[int]:
+        """Runs whose re-score is in progress, whichever keep asked for it."""
+        return {run_id for runs in self.pending.values() for run_id, f in runs.items() if not f.done()}
+
+    def start(self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None) -> None:
+        """Re-score `runs` for the keep of `exp`: its own, and any of the experiments in
+        `others` (its yardstick's, see yardstick_runs)."""
         c = self.c
         futures = self.pending.setdefault(exp.id, {})
         self.parents[exp.id] = exp.parent_id
+        owners = {exp.id: exp, **(others or {})}
         for r in runs:
+            owner = owners[r.experiment_id]
             # The run's own worktree path: free again (removed when the run ended), and swept
             # on resume with the rest of the tag's worktrees if this controller is killed.
-            req = RunRequest(commit=exp.commit_sha, seed=r.seed,
-                             run_dir=c.state / c.tag / "runs" / f"{exp.id}-{r.id}",
-                             worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{r.id}",
+            req = RunRequest(commit=owner.commit_sha, seed=r.seed,
+                             run_dir=c.state / c.tag / "runs" / f"{owner.id}-{r.id}",
+                             worktree=c.state / "worktrees" / f"{c.tag}-{owner.id}-{r.id}",
                              protected_hashes=c.protected_hashes, extra_env=self.env_of.get(r.slot or "", {}))
             remote = self.ex.rescore(r, req, r.value)
             futures[r.id] = remote or self._pool.submit(rescore_run, c.task, req, r.value, self.stop)

@@ -81,7 +81,11 @@ class Scheduler:
         self.asker = Asker(controller.proposer)
         self.rescorer = Rescorer(controller, executor)
         hours = controller.cfg.hours
-        self.deadline = time.monotonic() + hours * 3600 if hours else None
+        # --hours counts from the command's start (the task's setup included). At the deadline
+        # nothing new starts; what runs may end within one run's timeout, then it is stopped.
+        started = getattr(controller, "started", None) or time.monotonic()
+        self.deadline = started + hours * 3600 if hours else None
+        self.grace = controller.task.timeout
         self.stopping = False
         self.history: list[Experiment] = []
         self.next_plan = self.next_view = 0.0
@@ -94,16 +98,22 @@ class Scheduler:
                                                      "slots": [s.describe() for s in self.ex.slots]}))
         try:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
-            self.ex.adopt(r for e in c.journal.experiments(c.tag) if not e.status.final for r in e.runs
-                          if r.status == "ok" and r.rescored is None)
+            history = c.journal.experiments(c.tag)
+            inc = c.incumbent(history)
+            self.ex.adopt(r for e in history if not e.status.final or (inc is not None and e.id == inc.id)
+                          for r in e.runs if r.status == "ok" and r.rescored is None)
             while True:
                 self._collect()
                 self._collect_rescores()
                 self._check_journal()
                 c.drain_inbox()
-                if c.stop.is_set():
+                if c.stop.is_set() or self._past_deadline(self.grace):
                     if not self.stopping:
                         self.stopping = True
+                        if not c.stop.is_set():
+                            c.obs.message(f"--hours is up, and {self.grace:g} s (one run's timeout) more: "
+                                          "stopping what still runs (it runs again on resume)")
+                            c.stop.set()  # a proposal in progress (an agent) stops too
                         self.ex.stop_all()
                         self.rescorer.stop.set()
                     if not self.flights and not self.rescorer.pending:
@@ -134,8 +144,11 @@ class Scheduler:
         self.next_plan = time.monotonic() + REPLAN_SECONDS
         while True:
             self.history = self.c.journal.experiments(self.c.tag)
-            # Decided experiments' runs will not be re-scored: the executor may free their run directories.
-            self.ex.release(r.id for e in self.history if e.status.final for r in e.runs)
+            # Decided experiments' runs will not be re-scored: the executor may free their run
+            # directories. The incumbent's may still be, as a yardstick (Rescorer.yardstick_runs).
+            inc = self.c.incumbent(self.history)
+            self.ex.release(r.id for e in self.history if e.status.final for r in e.runs
+                            if not (inc is not None and e.id == inc.id and r.rescored is None))
             if self._over():
                 return True
             if not self._plan():
@@ -144,8 +157,21 @@ class Scheduler:
         self._ask()
         return False
 
+    def _past_deadline(self, grace: float = 0.0) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline + grace
+
     def _over(self) -> bool:
         active = [e for e in self.history if not e.status.final]
+        if self._past_deadline():
+            # Work the judge would need next (more runs, a keep's re-scores) is not started
+            # after the deadline: the night ends once what runs has ended and been judged.
+            if self.flights or self.rescorer.pending:
+                return False
+            if active:
+                self.c.obs.message(f"--hours is up: {len(active)} experiment(s) left undecided "
+                                   f"({', '.join(f'#{e.id}' for e in active)}); the same command resumes them")
+            self.c.stop.set()  # a proposal in progress (an agent) is not waited for
+            return True
         return (bool(self.history) and not active and not self.flights and not self.queue
                 and not self.rescorer.pending and self.asker.asking is None
                 and self.c.done(self.history, self.deadline))
@@ -177,9 +203,7 @@ class Scheduler:
                 return True
             if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
                 need = c.judge.baseline_runs() - len(done)
-                if need <= 0:
-                    if self._rescore_first(e):  # the baseline is kept too: its numbers are the yardstick
-                        continue
+                if need <= 0:  # kept without re-scores: the reference (Rescorer.yardstick_runs says why)
                     c.finish(e, ExpStatus.KEPT, "baseline", _mean(e.ok_values))
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
@@ -202,18 +226,22 @@ class Scheduler:
                 continue
             # A stale winner is re-scored too: its change would be measured again as a new
             # experiment, and a cheat is better caught (and flagged) before that.
-            if verdict.action == "keep" and self._rescore_first(e):
+            if verdict.action == "keep" and self._rescore_first(e, target):
                 continue
             self._decide(e, verdict, target, inc, stale)
             return True
         return False
 
-    def _rescore_first(self, e: Experiment) -> bool:
-        """Start the re-scores a keep of `e` still needs; True while any is needed (the keep
-        waits: the judge is asked again once they agree, see _collect_rescores)."""
-        runs = self.rescorer.needed(e)
-        if runs:
-            self.rescorer.start(e, runs)
+    def _rescore_first(self, e: Experiment, target: Experiment) -> bool:
+        """Start the re-scores a keep of `e` over `target` still needs (its own runs', and the
+        held-out scores of the yardstick's runs it is paired with); True while any is needed
+        (the keep waits: the judge is asked again once they agree, see _collect_rescores)."""
+        yard = self.rescorer.yardstick_runs(e, target)
+        if {r.id for r in yard} & self.rescorer.running():
+            return True  # another keep's re-score of them is running: wait for it, never two at once
+        runs = self.rescorer.needed(e) + yard
+        if runs and not self._past_deadline():  # after it: left for a resumed night
+            self.rescorer.start(e, runs, {target.id: target})
         return bool(runs)
 
     def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
@@ -243,6 +271,8 @@ class Scheduler:
 
     # --- dispatch: free slots take queued runs ------------------------------------------------
     def _dispatch(self) -> None:
+        if self._past_deadline():
+            return  # nothing new starts after --hours (what is queued runs on resume)
         free = [s for s in self.ex.slots if s.name not in self.flights]
         self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
         inc = self.c.incumbent(self.history)
@@ -313,8 +343,12 @@ class Scheduler:
                 # one rule, re-done on resume, as Rescorer.close says.
                 continue
             bad: RunResult | None = None
+            exp = c.journal.experiment(exp_id)
+            own = {r.id for r in exp.runs}
             for run_id, res in sorted(results.items()):
-                if res.status == RunStatus.OK:
+                if run_id not in own:  # a yardstick's run, re-scored for its held-out score
+                    self._yardstick_rescored(exp, run_id, res)
+                elif res.status == RunStatus.OK:
                     c.journal.set_rescored(run_id, res.summary["rescored"], res.summary)
                 elif res.status == RunStatus.MISMATCH:
                     c.journal.set_mismatch(c.tag, run_id, res.error)
@@ -329,6 +363,30 @@ class Scheduler:
                 if exp.parent_id is None:
                     raise OvernightError(f"the baseline's re-score failed ({bad.error}) — fix the task's "
                                          f"rescore command first; log: {bad.log_path}")
+
+    def _yardstick_rescored(self, exp: Experiment, run_id: int, res: RunResult) -> None:
+        """A run of a kept experiment, re-scored for the keep of `exp`. Agreed: journaled with its
+        held-out score. Disagreed: the yardstick's run is flagged and no longer counted (the
+        candidate is not at fault; it is judged again); for the baseline that means the task's
+        re-score is broken, and the night stops. Gone (a Ray node left): paired without it."""
+        c = self.c
+        owner = next(e for e in c.journal.experiments(c.tag) if any(r.id == run_id for r in e.runs))
+        if res.status == RunStatus.OK:
+            c.journal.set_rescored(run_id, res.summary["rescored"], res.summary)
+            return
+        if res.status == RunStatus.MISMATCH:
+            c.journal.set_mismatch(c.tag, run_id, res.error)
+            if owner.parent_id is None:
+                raise OvernightError(f"the baseline's re-score failed ({res.error}) — fix the task's rescore "
+                                     f"command first; log: {res.log_path}")
+            left = c.journal.experiment(owner.id).ok_values
+            if left:
+                c.journal.set_value(owner.id, _mean(left))
+            return
+        if res.summary.get("lost"):
+            self.rescorer.unavailable.add(run_id)
+            c.obs.message(f"#{exp.id}: run {run_id} of #{owner.id} cannot be re-scored ({res.error}); "
+                          "its seed goes unpaired")
 
     def _after_run(self, f: Flight, res: RunResult) -> None:
         c = self.c

@@ -117,6 +117,10 @@ class TaskSpec:
     # A protected command that scores the run again in a fresh process (see runner.rescore).
     rescore: str | None = None
     rescore_tolerance: float = 1e-6  # relative difference allowed between the two scores
+    # A protected command run once before each night's first run, outside every run's clock and
+    # timeout: data cache, compile cache warm-up (setup.py). Its own time limit, in seconds.
+    setup: str | None = None
+    setup_timeout: float = 1800.0
     heldout: Heldout | None = None  # `[heldout]`, see Heldout
     # Files no run may open (held-out data of the task's own): watched while each run is alive
     # (Linux inotify); an open discards the run (`reads-heldout`). Relative to the repository.
@@ -145,7 +149,7 @@ def default_timeout(budget: float) -> float:
 # The fields each table may hold; anything else is a typo, named with the closest known name.
 SECTIONS = ("task", "metric", "knobs", "limits", "heldout")
 TASK_FIELDS = ("command", "editable", "protected", "budget", "timeout", "env", "rescore",
-               "rescore_tolerance", "watch", "pass_env")
+               "rescore_tolerance", "watch", "pass_env", "setup", "setup_timeout")
 METRIC_FIELDS = ("name", "goal", "source", "pattern")
 
 
@@ -281,6 +285,10 @@ def load_task(root: Path | str) -> TaskSpec:
     if rescore is not None and not (isinstance(rescore, str) and rescore.strip()):
         raise TaskSpecError(f"{SPEC_FILE}: task.rescore must be a command line")
     tol = _number(task.get("rescore_tolerance", 1e-6), "task.rescore_tolerance")
+    setup = task.get("setup")
+    if setup is not None and not (isinstance(setup, str) and setup.strip()):
+        raise TaskSpecError(f'{SPEC_FILE}: task.setup must be a command line, e.g. setup = "python prepare.py --setup"')
+    setup_timeout = _number(task.get("setup_timeout", 1800), "task.setup_timeout (seconds)", strict=True)
     pass_env = task.get("pass_env", [])
     if not isinstance(pass_env, list) or not all(isinstance(n, str) and n for n in pass_env):
         raise TaskSpecError(f"{SPEC_FILE}: task.pass_env must be a list of environment variable names, "
@@ -293,6 +301,7 @@ def load_task(root: Path | str) -> TaskSpec:
         root=root, limits=limits, rescore=rescore, rescore_tolerance=float(tol), command=command, editable=editable, protected=protected, budget=budget,
         timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()}, knobs=knobs, pass_env=tuple(pass_env),
+        setup=setup, setup_timeout=float(setup_timeout),
     )
 
 

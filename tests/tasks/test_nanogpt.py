@@ -33,7 +33,7 @@ TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMIL
 TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8,
                   COMPILE=False)
 SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "tokens_per_second",
-                "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth"]
+                "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth", "precision"]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 

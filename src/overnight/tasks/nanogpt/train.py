@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, evaluate_bpb, make_dataloader,
-                     report)
+from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb,
+                     make_dataloader, report)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
@@ -222,9 +222,10 @@ POLAR_EXPRESS = [
 ]
 
 
-def orthogonalize(g, steps=5):
-    """The nearest semi-orthogonal matrix to g (approximately U V^T of its SVD), in bf16."""
-    X = g.bfloat16()
+def orthogonalize(g, steps=5, dtype=torch.bfloat16):
+    """The nearest semi-orthogonal matrix to g (approximately U V^T of its SVD), computed in
+    `dtype` (bf16 where the hardware has it: the iteration tolerates its rounding)."""
+    X = g.to(dtype)
     transpose = X.size(-2) > X.size(-1)
     if transpose:
         X = X.mT
@@ -239,8 +240,9 @@ class Muon(torch.optim.Optimizer):
     """Momentum, then orthogonalise the update: every direction of a matrix moves at the same
     rate, so the learning rate means the same thing for every shape."""
 
-    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5):
+    def __init__(self, params, lr, momentum=0.95, weight_decay=0.0, ns_steps=5, ns_dtype=torch.bfloat16):
         super().__init__(params, dict(lr=lr, momentum=momentum, weight_decay=weight_decay, ns_steps=ns_steps))
+        self.ns_dtype = ns_dtype
 
     @torch.no_grad()
     def step(self):
@@ -251,14 +253,14 @@ class Muon(torch.optim.Optimizer):
                     continue
                 buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buf.lerp_(p.grad, 1 - mom)
-                update = orthogonalize(p.grad.lerp(buf, mom), group["ns_steps"])  # Nesterov
+                update = orthogonalize(p.grad.lerp(buf, mom), group["ns_steps"], self.ns_dtype)  # Nesterov
                 update *= max(1.0, p.size(-2) / p.size(-1)) ** 0.5  # tall matrices: same RMS change
                 # Cautious weight decay: shrink only the weights the update already pushes to zero.
                 p.sub_(lr * wd * p * ((update * p) >= 0))
                 p.sub_(lr * update)
 
 
-def make_optimizers(model):
+def make_optimizers(model, ns_dtype):
     # AdamW rates were tuned at width 768; wider models take proportionally smaller steps.
     dmodel_lr_scale = (model.config.n_embd / 768) ** -0.5
     adam_groups = [
@@ -269,7 +271,8 @@ def make_optimizers(model):
         dict(params=[model.x0_lambdas], lr=SCALAR_LR, betas=(0.96, 0.95)),
     ]
     adamw = torch.optim.AdamW(adam_groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0)
-    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY)
+    muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY,
+                ns_dtype=ns_dtype)
     for opt in (adamw, muon):
         for group in opt.param_groups:
             group["initial_lr"] = group["lr"]
@@ -303,8 +306,10 @@ elif torch.backends.mps.is_available():
     device = torch.device("mps")
 else:
     device = torch.device("cpu")
-# bf16 autocast: ~2x faster than fp32 on CUDA and on CPUs with AVX-512 bf16. MPS stays fp32.
-use_bf16 = device.type in ("cuda", "cpu")
+# bf16 autocast (and bf16 in Muon) only where the hardware computes in bf16: ~2x faster there,
+# ~12x slower where it is emulated (CPUs with AVX2 only). prepare.py decides; the re-score
+# evaluates the saved weights with the precision this run evaluated them with.
+use_bf16, precision_why = bf16_is_fast(device)
 autocast_ctx = torch.amp.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
 tokenizer = Tokenizer()
@@ -319,20 +324,25 @@ num_params = sum(p.numel() for p in model.parameters())
 matrix_params = sum(p.numel() for p in model.blocks.parameters()) + model.lm_head.weight.numel()
 flops_per_token = 6 * matrix_params + 12 * DEPTH * model_dim * MAX_SEQ_LEN
 print(f"device: {device} | params: {num_params / 1e6:.2f}M | dim {model_dim} x {DEPTH} layers | vocab {vocab_size}")
+print(f"precision: {'bf16' if use_bf16 else 'fp32'} ({precision_why})")
 
-adamw, muon = make_optimizers(model)
+adamw, muon = make_optimizers(model, torch.bfloat16 if use_bf16 else torch.float32)
 # Compile where it pays: CUDA, and CPU when a C++ compiler is there for inductor.
 if COMPILE and (device.type == "cuda" or (device.type == "cpu" and shutil.which(os.environ.get("CXX", "g++")))):
     train_model = torch.compile(model)
 else:
     train_model = model
 
-device_batch_size = min(DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE // MAX_SEQ_LEN)  # never more than one step
-tokens_per_fwdbwd = device_batch_size * MAX_SEQ_LEN
-assert TOTAL_BATCH_SIZE % tokens_per_fwdbwd == 0, "TOTAL_BATCH_SIZE: a multiple of DEVICE_BATCH_SIZE * MAX_SEQ_LEN"
-grad_accum_steps = TOTAL_BATCH_SIZE // tokens_per_fwdbwd
+# Gradient accumulation fills TOTAL_BATCH_SIZE with whole sequences, in equal micro-batches of
+# at most DEVICE_BATCH_SIZE sequences: every pair of values is valid (a search may draw any).
+rows_per_step = max(1, round(TOTAL_BATCH_SIZE / MAX_SEQ_LEN))
+largest = max(1, min(DEVICE_BATCH_SIZE, rows_per_step))
+device_batch_size = max(d for d in range(1, largest + 1) if rows_per_step % d == 0)
+grad_accum_steps = rows_per_step // device_batch_size
+tokens_per_step = rows_per_step * MAX_SEQ_LEN
 train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)
-print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {TOTAL_BATCH_SIZE} tokens/step, {grad_accum_steps} micro-batches")
+print(f"time budget: {TIME_BUDGET:.0f}s | seed {SEED} | {tokens_per_step} tokens/step, "
+      f"{grad_accum_steps} micro-batches of {device_batch_size}")
 
 # Peak bf16 FLOP/s of the GPU, for MFU (0 where unknown, e.g. on CPU).
 PEAK_FLOPS = {"H100": 989.5e12, "H200": 989.5e12, "B200": 2250e12, "A100": 312e12, "L40S": 362e12, "4090": 165e12}
@@ -374,7 +384,7 @@ while True:
         last_log = time.time()
         debiased = smooth_loss / (1 - 0.9 ** (step + 1))
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss {debiased:.4f} | lrm {lrm:.2f} | "
-              f"dt {1000 * dt:.0f}ms | tok/s {TOTAL_BATCH_SIZE / dt:,.0f}", flush=True)
+              f"dt {1000 * dt:.0f}ms | tok/s {tokens_per_step / dt:,.0f}", flush=True)
     step += 1
     if step > EXCLUDED_STEPS and total_training_time >= TIME_BUDGET:
         break
@@ -389,14 +399,15 @@ with autocast_ctx:
     evaluate_bpb(model, device_batch_size, device=device)
 print(f"evaluated in {time.time() - t_eval:.1f}s; started training after {t_train - t_start:.1f}s")
 timed_steps = max(step - EXCLUDED_STEPS, 1)
-tokens_per_second = timed_steps * TOTAL_BATCH_SIZE / max(total_training_time, 1e-9)
+tokens_per_second = timed_steps * tokens_per_step / max(total_training_time, 1e-9)
 report(
     device=device,
     training_seconds=total_training_time,
     tokens_per_second=tokens_per_second,
     mfu_percent=100 * flops_per_token * tokens_per_second / peak_flops if peak_flops else 0.0,
-    total_tokens_M=step * TOTAL_BATCH_SIZE / 1e6,
+    total_tokens_M=step * tokens_per_step / 1e6,
     num_steps=step,
     num_params_M=num_params / 1e6,
     depth=DEPTH,
+    precision="bf16" if use_bf16 else "fp32",
 )
