@@ -99,6 +99,10 @@ def main() -> None:
     args = ap.parse_args()
     if args.emulate_avx2:  # inherited by every process below
         os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
+        # A compile cache of its own: inductor's cache key leaves the ISA out, and AVX-512
+        # kernels cached by a plain run, loaded under AVX2, gave NaN at step 0 (seen).
+        cache = Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cache / "inductor-avx2")
 
     task = make_task(args.preset, args.data)
     print(f"task {task} | preset {args.preset} | {cpu_line()}", flush=True)

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.loop import Observer
-from overnight.status import status_dict
+from overnight.status import headline, status_dict
 from overnight.task import Metric
 from overnight.usage import usage_line
 
@@ -55,10 +55,9 @@ class PlainView(Observer):
             return
         c = self.controller
         d = status_dict(c.journal, c.tag, c.task.metric)
+        base, best = headline(d)
         self.console.print(f"{d['experiments']} experiments, {d['kept']} kept, {d['crashed']} failed; "
-                           f"baseline {_fmt(d['baseline']['value'])} -> best {_fmt(d['best']['value'])} "
-                           f"(#{d['best']['id']}); branch overnight/{c.tag}; "
-                           f"results {c.results_path}")
+                           f"baseline {base} -> best {best}; branch overnight/{c.tag}; results {c.results_path}")
 
 
 class LiveView(PlainView):
@@ -105,7 +104,7 @@ class LiveView(PlainView):
             head = Text.from_markup(
                 f"[bold]overnight {c.tag}[/]  {d['experiments']} experiments, [green]{d['kept']} kept[/], "
                 f"[red]{d['crashed']} failed[/], {d['experiments_per_hour']:.1f}/h   best "
-                f"[bold green]{_fmt(d['best']['value'])}[/] (baseline {_fmt(d['baseline']['value'])})")
+                f"[bold green]{headline(d)[1]}[/] (baseline {headline(d)[0]})")
             parts.append(head)
             if c.cfg.experiments and d["experiments_per_hour"] > 0:
                 left = max(0, c.cfg.experiments - d["finished"]) / d["experiments_per_hour"] * 60
@@ -140,9 +139,8 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     console = Console(highlight=False)
     console.print(f"[bold]{tag}[/]: {d['experiments']} experiments ({d['runs']} runs), {d['kept']} kept, "
                   f"{d['crashed']} failed, {d['experiments_per_hour']:.1f} experiments/hour")
-    console.print(f"{metric.name} ({metric.goal}): baseline {_fmt(d['baseline']['value'])} -> best "
-                  f"[bold green]{_fmt(d['best']['value'])}[/] (#{d['best']['id']}, "
-                  f"{(d['best']['commit'] or '')[:7]})")
+    base, best = headline(d)
+    console.print(f"{metric.name} ({metric.goal}): baseline {base} -> best [bold green]{best}[/]")
     if usage_line(d["llm"]):
         console.print(usage_line(d["llm"]))
     if d["noise"]["sd"] is not None:

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.status import running_best, status_dict
+from overnight.status import headline, running_best, status_dict
 from overnight.task import TaskSpec
 from overnight.usage import usage_markdown
 
@@ -51,7 +51,8 @@ def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None
     ax.set_ylabel(f"{task.metric.name} ({'lower' if task.metric.goal == 'minimize' else 'higher'} is better)")
     ax.set_title(f"overnight: {len(done)} experiments, {len(kept) - 1 if kept else 0} kept improvements")
     ax.grid(alpha=0.3)
-    ax.legend(loc="best")
+    if ax.get_legend_handles_labels()[0]:  # nothing decided yet: no legend (matplotlib warns on an empty one)
+        ax.legend(loc="best")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -89,8 +90,8 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
            f"- metric: `{m.name}` ({m.goal}), budget {task.budget:g} s per run",
            f"- experiments: {d['experiments']} ({d['runs']} runs), kept {d['kept']}, "
            f"discarded {d['discarded']}, failed {d['crashed']}; {d['experiments_per_hour']:.1f} experiments/hour",
-           f"- baseline: {_fmt(d['baseline']['value'])} (#{d['baseline']['id']})",
-           f"- best: {_fmt(d['best']['value'])} (#{d['best']['id']}, commit `{(d['best']['commit'] or '')[:7]}`)"]
+           f"- baseline: {headline(d)[0]}",
+           f"- best: {headline(d)[1]}"]
     if d["gain"] is not None:
         base = d["baseline"]["value"]
         rel = f" ({100 * d['gain'] / abs(base):.2f} %)" if base else ""

@@ -63,6 +63,39 @@ def slot_status(journal: Journal, tag: str, history: list[Experiment], budget: f
     return rows, (sum(duties) / len(duties) if duties else None)
 
 
+def _baseline_value(baseline: Experiment | None) -> float | None:
+    if baseline is None:
+        return None
+    if baseline.value is not None:
+        return baseline.value
+    values = baseline.ok_values
+    return sum(values) / len(values) if values else None
+
+
+def _number(v) -> str:
+    return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.6f}"
+
+
+def headline(d: dict) -> tuple[str, str]:
+    """(baseline, best) of a status dict, in words for the status view and the report: never a
+    `None`; a baseline still measuring says how far it got, a night without a keep says so."""
+    b = d["baseline"]
+    if b["id"] is None:
+        base = "not started"
+    elif b["value"] is None:
+        base = f"not measured yet (#{b['id']})"
+    else:
+        more = f", {b['runs']} run(s) so far, still measuring" if b.get("measuring") else ""
+        base = f"{_number(b['value'])} (#{b['id']}{more})"
+    best = d["best"]
+    if best["id"] is None or best["id"] == b["id"]:
+        kept = "none kept yet" if d["kept"] == 0 else "-"
+        best_text = kept if best["id"] is None else f"the baseline ({kept})"
+    else:
+        best_text = f"{_number(best['value'])} (#{best['id']}, commit {(best['commit'] or '')[:7]})"
+    return base, best_text
+
+
 def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     history = journal.experiments(tag)
     info = journal.tag_info(tag) or {}
@@ -92,7 +125,10 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "running": [{"id": e.id, "description": e.description,
                      "since": e.runs[-1].started if e.runs else None} for e in running],
         "runs": len(runs),
-        "baseline": {"id": baseline.id if baseline else None, "value": baseline.value if baseline else None},
+        # A baseline still measuring (or stopped during its seeds): its value as far as measured.
+        "baseline": {"id": baseline.id if baseline else None, "value": _baseline_value(baseline),
+                     "runs": len(baseline.ok_values) if baseline else 0,
+                     "measuring": bool(baseline) and not baseline.status.final},
         "best": {"id": best.id if best else None, "value": best.value if best else None,
                  "commit": best.commit_sha if best else None,
                  "description": best.description if best else None},

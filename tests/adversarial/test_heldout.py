@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from overnight import heldout_store, sandbox
+from overnight import gitops, heldout_store, sandbox
 from overnight.journal import ExpStatus
 from overnight.status import status_dict
 from overnight.watch import available as inotify_unavailable
@@ -54,8 +54,8 @@ def heldout_toy(toy_task, **kw) -> Path:
     spec = root / "overnight.toml"
     spec.write_text(spec.read_text().replace('protected = ["evaluate.py", "overnight.toml"]',
                                              'protected = ["evaluate.py", "overnight.toml", "heldout_toy.py"]'))
-    subprocess.run(["git", "add", "-A"], cwd=root, check=True)
-    subprocess.run(["git", "commit", "-qm", "held-out slice"], cwd=root, check=True)
+    gitops.git(root, "add", "-A")
+    gitops.git(root, "commit", "-qm", "held-out slice")  # the product's identity: a fresh HOME has none
     return root
 
 
@@ -162,3 +162,29 @@ def test_the_watch_sees_a_hard_link_but_not_a_copy(tmp_path):
     with Watch([secret]) as w:  # a file watch follows the inode
         subprocess.run(["cat", str(link)], check=True, capture_output=True)
     assert any(hit.startswith("opened") for hit in w.hits), w.hits
+
+
+def test_the_baseline_is_heldout_scored_only_where_a_keep_pairs_with_it(toy_task):
+    """The baseline is kept without re-scores (it is the reference). A keep's held-out check
+    pairs seed for seed: the baseline's runs with the winner's seeds are re-scored then (and
+    so held-out scored), once; its other seeds never are."""
+    from overnight.judges.noise import NoiseSettings
+    from overnight.loop import Controller, RunConfig
+
+    from .conftest import Attacks
+
+    root = heldout_toy(toy_task, noise="0.002")
+    honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2,
+                                   noise=NoiseSettings(baseline_runs=4)))
+    c.proposer = Attacks([honest])
+    c.run()
+    base, win = c.journal.experiments("t")
+    assert win.status == ExpStatus.KEPT, (win.status, win.reason)
+    seeds = {r.seed for r in win.runs if r.status == "ok"}
+    paired = {r.seed for r in base.runs if r.rescored is not None}
+    assert paired == seeds & {r.seed for r in base.runs} and len(paired) < len(base.runs)
+    for r in base.runs:
+        assert (r.summary.get("heldout_val_loss") is not None) == (r.seed in paired)
+    assert f"paired on {len(paired)} seed(s)" in c.journal.events("t", "heldout")[0]["message"]
+    c.journal.close()

@@ -25,15 +25,28 @@ from tests.tasks.test_nanogpt import TINY_PREPARE, cache, corpus, prep, run_trai
 DERIVED = ("rows_per_step", "largest", "device_batch_size", "grad_accum_steps", "tokens_per_step")
 
 
-@pytest.mark.parametrize("avx512_bf16,amx,expected", [(False, False, False), (True, False, True), (False, True, True)])
-def test_precision_follows_the_cpu(prep, monkeypatch, avx512_bf16, amx, expected):
+@pytest.mark.parametrize("avx512_bf16,amx,probe,expected", [
+    (False, False, (1e-3, 9e-3), False),  # emulated bf16: fp32, whatever a probe would say
+    (True, False, (3.5e-3, 6.5e-3), False),  # hardware bf16 that is slower (as on this project's CPU)
+    (True, False, (4e-3, 1e-3), True),
+    (False, True, (4e-3, 1e-3), True),  # AMX
+    (True, False, (4e-3, 3.6e-3), False),  # faster by less than the margin: fp32
+])
+def test_precision_follows_the_cpu(prep, monkeypatch, tmp_path, avx512_bf16, amx, probe, expected):
     monkeypatch.delenv("OVERNIGHT_PRECISION", raising=False)
+    monkeypatch.setattr(prep, "CACHE_DIR", tmp_path)
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX512")
+    probes = []
+    monkeypatch.setattr(prep, "_matmul_seconds", lambda: probes.append(1) or probe)
     use, why = prep.bf16_is_fast("cpu")
     assert use is expected
-    assert ("no hardware bf16" in why) is not expected
+    assert ("no hardware bf16" in why) is not (avx512_bf16 or amx)
+    # Decided once: the next run (the next candidate) trains in the same precision.
+    monkeypatch.setattr(prep, "_matmul_seconds", lambda: probes.append(1) or probe[::-1])
+    assert prep.bf16_is_fast("cpu") == (use, why)
+    assert len(probes) == (1 if avx512_bf16 or amx else 0)
     monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "AVX2")  # kernels turned down
     assert prep.bf16_is_fast("cpu")[0] is False
 
@@ -82,7 +95,8 @@ def test_the_run_says_what_this_machine_chose(task, cache, tmp_path, monkeypatch
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     hardware = ("AVX512" in torch.backends.cpu.get_cpu_capability()
                 and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
-    assert f"precision: {'bf16' if hardware else 'fp32'} (" in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("precision: "))
+    assert ("measured once" in line) if hardware else line.startswith("precision: fp32 (this CPU has no hardware")
     # An AVX2-only CPU, as far as torch's kernels go: the run trains in fp32 on its own.
     monkeypatch.setenv("ATEN_CPU_CAPABILITY", "avx2")
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")

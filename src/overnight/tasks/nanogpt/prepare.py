@@ -404,11 +404,17 @@ def _save_checkpoint(path):
                 "batch_size": _measured["batch_size"], "autocast": _measured["autocast"]}, path)
 
 
+BF16_MARGIN = 1.2  # bf16 must beat fp32 by this factor in the probe to be chosen on a CPU
+
+
 def bf16_is_fast(device):
-    """(use bf16?, why) for `device`. bf16 autocast roughly doubles the speed where the hardware
-    computes in bf16 (CUDA with bf16, CPUs with AVX-512 BF16 or AMX) and costs ~12x where it is
-    emulated (an AVX2 CPU: a 2048x192 @ 192x768 matmul took 319 ms in bf16, 26 ms in fp32).
-    MPS stays fp32. OVERNIGHT_PRECISION=bf16|fp32 forces the choice (default: auto)."""
+    """(use bf16?, why) for `device`. bf16 autocast (and bf16 in Muon) only where it is faster:
+    CUDA with bf16 (about 2x); never where the CPU emulates it (an AVX2 CPU: a 2048x192 @
+    192x768 matmul took 319 ms in bf16, 26 ms in fp32; the cpu preset trained at 310 tokens/s
+    in bf16 and learned nothing). Hardware bf16 on a CPU is not always faster either (AVX-512
+    BF16 without AMX: the cpu preset ran 1.5x faster in fp32, bench/task_throughput.py), so
+    there a timed matmul decides (_probe_cpu). MPS stays fp32.
+    OVERNIGHT_PRECISION=bf16|fp32 forces the choice (default: auto)."""
     import torch
 
     forced = os.environ.get("OVERNIGHT_PRECISION", "auto").strip().lower() or "auto"
@@ -419,14 +425,57 @@ def bf16_is_fast(device):
     kind = torch.device(device).type
     if kind == "cuda":
         return (True, "CUDA with bf16") if torch.cuda.is_bf16_supported() else (False, "this GPU has no bf16")
-    if kind == "cpu":
-        # The kernels torch dispatches to must use it too (ATEN_CPU_CAPABILITY=avx2 turns
-        # them down to AVX2, as on a CPU without AVX-512).
-        kernels = torch.backends.cpu.get_cpu_capability()
-        if "AVX512" in kernels and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()):
-            return True, "this CPU has hardware bf16 (AVX-512 BF16/AMX)"
+    if kind != "cpu":
+        return False, f"{kind}: fp32"
+    # The kernels torch dispatches to must use it too (ATEN_CPU_CAPABILITY=avx2 turns them
+    # down to AVX2, as on a CPU without AVX-512).
+    kernels = torch.backends.cpu.get_cpu_capability()
+    if not ("AVX512" in kernels and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())):
         return False, "this CPU has no hardware bf16 (bf16 would be emulated, ~12x slower)"
-    return False, f"{kind}: fp32"
+    return _probe_cpu(kernels)
+
+
+def _probe_cpu(kernels):
+    """A CPU with hardware bf16: a timed matmul of the cpu preset's size in each precision,
+    once per machine, torch and thread count. The answer is kept in the cache folder, so every
+    run of a night trains in the same precision (the task's setup probes before the first)."""
+    import torch
+
+    key = "|".join(map(str, ["cpu", torch.__version__, kernels, torch.cpu._is_avx512_bf16_supported(),
+                             torch.cpu._is_amx_tile_supported(), torch.get_num_threads()]))
+    path = CACHE_DIR / "precision.json"
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    if key not in known:
+        fp32_ms, bf16_ms = (1000 * t for t in _matmul_seconds())
+        known[key] = {"bf16": fp32_ms >= BF16_MARGIN * bf16_ms,
+                      "why": f"hardware bf16; a 2048x256 @ 256x1024 matmul took {bf16_ms:.1f} ms in bf16, "
+                             f"{fp32_ms:.1f} ms in fp32"}
+        CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"precision.json.tmp{os.getpid()}")
+        tmp.write_text(json.dumps(known, indent=1))
+        os.replace(tmp, path)
+    return known[key]["bf16"], f"{known[key]['why']}; measured once, kept in {path}"
+
+
+def _matmul_seconds(repeats=7):
+    """(fp32, bf16) median seconds of one matmul, the two interleaved so that load hits both."""
+    import statistics
+
+    import torch
+
+    a, b = torch.randn(2048, 256), torch.randn(256, 1024)
+    pairs = {torch.float32: (a, b), torch.bfloat16: (a.bfloat16(), b.bfloat16())}
+    times = {dtype: [] for dtype in pairs}
+    for i in range(repeats + 2):
+        for dtype, (x, y) in pairs.items():
+            t0 = time.perf_counter()
+            x @ y
+            if i >= 2:  # the first two warm the kernels up
+                times[dtype].append(time.perf_counter() - t0)
+    return statistics.median(times[torch.float32]), statistics.median(times[torch.bfloat16])
 
 
 def peak_memory_mb(device="cpu"):
