@@ -19,9 +19,14 @@ from overnight.loop import Controller, RunConfig, open_journal
 from overnight.task import TaskSpecError, load_task
 from overnight.tasks import write_task
 
-from conftest import one_error_line
 
 CLI = [sys.executable, "-m", "overnight"]
+
+
+def one_error_line(stderr: str) -> str:
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), stderr
+    return lines[0]
 
 
 def toy_with_setup(path: Path, setup: str, extra: str = "") -> Path:

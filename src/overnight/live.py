@@ -6,6 +6,7 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -29,7 +30,9 @@ class PlainView(Observer):
     """One line per finished experiment; for logs, pipes and --quiet."""
 
     def __init__(self) -> None:
-        self.console = Console(highlight=False)
+        # soft_wrap: a log gets whole lines, not breaks at 80 columns; markup off for text that
+        # is not ours (descriptions, messages with "[task]" in them).
+        self.console = Console(highlight=False, soft_wrap=True)
         self.controller = None
 
     def attach(self, controller) -> None:
@@ -45,10 +48,10 @@ class PlainView(Observer):
         return None
 
     def message(self, text: str) -> None:
-        self.console.print(text)
+        self.console.print(text, markup=False)
 
     def experiment_finished(self, exp: Experiment) -> None:
-        self.console.print(f"#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}  {exp.description[:90]}")
+        self.console.print(f"#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}  {exp.description[:90]}", markup=False)
 
     def final_summary(self) -> None:
         if self.controller is None:
@@ -57,7 +60,8 @@ class PlainView(Observer):
         d = status_dict(c.journal, c.tag, c.task.metric)
         base, best = headline(d)
         self.console.print(f"{d['experiments']} experiments, {d['kept']} kept, {d['crashed']} failed; "
-                           f"baseline {base} -> best {best}; branch overnight/{c.tag}; results {c.results_path}")
+                           f"baseline {base} -> best {best}; branch overnight/{c.tag}; results {c.results_path}",
+                           markup=False)
 
 
 class LiveView(PlainView):
@@ -83,7 +87,7 @@ class LiveView(PlainView):
             self.live.update(self._render())
 
     def message(self, text: str) -> None:
-        self.lines = (self.lines + [text])[-8:]
+        self.lines = (self.lines + [escape(text)])[-8:]
         self._update()
 
     def slots(self, rows: list[dict]) -> None:
@@ -93,7 +97,7 @@ class LiveView(PlainView):
     def experiment_finished(self, exp: Experiment) -> None:
         style = STATUS_STYLE.get(exp.status, "")
         self.lines = (self.lines + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}[/]  "
-                                    f"{exp.description[:80]}"])[-8:]
+                                    f"{escape(exp.description[:80])}"])[-8:]
         self._update()
 
     def _render(self):

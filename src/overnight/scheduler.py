@@ -149,10 +149,12 @@ class Scheduler:
             inc = self.c.incumbent(self.history)
             self.ex.release(r.id for e in self.history if e.status.final for r in e.runs
                             if not (inc is not None and e.id == inc.id and r.rescored is None))
-            if self._over():
+            if not self._past_deadline() and self._over():
                 return True
             if not self._plan():
                 break
+        if self._past_deadline() and self._over():  # after the judge decided what it could
+            return True
         self._dispatch()
         self._ask()
         return False
