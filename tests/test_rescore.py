@@ -95,10 +95,11 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     mine = [d for d in rescored(count) if d.startswith(f"{cheat.id}-")]
     assert sorted(mine) == sorted(f"{cheat.id}-{r.id}" for r in counted)  # each exactly once
     assert len(c.journal.events("t", "rescore-mismatch")) == len(counted)
-    # The baseline is the reference, kept without re-scores; with no [heldout] in the toy no
-    # keep pairs with its runs either, so none is ever re-scored (test_heldout: when one is).
-    assert not [d for d in rescored(count) if d.startswith("1-")]
-    assert all(r.rescored is None for r in base.runs) and len(base.runs) > 3
+    # The baseline is the reference, kept without waiting for re-scores; one of its runs is
+    # re-scored once after, as a check of the task's re-score command; with no [heldout] in
+    # the toy no keep pairs with its other runs (test_heldout: when one does).
+    assert [d for d in rescored(count) if d.startswith("1-")] == [f"1-{base.runs[0].id}"]
+    assert [r.rescored is not None for r in base.runs[:3]] == [True, False, False] and len(base.runs) > 3
     assert gitops.rev_parse(root, "overnight/t") == base.commit_sha
     c.journal.close()
 
@@ -115,7 +116,7 @@ def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
     c.run()
     base, bad, good = c.journal.experiments("t")
     assert (base.status, bad.status, good.status) == (ExpStatus.KEPT, ExpStatus.DISCARDED, ExpStatus.KEPT)
-    assert rescored(count) == [f"{good.id}-{good.runs[0].id}"]  # the baseline is the reference: never
+    assert sorted(rescored(count)) == sorted([f"1-{base.runs[0].id}", f"{good.id}-{good.runs[0].id}"])
     run_dir = root / ".overnight" / "t" / "runs" / f"{bad.id}-{bad.runs[0].id}"
     assert sorted(p.name for p in run_dir.iterdir()) == ["log.txt", "result.json"]
     assert bad.runs[0].rescored is None and good.runs[0].rescored == good.runs[0].value
@@ -264,3 +265,26 @@ def test_an_older_journal_gains_the_rescored_column(tmp_path):
     assert [r.rescored for r in j.experiment(1).runs] == [1.25, None]
     j.close()
     Journal(db).close()  # opening again changes nothing
+
+
+def test_a_broken_rescore_command_stops_the_night_at_the_baseline(tmp_path):
+    """The baseline is kept without waiting for re-scores, but one of its runs is re-scored
+    right after: a task whose re-score cannot agree stops the night there, in one line, instead
+    of discarding every winner of the night as a cheat."""
+    import pytest
+
+    from overnight.errors import OvernightError
+
+    count = tmp_path / "count"
+    root = counted_toy(tmp_path / "toy", count, noise="0")
+    spec = root / "overnight.toml"
+    spec.write_text(spec.read_text().replace("python evaluate.py --rescore", "exit 1"))
+    gitops.git(root, "commit", "-qam", "a broken re-score")
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=5))
+    with pytest.raises(OvernightError) as exc:
+        c.run()
+    assert "the baseline's re-score failed" in str(exc.value) and "fix the task's rescore command" in str(exc.value)
+    base = c.journal.experiments("t")[0]
+    assert base.status != ExpStatus.KEPT and rescored(count) == [f"1-{base.runs[0].id}"]
+    assert not [e for e in c.journal.experiments("t") if e.status == ExpStatus.KEPT]
+    c.journal.close()

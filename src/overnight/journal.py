@@ -321,13 +321,16 @@ class Journal:
              res.summary.get("rescored") if res.status.value == "ok" else None, run_id))
 
     @_own_write
-    def set_rescored(self, run_id: int, value: float, summary: dict | None = None) -> None:
+    def set_rescored(self, run_id: int, value: float, summary: dict | None = None, judged: bool = True) -> None:
         """The protected re-score agreed with the run (it may now count towards a keep); what
         it found besides (`summary`, e.g. `rescored`) is merged into the run's summary. The
         run's value becomes the re-scored one: agreeing within `rescore_tolerance` must not let
-        a candidate shade its own report by just under the tolerance and win on that."""
-        self.db.execute("UPDATE runs SET rescored=?, value=?, summary=json_patch(COALESCE(summary, '{}'), ?)"
-                        " WHERE id=?", (value, value, json.dumps(summary or {}, default=str), run_id))
+        a candidate shade its own report by just under the tolerance and win on that. Not for
+        the baseline's check (`judged=False`): nothing waits for it, and a verdict must not
+        depend on whether it had ended."""
+        self.db.execute("UPDATE runs SET rescored=?, value=CASE WHEN ? THEN ? ELSE value END, "
+                        "summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
+                        (value, judged, value, json.dumps(summary or {}, default=str), run_id))
 
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the

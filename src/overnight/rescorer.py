@@ -15,6 +15,10 @@ again (the stale rule, loop.py); a proposal would be built on the old incumbent.
 at once made the candidate after every keep stale, even with one slot (seen in the tests);
 waiting costs a slot the re-score's time once per keep, not once per run.
 
+The baseline is kept without re-scores (the reference, see yardstick_runs). Under
+`[heldout]` a keep also re-scores the yardstick's runs it is paired with, seed for seed, that
+have no held-out score yet: the held-out score comes after an agreeing re-score.
+
 When all have ended the scheduler journals each (`runs.rescored`, or the run's status
 `mismatch` with the `rescore-mismatch` event) and then either discards the candidate or asks
 the judge again, which keeps it now that every counted run is re-scored. A controller killed
@@ -67,6 +71,7 @@ class Rescorer:
         self.pending: dict[int, dict[int, Future]] = {}  # experiment id -> run id -> its re-score
         self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
         self.unavailable: set[int] = set()  # yardstick runs whose directory is gone (a Ray node left)
+        self.checks: set[int] = set()  # experiments whose re-score holds nothing (the baseline's check)
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="overnight-rescore")
 
     def needed(self, exp: Experiment) -> list[Run]:
@@ -88,10 +93,14 @@ class Rescorer:
         """Runs whose re-score is in progress, whichever keep asked for it."""
         return {run_id for runs in self.pending.values() for run_id, f in runs.items() if not f.done()}
 
-    def start(self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None) -> None:
+    def start(self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None,
+              check: bool = False) -> None:
         """Re-score `runs` for the keep of `exp`: its own, and any of the experiments in
-        `others` (its yardstick's, see yardstick_runs)."""
+        `others` (its yardstick's, see yardstick_runs). `check`: a kept baseline's run, checked
+        off the critical path (scheduler._check_rescore): `exp` is not busy meanwhile."""
         c = self.c
+        if check:
+            self.checks.add(exp.id)
         futures = self.pending.setdefault(exp.id, {})
         self.parents[exp.id] = exp.parent_id
         owners = {exp.id: exp, **(others or {})}
@@ -108,7 +117,7 @@ class Rescorer:
 
     @property
     def busy(self) -> set[int]:
-        return set(self.pending)
+        return set(self.pending) - self.checks
 
     def moves(self, incumbent_id: int) -> bool:
         """Whether a pending keep would replace `incumbent_id` (a winner on top of it)."""
@@ -125,6 +134,7 @@ class Rescorer:
             if all(f.done() for f in runs.values()):
                 del self.pending[exp_id]
                 self.parents.pop(exp_id, None)
+                self.checks.discard(exp_id)
                 out.append((exp_id, {run_id: _result(f) for run_id, f in runs.items()}))
         return out
 

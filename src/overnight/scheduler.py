@@ -72,6 +72,12 @@ def _mean(values: list[float]) -> float:
     return sum(values) / len(values)
 
 
+def _watch_hit(res: RunResult) -> bool:
+    """A held-out score refused because the held-out data was opened while it ran: inotify
+    cannot say by whom, so when a candidate ran alongside, the reference's run is not to blame."""
+    return res.status == RunStatus.MISMATCH and (res.error or "").startswith("reads-heldout:")
+
+
 class Scheduler:
     def __init__(self, controller, executor: Executor):
         self.c = controller
@@ -167,8 +173,8 @@ class Scheduler:
         if self._past_deadline():
             # Work the judge would need next (more runs, a keep's re-scores) is not started
             # after the deadline: the night ends once what runs has ended and been judged.
-            if self.flights or self.rescorer.pending:
-                return False
+            if self.flights or set(self.rescorer.pending) - self.rescorer.checks:
+                return False  # (the baseline's check holds nothing: stopped, not waited for)
             if active:
                 self.c.obs.message(f"--hours is up: {len(active)} experiment(s) left undecided "
                                    f"({', '.join(f'#{e.id}' for e in active)}); the same command resumes them")
@@ -207,6 +213,7 @@ class Scheduler:
                 need = c.judge.baseline_runs() - len(done)
                 if need <= 0:  # kept without re-scores: the reference (Rescorer.yardstick_runs says why)
                     c.finish(e, ExpStatus.KEPT, "baseline", _mean(e.ok_values))
+                    self._check_rescore(c.journal.experiment(e.id))
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
                 continue
@@ -245,6 +252,15 @@ class Scheduler:
         if runs and not self._past_deadline():  # after it: left for a resumed night
             self.rescorer.start(e, runs, {target.id: target})
         return bool(runs)
+
+    def _check_rescore(self, base: Experiment) -> None:
+        """One run of the kept baseline re-scored, off the slots, holding nothing: a task whose
+        re-score command is broken stops the night now, in one line, not after a night of
+        winners discarded as `rescore-mismatch`. (With `[heldout]` that run, seed 0 like every
+        candidate's first run, also has its held-out score ready for the first keep.)"""
+        runs = self.rescorer.needed(base)[:1]
+        if runs and not self._past_deadline():
+            self.rescorer.start(base, runs, check=True)
 
     def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
         c = self.c
@@ -347,11 +363,14 @@ class Scheduler:
             bad: RunResult | None = None
             exp = c.journal.experiment(exp_id)
             own = {r.id for r in exp.runs}
+            check = exp.parent_id is None and exp.status.final  # the kept baseline's (_check_rescore)
             for run_id, res in sorted(results.items()):
+                if _watch_hit(res) and (run_id not in own or check):
+                    continue  # the reference's score, spoiled by another run's open: again when needed
                 if run_id not in own:  # a yardstick's run, re-scored for its held-out score
                     self._yardstick_rescored(exp, run_id, res)
                 elif res.status == RunStatus.OK:
-                    c.journal.set_rescored(run_id, res.summary["rescored"], res.summary)
+                    c.journal.set_rescored(run_id, res.summary["rescored"], res.summary, judged=not check)
                 elif res.status == RunStatus.MISMATCH:
                     c.journal.set_mismatch(c.tag, run_id, res.error)
                     bad = bad or res
@@ -360,11 +379,13 @@ class Scheduler:
                     c.obs.message(f"#{exp_id}: run {run_id} cannot be re-scored ({res.error}); running it again")
                 # INTERRUPTED (Ctrl-C): nothing journaled, re-done on resume
             exp = c.journal.experiment(exp_id)
+            if bad is not None and exp.parent_id is None:  # the early check (_check_rescore)
+                if not any(e.status == ExpStatus.KEPT for e in c.journal.experiments(c.tag) if e.parent_id):
+                    c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)  # resume says: new tag
+                raise OvernightError(f"the baseline's re-score failed ({bad.error}) — fix the task's "
+                                     f"rescore command first; log: {bad.log_path}")
             if bad is not None and not exp.status.final:
                 c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
-                if exp.parent_id is None:
-                    raise OvernightError(f"the baseline's re-score failed ({bad.error}) — fix the task's "
-                                         f"rescore command first; log: {bad.log_path}")
 
     def _yardstick_rescored(self, exp: Experiment, run_id: int, res: RunResult) -> None:
         """A run of a kept experiment, re-scored for the keep of `exp`. Agreed: journaled with its
