@@ -72,7 +72,7 @@ def test_status_json(cli, night):
     h = j.experiments("cli")
     kept = [e for e in h if e.status == ExpStatus.KEPT and e.parent_id is not None]
     assert d["kept"] == len(kept)
-    assert d["baseline"] == {"id": 1, "value": h[0].value}
+    assert d["baseline"] == {"id": 1, "value": h[0].value, "runs": len(h[0].ok_values), "measuring": False}
     best_value = min(e.value for e in h if e.status == ExpStatus.KEPT)
     best = next(e for e in h if e.status == ExpStatus.KEPT and e.value == best_value)
     assert (d["best"]["id"], d["best"]["value"], d["best"]["commit"]) == (best.id, best.value, best.commit_sha)

@@ -354,16 +354,17 @@ class Scheduler:
         (or a failed re-score) discards it; otherwise the next plan asks the judge again."""
         c = self.c
         for exp_id, results in self.rescorer.finished():
-            self.next_plan = 0.0
+            exp = c.journal.experiment(exp_id)
+            check = exp.parent_id is None and exp.status.final  # the kept baseline's (_check_rescore)
+            if not check:  # a check decides nothing: no re-plan (and no early ask of the next proposal)
+                self.next_plan = 0.0
             if self.stopping:
                 # Stopping: what ends now journals nothing, whether the stop cut it (INTERRUPTED)
                 # or it beat the cancel (a Ray task may finish before ray.cancel reaches it):
                 # one rule, re-done on resume, as Rescorer.close says.
                 continue
             bad: RunResult | None = None
-            exp = c.journal.experiment(exp_id)
             own = {r.id for r in exp.runs}
-            check = exp.parent_id is None and exp.status.final  # the kept baseline's (_check_rescore)
             for run_id, res in sorted(results.items()):
                 if _watch_hit(res) and (run_id not in own or check):
                     continue  # the reference's score, spoiled by another run's open: again when needed

@@ -104,7 +104,8 @@ def test_agent_stops_on_the_first_ctrl_c(tmp_path):
     try:
         wait_for(lambda: leftovers(marker) or proc.poll() is not None, 25, "the agent")
         assert proc.poll() is None, proc.communicate()
-        assert worktrees(root) == 2  # the agent's temporary checkout
+        # The agent's temporary checkout (and the baseline's re-score check, if it still runs).
+        assert worktrees(root) in (2, 3), git_out(root, "worktree", "list")
         t0 = time.monotonic()
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=15)
