@@ -13,6 +13,8 @@ One loop on the controller's thread:
     re-score  a "keep" lands only once every run it counts has been re-scored by the task's
               protected code; those re-scores run off the slots (rescorer.py), the candidate
               busy and not yet the incumbent meanwhile (new candidates' first runs wait)
+    deadline  after --hours nothing new starts (run, re-score, proposal); what runs ends and is
+              judged; one run's timeout later the rest is stopped (interrupted, run on resume)
 
 The judge stays a pure function of the journaled runs. An experiment is judged only when
 none of its runs, nor its yardstick's, is queued or in flight, so every verdict sees settled
