@@ -23,7 +23,7 @@ from overnight.tasks import write_task
 CLI = [sys.executable, "-m", "overnight"]
 
 
-def one_error_line(stderr: str) -> str:
+def single_error_line(stderr: str) -> str:
     lines = stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), stderr
     return lines[0]
@@ -72,7 +72,7 @@ def test_a_failing_setup_stops_the_night_in_one_line_before_any_run(tmp_path):
     proc = subprocess.run([*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
-    line = one_error_line(proc.stderr)
+    line = single_error_line(proc.stderr)
     assert "setup command failed (exit 3: the data server is down)" in line and "setup.txt" in line
     j = open_journal(root)
     try:
@@ -87,7 +87,7 @@ def test_a_setup_past_its_own_timeout_is_stopped(tmp_path):
     proc = subprocess.run([*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and time.monotonic() - t0 < 30
-    assert "ran past task.setup_timeout (1 s)" in one_error_line(proc.stderr)
+    assert "ran past task.setup_timeout (1 s)" in single_error_line(proc.stderr)
 
 
 @pytest.mark.parametrize("line,expected", [('setup = ""', "task.setup must be a command line"),

@@ -444,19 +444,32 @@ def _probe_cpu(kernels):
     key = "|".join(map(str, ["cpu", torch.__version__, kernels, torch.cpu._is_avx512_bf16_supported(),
                              torch.cpu._is_amx_tile_supported(), torch.get_num_threads()]))
     path = CACHE_DIR / "precision.json"
-    try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
+
+    def read():
+        try:
+            return json.loads(path.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    known = read()
     if key not in known:
-        fp32_ms, bf16_ms = (1000 * t for t in _matmul_seconds())
-        known[key] = {"bf16": fp32_ms >= BF16_MARGIN * bf16_ms,
-                      "why": f"hardware bf16; a 2048x256 @ 256x1024 matmul took {bf16_ms:.1f} ms in bf16, "
-                             f"{fp32_ms:.1f} ms in fp32"}
         CACHE_DIR.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"precision.json.tmp{os.getpid()}")
-        tmp.write_text(json.dumps(known, indent=1))
-        os.replace(tmp, path)
+        with open(str(path) + ".lock", "w") as lock:  # two first runs at once: one probes, both agree
+            try:
+                import fcntl
+
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            except ImportError:
+                pass
+            known = read()
+            if key not in known:
+                fp32_ms, bf16_ms = (1000 * t for t in _matmul_seconds())
+                known[key] = {"bf16": fp32_ms >= BF16_MARGIN * bf16_ms,
+                              "why": f"hardware bf16; a 2048x256 @ 256x1024 matmul took {bf16_ms:.1f} ms in "
+                                     f"bf16, {fp32_ms:.1f} ms in fp32"}
+                tmp = path.with_name(f"precision.json.tmp{os.getpid()}")
+                tmp.write_text(json.dumps(known, indent=1))
+                os.replace(tmp, path)
     return known[key]["bf16"], f"{known[key]['why']}; measured once, kept in {path}"
 
 
