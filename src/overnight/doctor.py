@@ -284,7 +284,7 @@ def _ray(address: str | None) -> Check:
     # '@@' lines, apart from what Ray's workers print: the version, then the cluster's CPUs and GPUs
     out = [w for line in p.stdout.splitlines() if line.startswith("@@ ") for w in line.split()[1:]]
     if p.returncode != 0:
-        what, fix = (f"ray {out[0]} cannot join {address}", "see the README's Ray section (address, token "
+        what, fix = (f"ray {out[0]} cannot join {address}", "see docs/scaling.md (address, token "
                      "authentication)") if out else ("cannot import ray", "pip install 'overnight[ray]'")
         return Check(FAIL, "ray", f"{what} ({_last_error(p)})", fix)
     return Check(OK, "ray", f"ray {out[0]}; {address} answers: {out[1]} CPUs, {out[2]} GPUs" if address else

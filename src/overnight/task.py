@@ -96,7 +96,7 @@ class Heldout:
     min_share: float = 0.0
 
 
-DEFAULT_HELDOUT_GAP = 0.05  # metric units; nanogpt's cpu preset: see the README's measured figures
+DEFAULT_HELDOUT_GAP = 0.05  # metric units; nanogpt's cpu preset: see docs/task-spec.md's measured figures
 DEFAULT_HELDOUT_SHARE = 0.25  # of the metric gain; ditto
 
 
@@ -191,10 +191,10 @@ def _number(value: Any, where: str, low: float = 0.0, strict: bool = False) -> f
 
 def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
     if key not in table:
-        raise TaskSpecError(f"{SPEC_FILE}: missing field {where}.{key} — add it (see the README's task spec)")
+        raise TaskSpecError(f"{SPEC_FILE}: missing field {where}.{key} — add it (see docs/task-spec.md)")
     value = table[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise TaskSpecError(f"{SPEC_FILE}: field {where}.{key} has the wrong type ({type(value).__name__}) — see the README's task spec")
+        raise TaskSpecError(f"{SPEC_FILE}: field {where}.{key} has the wrong type ({type(value).__name__}) — see docs/task-spec.md")
     return value
 
 
@@ -220,7 +220,7 @@ def load_task(root: Path | str) -> TaskSpec:
     root = Path(root).resolve()
     path = root / SPEC_FILE
     if not path.is_file():
-        raise TaskSpecError(f"no {SPEC_FILE} in {root} — run `overnight init DIR` or write one (see the README)")
+        raise TaskSpecError(f"no {SPEC_FILE} in {root} — run `overnight init DIR` or write one (see docs/task-spec.md)")
     try:
         data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except UnicodeDecodeError as exc:

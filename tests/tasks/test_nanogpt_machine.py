@@ -105,15 +105,12 @@ def test_the_run_says_what_this_machine_chose(task, cache, tmp_path, monkeypatch
     assert "precision: fp32 (this CPU has no hardware bf16" in proc.stdout
 
 
-def derive(source: str, max_seq_len: int) -> dict:
-    """Run train.py's batch arithmetic (only those statements) for the constants in `source`."""
+def derivation(source: str):
+    """train.py's batch arithmetic (only those statements), compiled once."""
     tree = ast.parse(source)
-    ns = {"MAX_SEQ_LEN": max_seq_len}
-    for node in tree.body:
-        targets = [t.id for t in getattr(node, "targets", []) if isinstance(t, ast.Name)]
-        if targets and (targets[0] in DERIVED or targets[0] in ("TOTAL_BATCH_SIZE", "DEVICE_BATCH_SIZE")):
-            exec(compile(ast.Module([node], type_ignores=[]), "train.py", "exec"), ns)
-    return ns
+    nodes = [n for n in tree.body if [t.id for t in getattr(n, "targets", []) if isinstance(t, ast.Name)][:1]
+             and n.targets[0].id in DERIVED]
+    return compile(ast.Module(nodes, type_ignores=[]), "train.py", "exec")
 
 
 def test_every_batch_knob_pair_of_the_cpu_preset_is_valid(tmp_path):
@@ -126,10 +123,12 @@ def test_every_batch_knob_pair_of_the_cpu_preset_is_valid(tmp_path):
                                                tomllib.loads((tmp_path / "overnight.toml").read_text())["knobs"])}
     total, micro = space["TOTAL_BATCH_SIZE"], space["DEVICE_BATCH_SIZE"]
     assert (total.kind, micro.kind) == ("pow2", "int")
+    code = derivation(source)
     for seq_len in (256, 200, 2048):  # the preset's, an odd one, one longer than a small step
         for t in [2 ** e for e in range(int(total.low), int(total.high) + 1)] + [1000, 3 * seq_len]:
             for d in range(int(micro.low), int(micro.high) + 1):
-                ns = derive(knobs.rewrite(source, {"TOTAL_BATCH_SIZE": t, "DEVICE_BATCH_SIZE": d}), seq_len)
+                ns = {"MAX_SEQ_LEN": seq_len, "TOTAL_BATCH_SIZE": t, "DEVICE_BATCH_SIZE": d}
+                exec(code, ns)
                 assert 1 <= ns["device_batch_size"] <= d
                 assert ns["grad_accum_steps"] * ns["device_batch_size"] * seq_len == ns["tokens_per_step"]
                 assert abs(ns["tokens_per_step"] - t) <= seq_len / 2 or ns["tokens_per_step"] == seq_len

@@ -47,7 +47,7 @@ def plan_slots(slots: int | None, gpus: tuple[str, ...] | None, cpus: int | None
     """The local slots for `--slots N [--gpus IDS]`.
 
     GPUs (given, or detected when not): one slot per GPU unless N says otherwise; slot i is
-    pinned to gpus[i % len(gpus)]. No GPU: N slots (default 1, see the README's measurement)
+    pinned to gpus[i % len(gpus)]. No GPU: N slots (default 1, see docs/scaling.md's measurement)
     sharing the cores evenly. With one CPU slot nothing is set: the task's own defaults hold.
     """
     if slots is not None and slots < 1:

@@ -104,7 +104,7 @@ class RayExecutor(Executor):
                          log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
                 raise OvernightError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc} — "
-                                     "see the README's Ray section (address, token authentication)") from None
+                                     "see docs/scaling.md (address, token authentication)") from None
         res = ray.cluster_resources()
         gpus = int(res.get("GPU", 0))
         self.resources = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": cpus_per_run}
