@@ -224,7 +224,7 @@ POLAR_EXPRESS = [
 
 def orthogonalize(g, steps=5, dtype=torch.bfloat16):
     """The nearest semi-orthogonal matrix to g (approximately U V^T of its SVD), computed in
-    `dtype` (bf16 where the hardware has it: the iteration tolerates its rounding)."""
+    `dtype` (bf16 where that is the faster: the iteration tolerates its rounding)."""
     X = g.to(dtype)
     transpose = X.size(-2) > X.size(-1)
     if transpose:
@@ -306,9 +306,9 @@ elif torch.backends.mps.is_available():
     device = torch.device("mps")
 else:
     device = torch.device("cpu")
-# bf16 autocast (and bf16 in Muon) only where the hardware computes in bf16: ~2x faster there,
-# ~12x slower where it is emulated (CPUs with AVX2 only). prepare.py decides; the re-score
-# evaluates the saved weights with the precision this run evaluated them with.
+# bf16 autocast (and bf16 in Muon) only where it is faster: CUDA, and a CPU with hardware bf16
+# when a timed matmul says so; never where bf16 is emulated (AVX2-only CPUs: ~12x slower).
+# prepare.py decides; the re-score evaluates with the precision this run evaluated with.
 use_bf16, precision_why = bf16_is_fast(device)
 autocast_ctx = torch.amp.autocast(device_type=device.type, dtype=torch.bfloat16) if use_bf16 else nullcontext()
 
