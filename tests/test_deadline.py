@@ -11,32 +11,22 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
 
-from test_rescore import Fixed, counted_toy, edit, rescored
+from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
 CLI = [sys.executable, "-m", "overnight"]
-
-
-def slow_runs(root: Path, seconds: float) -> None:
-    """Every run of the toy (the baseline's commit) sleeps `seconds` first."""
-    train = root / "train.py"
-    train.write_text(train.read_text().replace("from evaluate", f"import time\ntime.sleep({seconds:g})\nfrom evaluate", 1))
-    gitops.git(root, "commit", "-qam", "slow")  # the product's own identity: a fresh HOME has none
 
 
 def test_the_deadline_leaves_the_baseline_undecided_and_resume_finishes_it(tmp_path):
     """5 baseline seeds of ~2 s each and 3 s of night: the run in flight ends, nothing more
     starts, the night ends well before the 5 are done; the same command then finishes them."""
-    root = counted_toy(tmp_path / "toy", tmp_path / "count", noise="0.002")
-    slow_runs(root, 1.5)
+    root = counted_toy(tmp_path / "toy", tmp_path / "count", noise="0.002", slow_baseline=1.5)
     cmd = [*CLI, "run", str(root), "--tag", "t", "--quiet", "--judge", "noise", "--baseline-seeds", "5"]
     t0 = time.monotonic()
     proc = subprocess.run([*cmd, "--hours", f"{3 / 3600}"], capture_output=True, text=True, timeout=120)
@@ -80,7 +70,7 @@ def test_a_keep_reached_after_the_deadline_is_not_re_scored(tmp_path):
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=20, noise="0")
     better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
-    slow_winner = better.replace("from evaluate", "import time\ntime.sleep(6)\nfrom evaluate", 1)
+    slow_winner = better.replace("from evaluate", SLOW.format(6), 1)
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, hours=4 / 3600))
     c.proposer = Fixed([slow_winner])
     t0 = time.monotonic()
@@ -129,7 +119,7 @@ def test_the_noise_judge_at_the_deadline_starts_no_confirmation_run(tmp_path):
     """A promising candidate whose confirmation runs would start after the deadline: none does."""
     root = counted_toy(tmp_path / "toy", tmp_path / "count", noise="0.002")
     better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
-    slow = better.replace("from evaluate", "import time\ntime.sleep(6)\nfrom evaluate", 1)
+    slow = better.replace("from evaluate", SLOW.format(6), 1)
     t0 = time.time()
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, hours=6 / 3600,
                                    noise=NoiseSettings(baseline_runs=2)))

@@ -140,7 +140,7 @@ def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
 
     def knob(slow: float, **values) -> str:
         src = knobs.rewrite(base, values)
-        return src.replace("from evaluate", f"import time\ntime.sleep({slow})\nfrom evaluate") if slow else src
+        return src.replace("from evaluate", SLOW.format(slow)) if slow else src
 
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=2))
     c.proposer = Fixed([knob(1, ACTIVATION="gelu"), knob(4, USE_NORM=True), knob(0, ACTIVATION="silu")])

@@ -8,11 +8,10 @@ Optuna's parameter importances when there are enough trials.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.status import headline, running_best, status_dict
+from overnight.status import fmt_value, headline, running_best, status_dict
 from overnight.task import TaskSpec
 from overnight.usage import usage_markdown
 
@@ -78,10 +77,6 @@ def importances(state_dir: Path, tag: str) -> dict[str, float] | None:
         return None
 
 
-def _fmt(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.6f}"
-
-
 def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path) -> str:
     d = status_dict(journal, tag, task.metric)
     history = journal.experiments(tag)
@@ -107,7 +102,7 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         parent = by_id.get(e.parent_id)
         delta = m.improvement(e.value, parent.value) if parent and parent.value is not None and e.value is not None else None
         out += [f"### #{e.id}: {e.description}", "",
-                f"{_fmt(e.value)} over {len(e.ok_values)} run(s) (gain {_fmt(delta)} over #{e.parent_id}); "
+                f"{fmt_value(e.value)} over {len(e.ok_values)} run(s) (gain {fmt_value(delta)} over #{e.parent_id}); "
                 f"{e.reason or ''}", "",
                 "```diff", (e.diff or "").rstrip(), "```", ""]
     if len(out) and out[-1] == "" and out[-2] == "## Kept changes":
@@ -130,7 +125,7 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         out += [f"| {k} | {v:.3f} |" for k, v in imp.items()]
         out.append("")
     out += ["## All experiments", "", f"| id | status | {m.name} | description |", "|---|---|---|---|"]
-    out += [f"| {e.id} | {e.status.value} | {_fmt(e.value)} | {e.description[:80]} |" for e in history]
+    out += [f"| {e.id} | {e.status.value} | {fmt_value(e.value)} | {e.description[:80]} |" for e in history]
     return "\n".join(out) + "\n"
 
 

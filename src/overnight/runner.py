@@ -178,15 +178,20 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
     return res
 
 
+def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None = None) -> dict:
+    """The environment of a process of the task's (a run, its re-score, the task's setup): the
+    user's credentials withheld unless `[task] pass_env` names them (credentials.py), `extra`
+    (a slot's pinning), the budget and seed, a fresh run marker and the tag's marker."""
+    return {**credentials.scrub(os.environ, task.pass_env), **task.env, **(extra or {}),
+            "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(seed), "PYTHONUNBUFFERED": "1",
+            MARKER_VAR: secrets.token_hex(8), TAG_MARKER_VAR: tag_mark(tag_dir) if tag_dir is not None else ""}
+
+
 def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
-    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker).
-    The user's credentials are not in it unless `[task] pass_env` names them (credentials.py)."""
-    return {**credentials.scrub(os.environ, task.pass_env), **task.env, **req.extra_env,
-            "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(req.seed),
-            "OVERNIGHT_RESULT": str(result_path), "PYTHONUNBUFFERED": "1",
-            MARKER_VAR: secrets.token_hex(8),
-            # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
-            TAG_MARKER_VAR: tag_mark(req.run_dir.parent.parent) if req.run_dir.parent.name == "runs" else ""}
+    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
+    # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
+    tag_dir = req.run_dir.parent.parent if req.run_dir.parent.name == "runs" else None
+    return {**task_env(task, req.seed, tag_dir, req.extra_env), "OVERNIGHT_RESULT": str(result_path)}
 
 
 def tag_mark(tag_dir: Path) -> str:

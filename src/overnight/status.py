@@ -8,6 +8,7 @@ added, none renamed). The rich view and the report are drawn from the same numbe
 from __future__ import annotations
 
 import json
+import math
 import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
@@ -72,8 +73,9 @@ def _baseline_value(baseline: Experiment | None) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _number(v) -> str:
-    return "-" if v is None or (isinstance(v, float) and v != v) else f"{v:.6f}"
+def fmt_value(v) -> str:
+    """A metric value for people: six decimals, "-" when there is none (or it is not finite)."""
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.6f}"
 
 
 def headline(d: dict) -> tuple[str, str]:
@@ -86,13 +88,13 @@ def headline(d: dict) -> tuple[str, str]:
         base = f"not measured yet (#{b['id']})"
     else:
         more = f", {b['runs']} run(s) so far, still measuring" if b.get("measuring") else ""
-        base = f"{_number(b['value'])} (#{b['id']}{more})"
+        base = f"{fmt_value(b['value'])} (#{b['id']}{more})"
     best = d["best"]
     if best["id"] is None or best["id"] == b["id"]:
         kept = "none kept yet" if d["kept"] == 0 else "-"
         best_text = kept if best["id"] is None else f"the baseline ({kept})"
     else:
-        best_text = f"{_number(best['value'])} (#{best['id']}, commit {(best['commit'] or '')[:7]})"
+        best_text = f"{fmt_value(best['value'])} (#{best['id']}, commit {(best['commit'] or '')[:7]})"
     return base, best_text
 
 

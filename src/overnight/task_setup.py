@@ -15,14 +15,12 @@ before any run, since every run would fail the same way.
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from pathlib import Path
 
-from overnight import credentials, gitops
+from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.runner import MARKER_VAR, TAG_MARKER_VAR, _run_process, tag_mark
+from overnight.runner import _run_process, task_env
 from overnight.task import TaskSpec
 
 
@@ -42,9 +40,7 @@ def run_setup(task: TaskSpec, commit: str, state: Path, tag: str, seed: int,
     worktree = worktree_path(state, tag)
     # A run's environment without its result file: the same credentials rule, the tag's
     # marker (a killed controller's setup is swept on resume like its runs), the budget.
-    env = {**credentials.scrub(os.environ, task.pass_env), **task.env,
-           "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(seed), "PYTHONUNBUFFERED": "1",
-           MARKER_VAR: secrets.token_hex(8), TAG_MARKER_VAR: tag_mark(tag_dir)}
+    env = task_env(task, seed, tag_dir)
     gitops.worktree_add(task.root, worktree, commit)
     try:
         out = _run_process(task.setup, worktree, env, log_path, task.setup_timeout, stop, None, task.limits)
