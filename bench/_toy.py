@@ -17,7 +17,7 @@ def make_toy(env: dict[str, str] | None = None, budget: float | None = None) -> 
     write_task("toy", root)
     spec = (root / "overnight.toml").read_text()
     for key, value in (env or {}).items():
-        spec = re.sub(rf'^{key}\s*=.*$', f'{key} = "{value}"', spec, flags=re.M)
+        spec = re.sub(rf"^{key}\s*=.*$", f'{key} = "{value}"', spec, flags=re.M)
     if budget is not None:
         spec = re.sub(r"^budget\s*=.*$", f"budget    = {budget}", spec, flags=re.M)
     (root / "overnight.toml").write_text(spec)

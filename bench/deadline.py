@@ -38,8 +38,20 @@ def main() -> None:
     write_task(args.task, root)
     gitops.init_repo(root, "init")
     task = load_task(root).with_budget(args.budget)
-    cmd = [sys.executable, "-m", "overnight", "run", str(root), "--tag", "bench", "--quiet", "--hours",
-           f"{args.hours:g}", "--judge", args.judge]
+    cmd = [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--tag",
+        "bench",
+        "--quiet",
+        "--hours",
+        f"{args.hours:g}",
+        "--judge",
+        args.judge,
+    ]
     if args.budget:
         cmd += ["--budget", f"{args.budget:g}"]
     t0 = time.monotonic()
@@ -53,12 +65,18 @@ def main() -> None:
     deadline = args.hours * 3600
     undecided = [e.id for e in history if not e.status.final]
     runs = sum(len(e.runs) for e in history)
-    print(f"task {args.task} | budget {task.budget:g} s, timeout {task.timeout:g} s | --hours {args.hours:g} "
-          f"({deadline:.0f} s) | judge {args.judge}")
-    print(f"wall: {wall:.1f} s | overrun past the deadline: {wall - deadline:+.1f} s "
-          f"(promise: at most one run's timeout, {task.timeout:g} s)")
-    print(f"experiments {len(history)} ({runs} runs), decided {len(history) - len(undecided)}, "
-          f"undecided {undecided or 'none'}")
+    print(
+        f"task {args.task} | budget {task.budget:g} s, timeout {task.timeout:g} s | --hours {args.hours:g} "
+        f"({deadline:.0f} s) | judge {args.judge}"
+    )
+    print(
+        f"wall: {wall:.1f} s | overrun past the deadline: {wall - deadline:+.1f} s "
+        f"(promise: at most one run's timeout, {task.timeout:g} s)"
+    )
+    print(
+        f"experiments {len(history)} ({runs} runs), decided {len(history) - len(undecided)}, "
+        f"undecided {undecided or 'none'}"
+    )
     print(f"load_average: {os.getloadavg()[0]:.2f} (1-minute, at the end)")
     print("last lines of the night:\n  " + "\n  ".join(proc.stdout.strip().splitlines()[-3:]))
 

@@ -46,12 +46,37 @@ from overnight.journal import TSV_STATUS, ExpStatus, Journal  # noqa: E402
 
 
 def command(root: Path, n: int, slots: int) -> list[str]:
-    return [sys.executable, "-m", "overnight", "run", str(root), "--experiments", str(n), "--quiet",
-            "--tag", "faults", "--proposer", "optuna", "--judge", "greedy", "--seed", "1", "--slots", str(slots)]
+    return [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--experiments",
+        str(n),
+        "--quiet",
+        "--tag",
+        "faults",
+        "--proposer",
+        "optuna",
+        "--judge",
+        "greedy",
+        "--seed",
+        "1",
+        "--slots",
+        str(slots),
+    ]
 
 
-def fault_night(n: int = 50, kills: int = 5, seed: int = 0, slots: int = 1, sleep: str = "budget",
-                root: Path | None = None, log=print) -> dict:
+def fault_night(
+    n: int = 50,
+    kills: int = 5,
+    seed: int = 0,
+    slots: int = 1,
+    sleep: str = "budget",
+    root: Path | None = None,
+    log=print,
+) -> dict:
     """Run the night with `kills` SIGKILLs, check it, return figures."""
     rng = random.Random(seed)
     root = root or make_toy(env={"TOY_SLEEP": sleep})
@@ -79,8 +104,10 @@ def fault_night(n: int = 50, kills: int = 5, seed: int = 0, slots: int = 1, slee
                 time.sleep(0.5)
                 left = _run_processes(root)
                 after_kill += len(left)
-                log(f"kill {killed}/{kills} at start {starts} ({'a run alive' if mine else 'no run alive'}, "
-                    f"{len(left)} run process(es) alive 0.5 s later)")
+                log(
+                    f"kill {killed}/{kills} at start {starts} ({'a run alive' if mine else 'no run alive'}, "
+                    f"{len(left)} run process(es) alive 0.5 s later)"
+                )
                 break
             time.sleep(0.05)
         if was_killed:
@@ -97,9 +124,16 @@ def fault_night(n: int = 50, kills: int = 5, seed: int = 0, slots: int = 1, slee
     wall = time.monotonic() - t0
     at_end = len(_run_processes(root))
     figures = check(root, n)
-    figures.update(kills=killed, kills_during_run=during_run, survivors_after_kill=after_kill,
-                   survivors_beside_resume=beside, survivors_at_end=at_end, starts=starts,
-                   wall_seconds=round(wall, 1), root=str(root))
+    figures.update(
+        kills=killed,
+        kills_during_run=during_run,
+        survivors_after_kill=after_kill,
+        survivors_beside_resume=beside,
+        survivors_at_end=at_end,
+        starts=starts,
+        wall_seconds=round(wall, 1),
+        root=str(root),
+    )
     return figures
 
 

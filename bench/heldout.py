@@ -60,20 +60,34 @@ def main() -> None:
         commit = gitops.make_commit(root, base, {"train.py": text}, name) if name != "baseline" else base
         for seed in range(1, args.seeds + 1):
             run = root / ".overnight" / "bench" / f"{name.split()[0]}-{seed}"
-            res = execute(task, RunRequest(commit=commit, seed=seed, run_dir=run, worktree=root / ".overnight" /
-                                           "wt" / run.name, protected_hashes=hashes))
+            res = execute(
+                task,
+                RunRequest(
+                    commit=commit,
+                    seed=seed,
+                    run_dir=run,
+                    worktree=root / ".overnight" / "wt" / run.name,
+                    protected_hashes=hashes,
+                ),
+            )
             held = res.summary.get("heldout_val_bpb")
-            print(f"{name:<26} seed {seed}: {res.status.value:<8} val_bpb {res.value} heldout {held} "
-                  f"(val - heldout {res.value - held:+.4f})" if held is not None and res.value is not None else
-                  f"{name:<26} seed {seed}: {res.status.value} {res.error[:300]}", flush=True)
+            print(
+                f"{name:<26} seed {seed}: {res.status.value:<8} val_bpb {res.value} heldout {held} "
+                f"(val - heldout {res.value - held:+.4f})"
+                if held is not None and res.value is not None
+                else f"{name:<26} seed {seed}: {res.status.value} {res.error[:300]}",
+                flush=True,
+            )
             if held is not None and res.value is not None:
                 rows.setdefault(name, []).append((res.value, held))
     base_rows = rows.get("baseline", [])
     offsets = [v - h for v, h in base_rows]
     if len(offsets) > 1:
-        print(f"\nbaseline val - heldout: mean {statistics.mean(offsets):+.4f}, sd {statistics.stdev(offsets):.4f} "
-              f"over {len(offsets)} seeds")
-    pair_gaps = [(a[0] - b[0]) - (a[1] - b[1]) for i, a in enumerate(base_rows) for b in base_rows[i + 1:]]
+        print(
+            f"\nbaseline val - heldout: mean {statistics.mean(offsets):+.4f}, sd {statistics.stdev(offsets):.4f} "
+            f"over {len(offsets)} seeds"
+        )
+    pair_gaps = [(a[0] - b[0]) - (a[1] - b[1]) for i, a in enumerate(base_rows) for b in base_rows[i + 1 :]]
     if pair_gaps:
         print(f"baseline seed vs seed, gap = val gain - heldout gain: max |gap| {max(map(abs, pair_gaps)):.4f}")
     for name, rs in rows.items():
@@ -82,8 +96,10 @@ def main() -> None:
         per_seed = [(b[0] - r[0]) - (b[1] - r[1]) for r, b in zip(rs, base_rows)]
         mv = statistics.mean(b[0] for b in base_rows) - statistics.mean(r[0] for r in rs)
         mh = statistics.mean(b[1] for b in base_rows) - statistics.mean(r[1] for r in rs)
-        print(f"{name}: val gain {mv:+.4f}, heldout gain {mh:+.4f}, gap {mv - mh:+.4f} (means); per seed "
-              + ", ".join(f"{g:+.4f}" for g in per_seed))
+        print(
+            f"{name}: val gain {mv:+.4f}, heldout gain {mh:+.4f}, gap {mv - mh:+.4f} (means); per seed "
+            + ", ".join(f"{g:+.4f}" for g in per_seed)
+        )
     print(f"\n{args.budget:g} s budget, {args.seeds} seeds, {(time.time() - t0) / 60:.1f} min")
 
 

@@ -22,11 +22,11 @@ runs, real journal), in sessions of 50 candidates, each session a fresh toy repo
 from __future__ import annotations
 
 import argparse
-from dataclasses import replace
 import math
 import random
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -40,7 +40,7 @@ from overnight.proposers.base import Context, Proposal, Proposer  # noqa: E402
 
 LR_WEIGHT, LR_BEST = 0.08, 0.002  # the toy's learning-rate term: LR_WEIGHT * log10(lr / LR_BEST)**2
 SESSION = 50
-WARMUP = 8  # no-op candidates before the power candidate in a "settled" trial  # candidates per fresh repository (keeps the learning-rate term from running out)
+WARMUP = 8  # no-op candidates before the power candidate in a "settled" trial
 SETTINGS = NoiseSettings()
 # A stand-in for the nanogpt CPU preset's run-to-run sd of val_bpb. bench/noise.py measured
 # 0.055 on a loaded machine and about 0.015 with the load taken out; every figure this
@@ -92,8 +92,11 @@ def session(judge: str, kinds: list[tuple[str, float]], n: int, noise: float, se
     proposer = Scripted(kinds)
     # Every session has its own run seeds: the toy's noise is a function of (seed, config), and
     # scripted sessions repeat configurations, so shared seeds would replay the same draws.
-    ctl = Controller(root, RunConfig(tag="bench", judge=judge, noise=SETTINGS, experiments=n + 1, budget=1,
-                                     seed=seed * 1000), proposer=proposer)
+    ctl = Controller(
+        root,
+        RunConfig(tag="bench", judge=judge, noise=SETTINGS, experiments=n + 1, budget=1, seed=seed * 1000),
+        proposer=proposer,
+    )
     ctl.run()
     history = ctl.journal.experiments("bench")
     baseline = history[0]
@@ -107,7 +110,7 @@ def session(judge: str, kinds: list[tuple[str, float]], n: int, noise: float, se
 def stream(judge: str, kinds: list[tuple[str, float]], noise: float, seed: int) -> tuple[list, int]:
     results, total_runs = [], 0
     for i in range(0, len(kinds), SESSION):
-        chunk = kinds[i:i + SESSION]
+        chunk = kinds[i : i + SESSION]
         out, runs = session(judge, chunk, len(chunk), noise, seed + i // SESSION)
         results += out
         total_runs += runs
@@ -122,39 +125,62 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--settled", type=int, default=100, help="trials of a 2-sd candidate vs a settled incumbent")
     ap.add_argument("--judges", default="noise,greedy")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a NoiseSettings field, e.g. --set max_runs=5 (for exploring)")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a NoiseSettings field, e.g. --set max_runs=5 (for exploring)",
+    )
     args = ap.parse_args()
     global SETTINGS
-    SETTINGS = replace(NoiseSettings(), **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in
-                                            (item.split("=", 1) for item in args.set)})
+    SETTINGS = replace(
+        NoiseSettings(),
+        **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in (item.split("=", 1) for item in args.set)},
+    )
     sd = args.noise
     rng = random.Random(args.seed)
     aa = [("neutral", 0.0)] * args.aa
     mix = []
     for _ in range(args.mix):
         u = rng.random()
-        mix.append(("worse", -rng.uniform(2, 6) * sd) if u < 0.7 else ("neutral", 0.0) if u < 0.9 else ("better", 2 * sd))
-    print(f"toy task, noise sd {sd}; A/A stream of {args.aa}; mix of {args.mix} (70 % worse, 20 % neutral, "
-          f"10 % better by 2 sd)")
-    print(f"{'judge':<8}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>14}{'neutral kept':>14}"
-          f"{'runs/candidate':>16}{'time':>7}")
+        mix.append(
+            ("worse", -rng.uniform(2, 6) * sd) if u < 0.7 else ("neutral", 0.0) if u < 0.9 else ("better", 2 * sd)
+        )
+    print(
+        f"toy task, noise sd {sd}; A/A stream of {args.aa}; mix of {args.mix} (70 % worse, 20 % neutral, "
+        f"10 % better by 2 sd)"
+    )
+    print(
+        f"{'judge':<8}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>14}{'neutral kept':>14}"
+        f"{'runs/candidate':>16}{'time':>7}"
+    )
     for judge in args.judges.split(","):
         t0 = time.time()
         base = 100_000 * args.seed  # --seed moves the run seeds too: processes can split a benchmark
         res, _ = stream(judge, aa, sd, seed=base + 1)
         false_keep = sum(s == ExpStatus.KEPT for _, s, _ in res) / max(1, len(res))
         res, runs = stream(judge, mix, sd, seed=base + 100)
-        rate = {kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) / max(1, sum(k == kind for k, _, _ in res))
-                for kind in ("better", "neutral")}
+        rate = {
+            kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) / max(1, sum(k == kind for k, _, _ in res))
+            for kind in ("better", "neutral")
+        }
         settled = power_settled(judge, args.settled, sd, seed=base + 5000)
-        print(f"{judge:<8}{100 * false_keep:>16.1f}%{100 * rate['better']:>13.1f}%{100 * settled:>13.1f}%"
-              f"{100 * rate['neutral']:>13.1f}%{runs / len(res):>16.2f}{time.time() - t0:>6.0f}s", flush=True)
+        print(
+            f"{judge:<8}{100 * false_keep:>16.1f}%{100 * rate['better']:>13.1f}%{100 * settled:>13.1f}%"
+            f"{100 * rate['neutral']:>13.1f}%{runs / len(res):>16.2f}{time.time() - t0:>6.0f}s",
+            flush=True,
+        )
         kept = {kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) for kind in ("better", "neutral")}
         total = {kind: sum(k == kind for k, _, _ in res) for kind in ("better", "neutral")}
-        print(f"{'':<8}counts: A/A {round(false_keep * args.aa)}/{args.aa}, 2-sd kept {kept['better']}/{total['better']}, "
-              f"settled {round(settled * args.settled)}/{args.settled}, neutral kept {kept['neutral']}/{total['neutral']}, "
-              f"runs {runs}/{len(res)}", flush=True)
+        print(
+            f"{'':<8}counts: A/A {round(false_keep * args.aa)}/{args.aa}, "
+            f"2-sd kept {kept['better']}/{total['better']}, "
+            f"settled {round(settled * args.settled)}/{args.settled}, "
+            f"neutral kept {kept['neutral']}/{total['neutral']}, "
+            f"runs {runs}/{len(res)}",
+            flush=True,
+        )
 
 
 def power_settled(judge: str, trials: int, sd: float, seed: int) -> float:

@@ -51,9 +51,11 @@ def main() -> None:
     kept = sum(e.status == ExpStatus.KEPT for e in candidates)
     runs = sum(len(e.runs) for e in candidates)
     noise = noise_of(history)
-    print(f"\nnanogpt cpu preset, {args.budget:g} s budget: {kept} of {len(candidates)} no-op candidates kept; "
-          f"noise sd {noise.sd:.4f} val_bpb ({noise.df} df); {runs / max(1, len(candidates)):.2f} runs per "
-          f"candidate; {(time.time() - t0) / 60:.1f} min")
+    print(
+        f"\nnanogpt cpu preset, {args.budget:g} s budget: {kept} of {len(candidates)} no-op candidates kept; "
+        f"noise sd {noise.sd:.4f} val_bpb ({noise.df} df); {runs / max(1, len(candidates)):.2f} runs per "
+        f"candidate; {(time.time() - t0) / 60:.1f} min"
+    )
 
 
 if __name__ == "__main__":

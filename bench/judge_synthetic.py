@@ -81,15 +81,23 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, 
         settled += candidate(night, 2.0)[1]
     simpl = {"blank_noop": 0, "worse_half_sd": 0, "code_noop": 0}
     for _ in range(n_simpl):
-        for key, gain, diff in (("blank_noop", 0.0, BLANK_DIFF), ("worse_half_sd", -0.5, CODE_DIFF),
-                                ("code_noop", 0.0, CODE_DIFF)):
+        for key, gain, diff in (
+            ("blank_noop", 0.0, BLANK_DIFF),
+            ("worse_half_sd", -0.5, CODE_DIFF),
+            ("code_noop", 0.0, CODE_DIFF),
+        ):
             night = Night(NoiseJudge(s), rng, 1.0)
             night.candidate(gain, diff)
             simpl[key] += night.history[-1].status == ExpStatus.KEPT
     n_mix = n_mix // NIGHT * NIGHT
-    return {**{k: v / max(1, n_simpl) for k, v in simpl.items()},"aa": false_keeps / max(1, n_aa // NIGHT * NIGHT), "power_mix": better_kept / max(1, better),
-            "power_settled": settled / max(1, n_settled), "neutral": neutral_kept / max(1, neutral),
-            "runs": runs / max(1, n_mix)}
+    return {
+        **{k: v / max(1, n_simpl) for k, v in simpl.items()},
+        "aa": false_keeps / max(1, n_aa // NIGHT * NIGHT),
+        "power_mix": better_kept / max(1, better),
+        "power_settled": settled / max(1, n_settled),
+        "neutral": neutral_kept / max(1, neutral),
+        "runs": runs / max(1, n_mix),
+    }
 
 
 def main() -> None:
@@ -100,25 +108,42 @@ def main() -> None:
     ap.add_argument("--simpl", type=int, default=2000, help="fresh nights per simplification case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="also without the winner's-curse correction")
-    ap.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
-                    help="override a NoiseSettings field, e.g. --set max_runs=5")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a NoiseSettings field, e.g. --set max_runs=5",
+    )
     args = ap.parse_args()
-    base = replace(NoiseSettings(), **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in
-                                        (item.split("=", 1) for item in args.set)})
+    base = replace(
+        NoiseSettings(),
+        **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in (item.split("=", 1) for item in args.set)},
+    )
     rows = [("noise", base)] + ([("no correction", replace(base, correct_selection=False))] if args.compare else [])
-    print(f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}, "
-          f"simplifications {args.simpl}; {base}")
-    print(f"{'judge':<15}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>15}{'no-op kept (mix)':>18}"
-          f"{'runs/candidate':>16}{'time':>7}")
+    print(
+        f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}, "
+        f"simplifications {args.simpl}; {base}"
+    )
+    print(
+        f"{'judge':<15}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>15}{'no-op kept (mix)':>18}"
+        f"{'runs/candidate':>16}{'time':>7}"
+    )
     for name, s in rows:
         t0 = time.time()
         r = measure(s, args.aa, args.mix, args.settled, args.seed, args.simpl)
-        print(f"{name:<15}{100 * r['aa']:>16.2f}%{100 * r['power_mix']:>13.1f}%{100 * r['power_settled']:>14.1f}%"
-              f"{100 * r['neutral']:>17.1f}%{r['runs']:>16.3f}{time.time() - t0:>6.0f}s", flush=True)
+        print(
+            f"{name:<15}{100 * r['aa']:>16.2f}%{100 * r['power_mix']:>13.1f}%{100 * r['power_settled']:>14.1f}%"
+            f"{100 * r['neutral']:>17.1f}%{r['runs']:>16.3f}{time.time() - t0:>6.0f}s",
+            flush=True,
+        )
         if args.simpl:
-            print(f"{'':<15}simplifications kept: no-op deleting a blank line {100 * r['blank_noop']:.1f}%, "
-                  f"code removal 0.5 sd worse {100 * r['worse_half_sd']:.1f}%, "
-                  f"code removal changing nothing {100 * r['code_noop']:.1f}%", flush=True)
+            print(
+                f"{'':<15}simplifications kept: no-op deleting a blank line {100 * r['blank_noop']:.1f}%, "
+                f"code removal 0.5 sd worse {100 * r['worse_half_sd']:.1f}%, "
+                f"code removal changing nothing {100 * r['code_noop']:.1f}%",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -74,14 +74,20 @@ def main() -> None:
     # The first run pays the cold compile; keep it out of the seed runs' wall times.
     if args.short:
         r = run_once(task, args.short, seed=0)
-        print(f"short run ({args.short:g}s): val_bpb {r['val_bpb']:.4f} | tok/s {r['tokens_per_second']:.0f} | "
-              f"wall {r['wall_seconds']:.1f}s | load {r['load_average']:.1f}", flush=True)
+        print(
+            f"short run ({args.short:g}s): val_bpb {r['val_bpb']:.4f} | tok/s {r['tokens_per_second']:.0f} | "
+            f"wall {r['wall_seconds']:.1f}s | load {r['load_average']:.1f}",
+            flush=True,
+        )
     values = []
     for seed in range(1, args.seeds + 1):
         r = run_once(task, budget, seed=seed)
         values.append(r["val_bpb"])
-        print(f"seed {seed}: val_bpb {r['val_bpb']:.4f} | tok/s {r['tokens_per_second']:.0f} | steps {r['num_steps']} | "
-              f"train {r['training_seconds']:.1f}s | wall {r['wall_seconds']:.1f}s | load {r['load_average']:.1f}", flush=True)
+        print(
+            f"seed {seed}: val_bpb {r['val_bpb']:.4f} | tok/s {r['tokens_per_second']:.0f} | steps {r['num_steps']} | "
+            f"train {r['training_seconds']:.1f}s | wall {r['wall_seconds']:.1f}s | load {r['load_average']:.1f}",
+            flush=True,
+        )
     std = statistics.stdev(values) if len(values) > 1 else math.nan
     print(f"val_bpb over {len(values)} seeds: {statistics.mean(values):.4f} ± {std:.4f} (mean ± std)")
     print(json.dumps({"unigram_bpb": unigram, "val_bpb": values, "mean": statistics.mean(values), "std": std}))

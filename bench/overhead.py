@@ -55,9 +55,14 @@ def main() -> None:
     ap.add_argument("--experiments", type=int, default=40)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
-    for owner, name, label in [(gitops, "make_commit", "commit"), (gitops, "worktree_add", "worktree add"),
-                               (gitops, "worktree_remove", "worktree remove"), (gitops, "diff", "diff"),
-                               (gitops, "update_ref", "refs"), (Journal, "write_results_tsv", "results.tsv")]:
+    for owner, name, label in [
+        (gitops, "make_commit", "commit"),
+        (gitops, "worktree_add", "worktree add"),
+        (gitops, "worktree_remove", "worktree remove"),
+        (gitops, "diff", "diff"),
+        (gitops, "update_ref", "refs"),
+        (Journal, "write_results_tsv", "results.tsv"),
+    ]:
         _timed(owner, name, label)
     for proposer in ("random", "optuna"):
         PARTS.clear()
@@ -68,8 +73,11 @@ def main() -> None:
             process.append(p)
         n = args.experiments * args.repeats
         parts = ", ".join(f"{k} {1000 * v / n:.0f} ms" for k, v in sorted(PARTS.items(), key=lambda kv: -kv[1]))
-        print(f"{proposer:<7} overhead per experiment: median {1000 * statistics.median(overheads):.0f} ms "
-              f"(runs of {args.repeats}x{args.experiments}; candidate process itself {1000 * statistics.median(process):.0f} ms)")
+        print(
+            f"{proposer:<7} overhead per experiment: median {1000 * statistics.median(overheads):.0f} ms "
+            f"(runs of {args.repeats}x{args.experiments}; "
+            f"candidate process itself {1000 * statistics.median(process):.0f} ms)"
+        )
         print(f"        of which: {parts}")
 
 

@@ -25,8 +25,9 @@ from overnight.status import incumbent  # noqa: E402
 
 def gap_closed(proposer: str, seed: int, experiments: int, noise: float) -> tuple[float, float]:
     root = make_toy({"TOY_NOISE": str(noise)})
-    ctl = Controller(root, RunConfig(tag=f"{proposer}-{seed}", proposer=proposer, experiments=experiments,
-                                     seed=seed, budget=1))
+    ctl = Controller(
+        root, RunConfig(tag=f"{proposer}-{seed}", proposer=proposer, experiments=experiments, seed=seed, budget=1)
+    )
     ctl.run()
     history = ctl.journal.experiments(ctl.tag)
     start, best_possible = true_loss_at(root, history[0].commit_sha)
@@ -47,11 +48,15 @@ def main() -> None:
             closed, end = gap_closed(proposer, seed, args.experiments, args.noise)
             results[proposer].append(closed)
             print(f"seed {seed} {proposer:<7} gap closed {100 * closed:6.1f} %  (true loss {end:.5f})", flush=True)
-    print(f"\ntoy task, {args.experiments} experiments, noise sd {args.noise}, {args.seeds} search seeds "
-          f"({time.time() - t0:.0f} s)")
+    print(
+        f"\ntoy task, {args.experiments} experiments, noise sd {args.noise}, {args.seeds} search seeds "
+        f"({time.time() - t0:.0f} s)"
+    )
     for proposer, vals in results.items():
-        print(f"{proposer:<7} median gap closed {100 * statistics.median(vals):5.1f} %   "
-              f"(min {100 * min(vals):.1f} %, max {100 * max(vals):.1f} %)")
+        print(
+            f"{proposer:<7} median gap closed {100 * statistics.median(vals):5.1f} %   "
+            f"(min {100 * min(vals):.1f} %, max {100 * max(vals):.1f} %)"
+        )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ class SlowRandom(RandomProposer):
 
 def duty_cycle(experiments: int, budget: float, think: float) -> tuple[float, float]:
     root = make_toy({"TOY_SLEEP": "budget"}, budget=budget)
-    c = Controller(root, RunConfig(tag="duty", judge="greedy", experiments=experiments, slots=1),
-                   proposer=SlowRandom(think))
+    c = Controller(
+        root, RunConfig(tag="duty", judge="greedy", experiments=experiments, slots=1), proposer=SlowRandom(think)
+    )
     t = time.monotonic()
     c.run()
     wall = time.monotonic() - t
@@ -52,8 +53,15 @@ def duty_cycle(experiments: int, budget: float, think: float) -> tuple[float, fl
 
 def throughput(slots: int, rounds: int, budget: float, executor: str = "local", address: str | None = None):
     root = make_toy({"TOY_SLEEP": "budget"}, budget=budget)
-    cfg = RunConfig(tag="rate", proposer="random", judge="greedy", experiments=1 + rounds * slots, slots=slots,
-                    executor=executor, ray_address=address)
+    cfg = RunConfig(
+        tag="rate",
+        proposer="random",
+        judge="greedy",
+        experiments=1 + rounds * slots,
+        slots=slots,
+        executor=executor,
+        ray_address=address,
+    )
     began = time.time()
     c = Controller(root, cfg)
     c.run()
@@ -73,14 +81,20 @@ def main() -> None:
     ap.add_argument("--no-ray", action="store_true")
     args = ap.parse_args()
     duty, wall = duty_cycle(args.duty_experiments, 10.0, 2.0)
-    print(f"duty cycle, 1 slot, 10 s budget, 2 s proposals: {100 * duty:.1f} % "
-          f"({args.duty_experiments} experiments in {wall:.0f} s; target >= 97 %)", flush=True)
+    print(
+        f"duty cycle, 1 slot, 10 s budget, 2 s proposals: {100 * duty:.1f} % "
+        f"({args.duty_experiments} experiments in {wall:.0f} s; target >= 97 %)",
+        flush=True,
+    )
     one = None
     for n in (1, 2, 4):
         rate, count, setup = throughput(n, args.rounds, args.budget)
         one = one or rate
-        print(f"local, {n} slot(s): {rate:.0f} experiments/hour ({count} candidates, {args.budget:g} s budget) "
-              f"= {rate / one:.2f} x one slot (target >= {0.9 * n:.1f}); start-up {setup:.1f} s", flush=True)
+        print(
+            f"local, {n} slot(s): {rate:.0f} experiments/hour ({count} candidates, {args.budget:g} s budget) "
+            f"= {rate / one:.2f} x one slot (target >= {0.9 * n:.1f}); start-up {setup:.1f} s",
+            flush=True,
+        )
     if not args.no_ray:
         import ray
         from ray.cluster_utils import Cluster
@@ -95,8 +109,11 @@ def main() -> None:
             if ray.is_initialized():
                 ray.shutdown()
             cluster.shutdown()
-        print(f"ray, 3-node local cluster (3 slots): {rate:.0f} experiments/hour ({count} candidates) "
-              f"= {rate / one:.2f} x one local slot (target >= 2.7); start-up {setup:.1f} s", flush=True)
+        print(
+            f"ray, 3-node local cluster (3 slots): {rate:.0f} experiments/hour ({count} candidates) "
+            f"= {rate / one:.2f} x one local slot (target >= 2.7); start-up {setup:.1f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

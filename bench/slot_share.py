@@ -30,8 +30,11 @@ from overnight.executors.local import detect_gpus, plan_slots  # noqa: E402
 
 
 def show(label: str, r: dict) -> None:
-    print(f"{label:<14} tokens/s {r['tokens_per_second']:>10.0f} | steps {r['num_steps']:>5} | "
-          f"val_bpb {r['val_bpb']:.4f} | peak {r['peak_memory_mb']:.0f} MB | mfu {r['mfu_percent']:.1f} %", flush=True)
+    print(
+        f"{label:<14} tokens/s {r['tokens_per_second']:>10.0f} | steps {r['num_steps']:>5} | "
+        f"val_bpb {r['val_bpb']:.4f} | peak {r['peak_memory_mb']:.0f} MB | mfu {r['mfu_percent']:.1f} %",
+        flush=True,
+    )
 
 
 def main() -> None:
@@ -42,8 +45,9 @@ def main() -> None:
     args = ap.parse_args()
     gpus = detect_gpus()
     if args.preset == "gpu" and not gpus:
-        raise SystemExit("error: --preset gpu needs a visible NVIDIA GPU (nvidia-smi -L lists none); "
-                         "on CPU use --preset cpu")
+        raise SystemExit(
+            "error: --preset gpu needs a visible NVIDIA GPU (nvidia-smi -L lists none); on CPU use --preset cpu"
+        )
     share = (gpus[0], gpus[0]) if gpus else None  # both slots on the first GPU, as --gpus 0,0
     task = make_task(args.preset, args.data)
     print(f"task {task} | preset {args.preset} | device: {'GPU ' + gpus[0] if gpus else 'CPU'}", flush=True)
@@ -59,9 +63,12 @@ def main() -> None:
         show(f"2 slots, #{s.name}", r)
     total = sum(r["tokens_per_second"] for r in both)
     print(f"pinning: 1 slot {alone.env or 'none'}; 2 slots {[s.env for s in pair]}")
-    print(f"=== slot share: 2 slots together {total:.0f} tokens/s = {total / one['tokens_per_second']:.2f} x "
-          f"one slot alone ({one['tokens_per_second']:.0f}); val_bpb {one['val_bpb']:.4f} alone, "
-          f"{', '.join(format(r['val_bpb'], '.4f') for r in both)} shared", flush=True)
+    print(
+        f"=== slot share: 2 slots together {total:.0f} tokens/s = {total / one['tokens_per_second']:.2f} x "
+        f"one slot alone ({one['tokens_per_second']:.0f}); val_bpb {one['val_bpb']:.4f} alone, "
+        f"{', '.join(format(r['val_bpb'], '.4f') for r in both)} shared",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

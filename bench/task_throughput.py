@@ -45,11 +45,22 @@ def run_once(task: Path, budget: float, seed: int = 42, quiet: bool = True, env:
     """One `python train.py` with the harness's environment (plus `env`, e.g. a slot's
     pinning); its result file plus wall time."""
     result = task / f"result-{seed}-{budget:g}-{time.time_ns()}.json"
-    env = dict(os.environ, **(env or {}), OVERNIGHT_BUDGET=f"{budget:g}", OVERNIGHT_SEED=str(seed),
-               OVERNIGHT_RESULT=str(result))
+    env = dict(
+        os.environ,
+        **(env or {}),
+        OVERNIGHT_BUDGET=f"{budget:g}",
+        OVERNIGHT_SEED=str(seed),
+        OVERNIGHT_RESULT=str(result),
+    )
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "train.py"], cwd=task, env=env, text=True,
-                          stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None)
+    proc = subprocess.run(
+        [sys.executable, "train.py"],
+        cwd=task,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE if quiet else None,
+        stderr=subprocess.STDOUT if quiet else None,
+    )
     wall = time.time() - t0
     if proc.returncode != 0:
         raise SystemExit(f"train.py failed (exit {proc.returncode}):\n{(proc.stdout or '')[-3000:]}")
@@ -71,15 +82,20 @@ def cpu_line() -> str:
         model = next(ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name"))
     except (OSError, StopIteration):
         pass
-    emulated = " (AVX2 emulated: ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)" if os.environ.get("ONEDNN_MAX_CPU_ISA") else ""
-    return (f"{model}, {os.cpu_count()} cores | avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, "
-            f"amx {torch.cpu._is_amx_tile_supported()}, kernels {torch.backends.cpu.get_cpu_capability()}{emulated}")
+    emulated = (
+        " (AVX2 emulated: ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA)" if os.environ.get("ONEDNN_MAX_CPU_ISA") else ""
+    )
+    return (
+        f"{model}, {os.cpu_count()} cores | avx512_bf16 {torch.cpu._is_avx512_bf16_supported()}, "
+        f"amx {torch.cpu._is_amx_tile_supported()}, kernels {torch.backends.cpu.get_cpu_capability()}{emulated}"
+    )
 
 
 def setup(task: Path, env: dict) -> float:
     t0 = time.time()
-    proc = subprocess.run([sys.executable, "prepare.py", "--setup"], cwd=task, env={**os.environ, **env},
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "prepare.py", "--setup"], cwd=task, env={**os.environ, **env}, capture_output=True, text=True
+    )
     if proc.returncode != 0:
         raise SystemExit(f"prepare.py --setup failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
     return time.time() - t0
@@ -93,9 +109,12 @@ def main() -> None:
     ap.add_argument("--precision", default="auto", help="comma-separated: auto, fp32, bf16")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each precision, interleaved")
     ap.add_argument("--cold", action="store_true", help="an empty compile cache for every run (no setup)")
-    ap.add_argument("--emulate-avx2", action="store_true",
-                    help="torch's kernels and oneDNN limited to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA): "
-                         "a CPU without hardware bf16, on one that has it")
+    ap.add_argument(
+        "--emulate-avx2",
+        action="store_true",
+        help="torch's kernels and oneDNN limited to AVX2 (ATEN_CPU_CAPABILITY, ONEDNN_MAX_CPU_ISA): "
+        "a CPU without hardware bf16, on one that has it",
+    )
     args = ap.parse_args()
     if args.emulate_avx2:  # inherited by every process below
         os.environ.update(ATEN_CPU_CAPABILITY="avx2", ONEDNN_MAX_CPU_ISA="AVX2")
@@ -119,16 +138,22 @@ def main() -> None:
                 env["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="inductor-cold-")
             r = run_once(task, args.budget, env=env)
             rows[p].append(r)
-            print(f"{p:>5} run {i + 1}: {r['tokens_per_second']:,.0f} tokens/s, {r['num_steps']} steps, "
-                  f"val_bpb {r['val_bpb']:.4f}, start-up {r['startup_seconds']:.1f}s, wall {r['wall_seconds']:.1f}s, "
-                  f"precision {r.get('precision', '?')}, load {r['load_average']:.2f}", flush=True)
+            print(
+                f"{p:>5} run {i + 1}: {r['tokens_per_second']:,.0f} tokens/s, {r['num_steps']} steps, "
+                f"val_bpb {r['val_bpb']:.4f}, start-up {r['startup_seconds']:.1f}s, wall {r['wall_seconds']:.1f}s, "
+                f"precision {r.get('precision', '?')}, load {r['load_average']:.2f}",
+                flush=True,
+            )
     med = {p: statistics.median(r["tokens_per_second"] for r in rs) for p, rs in rows.items()}
     for p, rs in rows.items():
-        print(f"{p:>5} median: tokens_per_second {med[p]:,.0f} | val_bpb "
-              f"{statistics.median(r['val_bpb'] for r in rs):.4f} | start-up "
-              f"{statistics.median(r['startup_seconds'] for r in rs):.1f}s | wall "
-              f"{statistics.median(r['wall_seconds'] for r in rs):.1f}s | mfu "
-              f"{statistics.median(r['mfu_percent'] for r in rs):.2f}% | peak {max(r['peak_memory_mb'] for r in rs):.0f} MB")
+        print(
+            f"{p:>5} median: tokens_per_second {med[p]:,.0f} | val_bpb "
+            f"{statistics.median(r['val_bpb'] for r in rs):.4f} | start-up "
+            f"{statistics.median(r['startup_seconds'] for r in rs):.1f}s | wall "
+            f"{statistics.median(r['wall_seconds'] for r in rs):.1f}s | mfu "
+            f"{statistics.median(r['mfu_percent'] for r in rs):.2f}% | "
+            f"peak {max(r['peak_memory_mb'] for r in rs):.0f} MB"
+        )
     if len(precisions) > 1:
         first = precisions[0]
         for p in precisions[1:]:

@@ -56,8 +56,13 @@ def _isolated_cache(tmp_path_factory):
     mp.undo()
 
 
-def kill_controller_when(proc: subprocess.Popen, ready: Callable[[], bool], state: Callable[[], object],
-                         timeout: float = 90, poll: float = 0.03) -> None:
+def kill_controller_when(
+    proc: subprocess.Popen,
+    ready: Callable[[], bool],
+    state: Callable[[], object],
+    timeout: float = 90,
+    poll: float = 0.03,
+) -> None:
     """Poll `ready()` as another process would; SIGKILL the controller `proc` once it holds,
     then let its orphaned children (their own sessions: a training run, a re-score) finish.
     `state()` is shown when the controller dies first or the wait times out."""
@@ -73,12 +78,12 @@ def kill_controller_when(proc: subprocess.Popen, ready: Callable[[], bool], stat
 
 
 def git_out(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True).stdout
 
 
-def make_task_repo(path: Path, train: str, toml: str | None = None, files: dict[str, str] | None = None,
-                   evaluate: str = RESULT_HELPER) -> Path:
+def make_task_repo(
+    path: Path, train: str, toml: str | None = None, files: dict[str, str] | None = None, evaluate: str = RESULT_HELPER
+) -> Path:
     """A committed task repository with the given train.py (dedented) and overnight.toml.
 
     `{python}` in the toml is replaced by this interpreter, so candidates run in the same
@@ -101,8 +106,9 @@ def task_repo(tmp_path):
     """Factory: task_repo(train, toml=None, files=None) -> a committed task repo."""
     counter = iter(range(1000))
 
-    def factory(train: str, toml: str | None = None, files: dict[str, str] | None = None,
-                evaluate: str = RESULT_HELPER) -> Path:
+    def factory(
+        train: str, toml: str | None = None, files: dict[str, str] | None = None, evaluate: str = RESULT_HELPER
+    ) -> Path:
         return make_task_repo(tmp_path / f"task{next(counter)}", train, toml, files, evaluate)
 
     return factory
@@ -115,7 +121,9 @@ def write_toy(path: Path, env: dict[str, str] | None = None, rescore: bool = Tru
     write_task("toy", path)
     if not rescore:
         spec = path / "overnight.toml"
-        spec.write_text("".join(l for l in spec.read_text().splitlines(keepends=True) if not l.startswith("rescore")))
+        spec.write_text(
+            "".join(row for row in spec.read_text().splitlines(keepends=True) if not row.startswith("rescore"))
+        )
     for key, value in (env or {}).items():
         spec = path / "overnight.toml"
         lines = spec.read_text().splitlines(keepends=True)
@@ -164,12 +172,23 @@ class Night:
 
     def ctx(self, notes: list[str] | None = None) -> Context:
         history = self.journal.experiments(self.tag)
-        return Context(self.task, self.tag, self.state, self.files, history[0], self.files, history, self.seed,
-                       notes=notes or [], say=lambda kind, msg: self.said.append((kind, msg)))
+        return Context(
+            self.task,
+            self.tag,
+            self.state,
+            self.files,
+            history[0],
+            self.files,
+            history,
+            self.seed,
+            notes=notes or [],
+            say=lambda kind, msg: self.said.append((kind, msg)),
+        )
 
     def record(self, proposal, status=ExpStatus.DISCARDED, value=1.5):
-        eid = self.journal.add_experiment(self.tag, 1, self.base, proposal.description, "p",
-                                          proposal.params, proposal.edits)
+        eid = self.journal.add_experiment(
+            self.tag, 1, self.base, proposal.description, "p", proposal.params, proposal.edits
+        )
         self.journal.set_status(eid, status, "test", value)
         return self.journal.experiment(eid)
 

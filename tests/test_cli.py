@@ -6,12 +6,11 @@ import json
 import struct
 
 import pytest
+from conftest import git_out, one_error_line
 
 from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.loop import open_journal
-
-from conftest import git_out, one_error_line
 
 
 def test_init_toy(cli, tmp_path):
@@ -46,8 +45,24 @@ def night(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "toy"
     runner = CliRunner()
     assert runner.invoke(main, ["init", str(root), "--task", "toy"]).exit_code == 0
-    result = runner.invoke(main, ["run", str(root), "--experiments", "5", "--proposer", "random",
-                                  "--judge", "greedy", "--budget", "1", "--tag", "cli", "--quiet"])
+    result = runner.invoke(
+        main,
+        [
+            "run",
+            str(root),
+            "--experiments",
+            "5",
+            "--proposer",
+            "random",
+            "--judge",
+            "greedy",
+            "--budget",
+            "1",
+            "--tag",
+            "cli",
+            "--quiet",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root, result
 
@@ -136,14 +151,17 @@ def test_run_outside_git(cli, tmp_path):
 
 
 def test_bad_field_names_it(cli, task_repo):
-    root = task_repo("print(1)\n", toml="""\
+    root = task_repo(
+        "print(1)\n",
+        toml="""\
         [task]
         command = "{python} train.py"
         editable = ["train.py"]
         budget = "soon"
         [metric]
         name = "score"
-        """)
+        """,
+    )
     one_error_line(cli("run", root, "--experiments", "2"), "task.budget")
 
 

@@ -13,12 +13,11 @@ import sys
 import time
 
 import pytest
+from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
-
-from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
 CLI = [sys.executable, "-m", "overnight"]
 
@@ -44,8 +43,9 @@ def test_the_deadline_leaves_the_baseline_undecided_and_resume_finishes_it(tmp_p
     # the baseline as far as it was measured, and that nothing was kept.
     status = subprocess.run([*CLI, "status", str(root), "--tag", "t"], capture_output=True, text=True, timeout=60)
     report = subprocess.run([*CLI, "report", str(root), "--tag", "t"], capture_output=True, text=True, timeout=120)
-    as_json = subprocess.run([*CLI, "status", str(root), "--tag", "t", "--json"], capture_output=True, text=True,
-                             timeout=60)
+    as_json = subprocess.run(
+        [*CLI, "status", str(root), "--tag", "t", "--json"], capture_output=True, text=True, timeout=60
+    )
     md = (root / ".overnight" / "t" / "report.md").read_text()
     for out in (status, report, as_json):
         assert out.returncode == 0 and "Warning" not in out.stderr, out.stderr
@@ -121,8 +121,17 @@ def test_the_noise_judge_at_the_deadline_starts_no_confirmation_run(tmp_path):
     better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     slow = better.replace("from evaluate", SLOW.format(6), 1)
     t0 = time.time()
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, hours=6 / 3600,
-                                   noise=NoiseSettings(baseline_runs=2)))
+    c = Controller(
+        root,
+        RunConfig(
+            tag="t",
+            proposer="random",
+            judge="noise",
+            experiments=2,
+            hours=6 / 3600,
+            noise=NoiseSettings(baseline_runs=2),
+        ),
+    )
     c.proposer = Fixed([slow])
     c.run()
     base, cand = c.journal.experiments("t")

@@ -14,17 +14,27 @@ import sys
 import threading
 
 import pytest
-
 from conftest import one_error_line
 
-ORDER = ["python", "git", "task", "c++ compiler", "torch", "precision", "disk (journal)",
-         "disk (data cache)", "inotify", "sandbox"]
+ORDER = [
+    "python",
+    "git",
+    "task",
+    "c++ compiler",
+    "torch",
+    "precision",
+    "disk (journal)",
+    "disk (data cache)",
+    "inotify",
+    "sandbox",
+]
 
 
 @pytest.fixture
 def path_with(tmp_path, monkeypatch):
     """path_with(*tools): PATH becomes a folder holding `python` (this interpreter, venv and
     all) and links to the named tools, nothing else; OVERNIGHT_SANDBOX is unset."""
+
     def make(*tools: str):
         bin_dir = tmp_path / "bin"
         bin_dir.mkdir(exist_ok=True)
@@ -35,6 +45,7 @@ def path_with(tmp_path, monkeypatch):
         monkeypatch.setenv("PATH", str(bin_dir))
         monkeypatch.delenv("OVERNIGHT_SANDBOX", raising=False)
         return bin_dir
+
     return make
 
 
@@ -78,15 +89,18 @@ def test_git_missing(cli, toy_repo, path_with):
 
 def test_run_stops_before_anything_without_git(cli, toy_repo, path_with):
     path_with()
-    one_error_line(cli("run", toy_repo, "--experiments", "1"), "git: not found on PATH", "install git",
-                   "overnight doctor")
+    one_error_line(
+        cli("run", toy_repo, "--experiments", "1"), "git: not found on PATH", "install git", "overnight doctor"
+    )
     assert not (toy_repo / ".overnight").exists()  # nothing written, no baseline run
 
 
 def test_fatal_checks_never_import_torch(toy_repo):
     """The controller never imports torch: `overnight run`'s checks must not either."""
-    code = ("import sys; from overnight.doctor import fatal_problems; "
-            "print(fatal_problems(sys.argv[1]), 'torch' in sys.modules)")
+    code = (
+        "import sys; from overnight.doctor import fatal_problems; "
+        "print(fatal_problems(sys.argv[1]), 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code, str(toy_repo)], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["[]", "False"], out.stderr
 
@@ -122,7 +136,7 @@ def test_broken_spec_is_one_fail_line(cli, toy_repo):
     assert result.exit_code == 1, result.output
     text = line(result, "task")
     assert text.startswith("FAIL  task: overnight.toml is not valid TOML") and "— fix the syntax" in text
-    assert sum(l.startswith("FAIL") for l in result.stdout.splitlines()) == 1
+    assert sum(row.startswith("FAIL") for row in result.stdout.splitlines()) == 1
 
 
 def test_not_a_task_says_overnight_init(cli, tmp_path):
@@ -136,8 +150,10 @@ def test_not_a_task_says_overnight_init(cli, tmp_path):
 @pytest.mark.parametrize("forced", ["fp32", "bf16"])
 def test_precision_forced_by_environment(cli, toy_repo, monkeypatch, forced):
     monkeypatch.setenv("OVERNIGHT_PRECISION", forced)
-    assert line(cli("doctor", toy_repo), "precision") == \
-        f"ok    precision: {forced}, forced by OVERNIGHT_PRECISION={forced}"
+    assert (
+        line(cli("doctor", toy_repo), "precision")
+        == f"ok    precision: {forced}, forced by OVERNIGHT_PRECISION={forced}"
+    )
 
 
 PREPARE = """\
@@ -205,7 +221,9 @@ def test_llm_endpoint_refused(cli, toy_repo):
         port = s.getsockname()[1]
     result = cli("doctor", toy_repo, "--base-url", f"http://127.0.0.1:{port}/v1")
     assert result.exit_code == 1
-    assert line(result, "llm endpoint").startswith(f"FAIL  llm endpoint: no answer from http://127.0.0.1:{port}/v1/models")
+    assert line(result, "llm endpoint").startswith(
+        f"FAIL  llm endpoint: no answer from http://127.0.0.1:{port}/v1/models"
+    )
     assert "start the server, or check --base-url" in line(result, "llm endpoint")
 
 
@@ -215,7 +233,9 @@ def test_sandbox_required_but_unavailable(cli, toy_repo, path_with):
     result = cli("doctor", toy_repo)
     assert result.exit_code == 1
     text = line(result, "sandbox")
-    assert text.startswith("FAIL  sandbox: limits.sandbox is on, but no sandbox works here (bwrap: `bwrap` is not installed")
+    assert text.startswith(
+        "FAIL  sandbox: limits.sandbox is on, but no sandbox works here (bwrap: `bwrap` is not installed"
+    )
     assert "install bubblewrap" in text
     one_error_line(cli("run", toy_repo), "limits.sandbox is on", "set limits.sandbox = false")
     assert not (toy_repo / ".overnight").exists()

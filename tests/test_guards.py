@@ -16,6 +16,8 @@ def test_other_changes_are_not():
     both = OLD["train.py"].replace("42", "137").replace("0.01", "0.02")
     assert seed_only_change(OLD, {"train.py": both}) is None
     assert seed_only_change(OLD, {"train.py": OLD["train.py"] + "x = 1\n"}) is None
-    assert seed_only_change(OLD, {"train.py": OLD["train.py"].replace("manual_seed(SEED)", "manual_seed(SEED+1)")}) is None
+    assert (
+        seed_only_change(OLD, {"train.py": OLD["train.py"].replace("manual_seed(SEED)", "manual_seed(SEED+1)")}) is None
+    )
     assert seed_only_change(OLD, {"other.py": "SEED = 1\n"}) is None
     assert seed_only_change(OLD, dict(OLD)) is None

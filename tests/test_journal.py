@@ -35,8 +35,9 @@ def test_tags(journal):
 
 
 def test_experiment_round_trip(journal):
-    eid = add(journal, desc="LR 0.1 -> 0.2", parent=None, params={"LR": 0.2, "_trial": 3},
-              edits={"train.py": "LR = 0.2\n"})
+    eid = add(
+        journal, desc="LR 0.1 -> 0.2", parent=None, params={"LR": 0.2, "_trial": 3}, edits={"train.py": "LR = 0.2\n"}
+    )
     e = journal.experiment(eid)
     assert e.status == ExpStatus.PROPOSED and not e.status.final
     assert (e.description, e.proposer, e.parent_id) == ("LR 0.1 -> 0.2", "test", None)
@@ -62,9 +63,20 @@ def test_runs(journal):
     eid = add(journal)
     r1 = journal.start_run(eid, seed=0, slot="0", node="local")
     assert journal.experiment(eid).status == ExpStatus.RUNNING
-    journal.finish_run(r1, RunResult(RunStatus.OK, value=1.5, exit_code=0, wall_seconds=2.0,
-                                     training_seconds=1.0, peak_memory_mb=2048.0, log_path="/l",
-                                     log_tail="tail", printed={"val_bpb": 1.5}))
+    journal.finish_run(
+        r1,
+        RunResult(
+            RunStatus.OK,
+            value=1.5,
+            exit_code=0,
+            wall_seconds=2.0,
+            training_seconds=1.0,
+            peak_memory_mb=2048.0,
+            log_path="/l",
+            log_tail="tail",
+            printed={"val_bpb": 1.5},
+        ),
+    )
     r2 = journal.start_run(eid, seed=1)
     journal.finish_run(r2, RunResult(RunStatus.CRASH, exit_code=1, peak_memory_mb=4096.0, error="exit code 1"))
     e = journal.experiment(eid)
@@ -171,6 +183,11 @@ def test_failed_experiment_value_hidden_in_tsv(journal, tmp_path):
 
 
 def test_status_enum():
-    assert {s for s in ExpStatus if s.failed} == {ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID,
-                                                  ExpStatus.REJECTED, ExpStatus.OOM}
+    assert {s for s in ExpStatus if s.failed} == {
+        ExpStatus.CRASHED,
+        ExpStatus.TIMEOUT,
+        ExpStatus.INVALID,
+        ExpStatus.REJECTED,
+        ExpStatus.OOM,
+    }
     assert {s for s in ExpStatus if not s.final} == {ExpStatus.PROPOSED, ExpStatus.RUNNING}

@@ -44,9 +44,17 @@ def by_name(ks):
 def test_find_constants_kinds_and_values():
     consts = find_constants(SRC)
     assert {n: c.value for n, c in consts.items()} == {
-        "LEARNING_RATE": 3e-4, "WIDTH": 128, "DEPTH": 6, "DROPOUT": 0.1, "USE_NORM": True,
-        "ACTIVATION": "gelu", "OPTIMIZER": "adamw", "ADAM_BETAS": (0.8, 0.95), "SEED": 42,
-        "TOKENS": 384, "WARMUP": 0,
+        "LEARNING_RATE": 3e-4,
+        "WIDTH": 128,
+        "DEPTH": 6,
+        "DROPOUT": 0.1,
+        "USE_NORM": True,
+        "ACTIVATION": "gelu",
+        "OPTIMIZER": "adamw",
+        "ADAM_BETAS": (0.8, 0.95),
+        "SEED": 42,
+        "TOKENS": 384,
+        "WARMUP": 0,
     }
     assert consts["WIDTH"].text == "2**7"
     assert consts["ACTIVATION"].text == "'gelu'"
@@ -60,8 +68,17 @@ def test_last_assignment_wins():
 
 def test_discover_names_excludes_seed_strings_and_non_literals():
     ks = by_name(discover({"train.py": SRC}))
-    assert set(ks) == {"LEARNING_RATE", "WIDTH", "DEPTH", "DROPOUT", "USE_NORM", "ADAM_BETAS[0]",
-                       "ADAM_BETAS[1]", "TOKENS", "WARMUP"}
+    assert set(ks) == {
+        "LEARNING_RATE",
+        "WIDTH",
+        "DEPTH",
+        "DROPOUT",
+        "USE_NORM",
+        "ADAM_BETAS[0]",
+        "ADAM_BETAS[1]",
+        "TOKENS",
+        "WARMUP",
+    }
     assert all(k.file == "train.py" for k in ks.values())
     assert ks["ADAM_BETAS[1]"].constant == "ADAM_BETAS" and ks["ADAM_BETAS[1]"].index == 1
     assert ks["ADAM_BETAS[1]"].default == 0.95
@@ -144,8 +161,9 @@ def _changed_lines(a: str, b: str) -> list[tuple[str, str]]:
 
 def test_rewrite_touches_only_the_value_text():
     new = rewrite(SRC, {"DROPOUT": 0.25})
-    assert _changed_lines(SRC, new) == [("DROPOUT = 0.1   # two spaces before this comment\n",
-                                         "DROPOUT = 0.25   # two spaces before this comment\n")]
+    assert _changed_lines(SRC, new) == [
+        ("DROPOUT = 0.1   # two spaces before this comment\n", "DROPOUT = 0.25   # two spaces before this comment\n")
+    ]
 
 
 def test_rewrite_after_unicode_and_form_feed():
@@ -168,8 +186,17 @@ def test_rewrite_same_values_is_identity():
 
 
 def test_rewrite_many_round_trip():
-    values = {"LEARNING_RATE": 1e-3, "WIDTH": 256, "DEPTH": 8, "USE_NORM": False, "ACTIVATION": "silu",
-              "OPTIMIZER": "muon", "ADAM_BETAS[1]": 0.99, "TOKENS": 512, "WARMUP": 3}
+    values = {
+        "LEARNING_RATE": 1e-3,
+        "WIDTH": 256,
+        "DEPTH": 8,
+        "USE_NORM": False,
+        "ACTIVATION": "silu",
+        "OPTIMIZER": "muon",
+        "ADAM_BETAS[1]": 0.99,
+        "TOKENS": 512,
+        "WARMUP": 3,
+    }
     new = rewrite(SRC, values)
     consts = find_constants(new)
     for name, value in values.items():
@@ -187,8 +214,7 @@ def test_rewrite_many_round_trip():
 
 
 def test_rewrite_styles():
-    new = rewrite(SRC, {"WIDTH": 512, "ACTIVATION": "relu", "OPTIMIZER": "sgd", "DEPTH": 10,
-                        "ADAM_BETAS[0]": 0.9})
+    new = rewrite(SRC, {"WIDTH": 512, "ACTIVATION": "relu", "OPTIMIZER": "sgd", "DEPTH": 10, "ADAM_BETAS[0]": 0.9})
     assert "WIDTH = 2**9  # model width\n" in new  # 2**k stays 2**k
     assert "ACTIVATION = 'relu'  # single quotes\n" in new  # quote style kept
     assert 'OPTIMIZER = "sgd"\n' in new
@@ -199,7 +225,7 @@ def test_rewrite_styles():
 
 
 def test_rewrite_strings_with_quotes_round_trip():
-    for value in ['it\'s', 'say "hi"', "back\\slash", "new\nline"]:
+    for value in ["it's", 'say "hi"', "back\\slash", "new\nline"]:
         for src in ("NAME = 'x'\n", 'NAME = "x"\n'):
             assert find_constants(rewrite(src, {"NAME": value}))["NAME"].value == value
 

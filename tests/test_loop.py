@@ -12,14 +12,13 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
+from conftest import git_out, write_toy
 
 from overnight import gitops, knobs
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.loop import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
-
-from conftest import git_out, write_toy
 
 
 class Scripted(Proposer):
@@ -40,9 +39,11 @@ class Scripted(Proposer):
 
 def set_knobs(**values):
     """A step that rewrites constants of the incumbent's train.py."""
+
     def step(ctx):
         src = ctx.incumbent_files["train.py"]
         return Proposal(f"set {values}", {"train.py": knobs.rewrite(src, values)}, dict(values))
+
     return step
 
 
@@ -117,21 +118,26 @@ def test_optuna_night_on_the_toy_task(toy_repo):
 def test_keep_discard_and_branch(tmp_path):
     root = write_toy(tmp_path / "toy", env={"TOY_NOISE": "0"})
     c = controller(root, 4)
-    c.proposer = Scripted(set_knobs(ACTIVATION="gelu"),  # better by 0.02
-                          set_knobs(LEARNING_RATE=1.0),  # much worse
-                          set_knobs(USE_NORM=True))  # better by 0.01, on top of gelu
+    c.proposer = Scripted(
+        set_knobs(ACTIVATION="gelu"),  # better by 0.02
+        set_knobs(LEARNING_RATE=1.0),  # much worse
+        set_knobs(USE_NORM=True),
+    )  # better by 0.01, on top of gelu
     c.run()
     h = {e.id: e for e in c.journal.experiments("t")}
-    assert [h[i].status for i in (1, 2, 3, 4)] == [ExpStatus.KEPT, ExpStatus.KEPT, ExpStatus.DISCARDED,
-                                                   ExpStatus.KEPT]
+    assert [h[i].status for i in (1, 2, 3, 4)] == [ExpStatus.KEPT, ExpStatus.KEPT, ExpStatus.DISCARDED, ExpStatus.KEPT]
     assert h[2].value == pytest.approx(h[1].value - 0.02)
     assert h[4].value == pytest.approx(h[2].value - 0.01)
     assert h[3].parent_id == 2 and h[4].parent_id == 2  # discarded #3 is not built upon
     assert 'ACTIVATION = "gelu"' in h[4].edits["train.py"]  # #4 carries #2's change
     check_git_consistent(root, "t", list(h.values()))
     # The discarded commit is kept reachable, but not on the branch.
-    assert subprocess.run(["git", "-C", str(root), "merge-base", "--is-ancestor", h[3].commit_sha,
-                           "overnight/t"]).returncode == 1
+    assert (
+        subprocess.run(
+            ["git", "-C", str(root), "merge-base", "--is-ancestor", h[3].commit_sha, "overnight/t"]
+        ).returncode
+        == 1
+    )
     assert c.proposer.observed == [1, 2, 3, 4]
     assert git_out(root, "show", "overnight/t:train.py").count("USE_NORM = True") == 1
 
@@ -139,14 +145,21 @@ def test_keep_discard_and_branch(tmp_path):
 def test_proposal_outside_editable_files_is_rejected(toy_repo):
     before = user_state(toy_repo)
     c = controller(toy_repo, 5)
-    c.proposer = Scripted(edit("evaluate.py", "BEST_LOSS = 0\n", "cheat on the evaluation"),
-                          edit("overnight.toml", "[task]\n", "rewrite the spec"),
-                          edit("../escape.py", "x = 1\n", "escape"),
-                          set_knobs(ACTIVATION="gelu"))
+    c.proposer = Scripted(
+        edit("evaluate.py", "BEST_LOSS = 0\n", "cheat on the evaluation"),
+        edit("overnight.toml", "[task]\n", "rewrite the spec"),
+        edit("../escape.py", "x = 1\n", "escape"),
+        set_knobs(ACTIVATION="gelu"),
+    )
     c.run()
     h = c.journal.experiments("t")
-    assert [e.status for e in h] == [ExpStatus.KEPT, ExpStatus.REJECTED, ExpStatus.REJECTED,
-                                     ExpStatus.REJECTED, ExpStatus.KEPT]
+    assert [e.status for e in h] == [
+        ExpStatus.KEPT,
+        ExpStatus.REJECTED,
+        ExpStatus.REJECTED,
+        ExpStatus.REJECTED,
+        ExpStatus.KEPT,
+    ]
     for e, name in zip(h[1:4], ["evaluate.py", "overnight.toml", "escape.py"]):
         assert e.runs == [] and e.commit_sha is None
         assert "non-editable" in e.reason and name in e.reason
@@ -163,9 +176,14 @@ def test_commit_touching_protected_file_never_runs(toy_repo, tmp_path):
     that changes protected code is caught by the runner before anything executes."""
     controller(toy_repo, 1).run()
     marker = tmp_path / "ran"
-    evaluate = (toy_repo / "evaluate.py").read_text().replace(
-        "def train_and_evaluate(constants):\n",
-        f"def train_and_evaluate(constants):\n    open({str(marker)!r}, 'w').write('ran')\n")
+    evaluate = (
+        (toy_repo / "evaluate.py")
+        .read_text()
+        .replace(
+            "def train_and_evaluate(constants):\n",
+            f"def train_and_evaluate(constants):\n    open({str(marker)!r}, 'w').write('ran')\n",
+        )
+    )
     assert "ran" in evaluate
     base = gitops.head(toy_repo)
     cheat = gitops.make_commit(toy_repo, base, {"evaluate.py": evaluate}, "cheat")
@@ -248,9 +266,26 @@ def test_resume_continues_the_same_tag(toy_repo):
 
 # --- real processes: kill -9 and Ctrl-C ----------------------------------------------------------
 
+
 def _cmd(root, n, tag="night"):
-    return [sys.executable, "-m", "overnight", "run", str(root), "--experiments", str(n), "--quiet",
-            "--tag", tag, "--proposer", "optuna", "--judge", "greedy", "--seed", "1"]
+    return [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--experiments",
+        str(n),
+        "--quiet",
+        "--tag",
+        tag,
+        "--proposer",
+        "optuna",
+        "--judge",
+        "greedy",
+        "--seed",
+        "1",
+    ]
 
 
 def _wait_running(proc, root: Path, min_id: int, timeout: float = 60) -> int:
@@ -262,9 +297,11 @@ def _wait_running(proc, root: Path, min_id: int, timeout: float = 60) -> int:
         if db.exists():
             con = sqlite3.connect(db, timeout=10)
             try:
-                row = con.execute("SELECT e.id FROM experiments e JOIN runs r ON r.experiment_id = e.id"
-                                  " WHERE e.status='running' AND r.status='running' AND e.id >= ?",
-                                  (min_id,)).fetchone()
+                row = con.execute(
+                    "SELECT e.id FROM experiments e JOIN runs r ON r.experiment_id = e.id"
+                    " WHERE e.status='running' AND r.status='running' AND e.id >= ?",
+                    (min_id,),
+                ).fetchone()
             except sqlite3.OperationalError:  # schema not created yet
                 row = None
             finally:

@@ -8,14 +8,13 @@ import math
 
 import optuna
 import pytest
+from conftest import Night, write_toy
 from optuna.trial import TrialState
 
 from overnight import knobs
 from overnight.journal import ExpStatus
 from overnight.proposers import make_proposer
 from overnight.proposers.optuna import TRIAL_KEY
-
-from conftest import Night, write_toy
 
 PROPOSERS = ["optuna", "random"]
 
@@ -94,6 +93,7 @@ def test_contract_deterministic_for_a_seed(tmp_path, name):
 def test_contract_observe_is_idempotent(tmp_path, name):
     """Observing the same experiment twice (a resumed controller replays history) must not
     change what comes next."""
+
     def next_after(dirname, times):
         n = night(tmp_path, dirname, seed=3)
         p = make_proposer(name)
@@ -143,6 +143,7 @@ def test_unknown_proposer():
 
 # --- Optuna specifics ----------------------------------------------------------------------------
 
+
 def load(n: Night) -> optuna.Study:
     return optuna.load_study(study_name=n.tag, storage=f"sqlite:///{n.state / 'optuna.db'}")
 
@@ -165,7 +166,9 @@ def test_optuna_parallel_asks_are_distinct(tmp_path):
     p = make_proposer("optuna")
     a, b = p.propose(n.ctx()), p.propose(n.ctx())  # two slots, no result in between
     assert a.params[TRIAL_KEY] != b.params[TRIAL_KEY]
-    assert {k: v for k, v in a.params.items() if k != TRIAL_KEY} != {k: v for k, v in b.params.items() if k != TRIAL_KEY}
+    assert {k: v for k, v in a.params.items() if k != TRIAL_KEY} != {
+        k: v for k, v in b.params.items() if k != TRIAL_KEY
+    }
     assert a.edits != b.edits
     assert [t.state for t in load(n).trials] == [TrialState.RUNNING, TrialState.RUNNING]
 
@@ -184,7 +187,7 @@ def test_optuna_tells_values_and_failures(tmp_path):
     values = file_values(good.edits["train.py"])
     for name, param in trials[good.params[TRIAL_KEY]].params.items():
         if name == "WIDTH":
-            assert values[name] == 2 ** param
+            assert values[name] == 2**param
         elif isinstance(param, float):
             assert values[name] == pytest.approx(param, rel=1e-3)
         else:
@@ -207,7 +210,9 @@ def test_optuna_orphan_trials_fail_on_restart(tmp_path):
 
 
 def test_optuna_maximize_direction(task_repo):
-    root = task_repo("LR = 0.01\n", toml="""\
+    root = task_repo(
+        "LR = 0.01\n",
+        toml="""\
         [task]
         command = "{python} train.py"
         editable = ["train.py"]
@@ -215,7 +220,8 @@ def test_optuna_maximize_direction(task_repo):
         [metric]
         name = "acc"
         goal = "maximize"
-        """)
+        """,
+    )
     n = Night(root)
     make_proposer("optuna").propose(n.ctx())
     assert load(n).direction == optuna.study.StudyDirection.MAXIMIZE

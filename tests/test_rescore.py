@@ -13,14 +13,14 @@ import sys
 import textwrap
 from pathlib import Path
 
+from conftest import kill_controller_when
+
 from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
 from overnight.tasks import write_task
-
-from conftest import kill_controller_when
 
 TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
 
@@ -39,8 +39,10 @@ def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002
     spec = path / "overnight.toml"
     text = spec.read_text()
     assert TOY_RESCORE in text
-    wrapped = (f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && sleep {sleep:g} && '
-               f'python evaluate.py --rescore"')
+    wrapped = (
+        f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && sleep {sleep:g} && '
+        f'python evaluate.py --rescore"'
+    )
     spec.write_text(text.replace(TOY_RESCORE, wrapped).replace('TOY_NOISE = "0.002"', f'TOY_NOISE = "{noise}"'))
     gitops.init_repo(path, "init")
     return path
@@ -54,9 +56,12 @@ def rescored(count: Path) -> list[str]:
 def fake_metric(root: Path) -> str:
     """The toy's train.py writing a better val_loss than it trains (varying with the seed, so
     the noise judge counts every run) instead of evaluating."""
-    return edit(root, "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
-                "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
-                " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))")
+    return edit(
+        root,
+        "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
+        "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
+        " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))",
+    )
 
 
 class Fixed(Proposer):
@@ -82,8 +87,9 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count)
     fake = fake_metric(root)
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2,
-                                   noise=NoiseSettings(baseline_runs=3)))
+    c = Controller(
+        root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, noise=NoiseSettings(baseline_runs=3))
+    )
     c.proposer = Fixed([fake])
     c.run()
     base, cheat = c.journal.experiments("t")
@@ -157,7 +163,6 @@ def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
     c.journal.close()
 
 
-
 class EarlyFixed(Fixed):
     needs_baseline_result = False  # proposes while the baseline trains, as a knob search does
 
@@ -181,6 +186,7 @@ def test_a_candidate_waiting_for_the_baseline_holds_the_next_one(tmp_path):
     assert three.parent_id == two.id and three.runs[0].started >= two.decided
     c.journal.close()
 
+
 AGENT = """\
 import os, pathlib
 p = pathlib.Path("train.py")
@@ -196,12 +202,29 @@ def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
     root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
-    cmd = [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "night", "--experiments", "2",
-           "--judge", "greedy", "--proposer", "agent", "--agent-cmd", f"{sys.executable} {agent}"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--quiet",
+        "--tag",
+        "night",
+        "--experiments",
+        "2",
+        "--judge",
+        "greedy",
+        "--proposer",
+        "agent",
+        "--agent-cmd",
+        f"{sys.executable} {agent}",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        kill_controller_when(proc, lambda: any(d.startswith("2-") for d in rescored(count)),
-                             lambda: rescored(count), poll=0.02)
+        kill_controller_when(
+            proc, lambda: any(d.startswith("2-") for d in rescored(count)), lambda: rescored(count), poll=0.02
+        )
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -234,8 +257,24 @@ def test_noise_leaves_out_an_experiment_with_a_mismatched_run():
     from overnight.judges.noise import noise_of
 
     def exp(i, runs):
-        return Experiment(i, "t", None, "c", "c", {}, "", "d", "p", {}, ExpStatus.DISCARDED, None, None, 0.0, 0.0,
-                          runs=[Run(k, i, seed, status, 0.0, value=v) for k, (seed, status, v) in enumerate(runs)])
+        return Experiment(
+            i,
+            "t",
+            None,
+            "c",
+            "c",
+            {},
+            "",
+            "d",
+            "p",
+            {},
+            ExpStatus.DISCARDED,
+            None,
+            None,
+            0.0,
+            0.0,
+            runs=[Run(k, i, seed, status, 0.0, value=v) for k, (seed, status, v) in enumerate(runs)],
+        )
 
     honest = exp(1, [(0, "ok", 1.00), (1, "ok", 1.01), (2, "ok", 0.99)])
     cheat = exp(2, [(0, "ok", 0.5), (1, "ok", 0.1), (2, "mismatch", 0.9)])
@@ -251,14 +290,21 @@ def test_an_older_journal_gains_the_rescored_column(tmp_path):
 
     db = tmp_path / "journal.db"
     con = sqlite3.connect(db)
-    con.executescript(SCHEMA.replace(",\n    rescored REAL  -- what the protected re-score computed, once it agreed"
-                                     " (NULL: not re-scored)", ""))
+    con.executescript(
+        SCHEMA.replace(
+            ",\n    rescored REAL  -- what the protected re-score computed, once it agreed (NULL: not re-scored)", ""
+        )
+    )
     assert "rescored" not in {r[1] for r in con.execute("PRAGMA table_info(runs)")}
     con.execute("INSERT INTO tags VALUES ('t', 'c', 0, '{}')")
-    con.execute("INSERT INTO experiments (tag, base_commit, edits, description, proposer, params, status, created,"
-                " updated) VALUES ('t', 'c', '{}', 'baseline', 'baseline', '{}', 'kept', 0, 0)")
-    con.execute("INSERT INTO runs (experiment_id, seed, status, started, value, summary) VALUES"
-                " (1, 0, 'ok', 0, 1.25, '{\"rescored\": 1.25}'), (1, 1, 'ok', 0, 1.5, '{}')")
+    con.execute(
+        "INSERT INTO experiments (tag, base_commit, edits, description, proposer, params, status, created,"
+        " updated) VALUES ('t', 'c', '{}', 'baseline', 'baseline', '{}', 'kept', 0, 0)"
+    )
+    con.execute(
+        "INSERT INTO runs (experiment_id, seed, status, started, value, summary) VALUES"
+        " (1, 0, 'ok', 0, 1.25, '{\"rescored\": 1.25}'), (1, 1, 'ok', 0, 1.5, '{}')"
+    )
     con.commit()
     con.close()
     j = Journal(db)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import DEFAULT_TOML, git_out
 
 from overnight import gitops
 from overnight.runner import RunRequest, RunStatus, execute
 from overnight.task import file_hash, load_task
-
-from conftest import DEFAULT_TOML, git_out
 
 
 def request(root: Path, tmp_path: Path, commit: str | None = None, name: str = "r", **kw) -> RunRequest:
@@ -23,8 +22,14 @@ def request(root: Path, tmp_path: Path, commit: str | None = None, name: str = "
     hashes = kw.pop("protected_hashes", None)
     if hashes is None:
         hashes = {p: file_hash(gitops.read_file(root, gitops.head(root), p)) for p in task.protected}
-    return RunRequest(commit=commit, seed=kw.pop("seed", 0), run_dir=tmp_path / "runs" / name,
-                      worktree=root / ".overnight" / "worktrees" / name, protected_hashes=hashes, **kw)
+    return RunRequest(
+        commit=commit,
+        seed=kw.pop("seed", 0),
+        run_dir=tmp_path / "runs" / name,
+        worktree=root / ".overnight" / "worktrees" / name,
+        protected_hashes=hashes,
+        **kw,
+    )
 
 
 def run(root, tmp_path, **kw):
@@ -60,7 +65,8 @@ def test_ok_reads_metric_from_result_file(task_repo, tmp_path):
 
 
 def test_environment_given_to_the_command(task_repo, tmp_path):
-    root = task_repo("""
+    root = task_repo(
+        """
         import os
         from evaluate import report
         assert os.environ["OVERNIGHT_BUDGET"] == "1", os.environ["OVERNIGHT_BUDGET"]
@@ -68,7 +74,9 @@ def test_environment_given_to_the_command(task_repo, tmp_path):
         assert os.environ["FROM_TOML"] == "7"
         assert os.path.basename(os.getcwd()) == "r"  # runs inside its own worktree
         report(score=1.0)
-    """, toml=DEFAULT_ENV_TOML)
+    """,
+        toml=DEFAULT_ENV_TOML,
+    )
     res = run(root, tmp_path, extra_env={"EXTRA": "yes"})
     assert res.status == RunStatus.OK, res.log_tail
 
@@ -106,7 +114,8 @@ def test_crash_keeps_the_traceback(task_repo, tmp_path):
 
 def test_hang_is_killed_with_its_whole_process_group(task_repo, tmp_path):
     pidfile = tmp_path / "pids"
-    root = task_repo(f"""
+    root = task_repo(
+        f"""
         import os, signal, subprocess, time
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a stubborn candidate ignores SIGTERM
         child = subprocess.Popen(["sleep", "1000"])
@@ -114,7 +123,9 @@ def test_hang_is_killed_with_its_whole_process_group(task_repo, tmp_path):
             f.write(f"{{os.getpid()}} {{child.pid}}")
         while True:
             time.sleep(1)
-    """, toml=DEFAULT_TOML_FAST_TIMEOUT)
+    """,
+        toml=DEFAULT_TOML_FAST_TIMEOUT,
+    )
     start = time.monotonic()
     res = run(root, tmp_path)
     elapsed = time.monotonic() - start
@@ -187,14 +198,17 @@ def test_stop_event_interrupts(task_repo, tmp_path):
     assert res.wall_seconds < 5
 
 
-@pytest.mark.parametrize("body,needle", [
-    ("report(score=float('nan'))", "not finite"),
-    ("report(score=float('inf'))", "not finite"),
-    ("report(score='fast')", "not a number"),
-    ("report(other=1.0)", "no 'score'"),
-    ("pass", "no result file"),
-    ("open(os.environ['OVERNIGHT_RESULT'], 'w').write('{not json')", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "body,needle",
+    [
+        ("report(score=float('nan'))", "not finite"),
+        ("report(score=float('inf'))", "not finite"),
+        ("report(score='fast')", "not a number"),
+        ("report(other=1.0)", "no 'score'"),
+        ("pass", "no result file"),
+        ("open(os.environ['OVERNIGHT_RESULT'], 'w').write('{not json')", "not valid JSON"),
+    ],
+)
 def test_invalid_results(task_repo, tmp_path, body, needle):
     root = task_repo(f"""
         import os
@@ -210,17 +224,19 @@ def test_invalid_results(task_repo, tmp_path, body, needle):
 
 
 def test_printed_metric_is_not_trusted(task_repo, tmp_path):
-    root = task_repo("""
+    root = task_repo(
+        """
         from evaluate import report
         report(val_bpb=1.5)
         print("---")
         print("val_bpb: 0.0")  # the candidate claims a perfect score
-    """, toml=DEFAULT_TOML.replace('"score"', '"val_bpb"'))
+    """,
+        toml=DEFAULT_TOML.replace('"score"', '"val_bpb"'),
+    )
     res = run(root, tmp_path)
     assert res.status == RunStatus.OK
     assert res.value == 1.5
     assert res.printed["val_bpb"] == 0.0  # shown for display, never judged
-
 
 
 def test_stale_result_file_is_not_reused(task_repo, tmp_path):
@@ -260,8 +276,9 @@ def test_deleted_protected_file_is_a_mismatch(task_repo, tmp_path):
     root = task_repo("print('hi')\n")
     base = gitops.head(root)
     subprocess.run(["git", "-C", str(root), "rm", "-q", "--cached", "evaluate.py"], check=True)
-    sha = subprocess.run(["git", "-C", str(root), "write-tree"], check=True, capture_output=True,
-                         text=True).stdout.strip()
+    sha = subprocess.run(
+        ["git", "-C", str(root), "write-tree"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     commit = gitops.git(root, "commit-tree", sha, "-p", base, input="drop evaluate").strip()
     subprocess.run(["git", "-C", str(root), "reset", "-q"], check=True)
     res = run(root, tmp_path, commit=commit)
@@ -283,11 +300,14 @@ pattern = '^ACC=(\\S+)'
 
 
 def test_stdout_source_with_pattern(task_repo, tmp_path):
-    root = task_repo("""
+    root = task_repo(
+        """
         print("ACC=0.1")
         print("noise ACC=0.9 not at line start")
         print("ACC=0.75")
-    """, toml=STDOUT_TOML)
+    """,
+        toml=STDOUT_TOML,
+    )
     res = run(root, tmp_path)
     assert res.status == RunStatus.OK, res.error
     assert res.value == 0.75  # the last match

@@ -68,7 +68,8 @@ def test_no_sandbox_is_one_clear_reason(tmp_path, monkeypatch, toy_repo):
     spec = toy_repo / "overnight.toml"
     spec.write_text(spec.read_text() + "\n[limits]\nsandbox = true\n")
     task = load_task(toy_repo)
-    res = run_checkout(task, RunRequest(commit="HEAD", seed=0, run_dir=tmp_path / "run", worktree=toy_repo,
-                                        protected_hashes={}))
+    res = run_checkout(
+        task, RunRequest(commit="HEAD", seed=0, run_dir=tmp_path / "run", worktree=toy_repo, protected_hashes={})
+    )
     assert res.status == RunStatus.CRASH and "limits.sandbox is on but unavailable here" in res.error
     assert "install bubblewrap" in res.error

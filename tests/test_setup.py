@@ -19,7 +19,6 @@ from overnight.loop import Controller, RunConfig, open_journal
 from overnight.task import TaskSpecError, load_task
 from overnight.tasks import write_task
 
-
 CLI = [sys.executable, "-m", "overnight"]
 
 
@@ -69,8 +68,12 @@ def test_setup_runs_once_before_the_runs_and_outside_their_timeout(tmp_path):
 
 def test_a_failing_setup_stops_the_night_in_one_line_before_any_run(tmp_path):
     root = toy_with_setup(tmp_path / "toy", "echo the data server is down >&2; exit 3")
-    proc = subprocess.run([*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0
     line = single_error_line(proc.stderr)
     assert "setup command failed (exit 3: the data server is down)" in line and "setup.txt" in line
@@ -84,15 +87,24 @@ def test_a_failing_setup_stops_the_night_in_one_line_before_any_run(tmp_path):
 def test_a_setup_past_its_own_timeout_is_stopped(tmp_path):
     root = toy_with_setup(tmp_path / "toy", "sleep 60", extra="setup_timeout = 1\n")
     t0 = time.monotonic()
-    proc = subprocess.run([*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [*CLI, "run", str(root), "--tag", "t", "--quiet", "--experiments", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and time.monotonic() - t0 < 30
     assert "ran past task.setup_timeout (1 s)" in single_error_line(proc.stderr)
 
 
-@pytest.mark.parametrize("line,expected", [('setup = ""', "task.setup must be a command line"),
-                                           ("setup = 3", "task.setup must be a command line"),
-                                           ('setup = "x"\nsetup_timeout = 0', "task.setup_timeout")])
+@pytest.mark.parametrize(
+    "line,expected",
+    [
+        ('setup = ""', "task.setup must be a command line"),
+        ("setup = 3", "task.setup must be a command line"),
+        ('setup = "x"\nsetup_timeout = 0', "task.setup_timeout"),
+    ],
+)
 def test_bad_setup_settings_are_one_line(tmp_path, line, expected):
     root = tmp_path / "toy"
     root.mkdir()

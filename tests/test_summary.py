@@ -19,8 +19,7 @@ device:           cuda:0
 def test_complete_log():
     s = parse_summary(COMPLETE)
     assert s.found
-    assert s.values == {"val_bpb": 0.9979, "training_seconds": 300.1, "num_steps": 953, "depth": 8,
-                        "device": "cuda:0"}
+    assert s.values == {"val_bpb": 0.9979, "training_seconds": 300.1, "num_steps": 953, "depth": 8, "device": "cuda:0"}
     assert isinstance(s.values["num_steps"], int) and isinstance(s.values["val_bpb"], float)
 
 
@@ -28,16 +27,15 @@ def test_traceback_after_the_block_ends_it():
     log = COMPLETE.split("num_steps")[0] + (
         "Traceback (most recent call last):\n"
         '  File "train.py", line 3, in <module>\n'
-        "RuntimeError: CUDA out of memory: 12.00 GiB\n")
+        "RuntimeError: CUDA out of memory: 12.00 GiB\n"
+    )
     s = parse_summary(log)
     assert s.found
     assert s.values == {"val_bpb": 0.9979, "training_seconds": 300.1}
 
 
 def test_crash_before_any_block():
-    log = ("step 00100 | loss 3.2100\n"
-           "Traceback (most recent call last):\n"
-           "ValueError: loss: nan\n")
+    log = "step 00100 | loss 3.2100\nTraceback (most recent call last):\nValueError: loss: nan\n"
     s = parse_summary(log)
     assert not s.found and s.values == {}
 

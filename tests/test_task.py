@@ -139,9 +139,9 @@ BAD_FIELDS = [
     ('goal = "minimize"', 'goal = "lower"', "metric.goal"),
     ('goal = "minimize"', 'source = "stderr"', "metric.source"),
     ('goal = "minimize"', 'pattern = "val_bpb: ("', "metric.pattern"),
-    ("ACT = [\"relu\", \"gelu\"]", "ACT = []", "knobs.ACT"),
-    ("ACT = [\"relu\", \"gelu\"]", "ACT = 3", "knobs.ACT"),
-    ("ACT = [\"relu\", \"gelu\"]", "ACT = true", "knobs.ACT"),
+    ('ACT = ["relu", "gelu"]', "ACT = []", "knobs.ACT"),
+    ('ACT = ["relu", "gelu"]', "ACT = 3", "knobs.ACT"),
+    ('ACT = ["relu", "gelu"]', "ACT = true", "knobs.ACT"),
     ("LR = {low = 1e-4, high = 1e-2, log = true}", "LR = {low = 1e-4}", "knobs.LR"),
     ("LR = {low = 1e-4, high = 1e-2, log = true}", "LR = {low = 1e-2, high = 1e-4}", "knobs.LR"),
     ("LR = {low = 1e-4, high = 1e-2, log = true}", 'LR = {low = "a", high = 1}', "knobs.LR"),
@@ -171,19 +171,26 @@ def test_limits_and_rescore(tmp_path):
     assert spec.limits.memory_mb is None and spec.limits.sandbox is False and spec.rescore is None
     assert spec.limits.wall_limit(300) == 300 + 30 + 150  # start-up/evaluation allowance derived
     assert spec.limits.training_limit(300) == pytest.approx(331)
-    text = VALID.replace('budget = 300\n', 'budget = 300\nrescore = "python prepare.py --rescore"\n'
-                         'rescore_tolerance = 1e-4\n') + "\n[limits]\nmemory_mb = 2048\noverhead = 20\nsandbox = true\n"
+    text = (
+        VALID.replace(
+            "budget = 300\n", 'budget = 300\nrescore = "python prepare.py --rescore"\nrescore_tolerance = 1e-4\n'
+        )
+        + "\n[limits]\nmemory_mb = 2048\noverhead = 20\nsandbox = true\n"
+    )
     spec = load_task(write(tmp_path, text))
     assert (spec.limits.memory_mb, spec.limits.overhead, spec.limits.sandbox) == (2048.0, 20.0, True)
     assert spec.limits.wall_limit(300) == 320 and spec.rescore == "python prepare.py --rescore"
     assert spec.rescore_tolerance == 1e-4
 
 
-@pytest.mark.parametrize("limits, needle", [
-    ("memory = 1", "unknown field limits.memory"),
-    ("memory_mb = -1", "limits.memory_mb must be a non-negative number"),
-    ("sandbox = 1", "limits.sandbox must be true or false"),
-])
+@pytest.mark.parametrize(
+    "limits, needle",
+    [
+        ("memory = 1", "unknown field limits.memory"),
+        ("memory_mb = -1", "limits.memory_mb must be a non-negative number"),
+        ("sandbox = 1", "limits.sandbox must be true or false"),
+    ],
+)
 def test_bad_limits(tmp_path, limits, needle):
     with pytest.raises(TaskSpecError, match=needle):
         load_task(write(tmp_path, VALID + f"\n[limits]\n{limits}\n"))

@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 
 import pytest
+from conftest import write_toy
+from judges.toys import Scripted, set_knobs
 
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
@@ -20,9 +22,6 @@ from overnight.loop import Controller, RunConfig
 from overnight.report import write_report
 from overnight.task import load_task
 from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify
-
-from conftest import write_toy
-from judges.toys import Scripted, set_knobs
 
 
 def lr_term(lr: float) -> float:
@@ -36,10 +35,15 @@ TOTAL = 0.02 + 0.01 + lr_term(0.01)
 @pytest.fixture(scope="module")
 def night(tmp_path_factory):
     root = write_toy(tmp_path_factory.mktemp("verify") / "toy", env={"TOY_NOISE": "0.001"})
-    steps = [set_knobs(ACTIVATION="gelu"), set_knobs(USE_NORM=True), set_knobs(LEARNING_RATE=0.005),
-             set_knobs(LEARNING_RATE=0.002)]
-    c = Controller(root, RunConfig(tag="t", experiments=5, noise=NoiseSettings(remeasure_every=0)),
-                   proposer=Scripted(*steps))
+    steps = [
+        set_knobs(ACTIVATION="gelu"),
+        set_knobs(USE_NORM=True),
+        set_knobs(LEARNING_RATE=0.005),
+        set_knobs(LEARNING_RATE=0.002),
+    ]
+    c = Controller(
+        root, RunConfig(tag="t", experiments=5, noise=NoiseSettings(remeasure_every=0)), proposer=Scripted(*steps)
+    )
     c.run()
     history = c.journal.experiments("t")
     assert [e.status for e in history] == [ExpStatus.KEPT] * 5, [(e.id, e.reason) for e in history]
@@ -76,8 +80,11 @@ def test_verify_and_ablate_measure_each_kept_change(night):
 
     # Fresh seeds: none of the night's replicate seeds, the same ones for every variant.
     runs = sorted(p.name for p in (night / ".overnight" / "t" / "verify").iterdir())
-    assert runs == sorted(f"{label}-{FRESH_SEED_BASE + i}" for label in
-                          ("baseline-1", "best-5", "without-2", "without-3", "without-5") for i in range(4))
+    assert runs == sorted(
+        f"{label}-{FRESH_SEED_BASE + i}"
+        for label in ("baseline-1", "best-5", "without-2", "without-3", "without-5")
+        for i in range(4)
+    )
     assert latest(rm.journal, "t", "ablate")["best_id"] == 5
 
     md = write_report(rm.journal, "t", load_task(night), night, night / ".overnight" / "t")[1].read_text()
@@ -104,8 +111,11 @@ def test_cli_prints_one_line_per_result(night, cli):
 
 def test_nothing_kept_is_a_one_line_error(tmp_path):
     root = write_toy(tmp_path / "toy")
-    c = Controller(root, RunConfig(tag="t", experiments=2, noise=NoiseSettings(baseline_runs=2, remeasure_every=0)),
-                   proposer=Scripted(set_knobs(LEARNING_RATE=1.0)))
+    c = Controller(
+        root,
+        RunConfig(tag="t", experiments=2, noise=NoiseSettings(baseline_runs=2, remeasure_every=0)),
+        proposer=Scripted(set_knobs(LEARNING_RATE=1.0)),
+    )
     c.run()
     c.journal.close()
     rm = remeasure(root, runs=2)

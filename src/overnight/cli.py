@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from overnight import credentials, gitops
+from overnight.cli_model import model_options, note, prompt
 from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
@@ -23,7 +24,6 @@ from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, check_tag, open_journal, resolve_tag, state_dir
 from overnight.proposers import PROPOSERS, ProposerOptions
-from overnight.cli_model import model_options, note, prompt
 from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
@@ -44,12 +44,18 @@ class _Group(click.Group):
             if "full" not in str(exc):
                 raise
             # SQLite rolled the failed write back: the journal opens and resumes as it was.
-            click.echo(f"error: the journal's disk is full ({exc}) — free some space, then run the same "
-                       "command again to resume", err=True)
+            click.echo(
+                f"error: the journal's disk is full ({exc}) — free some space, then run the same "
+                "command again to resume",
+                err=True,
+            )
             sys.exit(2)
         except sqlite3.DatabaseError as exc:  # not an OperationalError: the file itself is bad
-            click.echo(f"error: the journal (.overnight/journal.db) is damaged ({exc}) — move it aside "
-                       "and start a new night, or restore it from a backup", err=True)
+            click.echo(
+                f"error: the journal (.overnight/journal.db) is damaged ({exc}) — move it aside "
+                "and start a new night, or restore it from a backup",
+                err=True,
+            )
             sys.exit(2)
 
 
@@ -83,45 +89,92 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--proposer", type=click.Choice(PROPOSERS), default="optuna", show_default=True)
-@click.option("--judge", type=click.Choice(JUDGES), default=RunConfig.judge, show_default=True,
-              help="noise: keep only gains that clear the measured noise; greedy: any lower single run")
-@click.option("--alpha", type=float, default=None, help=f"noise judge: false-keep rate for a no-op change [{_NS.alpha}]")
-@click.option("--baseline-seeds", type=int, default=None, help=f"noise judge: seeds for the baseline [{_NS.baseline_runs}]")
+@click.option(
+    "--judge",
+    type=click.Choice(JUDGES),
+    default=RunConfig.judge,
+    show_default=True,
+    help="noise: keep only gains that clear the measured noise; greedy: any lower single run",
+)
+@click.option(
+    "--alpha", type=float, default=None, help=f"noise judge: false-keep rate for a no-op change [{_NS.alpha}]"
+)
+@click.option(
+    "--baseline-seeds", type=int, default=None, help=f"noise judge: seeds for the baseline [{_NS.baseline_runs}]"
+)
 @click.option("--max-runs", type=int, default=None, help=f"noise judge: most runs per candidate [{_NS.max_runs}]")
-@click.option("--line-price", type=float, default=None,
-              help="noise judge: metric gain each net added line must buy [0: off]")
-@click.option("--no-simplify", is_flag=True, help="noise judge: do not keep code removals that are shown not worse (within 0.5 sd, one-sided)")
-@click.option("--no-selection-correction", is_flag=True,
-              help="noise judge: compare with a kept change's runs as measured (no winner's-curse correction)")
-@click.option("--remeasure-every", type=int, default=None,
-              help=f"noise judge: re-run the incumbent after this many candidates, to catch drift [{_NS.remeasure_every}; 0: never]")
+@click.option(
+    "--line-price", type=float, default=None, help="noise judge: metric gain each net added line must buy [0: off]"
+)
+@click.option(
+    "--no-simplify",
+    is_flag=True,
+    help="noise judge: do not keep code removals that are shown not worse (within 0.5 sd, one-sided)",
+)
+@click.option(
+    "--no-selection-correction",
+    is_flag=True,
+    help="noise judge: compare with a kept change's runs as measured (no winner's-curse correction)",
+)
+@click.option(
+    "--remeasure-every",
+    type=int,
+    default=None,
+    help=f"noise judge: re-run the incumbent after this many candidates, to catch drift "
+    f"[{_NS.remeasure_every}; 0: never]",
+)
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
 @click.option("--experiments", type=int, default=None, help="stop when the tag has this many experiments")
 @click.option("--hours", type=float, default=None, help="stop after this many hours")
 @click.option("--tag", default=None, help="name of this run (default: resume the latest, or today's date)")
 @click.option("--seed", type=int, default=0, show_default=True, help="search seed")
 @click.option("--quiet", is_flag=True, help="no live view, one line per experiment")
-@click.option("--slots", type=int, default=None,
-              help="runs at once [one per GPU; 1 on CPU; ray: the cluster's GPUs or CPUs]")
+@click.option(
+    "--slots", type=int, default=None, help="runs at once [one per GPU; 1 on CPU; ray: the cluster's GPUs or CPUs]"
+)
 @click.option("--gpus", default=None, help="local: pin slots to these GPU ids, e.g. 0,1,3 [detected]")
-@click.option("--executor", type=click.Choice(EXECUTORS), default=RunConfig.executor, show_default=True,
-              help="local: this machine; ray: a Ray cluster, each run a Ray task")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=RunConfig.executor,
+    show_default=True,
+    help="local: this machine; ray: a Ray cluster, each run a Ray task",
+)
 @click.option("--ray-address", default=None, help="ray: the cluster to join (auto, host:port) [a new local one]")
 @model_options
-def run(directory: Path, proposer: str, judge: str, alpha: float | None, baseline_seeds: int | None,
-        max_runs: int | None, line_price: float | None, no_simplify: bool, no_selection_correction: bool,
-        remeasure_every: int | None,
-        budget: float | None, experiments: int | None, hours: float | None, tag: str | None, seed: int,
-        quiet: bool, slots: int | None, gpus: str | None, executor: str, ray_address: str | None,
-        proposer_options: ProposerOptions) -> None:
+def run(
+    directory: Path,
+    proposer: str,
+    judge: str,
+    alpha: float | None,
+    baseline_seeds: int | None,
+    max_runs: int | None,
+    line_price: float | None,
+    no_simplify: bool,
+    no_selection_correction: bool,
+    remeasure_every: int | None,
+    budget: float | None,
+    experiments: int | None,
+    hours: float | None,
+    tag: str | None,
+    seed: int,
+    quiet: bool,
+    slots: int | None,
+    gpus: str | None,
+    executor: str,
+    ray_address: str | None,
+    proposer_options: ProposerOptions,
+) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
     from overnight.live import LiveView, PlainView
 
     if experiments is not None and experiments < 1:
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
     if hours is not None and not (math.isfinite(hours) and hours > 0):
-        raise OvernightError(f"--hours must be a positive number, got {hours} — e.g. --hours 8, or leave it "
-                             "out to run until --experiments or Ctrl-C")
+        raise OvernightError(
+            f"--hours must be a positive number, got {hours} — e.g. --hours 8, or leave it "
+            "out to run until --experiments or Ctrl-C"
+        )
     if budget is not None and not (math.isfinite(budget) and budget > 0):
         raise OvernightError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
     if not 0 <= seed <= MAX_SEED:
@@ -132,10 +185,15 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
     if tag is not None:
         check_tag(tag)
     proposer_options.check_numbers()
-    noise = noise_settings(alpha=alpha, baseline_runs=baseline_seeds, max_runs=max_runs,
-                           line_price=line_price, remeasure_every=remeasure_every,
-                           simplify=False if no_simplify else None,
-                           correct_selection=False if no_selection_correction else None)
+    noise = noise_settings(
+        alpha=alpha,
+        baseline_runs=baseline_seeds,
+        max_runs=max_runs,
+        line_price=line_price,
+        remeasure_every=remeasure_every,
+        simplify=False if no_simplify else None,
+        correct_selection=False if no_selection_correction else None,
+    )
     if slots is not None and slots < 1:
         raise OvernightError("--slots must be at least 1")
     gpu_ids = tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus is not None else None
@@ -143,9 +201,21 @@ def run(directory: Path, proposer: str, judge: str, alpha: float | None, baselin
         raise OvernightError("--gpus needs device ids, e.g. --gpus 0,1")
     if ray_address is not None and executor != "ray":
         raise OvernightError("--ray-address needs --executor ray")
-    cfg = RunConfig(tag=tag, proposer=proposer, judge=judge, noise=noise, experiments=experiments,
-                    hours=hours, budget=budget, seed=seed, proposer_options=proposer_options,
-                    executor=executor, slots=slots, gpus=gpu_ids, ray_address=ray_address)
+    cfg = RunConfig(
+        tag=tag,
+        proposer=proposer,
+        judge=judge,
+        noise=noise,
+        experiments=experiments,
+        hours=hours,
+        budget=budget,
+        seed=seed,
+        proposer_options=proposer_options,
+        executor=executor,
+        slots=slots,
+        gpus=gpu_ids,
+        ray_address=ray_address,
+    )
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()
     credentials.hide_controller_environ()  # a run cannot read the keys in this process's environ
@@ -177,8 +247,10 @@ def noise_settings(**given) -> NoiseSettings:
     """NoiseSettings with the options the user gave; the defaults live in NoiseSettings only."""
     s = replace(NoiseSettings(), **{k: v for k, v in given.items() if v is not None})
     if not (math.isfinite(s.line_price) and s.line_price >= 0):
-        raise OvernightError(f"--line-price must be 0 or more, got {s.line_price} — it is the metric gain "
-                             "each added line must buy (0: off)")
+        raise OvernightError(
+            f"--line-price must be 0 or more, got {s.line_price} — it is the metric gain "
+            "each added line must buy (0: off)"
+        )
     if s.remeasure_every < 0:
         raise OvernightError(f"--remeasure-every must be 0 (never) or more, got {s.remeasure_every}")
     if not 0 < s.alpha < 0.5:
@@ -227,8 +299,12 @@ def status(directory: Path, tag: str | None, as_json: bool, follow: bool) -> Non
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--tag", default=None)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="folder for report.md and progress.png (default .overnight/<tag>/)")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="folder for report.md and progress.png (default .overnight/<tag>/)",
+)
 def report(directory: Path, tag: str | None, out: Path | None) -> None:
     """Write progress.png and report.md: the story of the night."""
     from overnight.report import write_report
@@ -259,8 +335,13 @@ def show(experiment_id: int, directory: Path) -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--executor", type=click.Choice(EXECUTORS), default=RunConfig.executor, show_default=True,
-              help="ray: also check that Ray imports")
+@click.option(
+    "--executor",
+    type=click.Choice(EXECUTORS),
+    default=RunConfig.executor,
+    show_default=True,
+    help="ray: also check that Ray imports",
+)
 @click.option("--ray-address", default=None, help="also check that this Ray cluster answers (auto, host:port)")
 @model_options
 def doctor(directory: Path, executor: str, ray_address: str | None, proposer_options: ProposerOptions) -> None:

@@ -39,6 +39,7 @@ assert {f for f, _, _ in MODEL_OPTIONS.values()} <= {f.name for f in fields(Prop
 
 def model_options(command):
     """Adds the model flags to a command and hands it one `proposer_options` argument."""
+
     @functools.wraps(command)
     def wrapper(**kwargs):
         given = {field: kwargs.pop(field) for field, _, _ in MODEL_OPTIONS.values()}
@@ -96,8 +97,23 @@ def preview_context(root: Path, tag: str | None):
     base = next((e for e in history if e.parent_id is None), None)
     inc = incumbent(history)
     if inc is None:
-        inc = base or Experiment(0, name, None, head, head, {}, "", "baseline", "baseline", {}, ExpStatus.KEPT,
-                                 None, None, time.time(), time.time())
+        inc = base or Experiment(
+            0,
+            name,
+            None,
+            head,
+            head,
+            {},
+            "",
+            "baseline",
+            "baseline",
+            {},
+            ExpStatus.KEPT,
+            None,
+            None,
+            time.time(),
+            time.time(),
+        )
     base_commit = base.commit_sha if base and base.commit_sha else head
     files = gitops.read_files(root, inc.commit_sha, task.editable)
     baseline = gitops.read_files(root, base_commit, task.editable)

@@ -19,16 +19,32 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 # The harness's own (llm_client, Ray) and well-known ones the patterns below would miss.
-NAMES = frozenset({
-    "OPENAI_API_KEY", "ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "RAY_AUTH_TOKEN", "HF_TOKEN",
-    "HUGGING_FACE_HUB_TOKEN", "GH_TOKEN", "GITHUB_TOKEN", "WANDB_API_KEY", "GOOGLE_APPLICATION_CREDENTIALS",
-    "SSH_AUTH_SOCK", "NETRC", "PGPASSWORD", "DATABASE_URL",
-})
-_SUFFIX = re.compile(r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|SECRET_KEY|ACCESS_KEY|ACCESS_KEY_ID|PRIVATE_KEY|PASSWORD|"
-                     r"PASSWD|PASS|PASSPHRASE|CREDENTIALS?|AUTH|AUTHTOKEN|KEY)$", re.IGNORECASE)  # KEY: KAGGLE_KEY, OPENAI_KEY
+NAMES = frozenset(
+    {
+        "OPENAI_API_KEY",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN",
+        "HF_TOKEN",
+        "HUGGING_FACE_HUB_TOKEN",
+        "GH_TOKEN",
+        "GITHUB_TOKEN",
+        "WANDB_API_KEY",
+        "GOOGLE_APPLICATION_CREDENTIALS",
+        "SSH_AUTH_SOCK",
+        "NETRC",
+        "PGPASSWORD",
+        "DATABASE_URL",
+    }
+)
+_SUFFIX = re.compile(
+    r"(?:^|_)(?:API_?KEY|TOKEN|SECRET|SECRET_KEY|ACCESS_KEY|ACCESS_KEY_ID|PRIVATE_KEY|PASSWORD|"
+    r"PASSWD|PASS|PASSPHRASE|CREDENTIALS?|AUTH|AUTHTOKEN|KEY)$",
+    re.IGNORECASE,
+)  # KEY: KAGGLE_KEY, OPENAI_KEY
 _PREFIX = re.compile(r"^(?:AWS|AZURE|GCP|GOOGLE_CLOUD)_", re.IGNORECASE)
 MIN_REDACT = 6  # shorter values are not redacted ("1", "true", a region code would mangle the log)
 
@@ -55,8 +71,9 @@ def redact(text: str, environ: Mapping[str, str] | None = None) -> str:
     """`text` with each credential's value (every secret-looking name of `environ`, passed to
     runs or not) replaced by `[redacted NAME]`; longest values first."""
     environ = os.environ if environ is None else environ
-    values = sorted(((v, k) for k, v in environ.items() if is_secret(k) and len(v) >= MIN_REDACT),
-                    key=lambda vk: -len(vk[0]))
+    values = sorted(
+        ((v, k) for k, v in environ.items() if is_secret(k) and len(v) >= MIN_REDACT), key=lambda vk: -len(vk[0])
+    )
     for value, name in values:
         if value in text:
             text = text.replace(value, f"[redacted {name}]")

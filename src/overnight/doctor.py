@@ -23,10 +23,10 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Iterator
 
 from overnight import credentials, gitops, sandbox, watch
 from overnight.errors import OvernightError
@@ -88,8 +88,9 @@ def fatal_problems(directory: Path) -> list[str]:
     return [c.text for c in found if c.level is FAIL]
 
 
-def checks(directory: Path, ray: bool = False, ray_address: str | None = None,
-           llm: ProposerOptions | None = None) -> Iterator[Check]:
+def checks(
+    directory: Path, ray: bool = False, ray_address: str | None = None, llm: ProposerOptions | None = None
+) -> Iterator[Check]:
     """Every check, in the order printed; a generator, so slow ones (torch) show progress."""
     yield Check(INFO, "python", f"{platform.python_version()} ({sys.executable})")
     git = _git()
@@ -102,8 +103,11 @@ def checks(directory: Path, ray: bool = False, ray_address: str | None = None,
     yield _precision(root, task, torch)
     yield from _disks(root)
     why = watch.available()
-    yield Check(WARN, "inotify", why, "runs go on, but the held-out data is not watched (Linux with inotify "
-                "watches it)") if why else Check(OK, "inotify", "works: a run that opens the held-out data is discarded")
+    yield (
+        Check(WARN, "inotify", why, "runs go on, but the held-out data is not watched (Linux with inotify watches it)")
+        if why
+        else Check(OK, "inotify", "works: a run that opens the held-out data is discarded")
+    )
     yield _sandbox(wanted=task is not None and task.limits.sandbox)
     if ray or ray_address:
         yield _ray(ray_address)
@@ -131,8 +135,12 @@ def _last_error(p: subprocess.CompletedProcess) -> str:
 def _git() -> Check:
     exe = shutil.which("git")
     if exe is None:
-        return Check(FAIL, "git", "not found on PATH", "install git (apt install git): each experiment is a "
-                     "git commit, run in its own worktree")
+        return Check(
+            FAIL,
+            "git",
+            "not found on PATH",
+            "install git (apt install git): each experiment is a git commit, run in its own worktree",
+        )
     version = _first_line([exe, "--version"])
     return Check(OK, "git", version) if version else Check(FAIL, "git", f"{exe} --version fails", "reinstall git")
 
@@ -140,8 +148,16 @@ def _git() -> Check:
 def _task(directory: Path, has_git: bool) -> tuple[Check, Path, TaskSpec | None]:
     root = Path(directory).resolve()
     if has_git and not gitops.is_repo(root):
-        return Check(FAIL, "task", f"{root} is not a git repository", f"`overnight init {directory}` writes "
-                     "a built-in task there; for your own, `git init` and commit it"), root, None
+        return (
+            Check(
+                FAIL,
+                "task",
+                f"{root} is not a git repository",
+                f"`overnight init {directory}` writes a built-in task there; for your own, `git init` and commit it",
+            ),
+            root,
+            None,
+        )
     root = _root(root) if has_git else root
     try:
         task = load_task(root)
@@ -149,12 +165,16 @@ def _task(directory: Path, has_git: bool) -> tuple[Check, Path, TaskSpec | None]
             head = gitops.head(root)
             missing = [p for p in task.editable + task.protected if gitops.read_file(root, head, p) is None]
             if missing:
-                raise OvernightError(f"{', '.join(missing)} named in overnight.toml not committed — commit "
-                                     "them (git add, git commit): runs check out HEAD only")
+                raise OvernightError(
+                    f"{', '.join(missing)} named in overnight.toml not committed — commit "
+                    "them (git add, git commit): runs check out HEAD only"
+                )
     except OvernightError as exc:  # the loader's messages say what to do already
         return Check(FAIL, "task", str(exc)), root, None
-    detail = (f"{root}: `{task.command}`, editable {', '.join(task.editable)}, {task.metric.goal} "
-              f"{task.metric.name}, budget {task.budget:g} s")
+    detail = (
+        f"{root}: `{task.command}`, editable {', '.join(task.editable)}, {task.metric.goal} "
+        f"{task.metric.name}, budget {task.budget:g} s"
+    )
     return Check(OK, "task", detail + ("" if has_git else " (git missing: commits not checked)")), root, task
 
 
@@ -165,7 +185,9 @@ def _compiler() -> Check:
     cxx = os.environ.get("CXX", "").strip()
     exe = shutil.which(cxx or default)
     if exe:
-        return Check(OK, "c++ compiler", f"{_first_line([exe, '--version']) or exe} ({exe}{', from CXX' if cxx else ''})")
+        return Check(
+            OK, "c++ compiler", f"{_first_line([exe, '--version']) or exe} ({exe}{', from CXX' if cxx else ''})"
+        )
     others = [c for c in ("g++", "c++", "clang++") if shutil.which(c)]
     what = f"CXX={cxx} not found" if cxx else f"no {default} on PATH"
     fix = f"export CXX={others[0]}" if others else f"install {default} (apt install g++)"
@@ -176,12 +198,24 @@ def _torch():
     try:
         import torch
     except Exception as exc:  # a broken install raises more than ImportError
-        return Check(WARN, "torch", f"not importable ({exc})", "pip install torch (a custom task that does "
-                     "not use torch needs nothing)"), None
-    build = (f"CUDA {torch.version.cuda}" if torch.version.cuda else
-             f"ROCm {torch.version.hip}" if getattr(torch.version, "hip", None) else "CPU build")
-    devices = [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())] \
-        if torch.cuda.is_available() else []
+        return Check(
+            WARN,
+            "torch",
+            f"not importable ({exc})",
+            "pip install torch (a custom task that does not use torch needs nothing)",
+        ), None
+    build = (
+        f"CUDA {torch.version.cuda}"
+        if torch.version.cuda
+        else f"ROCm {torch.version.hip}"
+        if getattr(torch.version, "hip", None)
+        else "CPU build"
+    )
+    devices = (
+        [f"cuda:{i} {torch.cuda.get_device_name(i)}" for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available()
+        else []
+    )
     devices += ["mps"] if _device(torch) == "mps" else []
     return Check(OK, "torch", f"{torch.__version__} ({build}); devices: {', '.join(devices + ['cpu'])}"), torch
 
@@ -202,18 +236,28 @@ def _precision(root: Path, task: TaskSpec | None, torch) -> Check:
         return _ask_task(task, device, forced)  # the task decides: report its own answer
     # No rule of the task's own: what the hardware offers (the built-in task's rule).
     if forced not in PRECISIONS:
-        return Check(WARN, "precision", f"OVERNIGHT_PRECISION={forced!r} is not auto, bf16 or fp32", "unset it or pick one")
+        return Check(
+            WARN, "precision", f"OVERNIGHT_PRECISION={forced!r} is not auto, bf16 or fp32", "unset it or pick one"
+        )
     if forced != "auto":
         return Check(OK, "precision", f"{forced}, forced by OVERNIGHT_PRECISION={forced}")
     if torch is None:
         return Check(WARN, "precision", "unknown: torch is not importable")
     if device == "cuda":
-        return Check(OK, "precision", "bf16 (this GPU computes in bf16)" if torch.cuda.is_bf16_supported() else
-                     "fp32 (this GPU has no bf16)")
+        return Check(
+            OK,
+            "precision",
+            "bf16 (this GPU computes in bf16)" if torch.cuda.is_bf16_supported() else "fp32 (this GPU has no bf16)",
+        )
     if device == "cpu":
         has = [getattr(torch.cpu, f, lambda: False)() for f in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-        return Check(OK, "precision", "bf16 (this CPU has hardware bf16: AVX-512 BF16 or AMX)" if any(has) else
-                     "fp32 (no hardware bf16: bf16 would be emulated, ~12x slower; the built-in task trains in fp32)")
+        return Check(
+            OK,
+            "precision",
+            "bf16 (this CPU has hardware bf16: AVX-512 BF16 or AMX)"
+            if any(has)
+            else "fp32 (no hardware bf16: bf16 would be emulated, ~12x slower; the built-in task trains in fp32)",
+        )
     return Check(OK, "precision", f"fp32 ({device})")
 
 
@@ -222,22 +266,39 @@ def _ask_task(task: TaskSpec, device: str, forced: str) -> Check:
     # names (else this one) and a run's environment (no credentials, the task's env).
     word = (shlex.split(task.command) or [""])[0]
     python = (shutil.which(word) if Path(word).name.startswith("python") else None) or sys.executable
-    code = ("import json, sys, prepare; r = prepare.bf16_is_fast(sys.argv[1]); r = r if isinstance(r, tuple) "
-            "else (r, ''); print(json.dumps([bool(r[0]), str(r[1])]))")
+    code = (
+        "import json, sys, prepare; r = prepare.bf16_is_fast(sys.argv[1]); r = r if isinstance(r, tuple) "
+        "else (r, ''); print(json.dumps([bool(r[0]), str(r[1])]))"
+    )
     asked = f"the task's prepare.bf16_is_fast({device!r})"
     try:
-        p = subprocess.run([python, "-c", code, device], cwd=task.root, capture_output=True, text=True,
-                           env={**credentials.scrub(pass_env=task.pass_env), **task.env}, timeout=PROBE_TIMEOUT)
+        p = subprocess.run(
+            [python, "-c", code, device],
+            cwd=task.root,
+            capture_output=True,
+            text=True,
+            env={**credentials.scrub(pass_env=task.pass_env), **task.env},
+            timeout=PROBE_TIMEOUT,
+        )
         bf16, why = json.loads(p.stdout.strip().splitlines()[-1]) if p.returncode == 0 else (None, "")
     except (OSError, ValueError, IndexError, subprocess.TimeoutExpired) as exc:
-        return Check(FAIL, "precision", f"{asked} gave no answer with {python} ({exc})", "run it by hand in the task's folder")
+        return Check(
+            FAIL, "precision", f"{asked} gave no answer with {python} ({exc})", "run it by hand in the task's folder"
+        )
     if bf16 is None:
         last = _last_error(p)
-        fix = "put the Python with the task's packages first on PATH (activate its venv)" \
-            if "No module named" in last else "fix what it says"
-        return Check(FAIL, "precision", f"{asked} failed with {python}: {last}", f"{fix}: every run would fail the same way")
+        fix = (
+            "put the Python with the task's packages first on PATH (activate its venv)"
+            if "No module named" in last
+            else "fix what it says"
+        )
+        return Check(
+            FAIL, "precision", f"{asked} failed with {python}: {last}", f"{fix}: every run would fail the same way"
+        )
     note = f"; OVERNIGHT_PRECISION={forced}" if forced != "auto" and "OVERNIGHT_PRECISION" not in why else ""
-    return Check(OK, "precision", f"{'bf16' if bf16 else 'fp32'} on {device} ({asked}: {why or 'no reason given'}{note})")
+    return Check(
+        OK, "precision", f"{'bf16' if bf16 else 'fp32'} on {device} ({asked}: {why or 'no reason given'}{note})"
+    )
 
 
 def _disks(root: Path) -> Iterator[Check]:
@@ -245,18 +306,26 @@ def _disks(root: Path) -> Iterator[Check]:
     try:
         floor = float(given) if given else MIN_FREE_GB
     except ValueError:
-        raise OvernightError(f"OVERNIGHT_MIN_FREE_GB={given!r} is not a number — give GiB, e.g. 1, or unset it") from None
+        raise OvernightError(
+            f"OVERNIGHT_MIN_FREE_GB={given!r} is not a number — give GiB, e.g. 1, or unset it"
+        ) from None
     low = max(LOW_FREE_GB, floor)
-    for name, path, fix in (("disk (journal)", state_dir(root), "free some space there"),
-                            ("disk (data cache)", cache_dir(), "free some space, or point OVERNIGHT_CACHE elsewhere")):
+    for name, path, fix in (
+        ("disk (journal)", state_dir(root), "free some space there"),
+        ("disk (data cache)", cache_dir(), "free some space, or point OVERNIGHT_CACHE elsewhere"),
+    ):
         near = path
         while not near.exists() and near != near.parent:  # not made yet: the disk it will be on
             near = near.parent
         free = shutil.disk_usage(near).free / 2**30
         detail = f"{free:.1f} GiB free at {path}"
-        yield Check(FAIL, name, f"{detail}, under {floor:g} GiB", fix) if free < floor else \
-            Check(WARN, name, f"{detail}, under {low:g} GiB", fix + " before a long night") if free < low else \
-            Check(OK, name, detail)
+        yield (
+            Check(FAIL, name, f"{detail}, under {floor:g} GiB", fix)
+            if free < floor
+            else Check(WARN, name, f"{detail}, under {low:g} GiB", fix + " before a long night")
+            if free < low
+            else Check(OK, name, detail)
+        )
 
 
 def _sandbox(wanted: bool) -> Check:
@@ -264,7 +333,9 @@ def _sandbox(wanted: bool) -> Check:
     if not why:
         return Check(OK, "sandbox", f"{sandbox.tool()} works (limits.sandbox is {'on' if wanted else 'off'})")
     if wanted:  # every run would fail with this reason (runner.py)
-        return Check(FAIL, "sandbox", f"limits.sandbox is on, but no sandbox works here ({why.replace(' — ', ') — ', 1)}")
+        return Check(
+            FAIL, "sandbox", f"limits.sandbox is on, but no sandbox works here ({why.replace(' — ', ') — ', 1)}"
+        )
     return Check(INFO, "sandbox", f"none works here (limits.sandbox is off: not needed): {why.split(' — ')[0]}")
 
 
@@ -273,22 +344,37 @@ def _ray(address: str | None) -> Check:
     # for minutes; the timeout bounds both. Auth tokens pass in the environment, never printed.
     code = "import sys, ray; print('@@', ray.__version__, flush=True)"
     if address:
-        code += ("; ray.init(address=sys.argv[1], include_dashboard=False, logging_level=40); "
-                 "r = ray.cluster_resources(); print('@@', int(r.get('CPU', 0)), int(r.get('GPU', 0)))")
+        code += (
+            "; ray.init(address=sys.argv[1], include_dashboard=False, logging_level=40); "
+            "r = ray.cluster_resources(); print('@@', int(r.get('CPU', 0)), int(r.get('GPU', 0)))"
+        )
     try:
-        p = subprocess.run([sys.executable, "-c", code, address or ""], capture_output=True, text=True,
-                           timeout=RAY_TIMEOUT)
+        p = subprocess.run(
+            [sys.executable, "-c", code, address or ""], capture_output=True, text=True, timeout=RAY_TIMEOUT
+        )
     except subprocess.TimeoutExpired:
-        return Check(FAIL, "ray", f"no answer from {address} within {RAY_TIMEOUT:g} s",
-                     "check the address (ray status on the head node) and the network")
+        return Check(
+            FAIL,
+            "ray",
+            f"no answer from {address} within {RAY_TIMEOUT:g} s",
+            "check the address (ray status on the head node) and the network",
+        )
     # '@@' lines, apart from what Ray's workers print: the version, then the cluster's CPUs and GPUs
     out = [w for line in p.stdout.splitlines() if line.startswith("@@ ") for w in line.split()[1:]]
     if p.returncode != 0:
-        what, fix = (f"ray {out[0]} cannot join {address}", "see docs/scaling.md (address, token "
-                     "authentication)") if out else ("cannot import ray", "pip install 'overnight[ray]'")
+        what, fix = (
+            (f"ray {out[0]} cannot join {address}", "see docs/scaling.md (address, token authentication)")
+            if out
+            else ("cannot import ray", "pip install 'overnight[ray]'")
+        )
         return Check(FAIL, "ray", f"{what} ({_last_error(p)})", fix)
-    return Check(OK, "ray", f"ray {out[0]}; {address} answers: {out[1]} CPUs, {out[2]} GPUs" if address else
-                 f"ray {out[0]} imports (the night starts a local instance)")
+    return Check(
+        OK,
+        "ray",
+        f"ray {out[0]}; {address} answers: {out[1]} CPUs, {out[2]} GPUs"
+        if address
+        else f"ray {out[0]} imports (the night starts a local instance)",
+    )
 
 
 def _llm(opts: ProposerOptions) -> Check:
@@ -311,8 +397,12 @@ def _llm(opts: ProposerOptions) -> Check:
     except urllib.error.HTTPError as exc:
         status = exc.code
     except (OSError, ValueError) as exc:  # refused, timed out, no such host
-        return Check(FAIL, "llm endpoint", f"no answer from {url} ({getattr(exc, 'reason', exc)})",
-                     "start the server, or check --base-url")
+        return Check(
+            FAIL,
+            "llm endpoint",
+            f"no answer from {url} ({getattr(exc, 'reason', exc)})",
+            "start the server, or check --base-url",
+        )
     try:
         api_key(provider, opts.base_url)
     except OvernightError as exc:  # its message names the variable, never a value

@@ -19,13 +19,14 @@ from overnight.errors import GitError
 
 # A fixed identity: candidate commits must be creatable on machines with no git config.
 _IDENTITY = {
-    "GIT_AUTHOR_NAME": "overnight", "GIT_AUTHOR_EMAIL": "overnight@localhost",
-    "GIT_COMMITTER_NAME": "overnight", "GIT_COMMITTER_EMAIL": "overnight@localhost",
+    "GIT_AUTHOR_NAME": "overnight",
+    "GIT_AUTHOR_EMAIL": "overnight@localhost",
+    "GIT_COMMITTER_NAME": "overnight",
+    "GIT_COMMITTER_EMAIL": "overnight@localhost",
 }
 
 
-def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | None = None,
-        check: bool = True) -> str:
+def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | None = None, check: bool = True) -> str:
     full_env = {**os.environ, **_IDENTITY, **(env or {})}
     data = input.encode() if isinstance(input, str) else input
     proc = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=full_env)
@@ -41,7 +42,9 @@ def is_repo(path: Path) -> bool:
 
 def toplevel(path: Path) -> Path:
     if not is_repo(path):
-        raise GitError(f"{path} is not a git repository — run `git init` there and commit the task, or use `overnight init`")
+        raise GitError(
+            f"{path} is not a git repository — run `git init` there and commit the task, or use `overnight init`"
+        )
     return Path(git(path, "rev-parse", "--show-toplevel").strip())
 
 
@@ -100,8 +103,11 @@ def revert_onto(repo: Path, commit: str, patch: str, message: str) -> str | None
         git(repo, "read-tree", commit, env=env)
         patch_file = Path(tmp) / "change.patch"
         patch_file.write_text(patch)
-        proc = subprocess.run(["git", "-C", str(repo), "apply", "--cached", "-R", str(patch_file)],
-                              capture_output=True, env={**os.environ, **env})
+        proc = subprocess.run(
+            ["git", "-C", str(repo), "apply", "--cached", "-R", str(patch_file)],
+            capture_output=True,
+            env={**os.environ, **env},
+        )
         if proc.returncode != 0:
             return None
         tree = git(repo, "write-tree", env=env).strip()

@@ -98,14 +98,17 @@ def _build(task: TaskSpec, base_commit: str, path: Path, say) -> None:
         out = work / "heldout.bin"
         argv = [*shlex.split(task.heldout.command), "build", str(out)]
         try:
-            r = subprocess.run(argv, cwd=work, env={**os.environ, **task.env}, capture_output=True, text=True,
-                               timeout=BUILD_TIMEOUT)
+            r = subprocess.run(
+                argv, cwd=work, env={**os.environ, **task.env}, capture_output=True, text=True, timeout=BUILD_TIMEOUT
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise OvernightError(f"the held-out build could not run ({exc}) — check [heldout] command") from None
         if r.returncode != 0 or not out.is_file():
             tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-5:])
-            raise OvernightError(f"the held-out build failed (exit {r.returncode}): {tail} — fix the data "
-                                 "or remove [heldout] from overnight.toml")
+            raise OvernightError(
+                f"the held-out build failed (exit {r.returncode}): {tail} — fix the data "
+                "or remove [heldout] from overnight.toml"
+            )
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(out, path)  # a rename: no open of the watched file
         say((r.stdout.strip().splitlines() or ["held-out slice built"])[-1])
@@ -166,11 +169,18 @@ def check_keep(controller, e, target, verdict):
     if not scored[e.id] and loaded(task) is not None:
         # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
         c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score by the harness: not kept")
-        return replace(verdict, action="discard", flags=(*verdict.flags, "no-heldout"),
-                       reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}")
+        return replace(
+            verdict,
+            action="discard",
+            flags=(*verdict.flags, "no-heldout"),
+            reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
+        )
     if not scored[e.id] or not scored[target.id]:
-        c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score for it or #{target.id} (scored "
-                                          "before [heldout] existed?): not checked")
+        c.journal.event(
+            c.tag,
+            "heldout",
+            f"#{e.id}: no held-out score for it or #{target.id} (scored before [heldout] existed?): not checked",
+        )
         return verdict
     # Seed for seed where both have runs: the same seed is the same data order, and at a short
     # budget the order moves val and held-out apart far more than any honest change does
@@ -183,11 +193,17 @@ def check_keep(controller, e, target, verdict):
     ho_gain = task.metric.improvement(mean([h for _, h in mine]), mean([h for _, h in theirs]))
     how = f"paired on {len(common)} seed(s)" if common else f"means of {len(mine)} and {len(theirs)} run(s)"
     need = task.heldout.min_share * val_gain - task.heldout.max_gap
-    figures = (f"{task.metric.name} gain {val_gain:+.4f} over #{target.id}, held-out gain {ho_gain:+.4f} "
-               f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
-               f"{how})")
+    figures = (
+        f"{task.metric.name} gain {val_gain:+.4f} over #{target.id}, held-out gain {ho_gain:+.4f} "
+        f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
+        f"{how})"
+    )
     c.journal.event(c.tag, "heldout", f"#{e.id}: {figures}")
     if ho_gain >= need:
         return verdict
-    return replace(verdict, action="discard", flags=(*verdict.flags, "fits-validation"),
-                   reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}")
+    return replace(
+        verdict,
+        action="discard",
+        flags=(*verdict.flags, "fits-validation"),
+        reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
+    )

@@ -65,8 +65,7 @@ class ExpStatus(str, Enum):
 
     @property
     def failed(self) -> bool:
-        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED,
-                        ExpStatus.OOM)
+        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED, ExpStatus.OOM)
 
 
 # autoresearch's results.tsv knows three statuses.
@@ -133,6 +132,7 @@ class Experiment:
 def _own_write(method):
     """A write to experiments or runs: look for someone else's changes first (tamper watch),
     then write, then remember the rows as they now are."""
+
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
         if self.tampered():
@@ -140,6 +140,7 @@ def _own_write(method):
         out = method(self, *args, **kwargs)
         self._sync()
         return out
+
     return wrapper
 
 
@@ -168,8 +169,10 @@ class Journal:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
                 self.db.execute("ALTER TABLE runs ADD COLUMN rescored REAL")
-                self.db.execute("UPDATE runs SET rescored = json_extract(summary, '$.rescored')"
-                                " WHERE status = 'ok' AND json_valid(summary)")
+                self.db.execute(
+                    "UPDATE runs SET rescored = json_extract(summary, '$.rescored')"
+                    " WHERE status = 'ok' AND json_valid(summary)"
+                )
                 self.db.execute("COMMIT")
             except sqlite3.OperationalError:  # another connection migrated it first
                 if self.db.in_transaction:
@@ -187,12 +190,17 @@ class Journal:
 
     def _digest(self) -> str:
         h = hashlib.sha256()
-        for row in self.db.execute("SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
-                                   " FROM experiments WHERE tag=? ORDER BY id", (self.watched,)):
+        for row in self.db.execute(
+            "SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
+            " FROM experiments WHERE tag=? ORDER BY id",
+            (self.watched,),
+        ):
             h.update(repr(tuple(row)).encode())
-        for row in self.db.execute("SELECT r.id, r.experiment_id, r.status, r.value, r.seed, r.rescored FROM runs r"
-                                   " JOIN experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
-                                   (self.watched,)):
+        for row in self.db.execute(
+            "SELECT r.id, r.experiment_id, r.status, r.value, r.seed, r.rescored FROM runs r"
+            " JOIN experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
+            (self.watched,),
+        ):
             h.update(repr(tuple(row)).encode())
         return h.hexdigest()
 
@@ -228,36 +236,60 @@ class Journal:
 
     # --- experiments ------------------------------------------------------------------------
     @_own_write
-    def add_experiment(self, tag: str, parent_id: int | None, base_commit: str, description: str,
-                       proposer: str, params: dict, edits: dict[str, str]) -> int:
+    def add_experiment(
+        self,
+        tag: str,
+        parent_id: int | None,
+        base_commit: str,
+        description: str,
+        proposer: str,
+        params: dict,
+        edits: dict[str, str],
+    ) -> int:
         now = time.time()
         cur = self.db.execute(
             "INSERT INTO experiments (tag, parent_id, base_commit, edits, description, proposer, params,"
             " status, created, updated) VALUES (?,?,?,?,?,?,?,?,?,?)",
-            (tag, parent_id, base_commit, json.dumps(edits), description, proposer,
-             json.dumps(params, default=str), ExpStatus.PROPOSED.value, now, now))
+            (
+                tag,
+                parent_id,
+                base_commit,
+                json.dumps(edits),
+                description,
+                proposer,
+                json.dumps(params, default=str),
+                ExpStatus.PROPOSED.value,
+                now,
+                now,
+            ),
+        )
         return int(cur.lastrowid)
 
     @_own_write
     def set_commit(self, exp_id: int, sha: str, diff: str) -> None:
-        self.db.execute("UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?",
-                        (sha, diff, time.time(), exp_id))
+        self.db.execute(
+            "UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?", (sha, diff, time.time(), exp_id)
+        )
 
     @_own_write
-    def rebase_experiment(self, exp_id: int, parent_id: int, base_commit: str, edits: dict[str, str],
-                          description: str) -> None:
+    def rebase_experiment(
+        self, exp_id: int, parent_id: int, base_commit: str, edits: dict[str, str], description: str
+    ) -> None:
         """Move a candidate that has not been measured onto a newer incumbent (see loop.py)."""
-        self.db.execute("UPDATE experiments SET parent_id=?, base_commit=?, edits=?, description=?, commit_sha=NULL,"
-                        " diff=NULL, updated=? WHERE id=?",
-                        (parent_id, base_commit, json.dumps(edits), description, time.time(), exp_id))
+        self.db.execute(
+            "UPDATE experiments SET parent_id=?, base_commit=?, edits=?, description=?, commit_sha=NULL,"
+            " diff=NULL, updated=? WHERE id=?",
+            (parent_id, base_commit, json.dumps(edits), description, time.time(), exp_id),
+        )
 
     @_own_write
-    def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None,
-                   value: float | None = None) -> None:
+    def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None, value: float | None = None) -> None:
         now = time.time()
-        self.db.execute("UPDATE experiments SET status=?, reason=COALESCE(?, reason), value=COALESCE(?, value),"
-                        " updated=?, decided=? WHERE id=?",
-                        (status.value, reason, value, now, now if status.final else None, exp_id))
+        self.db.execute(
+            "UPDATE experiments SET status=?, reason=COALESCE(?, reason), value=COALESCE(?, value),"
+            " updated=?, decided=? WHERE id=?",
+            (status.value, reason, value, now, now if status.final else None, exp_id),
+        )
 
     @_own_write
     def set_value(self, exp_id: int, value: float) -> None:
@@ -296,12 +328,15 @@ class Journal:
     def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            cur = self.db.execute("INSERT INTO runs (experiment_id, seed, slot, node, status, started)"
-                                  " VALUES (?,?,?,?,?,?)", (exp_id, seed, slot, node, "running", time.time()))
+            cur = self.db.execute(
+                "INSERT INTO runs (experiment_id, seed, slot, node, status, started) VALUES (?,?,?,?,?,?)",
+                (exp_id, seed, slot, node, "running", time.time()),
+            )
             # A decided experiment (the incumbent being re-measured) keeps its status.
-            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE id=? AND status IN (?, ?)",
-                            (ExpStatus.RUNNING.value, time.time(), exp_id, ExpStatus.PROPOSED.value,
-                             ExpStatus.RUNNING.value))
+            self.db.execute(
+                "UPDATE experiments SET status=?, updated=? WHERE id=? AND status IN (?, ?)",
+                (ExpStatus.RUNNING.value, time.time(), exp_id, ExpStatus.PROPOSED.value, ExpStatus.RUNNING.value),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -313,12 +348,24 @@ class Journal:
         self.db.execute(
             "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
             " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=?, rescored=? WHERE id=?",
-            (res.status.value, time.time(), res.training_seconds, res.wall_seconds, res.exit_code,
-             res.peak_memory_mb, res.value, json.dumps(_stored_summary(res), default=str), res.log_path,
-             res.log_tail, res.error,
-             # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep.
-             # res.summary holds only what the harness set (runner.RunResult): never the log's block.
-             res.summary.get("rescored") if res.status.value == "ok" else None, run_id))
+            (
+                res.status.value,
+                time.time(),
+                res.training_seconds,
+                res.wall_seconds,
+                res.exit_code,
+                res.peak_memory_mb,
+                res.value,
+                json.dumps(_stored_summary(res), default=str),
+                res.log_path,
+                res.log_tail,
+                res.error,
+                # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep.
+                # res.summary holds only what the harness set (runner.RunResult): never the log's block.
+                res.summary.get("rescored") if res.status.value == "ok" else None,
+                run_id,
+            ),
+        )
 
     @_own_write
     def set_rescored(self, run_id: int, value: float, summary: dict | None = None, judged: bool = True) -> None:
@@ -328,9 +375,11 @@ class Journal:
         a candidate shade its own report by just under the tolerance and win on that. Not for
         the baseline's check (`judged=False`): nothing waits for it, and a verdict must not
         depend on whether it had ended."""
-        self.db.execute("UPDATE runs SET rescored=?, value=CASE WHEN ? THEN ? ELSE value END, "
-                        "summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
-                        (value, judged, value, json.dumps(summary or {}, default=str), run_id))
+        self.db.execute(
+            "UPDATE runs SET rescored=?, value=CASE WHEN ? THEN ? ELSE value END, "
+            "summary=json_patch(COALESCE(summary, '{}'), ?) WHERE id=?",
+            (value, judged, value, json.dumps(summary or {}, default=str), run_id),
+        )
 
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
@@ -350,8 +399,10 @@ class Journal:
         try:
             self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status, error, run_id))
             exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
-            self.db.execute("INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
-                            (tag, time.time(), kind, f"#{exp_id} run {run_id}: {error}"))
+            self.db.execute(
+                "INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
+                (tag, time.time(), kind, f"#{exp_id} run {run_id}: {error}"),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -364,8 +415,9 @@ class Journal:
 
     # --- events and recovery ------------------------------------------------------------------
     def event(self, tag: str | None, kind: str, message: str) -> None:
-        self.db.execute("INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
-                        (tag, time.time(), kind, message))
+        self.db.execute(
+            "INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)", (tag, time.time(), kind, message)
+        )
 
     def events(self, tag: str, kind: str | None = None) -> list[dict]:
         q = "SELECT * FROM events WHERE tag=?" + (" AND kind=?" if kind else "") + " ORDER BY id"
@@ -385,9 +437,12 @@ class Journal:
             n = self.db.execute(
                 "UPDATE runs SET status='interrupted', ended=?, error='controller stopped during the run'"
                 " WHERE status='running' AND experiment_id IN (SELECT id FROM experiments WHERE tag=?)",
-                (time.time(), tag)).rowcount
-            self.db.execute("UPDATE experiments SET status=?, updated=? WHERE tag=? AND status=?",
-                            (ExpStatus.PROPOSED.value, time.time(), tag, ExpStatus.RUNNING.value))
+                (time.time(), tag),
+            ).rowcount
+            self.db.execute(
+                "UPDATE experiments SET status=?, updated=? WHERE tag=? AND status=?",
+                (ExpStatus.PROPOSED.value, time.time(), tag, ExpStatus.RUNNING.value),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -414,13 +469,21 @@ class Journal:
 def _stored_summary(res: RunResult) -> dict:
     """The harness's facts at the top level, the run's own `---` block under "printed": a key the
     candidate prints (say `rescored: 0.5`) can never be read back as the harness's."""
-    return {**res.summary, "printed": {k: _json_safe(v) for k, v in res.printed.items()}} if res.printed \
+    return (
+        {**res.summary, "printed": {k: _json_safe(v) for k, v in res.printed.items()}}
+        if res.printed
         else dict(res.summary)
+    )
 
 
 def _json_safe(value):
     """A printed value SQLite's JSON can hold: `nan`, `inf` and integers past 64 bits as text (as
     floats they would make the stored summary invalid JSON, and every later json_patch fail)."""
-    if isinstance(value, float) and not math.isfinite(value) or isinstance(value, int) and not -2**63 <= value < 2**63:
+    if (
+        isinstance(value, float)
+        and not math.isfinite(value)
+        or isinstance(value, int)
+        and not -(2**63) <= value < 2**63
+    ):
         return str(value)
     return value

@@ -21,8 +21,12 @@ from typing import Any
 
 _NAME = re.compile(r"^[A-Z][A-Z0-9_]*$")
 _BINOPS = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv, ast.Pow: operator.pow,
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Pow: operator.pow,
 }
 # Names whose values are rates or scales: searched on a log scale.
 _LOG_HINT = re.compile(r"(LR|RATE|DECAY|EPS|LAMBDA|SCALE|STD|TEMP)")
@@ -152,8 +156,9 @@ def _declared_knob(name: str, file: str, value: Any, spec: Any) -> Knob:
     return Knob(name, file, value, kind, low=spec["low"], high=spec["high"], log=bool(spec.get("log", False)))
 
 
-def discover(files: dict[str, str], declared: dict[str, Any] | None = None,
-             exclude: re.Pattern = DEFAULT_EXCLUDE) -> list[Knob]:
+def discover(
+    files: dict[str, str], declared: dict[str, Any] | None = None, exclude: re.Pattern = DEFAULT_EXCLUDE
+) -> list[Knob]:
     """The knob space of the editable files. `declared` maps a knob name to a range, a list
     of choices, or `false` to leave it alone; declared names override inference."""
     declared = declared or {}
@@ -208,7 +213,11 @@ _MISSING = object()
 def _format(value: Any, old_text: str) -> str:
     """Source text for a new value, in the style of the old one where it matters."""
     if isinstance(value, str):
-        return '"' + repr(value)[1:-1].replace('"', '\\"') + '"' if old_text.startswith('"') and "'" not in value else repr(value)
+        return (
+            '"' + repr(value)[1:-1].replace('"', '\\"') + '"'
+            if old_text.startswith('"') and "'" not in value
+            else repr(value)
+        )
     if isinstance(value, bool) or value is None:
         return repr(value)
     if isinstance(value, int):

@@ -17,9 +17,17 @@ from overnight.status import headline, status_dict
 from overnight.task import Metric
 from overnight.usage import usage_line
 
-STATUS_STYLE = {ExpStatus.KEPT: "green", ExpStatus.DISCARDED: "bright_black", ExpStatus.CRASHED: "red",
-                ExpStatus.TIMEOUT: "red", ExpStatus.INVALID: "red", ExpStatus.OOM: "red", ExpStatus.REJECTED: "yellow",
-                ExpStatus.RUNNING: "cyan", ExpStatus.PROPOSED: "cyan"}
+STATUS_STYLE = {
+    ExpStatus.KEPT: "green",
+    ExpStatus.DISCARDED: "bright_black",
+    ExpStatus.CRASHED: "red",
+    ExpStatus.TIMEOUT: "red",
+    ExpStatus.INVALID: "red",
+    ExpStatus.OOM: "red",
+    ExpStatus.REJECTED: "yellow",
+    ExpStatus.RUNNING: "cyan",
+    ExpStatus.PROPOSED: "cyan",
+}
 
 
 def _fmt(v: float | None) -> str:
@@ -38,8 +46,10 @@ class PlainView(Observer):
     def attach(self, controller) -> None:
         self.controller = controller
         c = controller
-        self.console.print(f"overnight {c.tag}: {c.task.metric.name} ({c.task.metric.goal}), "
-                           f"budget {c.task.budget:g} s, proposer {c.cfg.proposer}, judge {c.cfg.judge}")
+        self.console.print(
+            f"overnight {c.tag}: {c.task.metric.name} ({c.task.metric.goal}), "
+            f"budget {c.task.budget:g} s, proposer {c.cfg.proposer}, judge {c.cfg.judge}"
+        )
 
     def __enter__(self):
         return self
@@ -51,7 +61,9 @@ class PlainView(Observer):
         self.console.print(text, markup=False)
 
     def experiment_finished(self, exp: Experiment) -> None:
-        self.console.print(f"#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}  {exp.description[:90]}", markup=False)
+        self.console.print(
+            f"#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}  {exp.description[:90]}", markup=False
+        )
 
     def final_summary(self) -> None:
         if self.controller is None:
@@ -59,9 +71,11 @@ class PlainView(Observer):
         c = self.controller
         d = status_dict(c.journal, c.tag, c.task.metric)
         base, best = headline(d)
-        self.console.print(f"{d['experiments']} experiments, {d['kept']} kept, {d['crashed']} failed; "
-                           f"baseline {base} -> best {best}; branch overnight/{c.tag}; results {c.results_path}",
-                           markup=False)
+        self.console.print(
+            f"{d['experiments']} experiments, {d['kept']} kept, {d['crashed']} failed; "
+            f"baseline {base} -> best {best}; branch overnight/{c.tag}; results {c.results_path}",
+            markup=False,
+        )
 
 
 class LiveView(PlainView):
@@ -96,8 +110,10 @@ class LiveView(PlainView):
 
     def experiment_finished(self, exp: Experiment) -> None:
         style = STATUS_STYLE.get(exp.status, "")
-        self.lines = (self.lines + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}[/]  "
-                                    f"{escape(exp.description[:80])}"])[-8:]
+        self.lines = (
+            self.lines
+            + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}[/]  {escape(exp.description[:80])}"]
+        )[-8:]
         self._update()
 
     def _render(self):
@@ -108,7 +124,8 @@ class LiveView(PlainView):
             head = Text.from_markup(
                 f"[bold]overnight {c.tag}[/]  {d['experiments']} experiments, [green]{d['kept']} kept[/], "
                 f"[red]{d['crashed']} failed[/], {d['experiments_per_hour']:.1f}/h   best "
-                f"[bold green]{headline(d)[1]}[/] (baseline {headline(d)[0]})")
+                f"[bold green]{headline(d)[1]}[/] (baseline {headline(d)[0]})"
+            )
             parts.append(head)
             if c.cfg.experiments and d["experiments_per_hour"] > 0:
                 left = max(0, c.cfg.experiments - d["finished"]) / d["experiments_per_hour"] * 60
@@ -134,15 +151,20 @@ def _slot_line(row: dict, budget: float, suffix: str = ""):
     elapsed = row.get("elapsed") or 0.0
     bar = ProgressBar(total=1.0, completed=min(1.0, elapsed / budget), width=30)
     table = Table.grid(padding=(0, 1))
-    table.add_row(Text(_where(row)), bar, Text(f"{elapsed:.0f}s/{budget:g}s #{row['experiment']} "
-                                               f"{(row.get('description') or '')[:60]}{suffix}"))
+    table.add_row(
+        Text(_where(row)),
+        bar,
+        Text(f"{elapsed:.0f}s/{budget:g}s #{row['experiment']} {(row.get('description') or '')[:60]}{suffix}"),
+    )
     return table
 
 
 def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     console = Console(highlight=False)
-    console.print(f"[bold]{tag}[/]: {d['experiments']} experiments ({d['runs']} runs), {d['kept']} kept, "
-                  f"{d['crashed']} failed, {d['experiments_per_hour']:.1f} experiments/hour")
+    console.print(
+        f"[bold]{tag}[/]: {d['experiments']} experiments ({d['runs']} runs), {d['kept']} kept, "
+        f"{d['crashed']} failed, {d['experiments_per_hour']:.1f} experiments/hour"
+    )
     base, best = headline(d)
     console.print(f"{metric.name} ({metric.goal}): baseline {base} -> best [bold green]{best}[/]")
     if usage_line(d["llm"]):
@@ -167,8 +189,9 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
             console.print(f"[cyan]running[/] #{r['id']} for {since:.0f}s: {r['description'][:80]}")
     table = Table("id", "status", metric.name, "description", box=None)
     for e in journal.experiments(tag)[-15:]:
-        table.add_row(str(e.id), Text(e.status.value, style=STATUS_STYLE.get(e.status, "")), _fmt(e.value),
-                      e.description[:90])
+        table.add_row(
+            str(e.id), Text(e.status.value, style=STATUS_STYLE.get(e.status, "")), _fmt(e.value), e.description[:90]
+        )
     console.print(table)
 
 
@@ -181,8 +204,10 @@ def render_experiment(exp: Experiment) -> None:
     if exp.params:
         console.print(f"params: {exp.params}")
     for r in exp.runs:
-        console.print(f"  run {r.id} seed {r.seed} {r.status}: value {_fmt(r.value)}, wall {r.wall_seconds or 0:.1f}s,"
-                      f" training {r.training_seconds or 0:.1f}s, peak {r.peak_memory_mb or 0:.0f} MB, log {r.log_path}")
+        console.print(
+            f"  run {r.id} seed {r.seed} {r.status}: value {_fmt(r.value)}, wall {r.wall_seconds or 0:.1f}s,"
+            f" training {r.training_seconds or 0:.1f}s, peak {r.peak_memory_mb or 0:.0f} MB, log {r.log_path}"
+        )
     if exp.diff:
         console.print(exp.diff, markup=False)
     last = exp.last_run

@@ -106,8 +106,9 @@ def _state_folder(root: Path) -> Path:
     """.overnight/ of `root`, refused in one line when a file holds that name."""
     state = state_dir(root)
     if state.exists() and not state.is_dir():
-        raise OvernightError(f"{state} is a file, but overnight keeps its journal in a folder of that name "
-                             "— move the file away")
+        raise OvernightError(
+            f"{state} is a file, but overnight keeps its journal in a folder of that name — move the file away"
+        )
     return state
 
 
@@ -118,8 +119,10 @@ def open_journal(root: Path) -> Journal:
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError):  # locked, disk full: not the file's fault
             raise
-        raise OvernightError(f"the journal {state / 'journal.db'} is damaged ({exc}) — move it aside and "
-                             "start a new night, or restore it from a backup") from None
+        raise OvernightError(
+            f"the journal {state / 'journal.db'} is damaged ({exc}) — move it aside and "
+            "start a new night, or restore it from a backup"
+        ) from None
 
 
 def check_tag(tag: str) -> str:
@@ -128,8 +131,10 @@ def check_tag(tag: str) -> str:
         raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.' — pick another --tag")
     ok = subprocess.run(["git", "check-ref-format", f"refs/heads/overnight/{tag}"], capture_output=True).returncode == 0
     if not ok or tag.startswith((".", "-")):
-        raise OvernightError(f"tag {tag!r} is not a valid git branch name (overnight/{tag}) — pick another "
-                             "--tag, e.g. one without '..', a leading '.' or a '.lock' ending")
+        raise OvernightError(
+            f"tag {tag!r} is not a valid git branch name (overnight/{tag}) — pick another "
+            "--tag, e.g. one without '..', a leading '.' or a '.lock' ending"
+        )
     return tag
 
 
@@ -160,9 +165,11 @@ class TagLock:
         except OSError:
             owner = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise OvernightError(f"tag {tag} is already being run by another controller (pid {owner}) — "
-                                 f"watch it with `overnight status --tag {tag}`, or stop it (Ctrl-C there, "
-                                 f"or kill {owner}) and run this again to resume") from None
+            raise OvernightError(
+                f"tag {tag} is already being run by another controller (pid {owner}) — "
+                f"watch it with `overnight status --tag {tag}`, or stop it (Ctrl-C there, "
+                f"or kill {owner}) and run this again to resume"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -174,8 +181,15 @@ class TagLock:
 
 
 class Controller:
-    def __init__(self, root: Path, cfg: RunConfig, observer: Observer | None = None,
-                 stop: threading.Event | None = None, proposer: Proposer | None = None, executor=None):
+    def __init__(
+        self,
+        root: Path,
+        cfg: RunConfig,
+        observer: Observer | None = None,
+        stop: threading.Event | None = None,
+        proposer: Proposer | None = None,
+        executor=None,
+    ):
         self.root = gitops.toplevel(Path(root).resolve())
         self.cfg = cfg
         self.obs = observer or Observer()
@@ -224,8 +238,12 @@ class Controller:
         head = gitops.head(self.root)
         for p in self.task.editable + self.task.protected:
             if gitops.read_file(self.root, head, p) is None:
-                ignored = subprocess.run(["git", "-C", str(self.root), "check-ignore", "-q", "--", p],
-                                         capture_output=True).returncode == 0
+                ignored = (
+                    subprocess.run(
+                        ["git", "-C", str(self.root), "check-ignore", "-q", "--", p], capture_output=True
+                    ).returncode
+                    == 0
+                )
                 why = "is git-ignored" if ignored else "is not committed"
                 fix = "un-ignore it and commit it" if ignored else "commit it (git add, git commit)"
                 raise OvernightError(f"{p!r}, named in overnight.toml, {why} — {fix}: runs check out HEAD only")
@@ -235,8 +253,10 @@ class Controller:
             consts = [n for src in (files[f] for f in files if f.endswith(".py")) for n in _names(src)]
             close = difflib.get_close_matches(bad[0].partition("[")[0], consts, n=1)
             hint = f"did you mean {close[0]!r}?" if close else "declare only UPPER_CASE constants of the editable files"
-            raise OvernightError(f"overnight.toml: knobs.{bad[0]} names no constant of "
-                                 f"{', '.join(self.task.editable)} (a tuple takes NAME[i] or false) — {hint}")
+            raise OvernightError(
+                f"overnight.toml: knobs.{bad[0]} names no constant of "
+                f"{', '.join(self.task.editable)} (a tuple takes NAME[i] or false) — {hint}"
+            )
 
     def _start_tag(self) -> str:
         info = self.journal.tag_info(self.tag)
@@ -248,12 +268,15 @@ class Controller:
             return info["base_commit"]
         dirty = gitops.dirty_files(self.root, self.task.editable + self.task.protected)
         if dirty:
-            raise OvernightError(f"uncommitted changes in {', '.join(dirty)} — commit them (the run starts "
-                                 "from HEAD) or stash them")
+            raise OvernightError(
+                f"uncommitted changes in {', '.join(dirty)} — commit them (the run starts from HEAD) or stash them"
+            )
         base = gitops.head(self.root)
         if gitops.rev_parse(self.root, f"refs/heads/overnight/{self.tag}"):
-            raise OvernightError(f"branch overnight/{self.tag} exists but the journal does not know it — "
-                                 "pick another --tag or delete the branch")
+            raise OvernightError(
+                f"branch overnight/{self.tag} exists but the journal does not know it — "
+                "pick another --tag or delete the branch"
+            )
         self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
         gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base, old="")  # not there: checked above
         return base
@@ -275,8 +298,9 @@ class Controller:
         kept experiment's: each an ancestor of `new`, so nothing is lost). A commit someone else
         made on the branch stops the night instead of being dropped by `git update-ref`."""
         ref = f"refs/heads/overnight/{self.tag}"
-        ours = {self.base_commit} | {e.commit_sha for e in self.journal.experiments(self.tag)
-                                     if e.status == ExpStatus.KEPT}
+        ours = {self.base_commit} | {
+            e.commit_sha for e in self.journal.experiments(self.tag) if e.status == ExpStatus.KEPT
+        }
         at = gitops.rev_parse(self.root, ref)
         if at is None or at in ours:  # deleted by the user: made again, nothing to lose
             try:
@@ -284,10 +308,12 @@ class Controller:
                 return
             except GitError:  # it moved between the read and the write
                 at = gitops.rev_parse(self.root, ref) or "?"
-        raise OvernightError(f"branch overnight/{self.tag} is at {at[:12]}, a commit overnight did not make, and "
-                             f"moving it to the best so far ({new[:12]}) would drop it — keep your commit elsewhere "
-                             f"(git branch my-work {at[:12]}), reset the branch (git update-ref {ref} {new}) and "
-                             "run the same command again")
+        raise OvernightError(
+            f"branch overnight/{self.tag} is at {at[:12]}, a commit overnight did not make, and "
+            f"moving it to the best so far ({new[:12]}) would drop it — keep your commit elsewhere "
+            f"(git branch my-work {at[:12]}), reset the branch (git update-ref {ref} {new}) and "
+            "run the same command again"
+        )
 
     def _sweep_worktrees(self) -> None:
         """Remove this tag's worktrees left by a killed controller (its interrupted runs are
@@ -321,8 +347,10 @@ class Controller:
             self.obs.message(f"the held-out data is not watched here: {unwatched}")
         hidden = credentials.withheld(pass_env=self.task.pass_env)
         if hidden:  # names only, never values
-            self.obs.message(f"credentials withheld from runs and the agent: {', '.join(hidden)} "
-                             "(a task that needs one lists it in [task] pass_env)")
+            self.obs.message(
+                f"credentials withheld from runs and the agent: {', '.join(hidden)} "
+                "(a task that needs one lists it in [task] pass_env)"
+            )
         if self.task.limits.sandbox:  # say which one, or why none (each run then fails with the reason)
             self.obs.message(f"sandbox: {sandbox.tool() or 'unavailable: ' + sandbox.unavailable()}")
         executor = self.executor or make_executor(self.task, self.cfg)
@@ -380,8 +408,19 @@ class Controller:
         inc = self.incumbent(history) or history[0]
         files = gitops.read_files(self.root, inc.commit_sha, self.task.editable)
         notes = [n["message"] for n in self.journal.notes(self.tag)]
-        return Context(self.task, self.tag, self.state, self.baseline_files, inc, files, history, self.cfg.seed,
-                       notes=notes, say=self._say, stop=self.stop)
+        return Context(
+            self.task,
+            self.tag,
+            self.state,
+            self.baseline_files,
+            inc,
+            files,
+            history,
+            self.cfg.seed,
+            notes=notes,
+            say=self._say,
+            stop=self.stop,
+        )
 
     def _say(self, kind: str, message: str) -> None:
         """A proposer's news (e.g. falling back to optuna): journaled, and shown live."""
@@ -407,9 +446,15 @@ class Controller:
         return self.journal.experiment(exp_id)
 
     def add_proposal(self, ctx: Context, proposal: Proposal) -> Experiment:
-        exp_id = self.journal.add_experiment(self.tag, ctx.incumbent.id, ctx.incumbent.commit_sha,
-                                             proposal.description, proposal.proposer or self.proposer.name,
-                                             proposal.params, proposal.edits)
+        exp_id = self.journal.add_experiment(
+            self.tag,
+            ctx.incumbent.id,
+            ctx.incumbent.commit_sha,
+            proposal.description,
+            proposal.proposer or self.proposer.name,
+            proposal.params,
+            proposal.edits,
+        )
         return self.journal.experiment(exp_id)
 
     def rebased_edits(self, exp: Experiment, history: list[Experiment]) -> dict[str, str] | None:
@@ -417,8 +462,11 @@ class Controller:
         one, else a three-way merge; None when git cannot merge or nothing would change."""
         ctx = self.context(history)
         proposal = self.proposer.rebase(exp, ctx)
-        edits = proposal.edits if proposal is not None else gitops.merge_edits(
-            self.root, exp.base_commit, ctx.incumbent.commit_sha, exp.edits)
+        edits = (
+            proposal.edits
+            if proposal is not None
+            else gitops.merge_edits(self.root, exp.base_commit, ctx.incumbent.commit_sha, exp.edits)
+        )
         if edits is None:
             return None
         edits = {p: t for p, t in edits.items() if ctx.incumbent_files.get(p) != t}
@@ -435,7 +483,8 @@ class Controller:
             self.finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
             return None
         seed_only = exp.commit_sha is None and seed_only_change(
-            gitops.read_files(self.root, exp.base_commit, list(exp.edits)), exp.edits)
+            gitops.read_files(self.root, exp.base_commit, list(exp.edits)), exp.edits
+        )
         if seed_only:
             self.finish(exp, ExpStatus.REJECTED, seed_only)
             return None
@@ -444,14 +493,20 @@ class Controller:
         if exp.parent_id is not None and inc is not None and exp.parent_id != inc.id and not measured:
             edits = self.rebased_edits(exp, history)
             if edits is None:
-                self.finish(exp, ExpStatus.REJECTED, f"stale: proposed on #{exp.parent_id}; its change is already "
-                                                     f"in (or cannot be merged onto) #{inc.id}, kept since")
+                self.finish(
+                    exp,
+                    ExpStatus.REJECTED,
+                    f"stale: proposed on #{exp.parent_id}; its change is already "
+                    f"in (or cannot be merged onto) #{inc.id}, kept since",
+                )
                 return None
             desc = re.sub(r" \(rebased onto #\d+\)$", "", exp.description) + f" (rebased onto #{inc.id})"
             self.journal.rebase_experiment(exp.id, inc.id, inc.commit_sha, edits, desc)
             exp = self.journal.experiment(exp.id)
         if exp.commit_sha is None:
-            sha = gitops.make_commit(self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {exp.description}")
+            sha = gitops.make_commit(
+                self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {exp.description}"
+            )
             self.journal.set_commit(exp.id, sha, gitops.diff(self.root, exp.base_commit, sha))
         exp = self.journal.experiment(exp.id)
         gitops.update_ref(self.root, f"refs/overnight/{self.tag}/{exp.id}", exp.commit_sha)
@@ -470,9 +525,15 @@ class Controller:
         # Keys starting with "_" are the proposer's bookkeeping for the original (an Optuna
         # trial number): the rebased experiment is a different configuration.
         params = {k: v for k, v in exp.params.items() if not k.startswith("_")} | {REBASED_KEY: exp.id}
-        exp_id = self.journal.add_experiment(self.tag, inc.id, inc.commit_sha,
-                                             f"{exp.description} (#{exp.id} rebased onto #{inc.id})",
-                                             exp.proposer, params, edits)
+        exp_id = self.journal.add_experiment(
+            self.tag,
+            inc.id,
+            inc.commit_sha,
+            f"{exp.description} (#{exp.id} rebased onto #{inc.id})",
+            exp.proposer,
+            params,
+            edits,
+        )
         return self.journal.experiment(exp_id)
 
     def finish(self, exp: Experiment, status: ExpStatus, reason: str, value: float | None = None) -> None:

@@ -40,8 +40,15 @@ def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None
         sy = [y for _, y in steps] + [steps[-1][1]]
         ax.step(sx, sy, where="post", c="#2ca02c", lw=1.5, zorder=1, label="best so far")
         for x, y, e in kept:
-            ax.annotate(e.description[:40], (x, y), fontsize=7, rotation=25, xytext=(4, 4),
-                        textcoords="offset points", color="#1a6e1a")
+            ax.annotate(
+                e.description[:40],
+                (x, y),
+                fontsize=7,
+                rotation=25,
+                xytext=(4, 4),
+                textcoords="offset points",
+                color="#1a6e1a",
+            )
     failed = [xs[e.id] for e in done if e.status.failed]
     if failed and values:
         top = max(values) if task.metric.goal == "minimize" else min(values)
@@ -81,12 +88,15 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
     d = status_dict(journal, tag, task.metric)
     history = journal.experiments(tag)
     m = task.metric
-    out = [f"# overnight report: {tag}", "",
-           f"- metric: `{m.name}` ({m.goal}), budget {task.budget:g} s per run",
-           f"- experiments: {d['experiments']} ({d['runs']} runs), kept {d['kept']}, "
-           f"discarded {d['discarded']}, failed {d['crashed']}; {d['experiments_per_hour']:.1f} experiments/hour",
-           f"- baseline: {headline(d)[0]}",
-           f"- best: {headline(d)[1]}"]
+    out = [
+        f"# overnight report: {tag}",
+        "",
+        f"- metric: `{m.name}` ({m.goal}), budget {task.budget:g} s per run",
+        f"- experiments: {d['experiments']} ({d['runs']} runs), kept {d['kept']}, "
+        f"discarded {d['discarded']}, failed {d['crashed']}; {d['experiments_per_hour']:.1f} experiments/hour",
+        f"- baseline: {headline(d)[0]}",
+        f"- best: {headline(d)[1]}",
+    ]
     if d["gain"] is not None:
         base = d["baseline"]["value"]
         rel = f" ({100 * d['gain'] / abs(base):.2f} %)" if base else ""
@@ -97,14 +107,27 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         out.append(f"- cost: {d['runs_per_kept']:.1f} training runs per kept improvement")
     out += ["", "![progress](progress.png)", "", "## Kept changes", ""]
     by_id = {e.id: e for e in history}
-    for e in sorted((e for e in history if e.status == ExpStatus.KEPT and e.parent_id is not None),
-                    key=lambda e: (e.decided or 0, e.id)):
+    for e in sorted(
+        (e for e in history if e.status == ExpStatus.KEPT and e.parent_id is not None),
+        key=lambda e: (e.decided or 0, e.id),
+    ):
         parent = by_id.get(e.parent_id)
-        delta = m.improvement(e.value, parent.value) if parent and parent.value is not None and e.value is not None else None
-        out += [f"### #{e.id}: {e.description}", "",
-                f"{fmt_value(e.value)} over {len(e.ok_values)} run(s) (gain {fmt_value(delta)} over #{e.parent_id}); "
-                f"{e.reason or ''}", "",
-                "```diff", (e.diff or "").rstrip(), "```", ""]
+        delta = (
+            m.improvement(e.value, parent.value)
+            if parent and parent.value is not None and e.value is not None
+            else None
+        )
+        out += [
+            f"### #{e.id}: {e.description}",
+            "",
+            f"{fmt_value(e.value)} over {len(e.ok_values)} run(s) (gain {fmt_value(delta)} over #{e.parent_id}); "
+            f"{e.reason or ''}",
+            "",
+            "```diff",
+            (e.diff or "").rstrip(),
+            "```",
+            "",
+        ]
     if len(out) and out[-1] == "" and out[-2] == "## Kept changes":
         out += ["No change beat the baseline.", ""]
     out += _second_opinion(journal, tag, m.name)

@@ -93,8 +93,9 @@ class Rescorer:
         """Runs whose re-score is in progress, whichever keep asked for it."""
         return {run_id for runs in self.pending.values() for run_id, f in runs.items() if not f.done()}
 
-    def start(self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None,
-              check: bool = False) -> None:
+    def start(
+        self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None, check: bool = False
+    ) -> None:
         """Re-score `runs` for the keep of `exp`: its own, and any of the experiments in
         `others` (its yardstick's, see yardstick_runs). `check`: a kept baseline's run, checked
         off the critical path (scheduler._check_rescore): `exp` is not busy meanwhile."""
@@ -108,10 +109,14 @@ class Rescorer:
             owner = owners[r.experiment_id]
             # The run's own worktree path: free again (removed when the run ended), and swept
             # on resume with the rest of the tag's worktrees if this controller is killed.
-            req = RunRequest(commit=owner.commit_sha, seed=r.seed,
-                             run_dir=c.state / c.tag / "runs" / f"{owner.id}-{r.id}",
-                             worktree=c.state / "worktrees" / f"{c.tag}-{owner.id}-{r.id}",
-                             protected_hashes=c.protected_hashes, extra_env=self.env_of.get(r.slot or "", {}))
+            req = RunRequest(
+                commit=owner.commit_sha,
+                seed=r.seed,
+                run_dir=c.state / c.tag / "runs" / f"{owner.id}-{r.id}",
+                worktree=c.state / "worktrees" / f"{c.tag}-{owner.id}-{r.id}",
+                protected_hashes=c.protected_hashes,
+                extra_env=self.env_of.get(r.slot or "", {}),
+            )
             remote = self.ex.rescore(r, req, r.value)
             futures[r.id] = remote or self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
 

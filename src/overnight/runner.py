@@ -36,10 +36,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 import psutil
 
@@ -117,8 +117,9 @@ def protected_hashes(task: TaskSpec, commit: str) -> dict[str, str]:
     return {p: file_hash(gitops.read_file(task.root, commit, p) or b"") for p in task.protected}
 
 
-def execute(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None,
-            progress: ProgressFn | None = None) -> RunResult:
+def execute(
+    task: TaskSpec, req: RunRequest, stop: threading.Event | None = None, progress: ProgressFn | None = None
+) -> RunResult:
     """Materialise the worktree, run the command, collect the outcome; never raises for the
     candidate's faults (a broken candidate is data)."""
     req.run_dir.mkdir(parents=True, exist_ok=True)
@@ -129,8 +130,9 @@ def execute(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None
         gitops.worktree_remove(task.root, req.worktree)
 
 
-def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None = None,
-                 progress: ProgressFn | None = None) -> RunResult:
+def run_checkout(
+    task: TaskSpec, req: RunRequest, stop: threading.Event | None = None, progress: ProgressFn | None = None
+) -> RunResult:
     """Run the command in `req.worktree`, already holding the commit's files (a git worktree
     here, an unpacked archive on a Ray worker that has no clone of the repository)."""
     req.run_dir.mkdir(parents=True, exist_ok=True)
@@ -140,24 +142,31 @@ def run_checkout(task: TaskSpec, req: RunRequest, stop: threading.Event | None =
         runfiles.remove(req.run_dir / name)
     bad = _protected_changed(req)
     if bad:
-        return RunResult(RunStatus.INVALID, log_path=str(log_path),
-                         error=f"protected file(s) differ from the task's: {', '.join(bad)}")
+        return RunResult(
+            RunStatus.INVALID,
+            log_path=str(log_path),
+            error=f"protected file(s) differ from the task's: {', '.join(bad)}",
+        )
     env = _run_env(task, req, result_path)
     command = task.command
     if task.limits.sandbox:
         why = sandbox_unavailable()
         if why:
-            return RunResult(RunStatus.CRASH, log_path=str(log_path),
-                             error=f"limits.sandbox is on but unavailable here: {why}")
+            return RunResult(
+                RunStatus.CRASH, log_path=str(log_path), error=f"limits.sandbox is on but unavailable here: {why}"
+            )
         extra = [Path(w).expanduser() for w in task.limits.sandbox_writable]
-        command = _sandboxed(command, task.root, [req.worktree, req.run_dir, *extra],
-                             hidden=heldout_store.hidden_paths(task))
+        command = _sandboxed(
+            command, task.root, [req.worktree, req.run_dir, *extra], hidden=heldout_store.hidden_paths(task)
+        )
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = _run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = _judge_outcome(task, outcome, log_path, result_path)
     trapped = runfiles.traps(req.run_dir, ("log.txt", "result.json")) + [
-        f"{name} exists (only the harness writes it, after the run)" for name in HARNESS_LATER
-        if os.path.lexists(req.run_dir / name)]
+        f"{name} exists (only the harness writes it, after the run)"
+        for name in HARNESS_LATER
+        if os.path.lexists(req.run_dir / name)
+    ]
     if trapped and res.status != RunStatus.INTERRUPTED:
         res.status, res.value = RunStatus.INVALID, None
         res.error = f"the run left traps in its run directory: {'; '.join(trapped)}"
@@ -182,9 +191,16 @@ def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None
     """The environment of a process of the task's (a run, its re-score, the task's setup): the
     user's credentials withheld unless `[task] pass_env` names them (credentials.py), `extra`
     (a slot's pinning), the budget and seed, a fresh run marker and the tag's marker."""
-    return {**credentials.scrub(os.environ, task.pass_env), **task.env, **(extra or {}),
-            "OVERNIGHT_BUDGET": f"{task.budget:g}", "OVERNIGHT_SEED": str(seed), "PYTHONUNBUFFERED": "1",
-            MARKER_VAR: secrets.token_hex(8), TAG_MARKER_VAR: tag_mark(tag_dir) if tag_dir is not None else ""}
+    return {
+        **credentials.scrub(os.environ, task.pass_env),
+        **task.env,
+        **(extra or {}),
+        "OVERNIGHT_BUDGET": f"{task.budget:g}",
+        "OVERNIGHT_SEED": str(seed),
+        "PYTHONUNBUFFERED": "1",
+        MARKER_VAR: secrets.token_hex(8),
+        TAG_MARKER_VAR: tag_mark(tag_dir) if tag_dir is not None else "",
+    }
 
 
 def _run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
@@ -219,8 +235,9 @@ def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.E
         gitops.worktree_remove(task.root, req.worktree)
 
 
-def rescore_checkout(task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None,
-                     heldout: bytes | None = None) -> RunResult:
+def rescore_checkout(
+    task: TaskSpec, req: RunRequest, value: float, stop: threading.Event | None = None, heldout: bytes | None = None
+) -> RunResult:
     """Re-score the ended run in `req.run_dir` from `req.worktree`, a fresh checkout of its
     commit (a git worktree here, an unpacked archive on a Ray worker): protected files checked
     against the task's, then `rescore` against the journaled `value`, then the held-out score
@@ -261,20 +278,25 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
     value, _, err = read_metric(replace(task, metric=replace(task.metric, source="result-file")), "", out_path)
     if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
         res.status = RunStatus.MISMATCH
-        res.error = (f"the protected re-score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
-                     f"{', ' + err if err else ''}); see {log_path}")
+        res.error = (
+            f"the protected re-score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
+            f"{', ' + err if err else ''}); see {log_path}"
+        )
         return
     res.summary["rescored"] = value
     if abs(value - res.value) > task.rescore_tolerance * max(abs(value), 1e-12):
         res.status = RunStatus.MISMATCH
-        res.error = (f"re-scored by protected code in a fresh process: {task.metric.name} {value:.6g}, "
-                     f"but the run reported {res.value:.6g}")
+        res.error = (
+            f"re-scored by protected code in a fresh process: {task.metric.name} {value:.6g}, "
+            f"but the run reported {res.value:.6g}"
+        )
         return
     res.value = value  # agreed: the harness's own figure is the one judged (journal.set_rescored)
 
 
-def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
-                  stop: threading.Event | None, data: bytes | None = None) -> None:
+def heldout_score(
+    task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: threading.Event | None, data: bytes | None = None
+) -> None:
     """The run's weights scored on the held-out slice (`[heldout]`, heldout_store.py) by harness
     code in a fresh process that reads the tokens from stdin (a memfd: the stored file is not
     opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
@@ -291,8 +313,11 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
 
     scratch = Path(tempfile.mkdtemp(prefix="overnight-heldout-"))
     log_path = req.run_dir / "heldout.txt"
-    henv = {**env, "OVERNIGHT_RESULT": str(scratch / "heldout.json"),
-            "OVERNIGHT_RESCORE": str(req.run_dir / "result.json")}
+    henv = {
+        **env,
+        "OVERNIGHT_RESULT": str(scratch / "heldout.json"),
+        "OVERNIGHT_RESCORE": str(req.run_dir / "result.json"),
+    }
     command = f"{task.heldout.command} score"
     if task.limits.sandbox and not sandbox_unavailable():
         command = _sandboxed(command, task.root, [scratch], hidden=heldout_store.hidden_paths(task))
@@ -300,8 +325,11 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
     try:
         with Watch(heldout_store.watched_paths(task)) as watch:
             out = _run_process(command, req.worktree, henv, log_path, task.timeout, stop, None, task.limits, stdin=fd)
-        value, _, err = read_metric(replace(task, metric=replace(task.metric, name=heldout_store.metric_key(task),
-                                                                 source="result-file")), "", scratch / "heldout.json")
+        value, _, err = read_metric(
+            replace(task, metric=replace(task.metric, name=heldout_store.metric_key(task), source="result-file")),
+            "",
+            scratch / "heldout.json",
+        )
     finally:
         os.close(fd)
         shutil.rmtree(scratch, ignore_errors=True)
@@ -315,8 +343,10 @@ def heldout_score(task: TaskSpec, req: RunRequest, env: dict, res: RunResult,
         return
     if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
         res.status = RunStatus.MISMATCH
-        res.error = (f"the held-out score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
-                     f"{', ' + err if err else ''}); see {log_path}")
+        res.error = (
+            f"the held-out score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
+            f"{', ' + err if err else ''}); see {log_path}"
+        )
         return
     res.summary[heldout_store.metric_key(task)] = value
     runfiles.write_fresh(req.run_dir / "heldout.json", json.dumps({heldout_store.metric_key(task): value}))
@@ -329,14 +359,19 @@ def _read_secrets(res: RunResult, watch: Watch, when: str) -> bool:
     if not watch.hits or res.status == RunStatus.INTERRUPTED:
         return False
     res.status, res.value = RunStatus.READS_HELDOUT, None
-    res.error = (f"held-out data was opened {when} ({'; '.join(watch.hits[:3])}): a run must never read "
-                 "it (inotify cannot say which process did; every run alive then is discarded)")
+    res.error = (
+        f"held-out data was opened {when} ({'; '.join(watch.hits[:3])}): a run must never read "
+        "it (inotify cannot say which process did; every run alive then is discarded)"
+    )
     return True
 
 
 def _protected_changed(req: RunRequest) -> list[str]:
-    return [p for p, h in req.protected_hashes.items()
-            if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h]
+    return [
+        p
+        for p, h in req.protected_hashes.items()
+        if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h
+    ]
 
 
 def sandbox_unavailable() -> str:
@@ -361,15 +396,30 @@ class _Outcome:
     log_dropped: int = 0  # bytes of output dropped by the log cap
 
 
-def _run_process(command: str, cwd: Path, env: dict, log_path: Path, timeout: float,
-                 stop: threading.Event | None, progress: ProgressFn | None,
-                 limits: Limits = Limits(), stdin: int | None = None) -> _Outcome:
+def _run_process(
+    command: str,
+    cwd: Path,
+    env: dict,
+    log_path: Path,
+    timeout: float,
+    stop: threading.Event | None,
+    progress: ProgressFn | None,
+    limits: Limits = Limits(),
+    stdin: int | None = None,
+) -> _Outcome:
     start = time.monotonic()
     argv = ["/bin/sh", "-c", command]
     if sys.platform.startswith("linux"):
         argv = [sys.executable, str(REAPER), "--parent", str(os.getpid()), *argv]  # dies with us
-    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL if stdin is None else stdin, start_new_session=True)
+    proc = subprocess.Popen(
+        argv,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL if stdin is None else stdin,
+        start_new_session=True,
+    )
     log = _CappedLog(log_path, int(limits.log_mb * 2**20))
     reader = threading.Thread(target=log.pump, args=(proc.stdout,), daemon=True)
     reader.start()
@@ -574,8 +624,14 @@ def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float
 
 def _judge_outcome(task: TaskSpec, out: _Outcome, log_path: Path, result_path: Path) -> RunResult:
     tail = _tail(log_path)
-    res = RunResult(RunStatus.OK, exit_code=out.exit_code, wall_seconds=out.wall,
-                    peak_memory_mb=out.peak_mb, log_path=str(log_path), log_tail=tail)
+    res = RunResult(
+        RunStatus.OK,
+        exit_code=out.exit_code,
+        wall_seconds=out.wall,
+        peak_memory_mb=out.peak_mb,
+        log_path=str(log_path),
+        log_tail=tail,
+    )
     if out.interrupted:
         res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller"
         return res
@@ -624,11 +680,15 @@ def _over_budget(task: TaskSpec, res: RunResult) -> str:
     protected code times it is caught there; one that fakes its report, only by wall time)."""
     lim, budget = task.limits, task.budget
     if res.training_seconds is not None and res.training_seconds > lim.training_limit(budget):
-        return (f"over budget: trained {res.training_seconds:.1f} s, budget {budget:g} s "
-                f"(limit {lim.training_limit(budget):.1f} s with tolerance)")
+        return (
+            f"over budget: trained {res.training_seconds:.1f} s, budget {budget:g} s "
+            f"(limit {lim.training_limit(budget):.1f} s with tolerance)"
+        )
     if res.wall_seconds > lim.wall_limit(budget):
-        return (f"over budget: ran {res.wall_seconds:.1f} s of wall time, budget {budget:g} s + "
-                f"{lim.wall_limit(budget) - budget:g} s start-up/evaluation (limits.overhead)")
+        return (
+            f"over budget: ran {res.wall_seconds:.1f} s of wall time, budget {budget:g} s + "
+            f"{lim.wall_limit(budget) - budget:g} s start-up/evaluation (limits.overhead)"
+        )
     return ""
 
 
@@ -639,7 +699,14 @@ def _float_or_none(x) -> float | None:
         return None
 
 
-RUN_RECORD = ("log.txt", "result.json", "rescore.txt", "rescore.json", "heldout.txt", "heldout.json")  # what pruning keeps
+RUN_RECORD = (
+    "log.txt",
+    "result.json",
+    "rescore.txt",
+    "rescore.json",
+    "heldout.txt",
+    "heldout.json",
+)  # what pruning keeps
 HARNESS_LATER = RUN_RECORD[2:]  # written by the harness after the run: the run may not create them
 
 

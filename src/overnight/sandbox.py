@@ -48,8 +48,24 @@ def _works(tool: str) -> str:
         elif key[1] is None:
             _CHECKED[key] = f"`{tool}` is not installed"
         elif tool == "bwrap":
-            _CHECKED[key] = _try(["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                                  "--tmpfs", "/tmp", "--unshare-net", "--unshare-pid", "--die-with-parent", "true"])
+            _CHECKED[key] = _try(
+                [
+                    "bwrap",
+                    "--ro-bind",
+                    "/",
+                    "/",
+                    "--dev",
+                    "/dev",
+                    "--proc",
+                    "/proc",
+                    "--tmpfs",
+                    "/tmp",
+                    "--unshare-net",
+                    "--unshare-pid",
+                    "--die-with-parent",
+                    "true",
+                ]
+            )
         else:
             _CHECKED[key] = _try(["unshare", *UNSHARE, "true"])
     return _CHECKED[key]
@@ -58,7 +74,7 @@ def _works(tool: str) -> str:
 def tool() -> str:
     """'bwrap' or 'unshare', whichever works here (bwrap first), or '' for neither."""
     forced = os.environ.get("OVERNIGHT_SANDBOX", "")
-    for t in ([forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]):
+    for t in [forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]:
         if not _works(t):
             return t
     return ""
@@ -70,8 +86,10 @@ def unavailable() -> str:
         return ""
     forced = os.environ.get("OVERNIGHT_SANDBOX", "")
     tools = [forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]
-    return "; ".join(f"{t}: {_works(t)}" for t in tools) + " — install bubblewrap (`apt install bubblewrap`) " \
+    return (
+        "; ".join(f"{t}: {_works(t)}" for t in tools) + " — install bubblewrap (`apt install bubblewrap`) "
         "or allow unprivileged user namespaces, or set limits.sandbox = false"
+    )
 
 
 def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = (), log: bool = True) -> str:
@@ -80,11 +98,30 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
     q = lambda p: shlex.quote(str(p))
     which = tool()
     hidden = [Path(h) for h in hidden if Path(h).exists()]
-    note = (f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"
-            f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden)' >&2; ") if log else ""
+    note = (
+        (
+            f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"
+            f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden)' >&2; "
+        )
+        if log
+        else ""
+    )
     if which == "bwrap":
-        args = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-                "--ro-bind", str(root), str(root)]  # the repository again, in case it is under /tmp
+        args = [
+            "bwrap",
+            "--ro-bind",
+            "/",
+            "/",
+            "--dev",
+            "/dev",
+            "--proc",
+            "/proc",
+            "--tmpfs",
+            "/tmp",
+            "--ro-bind",
+            str(root),
+            str(root),
+        ]  # the repository again, in case it is under /tmp
         for keep in _python_under_tmp():  # a venv or checkout under /tmp: the run's python needs it
             args += ["--ro-bind", keep, keep]
         for w in writable:
@@ -97,8 +134,9 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
     mounts = [f"mount --bind {q(root)} {q(root)}"]
     mounts += [f"mount --bind {q(w)} {q(w)}" for w in writable]
     mounts.append(f"mount -o remount,bind,ro {q(root)}")
-    mounts += [f"mount -t tmpfs -o ro,size=1k none {q(h)}" if h.is_dir() else f"mount --bind /dev/null {q(h)}"
-               for h in hidden]
+    mounts += [
+        f"mount -t tmpfs -o ro,size=1k none {q(h)}" if h.is_dir() else f"mount --bind /dev/null {q(h)}" for h in hidden
+    ]
     script = " && ".join(mounts) + f' && {note}exec /bin/sh -c "$0"'
     return f"exec unshare {' '.join(UNSHARE)} /bin/sh -c {q(script)} {q(command)}"
 
@@ -108,7 +146,10 @@ def _python_under_tmp() -> list[str]:
     found = []
     for p in [sys.prefix, sys.base_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sys.path]:
         p = os.path.realpath(p) if p else ""
-        if (p == "/tmp" or p.startswith("/tmp/")) and os.path.isdir(p) and not any(
-                p == f or p.startswith(f + "/") for f in found):
+        if (
+            (p == "/tmp" or p.startswith("/tmp/"))
+            and os.path.isdir(p)
+            and not any(p == f or p.startswith(f + "/") for f in found)
+        ):
             found.append(p)
     return sorted(found, key=len)

@@ -38,13 +38,21 @@ from overnight.rescorer import Rescorer
 from overnight.runner import RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
-FAILED_STATUS = {RunStatus.CRASH: ExpStatus.CRASHED, RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
-                 RunStatus.INVALID: ExpStatus.INVALID, RunStatus.OOM: ExpStatus.OOM,
-                 RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
-                 RunStatus.MISMATCH: ExpStatus.DISCARDED,  # discarded, and flagged
-                 RunStatus.READS_HELDOUT: ExpStatus.DISCARDED}
-FLAGGED = {RunStatus.OVER_BUDGET: "over-budget", RunStatus.OOM: "oom", RunStatus.MISMATCH: "rescore-mismatch",
-           RunStatus.READS_HELDOUT: "reads-heldout"}
+FAILED_STATUS = {
+    RunStatus.CRASH: ExpStatus.CRASHED,
+    RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
+    RunStatus.INVALID: ExpStatus.INVALID,
+    RunStatus.OOM: ExpStatus.OOM,
+    RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
+    RunStatus.MISMATCH: ExpStatus.DISCARDED,  # discarded, and flagged
+    RunStatus.READS_HELDOUT: ExpStatus.DISCARDED,
+}
+FLAGGED = {
+    RunStatus.OVER_BUDGET: "over-budget",
+    RunStatus.OOM: "oom",
+    RunStatus.MISMATCH: "rescore-mismatch",
+    RunStatus.READS_HELDOUT: "reads-heldout",
+}
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
 REPLAN_SECONDS = 1.0  # re-read the journal at least this often (the --hours deadline)
@@ -102,14 +110,20 @@ class Scheduler:
     def run(self) -> None:
         c = self.c
         c.tell_via = self.asker.tell
-        c.journal.event(c.tag, "slots", json.dumps({"executor": self.ex.name,
-                                                     "slots": [s.describe() for s in self.ex.slots]}))
+        c.journal.event(
+            c.tag, "slots", json.dumps({"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]})
+        )
         try:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
             history = c.journal.experiments(c.tag)
             inc = c.incumbent(history)
-            self.ex.adopt(r for e in history if not e.status.final or (inc is not None and e.id == inc.id)
-                          for r in e.runs if r.status == "ok" and r.rescored is None)
+            self.ex.adopt(
+                r
+                for e in history
+                if not e.status.final or (inc is not None and e.id == inc.id)
+                for r in e.runs
+                if r.status == "ok" and r.rescored is None
+            )
             while True:
                 self._collect()
                 self._collect_rescores()
@@ -119,8 +133,10 @@ class Scheduler:
                     if not self.stopping:
                         self.stopping = True
                         if not c.stop.is_set():
-                            c.obs.message(f"--hours is up, and {self.grace:g} s (one run's timeout) more: "
-                                          "stopping what still runs (it runs again on resume)")
+                            c.obs.message(
+                                f"--hours is up, and {self.grace:g} s (one run's timeout) more: "
+                                "stopping what still runs (it runs again on resume)"
+                            )
                             c.stop.set()  # a proposal in progress (an agent) stops too
                         self.ex.stop_all()
                         self.rescorer.stop.set()
@@ -140,11 +156,15 @@ class Scheduler:
         j = self.c.journal
         if j.tampered() or j.tamper_seen:
             suspects = sorted({f.want.exp_id for f in self.flights.values()} | self.collected)
-            message = (f"the journal's experiments or runs of {self.c.tag} were changed by another process while "
-                       f"{', '.join(f'#{i}' for i in suspects) or 'nothing'} ran")
+            message = (
+                f"the journal's experiments or runs of {self.c.tag} were changed by another process while "
+                f"{', '.join(f'#{i}' for i in suspects) or 'nothing'} ran"
+            )
             j.event(self.c.tag, "journal-tampered", message)
-            raise OvernightError(f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
-                                 "with the same command (the changes stay)")
+            raise OvernightError(
+                f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
+                "with the same command (the changes stay)"
+            )
         self.collected.clear()
 
     def _step(self) -> bool:
@@ -155,8 +175,13 @@ class Scheduler:
             # Decided experiments' runs will not be re-scored: the executor may free their run
             # directories. The incumbent's may still be, as a yardstick (Rescorer.yardstick_runs).
             inc = self.c.incumbent(self.history)
-            self.ex.release(r.id for e in self.history if e.status.final for r in e.runs
-                            if not (inc is not None and e.id == inc.id and r.rescored is None))
+            self.ex.release(
+                r.id
+                for e in self.history
+                if e.status.final
+                for r in e.runs
+                if not (inc is not None and e.id == inc.id and r.rescored is None)
+            )
             if not self._past_deadline() and self._over():
                 return True
             if not self._plan():
@@ -178,17 +203,24 @@ class Scheduler:
             if self.flights or set(self.rescorer.pending) - self.rescorer.checks:
                 return False  # (the baseline's check holds nothing: stopped, not waited for)
             if active:
-                self.c.obs.message(f"--hours is up: {len(active)} experiment(s) left undecided "
-                                   f"({', '.join(f'#{e.id}' for e in active)}); the same command resumes them")
+                self.c.obs.message(
+                    f"--hours is up: {len(active)} experiment(s) left undecided "
+                    f"({', '.join(f'#{e.id}' for e in active)}); the same command resumes them"
+                )
             self.c.stop.set()  # a proposal in progress (an agent) is not waited for
             return True
-        return (bool(self.history) and not active and not self.flights and not self.queue
-                and not self.rescorer.pending and self.asker.asking is None
-                and self.c.done(self.history, self.deadline))
+        return (
+            bool(self.history)
+            and not active
+            and not self.flights
+            and not self.queue
+            and not self.rescorer.pending
+            and self.asker.asking is None
+            and self.c.done(self.history, self.deadline)
+        )
 
     def _busy(self) -> set[int]:
-        return ({w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()}
-                | self.rescorer.busy)
+        return {w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()} | self.rescorer.busy
 
     # --- plan: what each undecided experiment needs next --------------------------------------
     def _plan(self) -> bool:
@@ -198,8 +230,10 @@ class Scheduler:
             c.add_baseline()
             return True
         if h[0].status.final and h[0].status != ExpStatus.KEPT:  # failed, or discarded (budget, re-score)
-            raise OvernightError(f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
-                                 f"(`overnight show {h[0].id}`), then start a new --tag")
+            raise OvernightError(
+                f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
+                f"(`overnight show {h[0].id}`), then start a new --tag"
+            )
         inc = c.incumbent(h)
         by_id = {e.id: e for e in h}
         busy = self._busy()
@@ -270,14 +304,18 @@ class Scheduler:
         for flag in verdict.flags:
             c.journal.event(c.tag, flag, f"#{e.id}: {verdict.reason}")
         if not stale:
-            c.finish(e, ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED, verdict.reason,
-                     verdict.value)
+            c.finish(
+                e, ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED, verdict.reason, verdict.value
+            )
         else:
             why = f"stale: #{inc.id} was kept while it ran; against its parent #{target.id}: {verdict.reason}"
             if verdict.action == "keep":
                 new = c.rebase_stale(e, self.history)
-                why += (f"; its change goes on as #{new.id}, rebased onto #{inc.id}" if new else
-                        f"; its change is already in (or cannot be merged onto) #{inc.id}: not carried over")
+                why += (
+                    f"; its change goes on as #{new.id}, rebased onto #{inc.id}"
+                    if new
+                    else f"; its change is already in (or cannot be merged onto) #{inc.id}: not carried over"
+                )
             c.finish(e, ExpStatus.DISCARDED, why, verdict.value)
         self._maybe_remeasure()
 
@@ -318,8 +356,12 @@ class Scheduler:
     def _candidate_awaits_judgement(self) -> bool:
         """Whether an undecided candidate has an ended run (before the baseline is kept: it
         waits to be judged against it)."""
-        return any(e.parent_id is not None and not e.status.final
-                   and any(r.status not in ("running", "interrupted") for r in e.runs) for e in self.history)
+        return any(
+            e.parent_id is not None
+            and not e.status.final
+            and any(r.status not in ("running", "interrupted") for r in e.runs)
+            for e in self.history
+        )
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
         c = self.c
@@ -329,9 +371,14 @@ class Scheduler:
         replicate = next(i for i in itertools.count() if c.cfg.seed + i not in used)
         seed = c.cfg.seed + replicate
         run_id = c.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
-        job = Job(run_id, exp.commit_sha, seed, run_dir=c.state / c.tag / "runs" / f"{exp.id}-{run_id}",
-                  worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{run_id}",
-                  protected_hashes=c.protected_hashes)
+        job = Job(
+            run_id,
+            exp.commit_sha,
+            seed,
+            run_dir=c.state / c.tag / "runs" / f"{exp.id}-{run_id}",
+            worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{run_id}",
+            protected_hashes=c.protected_hashes,
+        )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
         c.obs.experiment_started(exp, replicate)
 
@@ -385,8 +432,10 @@ class Scheduler:
             if bad is not None and exp.parent_id is None:  # the early check (_check_rescore)
                 if not any(e.status == ExpStatus.KEPT for e in c.journal.experiments(c.tag) if e.parent_id):
                     c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)  # resume says: new tag
-                raise OvernightError(f"the baseline's re-score failed ({bad.error}) — fix the task's "
-                                     f"rescore command first; log: {bad.log_path}")
+                raise OvernightError(
+                    f"the baseline's re-score failed ({bad.error}) — fix the task's "
+                    f"rescore command first; log: {bad.log_path}"
+                )
             if bad is not None and not exp.status.final:
                 c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
 
@@ -403,24 +452,30 @@ class Scheduler:
         if res.status == RunStatus.MISMATCH:
             c.journal.set_mismatch(c.tag, run_id, res.error)
             if owner.parent_id is None:
-                raise OvernightError(f"the baseline's re-score failed ({res.error}) — fix the task's rescore "
-                                     f"command first; log: {res.log_path}")
+                raise OvernightError(
+                    f"the baseline's re-score failed ({res.error}) — fix the task's rescore "
+                    f"command first; log: {res.log_path}"
+                )
             left = c.journal.experiment(owner.id).ok_values
             if left:
                 c.journal.set_value(owner.id, _mean(left))
             return
         if res.summary.get("lost"):
             self.rescorer.unavailable.add(run_id)
-            c.obs.message(f"#{exp.id}: run {run_id} of #{owner.id} cannot be re-scored ({res.error}); "
-                          "its seed goes unpaired")
+            c.obs.message(
+                f"#{exp.id}: run {run_id} of #{owner.id} cannot be re-scored ({res.error}); its seed goes unpaired"
+            )
 
     def _after_run(self, f: Flight, res: RunResult) -> None:
         c = self.c
         exp = c.journal.experiment(f.want.exp_id)
         if res.status == RunStatus.INTERRUPTED:
             if not self.stopping and not c.stop.is_set():  # lost by the executor: run it again
-                c.journal.event(c.tag, "requeued", f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was "
-                                                   f"lost ({res.error}); it runs again")
+                c.journal.event(
+                    c.tag,
+                    "requeued",
+                    f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was lost ({res.error}); it runs again",
+                )
                 c.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
                 self.queue.insert(0, f.want)
             return
@@ -431,8 +486,10 @@ class Scheduler:
         elif res.status != RunStatus.OK and not exp.status.final:
             c.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
             if exp.parent_id is None:
-                raise OvernightError(f"the baseline run failed ({res.status.value}: {res.error}) — "
-                                     f"fix the task first; log: {res.log_path}")
+                raise OvernightError(
+                    f"the baseline run failed ({res.status.value}: {res.error}) — "
+                    f"fix the task first; log: {res.log_path}"
+                )
 
     def _after_incumbent_run(self, inc: Experiment, res: RunResult, drift: bool) -> None:
         """A re-measured incumbent keeps its status; its value becomes the new mean."""
@@ -441,8 +498,10 @@ class Scheduler:
             failures = sum(r.status not in ("ok", "interrupted", "running") for r in inc.runs)
             c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
             if failures >= MAX_INCUMBENT_FAILURES:
-                raise OvernightError(f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
-                                     f"is flaky or the machine changed; see {res.log_path}")
+                raise OvernightError(
+                    f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
+                    f"is flaky or the machine changed; see {res.log_path}"
+                )
             return
         c.journal.set_value(inc.id, _mean(inc.ok_values))
         if drift:
@@ -454,8 +513,12 @@ class Scheduler:
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:
         asking = self.asker.asking
-        if (asking is not None and asking[0].done() and asking[0].exception() is not None
-                and self.c.incumbent(self.history) is None):
+        if (
+            asking is not None
+            and asking[0].done()
+            and asking[0].exception() is not None
+            and self.c.incumbent(self.history) is None
+        ):
             return False  # asked while the baseline trained: the baseline's own outcome is told first
         got = self.asker.answer()
         if got is None:
@@ -475,8 +538,11 @@ class Scheduler:
                 return
         elif self.rescorer.moves(inc.id):  # a keep is landing: propose on it, not on the old one
             return
-        waiting = sum(1 for e in h if e.parent_id is not None and not e.status.final
-                      and not any(r.status != "interrupted" for r in e.runs))
+        waiting = sum(
+            1
+            for e in h
+            if e.parent_id is not None and not e.status.final and not any(r.status != "interrupted" for r in e.runs)
+        )
         if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
             self.asker.ask(c.context(h))
 
@@ -489,9 +555,14 @@ class Scheduler:
         rows = []
         for s in self.ex.slots:
             f = self.flights.get(s.name)
-            rows.append({**s.describe(), "experiment": f.exp.id if f else None,
-                         "description": f.exp.description if f else None,
-                         "elapsed": now - f.started if f else None})
+            rows.append(
+                {
+                    **s.describe(),
+                    "experiment": f.exp.id if f else None,
+                    "description": f.exp.description if f else None,
+                    "elapsed": now - f.started if f else None,
+                }
+            )
             if f:
                 self.c.obs.progress(f.exp, now - f.started)
         self.c.obs.slots(rows)

@@ -13,8 +13,8 @@ import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges.noise import noise_of
-from overnight.usage import usage_summary
 from overnight.task import Metric
+from overnight.usage import usage_summary
 
 
 def incumbent(history: list[Experiment]) -> Experiment | None:
@@ -24,13 +24,15 @@ def incumbent(history: list[Experiment]) -> Experiment | None:
 
 def running_best(history: list[Experiment], metric: Metric) -> list[tuple[int, float]]:
     """(experiment id, best kept value so far) at each kept experiment, in decision order."""
-    kept = sorted((e for e in history if e.status == ExpStatus.KEPT and e.value is not None),
-                  key=lambda e: (e.decided or 0, e.id))
+    kept = sorted(
+        (e for e in history if e.status == ExpStatus.KEPT and e.value is not None), key=lambda e: (e.decided or 0, e.id)
+    )
     return [(e.id, e.value) for e in kept]
 
 
-def slot_status(journal: Journal, tag: str, history: list[Experiment], budget: float | None,
-                now: float | None = None) -> tuple[list[dict], float | None]:
+def slot_status(
+    journal: Journal, tag: str, history: list[Experiment], budget: float | None, now: float | None = None
+) -> tuple[list[dict], float | None]:
     """Every slot of the latest controller (where, which experiment, progress) and its duty
     cycle: training seconds / wall seconds since that controller started, where a run still
     going counts its elapsed time and a finished one its training_seconds (its wall time when
@@ -49,16 +51,33 @@ def slot_status(journal: Journal, tag: str, history: list[Experiment], budget: f
     for slot in layout["slots"]:
         mine = [(r, e) for r, e in runs if r.slot == slot["slot"]]
         current = next(((r, e) for r, e in mine if r.status == "running"), None)
-        busy = sum((now - r.started) if r.status == "running" else (r.training_seconds or r.wall_seconds or 0.0)
-                   for r, _ in mine)
-        row = {**slot, "executor": layout.get("executor"), "state": "running" if current else "idle",
-               "experiment": None, "description": None, "run": None, "elapsed": None, "progress": None,
-               "runs": len(mine), "duty_cycle": min(1.0, busy / wall) if runs else None}
+        busy = sum(
+            (now - r.started) if r.status == "running" else (r.training_seconds or r.wall_seconds or 0.0)
+            for r, _ in mine
+        )
+        row = {
+            **slot,
+            "executor": layout.get("executor"),
+            "state": "running" if current else "idle",
+            "experiment": None,
+            "description": None,
+            "run": None,
+            "elapsed": None,
+            "progress": None,
+            "runs": len(mine),
+            "duty_cycle": min(1.0, busy / wall) if runs else None,
+        }
         if current:
             r, e = current
             elapsed = now - r.started
-            row.update(node=r.node or slot["node"], experiment=e.id, description=e.description, run=r.id,
-                       elapsed=elapsed, progress=min(1.0, elapsed / budget) if budget else None)
+            row.update(
+                node=r.node or slot["node"],
+                experiment=e.id,
+                description=e.description,
+                run=r.id,
+                elapsed=elapsed,
+                progress=min(1.0, elapsed / budget) if budget else None,
+            )
         rows.append(row)
     duties = [row["duty_cycle"] for row in rows if row["duty_cycle"] is not None]
     return rows, (sum(duties) / len(duties) if duties else None)
@@ -124,16 +143,23 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "kept": kept,
         "discarded": sum(e.status == ExpStatus.DISCARDED for e in history),
         "crashed": sum(e.status.failed for e in history),
-        "running": [{"id": e.id, "description": e.description,
-                     "since": e.runs[-1].started if e.runs else None} for e in running],
+        "running": [
+            {"id": e.id, "description": e.description, "since": e.runs[-1].started if e.runs else None} for e in running
+        ],
         "runs": len(runs),
         # A baseline still measuring (or stopped during its seeds): its value as far as measured.
-        "baseline": {"id": baseline.id if baseline else None, "value": _baseline_value(baseline),
-                     "runs": len(baseline.ok_values) if baseline else 0,
-                     "measuring": bool(baseline) and not baseline.status.final},
-        "best": {"id": best.id if best else None, "value": best.value if best else None,
-                 "commit": best.commit_sha if best else None,
-                 "description": best.description if best else None},
+        "baseline": {
+            "id": baseline.id if baseline else None,
+            "value": _baseline_value(baseline),
+            "runs": len(baseline.ok_values) if baseline else 0,
+            "measuring": bool(baseline) and not baseline.status.final,
+        },
+        "best": {
+            "id": best.id if best else None,
+            "value": best.value if best else None,
+            "commit": best.commit_sha if best else None,
+            "description": best.description if best else None,
+        },
         "gain": gain,
         "experiments_per_hour": len(finished) / hours if finished else 0.0,
         "noise": {"sd": noise.sd if noise.known else None, "df": noise.df},
@@ -142,8 +168,10 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "drift": [e["message"] for e in journal.events(tag, "drift")],
         # The validation data's guards (heldout_store.py, watch.py): runs that opened the held-out
         # data, candidates whose val gain the held-out slice did not match, and the sandbox in use.
-        "heldout": {"reads": [e["message"] for e in journal.events(tag, "reads-heldout")],
-                    "fits_validation": [e["message"] for e in journal.events(tag, "fits-validation")]},
+        "heldout": {
+            "reads": [e["message"] for e in journal.events(tag, "reads-heldout")],
+            "fits_validation": [e["message"] for e in journal.events(tag, "fits-validation")],
+        },
         "started": started,
         "updated": last,
         "base_commit": info.get("base_commit"),

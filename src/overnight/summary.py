@@ -42,7 +42,7 @@ def parse_summary(log: str) -> Summary:
     if not starts:
         return Summary()
     values = {}
-    body = lines[starts[-1] + 1:]
+    body = lines[starts[-1] + 1 :]
     if body and not log.endswith("\n"):
         body = body[:-1]  # a line without its newline may be cut off mid-number
     for line in body:

@@ -148,8 +148,20 @@ def default_timeout(budget: float) -> float:
 
 # The fields each table may hold; anything else is a typo, named with the closest known name.
 SECTIONS = ("task", "metric", "knobs", "limits", "heldout")
-TASK_FIELDS = ("command", "editable", "protected", "budget", "timeout", "env", "rescore",
-               "rescore_tolerance", "watch", "pass_env", "setup", "setup_timeout")
+TASK_FIELDS = (
+    "command",
+    "editable",
+    "protected",
+    "budget",
+    "timeout",
+    "env",
+    "rescore",
+    "rescore_tolerance",
+    "watch",
+    "pass_env",
+    "setup",
+    "setup_timeout",
+)
 METRIC_FIELDS = ("name", "goal", "source", "pattern")
 
 
@@ -194,7 +206,9 @@ def _require(table: dict, key: str, kind: type | tuple, where: str) -> Any:
         raise TaskSpecError(f"{SPEC_FILE}: missing field {where}.{key} — add it (see docs/task-spec.md)")
     value = table[key]
     if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
-        raise TaskSpecError(f"{SPEC_FILE}: field {where}.{key} has the wrong type ({type(value).__name__}) — see docs/task-spec.md")
+        raise TaskSpecError(
+            f"{SPEC_FILE}: field {where}.{key} has the wrong type ({type(value).__name__}) — see docs/task-spec.md"
+        )
     return value
 
 
@@ -251,11 +265,12 @@ def load_task(root: Path | str) -> TaskSpec:
             raise TaskSpecError(f"{SPEC_FILE}: task.timeout ({timeout:g}) must exceed task.budget ({budget:g})")
     env = task.get("env", {})
     if not isinstance(env, dict):
-        raise TaskSpecError(f"{SPEC_FILE}: task.env must be a table of NAME = \"value\"")
+        raise TaskSpecError(f'{SPEC_FILE}: task.env must be a table of NAME = "value"')
     for key, value in env.items():
         if not key or "=" in key or "\0" in key:
-            raise TaskSpecError(f"{SPEC_FILE}: task.env name {key!r} is not a variable name — "
-                                "names may not be empty or hold '=' or NUL")
+            raise TaskSpecError(
+                f"{SPEC_FILE}: task.env name {key!r} is not a variable name — names may not be empty or hold '=' or NUL"
+            )
         if isinstance(value, (dict, list)) or "\0" in str(value):
             raise TaskSpecError(f"{SPEC_FILE}: task.env.{key} must be a plain value without NUL — fix it")
     metric_table = _require(data, "metric", dict, "")
@@ -263,14 +278,15 @@ def load_task(root: Path | str) -> TaskSpec:
     name = _require(metric_table, "name", str, "metric")
     goal = metric_table.get("goal", "minimize")
     if goal not in GOALS:
-        raise TaskSpecError(f"{SPEC_FILE}: metric.goal is {goal!r} — use \"minimize\" or \"maximize\"")
+        raise TaskSpecError(f'{SPEC_FILE}: metric.goal is {goal!r} — use "minimize" or "maximize"')
     source = metric_table.get("source", "result-file")
     if source not in SOURCES:
-        raise TaskSpecError(f"{SPEC_FILE}: metric.source is {source!r} — use \"result-file\" or \"stdout\"")
+        raise TaskSpecError(f'{SPEC_FILE}: metric.source is {source!r} — use "result-file" or "stdout"')
     pattern = metric_table.get("pattern", DEFAULT_PATTERN.format(name=re.escape(name)))
     if not isinstance(pattern, str):
-        raise TaskSpecError(f"{SPEC_FILE}: metric.pattern must be a regex string, got {type(pattern).__name__} "
-                            f"— write it in quotes")
+        raise TaskSpecError(
+            f"{SPEC_FILE}: metric.pattern must be a regex string, got {type(pattern).__name__} — write it in quotes"
+        )
     try:
         re.compile(pattern, re.MULTILINE)
     except re.error as exc:
@@ -291,17 +307,30 @@ def load_task(root: Path | str) -> TaskSpec:
     setup_timeout = _number(task.get("setup_timeout", 1800), "task.setup_timeout (seconds)", strict=True)
     pass_env = task.get("pass_env", [])
     if not isinstance(pass_env, list) or not all(isinstance(n, str) and n for n in pass_env):
-        raise TaskSpecError(f"{SPEC_FILE}: task.pass_env must be a list of environment variable names, "
-                            'e.g. pass_env = ["HF_TOKEN"]')
+        raise TaskSpecError(
+            f'{SPEC_FILE}: task.pass_env must be a list of environment variable names, e.g. pass_env = ["HF_TOKEN"]'
+        )
     watch = task.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
         raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
     return TaskSpec(
-        heldout=_heldout(data.get("heldout")), watch=tuple(watch),
-        root=root, limits=limits, rescore=rescore, rescore_tolerance=float(tol), command=command, editable=editable, protected=protected, budget=budget,
-        timeout_setting=None if timeout is None else float(timeout), metric=Metric(name, goal, source, pattern),
-        env={str(k): str(v) for k, v in env.items()}, knobs=knobs, pass_env=tuple(pass_env),
-        setup=setup, setup_timeout=float(setup_timeout),
+        heldout=_heldout(data.get("heldout")),
+        watch=tuple(watch),
+        root=root,
+        limits=limits,
+        rescore=rescore,
+        rescore_tolerance=float(tol),
+        command=command,
+        editable=editable,
+        protected=protected,
+        budget=budget,
+        timeout_setting=None if timeout is None else float(timeout),
+        metric=Metric(name, goal, source, pattern),
+        env={str(k): str(v) for k, v in env.items()},
+        knobs=knobs,
+        pass_env=tuple(pass_env),
+        setup=setup,
+        setup_timeout=float(setup_timeout),
     )
 
 
@@ -313,8 +342,10 @@ def _heldout(table: Any) -> Heldout | None:
     command = _require(table, "command", str, "heldout")
     _no_unknown(table, ("command", "max_gap", "min_share"), "heldout")
     if not command.strip():
-        raise TaskSpecError(f"{SPEC_FILE}: heldout.command is empty — name the protected program that builds "
-                            "and scores the held-out slice, or remove [heldout]")
+        raise TaskSpecError(
+            f"{SPEC_FILE}: heldout.command is empty — name the protected program that builds "
+            "and scores the held-out slice, or remove [heldout]"
+        )
     gap = _number(table.get("max_gap", DEFAULT_HELDOUT_GAP), "heldout.max_gap")
     share = _number(table.get("min_share", DEFAULT_HELDOUT_SHARE), "heldout.min_share")
     if share > 1:
@@ -335,9 +366,12 @@ def _limits(table: Any) -> Limits:
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox_writable must be a list of directories")
         elif not isinstance(value, (int, float)) or isinstance(value, bool) or not _finite(value) or value < 0:
-            raise TaskSpecError(f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {repr(value)[:40]} — fix it")
-    return Limits(**{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v))
-                     for k, v in table.items()})
+            raise TaskSpecError(
+                f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {repr(value)[:40]} — fix it"
+            )
+    return Limits(
+        **{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v)) for k, v in table.items()}
+    )
 
 
 def _check_knob(name: str, spec: Any) -> None:
@@ -348,10 +382,16 @@ def _check_knob(name: str, spec: Any) -> None:
         return
     if isinstance(spec, list) and spec:
         for choice in spec:  # each choice is written into the source as a literal
-            if not isinstance(choice, (str, int, float, bool)) or \
-                    isinstance(choice, (int, float)) and not isinstance(choice, bool) and not _finite(choice):
-                raise TaskSpecError(f"{where}: choice {choice!r} is not a string, number or boolean — "
-                                    "list plain values, e.g. [\"relu\", \"gelu\"]")
+            if (
+                not isinstance(choice, (str, int, float, bool))
+                or isinstance(choice, (int, float))
+                and not isinstance(choice, bool)
+                and not _finite(choice)
+            ):
+                raise TaskSpecError(
+                    f"{where}: choice {choice!r} is not a string, number or boolean — "
+                    'list plain values, e.g. ["relu", "gelu"]'
+                )
         return
     if not isinstance(spec, dict):
         raise TaskSpecError(f"{where} must be false, a list of choices, or {{low = .., high = ..}}")
@@ -366,7 +406,7 @@ def _check_knob(name: str, spec: Any) -> None:
     if spec.get("log") and low <= 0:
         raise TaskSpecError(f"{where}: a log range needs low > 0 (got {low})")
     if spec.get("type", "int") not in ("int", "float"):
-        raise TaskSpecError(f"{where}: type must be \"int\" or \"float\"")
+        raise TaskSpecError(f'{where}: type must be "int" or "float"')
 
 
 def file_hash(data: bytes) -> str:

@@ -28,8 +28,9 @@ def worktree_path(state: Path, tag: str) -> Path:
     return state / "worktrees" / f"{tag}-setup"
 
 
-def run_setup(task: TaskSpec, commit: str, state: Path, tag: str, seed: int,
-              stop: threading.Event | None = None) -> float | None:
+def run_setup(
+    task: TaskSpec, commit: str, state: Path, tag: str, seed: int, stop: threading.Event | None = None
+) -> float | None:
     """Run `task.setup` at `commit`; its wall seconds, or None when the task has none or it was
     stopped (Ctrl-C). Raises OvernightError when it fails or passes `task.setup_timeout`."""
     if not task.setup:
@@ -51,8 +52,10 @@ def run_setup(task: TaskSpec, commit: str, state: Path, tag: str, seed: int,
     if out.timed_out or out.exit_code != 0:
         why = f"ran past task.setup_timeout ({task.setup_timeout:g} s)" if out.timed_out else f"exit {out.exit_code}"
         last = _last_line(log_path)
-        raise OvernightError(f"the task's setup command failed ({why}{': ' + last if last else ''}) — see "
-                             f"{log_path}, fix the task, then run the same command again")
+        raise OvernightError(
+            f"the task's setup command failed ({why}{': ' + last if last else ''}) — see "
+            f"{log_path}, fix the task, then run the same command again"
+        )
     return out.wall
 
 

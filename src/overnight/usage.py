@@ -43,10 +43,13 @@ def usage_markdown(u: dict) -> list[str]:
     est = " (estimated: the server sent no usage)" if u["tokens_estimated"] else ""
     cost = "not configured (--price-in/--price-out)" if u["cost_usd"] is None else f"${u['cost_usd']:.4f}"
     per_kept = "-" if u["cost_per_kept"] is None else f"${u['cost_per_kept']:.4f}"
-    out = ["## Model usage", "",
-           f"- model proposals: {u['proposals']} ({u['rejected']} rejected edits), {u['calls']} calls",
-           f"- tokens: {u['tokens_in']:,} in, {u['tokens_out']:,} out{est}",
-           f"- cost: {cost}; per kept improvement: {per_kept} ({u['kept']} kept)"]
+    out = [
+        "## Model usage",
+        "",
+        f"- model proposals: {u['proposals']} ({u['rejected']} rejected edits), {u['calls']} calls",
+        f"- tokens: {u['tokens_in']:,} in, {u['tokens_out']:,} out{est}",
+        f"- cost: {cost}; per kept improvement: {per_kept} ({u['kept']} kept)",
+    ]
     if u["fallback_proposals"] or u["fallback"]:
         now = " — still on the fallback now" if u["fallback"] else ""
         out.append(f"- endpoint down: {u['fallback_proposals']} proposals came from the optuna fallback{now}")
@@ -58,8 +61,10 @@ def usage_line(u: dict) -> str | None:
     if not u["proposals"] and not u["fallback_proposals"]:
         return None
     cost = "" if u["cost_usd"] is None else f", ${u['cost_usd']:.4f}"
-    line = (f"model: {u['proposals']} proposals ({u['rejected']} rejected), {u['tokens_in']:,} tokens in, "
-            f"{u['tokens_out']:,} out{cost}")
+    line = (
+        f"model: {u['proposals']} proposals ({u['rejected']} rejected), {u['tokens_in']:,} tokens in, "
+        f"{u['tokens_out']:,} out{cost}"
+    )
     if u["fallback"]:
         line += "; endpoint down, proposing with optuna"
     return line

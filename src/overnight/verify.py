@@ -43,8 +43,9 @@ class Comparison:
 class Remeasure:
     """Runs commits of a tag on fresh seeds, outside the night's experiments."""
 
-    def __init__(self, root: Path, task: TaskSpec, journal: Journal, tag: str, runs: int,
-                 stop: threading.Event | None = None):
+    def __init__(
+        self, root: Path, task: TaskSpec, journal: Journal, tag: str, runs: int, stop: threading.Event | None = None
+    ):
         if runs < 2:
             raise OvernightError("--runs must be at least 2 for a confidence interval")
         self.root, self.task, self.journal, self.tag, self.runs = root, task, journal, tag, runs
@@ -58,25 +59,32 @@ class Remeasure:
         for i in range(self.runs):
             seed = FRESH_SEED_BASE + i
             self._check_stop()
-            req = RunRequest(commit=commit, seed=seed,
-                             run_dir=self.state / self.tag / "verify" / f"{label}-{seed}",
-                             worktree=self.state / "worktrees" / f"{self.tag}-verify-{label}-{seed}",
-                             protected_hashes=self.protected)
+            req = RunRequest(
+                commit=commit,
+                seed=seed,
+                run_dir=self.state / self.tag / "verify" / f"{label}-{seed}",
+                worktree=self.state / "worktrees" / f"{self.tag}-verify-{label}-{seed}",
+                protected_hashes=self.protected,
+            )
             res = execute(self.task, req, stop=self.stop)  # on stop: killed at once, worktree removed
             self._check_stop()
             if res.status != RunStatus.OK:
-                raise OvernightError(f"{label} failed on seed {seed} ({res.status.value}: {res.error}) — "
-                                     f"see {res.log_path}")
+                raise OvernightError(
+                    f"{label} failed on seed {seed} ({res.status.value}: {res.error}) — see {res.log_path}"
+                )
             out.append(res.value)
         return out
 
     def _check_stop(self) -> None:
         if self.stop is not None and self.stop.is_set():
-            raise OvernightError("stopped (Ctrl-C or SIGTERM) before every run was measured; nothing was "
-                                 "recorded — run the same command again for the result")
+            raise OvernightError(
+                "stopped (Ctrl-C or SIGTERM) before every run was measured; nothing was "
+                "recorded — run the same command again for the result"
+            )
 
-    def compare(self, label: str, values: list[float], reference: list[float], note: str = "",
-                better: str = "values") -> Comparison:
+    def compare(
+        self, label: str, values: list[float], reference: list[float], note: str = "", better: str = "values"
+    ) -> Comparison:
         """Paired by seed. `gain` > 0 means `values` beat `reference` (better="values") or the
         reverse (better="reference", for ablation: what the change contributes)."""
         sign = self.task.metric.sign
@@ -131,9 +139,14 @@ def without_change(rm: Remeasure, best: Experiment, change: Experiment, parent: 
         if mine is None or before is None or now is None:
             return None, "does not revert cleanly"
         c_mine, c_before, c_now = (knobs.find_constants(x.decode()) for x in (mine, before, now))
-        back = {n: c_before[n].value for n in c_mine
-                if n in c_before and n in c_now and c_mine[n].value != c_before[n].value
-                and c_now[n].value == c_mine[n].value}
+        back = {
+            n: c_before[n].value
+            for n in c_mine
+            if n in c_before
+            and n in c_now
+            and c_mine[n].value != c_before[n].value
+            and c_now[n].value == c_mine[n].value
+        }
         if back:
             edits[path] = knobs.rewrite(now.decode(), back)
             reverted += [f"{n}={c_before[n].text}" for n in back]
@@ -158,8 +171,9 @@ def ablate(rm: Remeasure) -> tuple[list[float], list[Comparison]]:
         values = rm.values(sha, f"without-{change.id}")
         # the change's contribution: how much better the best is than the best without it
         results.append(rm.compare(f"#{change.id}", values, best_values, note, better="reference"))
-    rm.journal.event(rm.tag, "ablate", json.dumps({"best_id": best.id, "best": best_values,
-                                                   "changes": [asdict(r) for r in results]}))
+    rm.journal.event(
+        rm.tag, "ablate", json.dumps({"best_id": best.id, "best": best_values, "changes": [asdict(r) for r in results]})
+    )
     return best_values, results
 
 
@@ -172,6 +186,8 @@ def describe(c: Comparison, metric_name: str) -> str:
     if not c.values:
         return f"{c.label}: not measured ({c.note})"
     verdict = "confirmed" if c.low > 0 else ("harmful" if c.high < 0 else "not distinguishable from 0")
-    return (f"{c.label}: gain {c.gain:+.6f} {metric_name} (95 % CI {c.low:+.6f} .. {c.high:+.6f}; "
-            f"measured {mean(c.values):.6f} over {len(c.values)} fresh seeds) — {verdict}"
-            + (f"; {c.note}" if c.note else ""))
+    return (
+        f"{c.label}: gain {c.gain:+.6f} {metric_name} (95 % CI {c.low:+.6f} .. {c.high:+.6f}; "
+        f"measured {mean(c.values):.6f} over {len(c.values)} fresh seeds) — {verdict}"
+        + (f"; {c.note}" if c.note else "")
+    )

@@ -96,7 +96,7 @@ class Watch:
         i = 0
         while i + _EVENT.size <= len(data):
             wd, mask, _, n = _EVENT.unpack_from(data, i)
-            name = data[i + _EVENT.size:i + _EVENT.size + n].rstrip(b"\0").decode(errors="replace")
+            name = data[i + _EVENT.size : i + _EVENT.size + n].rstrip(b"\0").decode(errors="replace")
             i += _EVENT.size + n
             if mask & IN_Q_OVERFLOW:
                 self._hit("the event queue overflowed (many opens or reads)")

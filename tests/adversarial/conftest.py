@@ -14,14 +14,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import git_out
 
 from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.loop import Controller, RunConfig
 from overnight.proposers import Proposal, Proposer
 from overnight.tasks import write_task
-
-from conftest import git_out
 
 # The toy's own train.py header: the protected evaluation and the constants as shipped.
 TOY_HEAD = """\
@@ -84,7 +83,8 @@ def check_intact(root: Path, tag: str, history) -> None:
     rows = (root / ".overnight" / tag / "results.tsv").read_text().splitlines()
     assert len(rows) == 1 + len(history)
     assert [r.split("\t")[3] for r in rows[1:]] == ["keep"] + [
-        "discard" if e.status == ExpStatus.DISCARDED else "crash" for e in history[1:]]
+        "discard" if e.status == ExpStatus.DISCARDED else "crash" for e in history[1:]
+    ]
     con = sqlite3.connect(root / ".overnight" / "journal.db")
     try:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

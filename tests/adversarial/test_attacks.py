@@ -35,9 +35,12 @@ def test_prints_a_fake_metric(toy_task):
 
 def test_writes_a_fake_result_file_and_exits_0(toy_task):
     root = toy_task()
-    body = TOY_HEAD + f"""import json, os
+    body = (
+        TOY_HEAD
+        + f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """
+    )
     c, h = night(root, body)
     e = one(h, ExpStatus.DISCARDED, "re-scored by protected code in a fresh process")
     assert c.journal.events("t", "rescore-mismatch")
@@ -46,19 +49,26 @@ json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVE
 
 def test_writes_a_fake_result_file_then_crashes(toy_task):
     root = toy_task()
-    body = TOY_HEAD + f"""import json, os, sys
+    body = (
+        TOY_HEAD
+        + f"""import json, os, sys
 json.dump({{"val_loss": {GREAT}}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 sys.exit(1)
 """
+    )
     _, h = night(root, body)
     one(h, ExpStatus.CRASHED, "exit code 1")
 
 
 def test_overwrites_the_result_after_the_protected_code(toy_task):
     root = toy_task()
-    body = TOY_HEAD + HONEST + f"""import json, os
+    body = (
+        TOY_HEAD
+        + HONEST
+        + f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """
+    )
     c, h = night(root, body)
     e = one(h, ExpStatus.DISCARDED, "re-scored")
     assert [r.status for r in e.runs] == ["mismatch"] and c.journal.events("t", "rescore-mismatch")
@@ -75,18 +85,26 @@ def test_monkeypatches_the_evaluation_at_import(toy_task):
 def test_proposes_edits_of_protected_files(toy_task):
     root = toy_task()
     cheat = (root / "evaluate.py").read_text().replace("return (BEST_LOSS", "return (0.5 * BEST_LOSS")
-    _, h = night(root, {"evaluate.py": cheat}, {"overnight.toml": "[task]\n"},
-                 {"train.py": TOY_HEAD + HONEST, ".overnight/journal.db": "garbage"})
+    _, h = night(
+        root,
+        {"evaluate.py": cheat},
+        {"overnight.toml": "[task]\n"},
+        {"train.py": TOY_HEAD + HONEST, ".overnight/journal.db": "garbage"},
+    )
     assert [e.status for e in h[1:]] == [ExpStatus.REJECTED] * 3
     assert all("edits non-editable file(s)" in e.reason for e in h[1:])
 
 
 def test_rewrites_the_protected_evaluation_while_it_runs(toy_task):
     root = toy_task()
-    body = """import re
+    body = (
+        """import re
 src = open("evaluate.py").read()
 open("evaluate.py", "w").write(src.replace("return (BEST_LOSS", "return (0.5 * BEST_LOSS"))
-""" + TOY_HEAD + HONEST
+"""
+        + TOY_HEAD
+        + HONEST
+    )
     _, h = night(root, body)
     one(h, ExpStatus.INVALID, "protected file(s) changed during the run: evaluate.py")
 
@@ -94,10 +112,14 @@ open("evaluate.py", "w").write(src.replace("return (BEST_LOSS", "return (0.5 * B
 def test_edits_results_tsv(toy_task):
     """results.tsv is an export: rewritten from the journal at every decision."""
     root = toy_task()
-    body = TOY_HEAD + """import glob, os
+    body = (
+        TOY_HEAD
+        + """import glob, os
 for p in glob.glob(os.path.join(os.environ["OVERNIGHT_RESULT"], "../../../*/results.tsv")):
     open(p, "a").write("fffffff\\t0.100000\\t0.0\\tkeep\\tforged\\n")
-""" + "train_and_evaluate(dict(constants, ACTIVATION='silu'))\n"
+"""
+        + "train_and_evaluate(dict(constants, ACTIVATION='silu'))\n"
+    )
     _, h = night(root, body)
     assert "forged" not in (root / ".overnight" / "t" / "results.tsv").read_text()
 
@@ -116,8 +138,11 @@ def test_trains_past_the_budget_by_wall_time(toy_task):
 def test_trains_past_the_budget_by_ignoring_it(toy_task):
     """Ignores OVERNIGHT_BUDGET: the protected code times the training and reports it."""
     root = toy_task(toml_extra="\n[limits]\noverhead = 3\n")
-    body = ('import os\nos.environ["TOY_SLEEP"] = "2.5"\n' + TOY_HEAD
-            + "train_and_evaluate(dict(constants, ACTIVATION='gelu'))\n")
+    body = (
+        'import os\nos.environ["TOY_SLEEP"] = "2.5"\n'
+        + TOY_HEAD
+        + "train_and_evaluate(dict(constants, ACTIVATION='gelu'))\n"
+    )
     _, h = night(root, body)
     one(h, ExpStatus.DISCARDED, "over budget: trained")
 
@@ -128,7 +153,8 @@ def test_forks_children_that_escape_the_process_group(toy_task, tmp_path):
     root = toy_task()
     pids = tmp_path / "pids"
     pids.mkdir()
-    body = f"""import os, sys, time
+    body = (
+        f"""import os, sys, time
 for clear in (False, True):
     if os.fork() == 0:
         os.setsid()
@@ -139,7 +165,10 @@ for clear in (False, True):
             time.sleep(120)
         os._exit(0)
 time.sleep(0.5)
-""" + TOY_HEAD + HONEST
+"""
+        + TOY_HEAD
+        + HONEST
+    )
     _, h = night(root, body)
     one(h, ExpStatus.DISCARDED, "")
     found = [int(p.name) for p in pids.iterdir()]
@@ -151,12 +180,16 @@ time.sleep(0.5)
 
 def test_fills_memory(toy_task):
     root = toy_task(toml_extra="\n[limits]\nmemory_mb = 150\n")
-    body = """import time
+    body = (
+        """import time
 hog = []
 for _ in range(40):
     hog.append(bytearray(20 * 2**20))
     time.sleep(0.02)
-""" + TOY_HEAD + HONEST
+"""
+        + TOY_HEAD
+        + HONEST
+    )
     c, h = night(root, body)
     one(h, ExpStatus.OOM, "limits.memory_mb")
     rows = (root / ".overnight" / "t" / "results.tsv").read_text().splitlines()
@@ -168,13 +201,17 @@ def test_fills_the_disk(toy_task):
     root = toy_task(toml_extra=f"\n[limits]\ndisk_reserve_mb = {free_mb - 100:.0f}\n")
     if shutil.disk_usage(root).free / 2**20 < free_mb - 50:
         pytest.skip("tmp_path is not on /tmp's filesystem")
-    body = """import time
+    body = (
+        """import time
 with open("filler", "wb") as f:
     for _ in range(100):
         f.write(b"x" * 10 * 2**20)
         f.flush()
         time.sleep(0.03)
-""" + TOY_HEAD + HONEST
+"""
+        + TOY_HEAD
+        + HONEST
+    )
     _, h = night(root, body)
     one(h, ExpStatus.CRASHED, "limits.disk_reserve_mb")
 
@@ -217,7 +254,9 @@ def test_moves_only_the_seed(tmp_path):
     noise estimate came out at a third of the true sd). A candidate that also pins
     OVERNIGHT_SEED runs, and its identical replicates count as one observation."""
     from overnight import gitops
+
     from .conftest import toy
+
     root = toy(tmp_path / "noise", noise="0.002")
     train = (root / "train.py").read_text().replace("USE_NORM = False", "USE_NORM = False\nSEED = 42  # random seed")
     (root / "train.py").write_text(train)
@@ -235,7 +274,8 @@ def test_writes_outside_its_worktree_in_the_sandbox(toy_task):
     """limits.sandbox: the journal, results.tsv, the repository's files and the network are
     out of reach; the run directory and the worktree are writable."""
     root = toy_task(toml_extra="\n[limits]\nsandbox = true\n")
-    body = """import json, os, socket
+    body = (
+        """import json, os, socket
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
 targets = {"journal": os.path.join(run, "../../../journal.db"), "tsv": os.path.join(run, "../../results.tsv"),
            "protected": os.path.join(run, "../../../../evaluate.py"), "root": os.path.join(run, "../../../../new.txt")}
@@ -254,11 +294,14 @@ except OSError as exc:
     out["net"] = type(exc).__name__
 open("scratch.txt", "w").write("ok")  # its worktree is writable
 print("ATTEMPTS", json.dumps(out))
-""" + TOY_HEAD + HONEST
+"""
+        + TOY_HEAD
+        + HONEST
+    )
     before = {p: (root / p).read_bytes() for p in ("evaluate.py", "train.py", "overnight.toml")}
     _, h = night(root, body)
     e = one(h, ExpStatus.DISCARDED, "")
-    line = next(l for l in Path(e.runs[-1].log_path).read_text().splitlines() if l.startswith("ATTEMPTS "))
+    line = next(row for row in Path(e.runs[-1].log_path).read_text().splitlines() if row.startswith("ATTEMPTS "))
     attempts = json.loads(line.split(" ", 1)[1])
     assert "written" not in attempts.values() and attempts["net"] != "connected", attempts
     assert {p: (root / p).read_bytes() for p in before} == before and not (root / "new.txt").exists()
@@ -266,10 +309,14 @@ print("ATTEMPTS", json.dumps(out))
 
 def test_checkpoints_of_discarded_experiments_are_pruned(toy_task):
     root = toy_task()
-    body = TOY_HEAD + """import os
+    body = (
+        TOY_HEAD
+        + """import os
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
 open(os.path.join(run, "model.pt"), "wb").write(b"x" * 4096)
-""" + HONEST
+"""
+        + HONEST
+    )
     _, h = night(root, body)
     run_dir = Path(h[-1].runs[-1].log_path).parent
     # Not kept, so never re-scored either (the re-score runs only before a keep).
@@ -284,14 +331,20 @@ def test_rewrites_the_journal_without_the_sandbox(toy_task):
 
     from overnight.errors import OvernightError
     from overnight.loop import Controller, RunConfig
+
     from .conftest import Attacks
+
     root = toy_task()
-    body = TOY_HEAD + HONEST + """import os, sqlite3
+    body = (
+        TOY_HEAD
+        + HONEST
+        + """import os, sqlite3
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
 con = sqlite3.connect(os.path.join(run, "../../../journal.db"), isolation_level=None)
 con.execute("UPDATE experiments SET status='kept', value=0.1 WHERE id=(SELECT max(id) FROM experiments)")
 con.close()
 """
+    )
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
     c.proposer = Attacks([body])
     with pytest.raises(OvernightError, match=r"changed by another process while #2 ran"):

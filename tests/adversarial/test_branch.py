@@ -5,6 +5,7 @@ happened and how to go on, and the commit is still on the branch."""
 from __future__ import annotations
 
 import pytest
+from conftest import git_out
 
 from overnight import gitops
 from overnight.errors import OvernightError
@@ -12,9 +13,7 @@ from overnight.journal import ExpStatus
 from overnight.loop import Controller, RunConfig
 from overnight.proposers import Proposal, Proposer
 
-from conftest import git_out
-
-from .conftest import TOY_HEAD, HONEST, Attacks, night
+from .conftest import HONEST, TOY_HEAD, Attacks, night
 
 REF = "refs/heads/overnight/t"
 BETTER = TOY_HEAD.replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"') + HONEST  # the toy's loss drops
@@ -56,6 +55,7 @@ def test_resume_stops_instead_of_dropping_a_users_commit(toy_task):
 
 class CommitsMidNight(Proposer):
     """Proposes the better change; meanwhile the user commits on the branch."""
+
     name = "attacker"
 
     def __init__(self, root):

@@ -8,12 +8,11 @@ import sqlite3
 import textwrap
 
 import pytest
+from conftest import one_error_line
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
 from overnight.task import load_task
-
-from conftest import one_error_line
 
 SPEC = """\
 [task]
@@ -51,7 +50,11 @@ BAD_SPECS = [
     ("budget = 10", "budget = 10\ntimeot = 30", ["task.timeot", "'timeout'"]),
     ('goal = "minimize"', 'goal = "minimize"\ngaol = "maximize"', ["metric.gaol", "'goal'"]),
     ("[task]", "budget = 10\n[task]", ["top-level field budget", "'task.budget'"]),
-    ("[knobs]", "[heldout]\ncommand = 'x'\nmax_gap = 0.1\nmin_shares = 1\n[knobs]", ["heldout.min_shares", "'min_share'"]),
+    (
+        "[knobs]",
+        "[heldout]\ncommand = 'x'\nmax_gap = 0.1\nmin_shares = 1\n[knobs]",
+        ["heldout.min_shares", "'min_share'"],
+    ),
     # item 3: every number finite and in range; a bool is not a number
     ("budget = 10", "budget = nan", ["task.budget"]),
     ("budget = 10", "budget = inf", ["task.budget"]),
@@ -73,7 +76,7 @@ BAD_SPECS = [
     ('TOY = "1"', '"A\\u0000" = "1"', ["task.env"]),
     ('TOY = "1"', 'TOY = "a\\u0000b"', ["task.env.TOY"]),
     ('ACT = ["relu", "gelu"]', 'ACT = [["relu"], ["gelu"]]', ["knobs.ACT", "choice"]),
-    ('ACT = ["relu", "gelu"]', 'ACT = [{a = 1}]', ["knobs.ACT", "choice"]),
+    ('ACT = ["relu", "gelu"]', "ACT = [{a = 1}]", ["knobs.ACT", "choice"]),
     # the second adversarial pass: integers past float range were an OverflowError traceback
     ("budget = 10", "budget = 1" + "0" * 400, ["task.budget"]),
     ("[knobs]", "[limits]\nmemory_mb = 1" + "0" * 400 + "\n[knobs]", ["limits.memory_mb"]),
@@ -119,6 +122,7 @@ def test_budget_override_nan(tmp_path):
 
 
 # --- the command line ------------------------------------------------------------------------
+
 
 def nothing_journaled(root):
     db = root / ".overnight" / "journal.db"
@@ -175,7 +179,7 @@ def test_knob_for_a_missing_constant(cli, toy_repo):
 def test_knob_for_a_tuple_element_out_of_range(cli, toy_repo):
     (toy_repo / "train.py").write_text("BETAS = (0.9, 0.95)\n" + (toy_repo / "train.py").read_text())
     spec = toy_repo / "overnight.toml"
-    commit_spec(toy_repo, spec.read_text() + "\"BETAS[1]\" = {low = 0.9, high = 0.99}\n\"BETAS[2]\" = false\n")
+    commit_spec(toy_repo, spec.read_text() + '"BETAS[1]" = {low = 0.9, high = 0.99}\n"BETAS[2]" = false\n')
     one_error_line(cli("run", toy_repo, "--experiments", "2", "--quiet"), "knobs.BETAS[2]")
 
 
@@ -183,8 +187,9 @@ def test_protected_file_git_ignored(cli, toy_repo):
     (toy_repo / "secret.dat").write_text("held out\n")
     (toy_repo / ".gitignore").write_text("*.dat\n")
     text = (toy_repo / "overnight.toml").read_text()
-    text = text.replace('protected = ["evaluate.py", "overnight.toml"]',
-                        'protected = ["evaluate.py", "overnight.toml", "secret.dat"]')
+    text = text.replace(
+        'protected = ["evaluate.py", "overnight.toml"]', 'protected = ["evaluate.py", "overnight.toml", "secret.dat"]'
+    )
     assert "secret.dat" in text
     gitops.git(toy_repo, "add", ".gitignore")
     commit_spec(toy_repo, text)
@@ -203,8 +208,12 @@ def test_corrupt_journal(cli, toy_repo):
     state = toy_repo / ".overnight"
     state.mkdir()
     (state / "journal.db").write_bytes(b"this is not sqlite\n" * 500)
-    for args in (("status", toy_repo), ("status", toy_repo, "--json"), ("show", 1, toy_repo),
-                 ("run", toy_repo, "--experiments", "2", "--quiet")):
+    for args in (
+        ("status", toy_repo),
+        ("status", toy_repo, "--json"),
+        ("show", 1, toy_repo),
+        ("run", toy_repo, "--experiments", "2", "--quiet"),
+    ):
         line = one_error_line(cli(*args), "damaged")
         assert str(state / "journal.db") in line
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import Night
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
@@ -17,8 +18,6 @@ from overnight.proposers import prompt
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
 from overnight.task import load_task
-
-from conftest import Night
 
 from .conftest import TOY_HEAD, Attacks, check_intact, night
 
@@ -32,11 +31,14 @@ SECRETS = {
 }
 
 # Prints what it can read, then crashes: its log tail is journaled and goes into the next prompt.
-SNOOP = TOY_HEAD + f"""import os, sys
+SNOOP = (
+    TOY_HEAD
+    + f"""import os, sys
 for name in {sorted(SECRETS)!r}:
     print("sees", name, os.environ.get(name))
 sys.exit(1)
 """
+)
 
 
 @pytest.fixture
@@ -72,10 +74,13 @@ def test_pass_env_passes_only_the_names_it_lists(toy_task, secrets):
 def test_the_rescore_does_not_see_them_either(toy_task, secrets):
     root = toy_task()
     spec = root / "overnight.toml"
-    spec.write_text(spec.read_text().replace(
-        'rescore   = "python evaluate.py --rescore"',
-        "rescore   = '''python evaluate.py --rescore && python -c \"import os; "
-        "print('rescore sees', os.environ.get('OPENAI_API_KEY'), os.environ.get('RAY_AUTH_TOKEN'))\"'''"))
+    spec.write_text(
+        spec.read_text().replace(
+            'rescore   = "python evaluate.py --rescore"',
+            "rescore   = '''python evaluate.py --rescore && python -c \"import os; "
+            "print('rescore sees', os.environ.get('OPENAI_API_KEY'), os.environ.get('RAY_AUTH_TOKEN'))\"'''",
+        )
+    )
     gitops.git(root, "commit", "-qam", "rescore prints the environment")
     night(root)  # the baseline alone: it is re-scored before it is kept
     logs = [p.read_text() for p in (root / ".overnight" / "t" / "runs").glob("*/rescore.txt")]
@@ -123,8 +128,10 @@ def agent(cmd: str) -> AgentProposer:
     return AgentProposer(ProposerOptions(agent_cmd=cmd, agent_timeout=30))
 
 
-PRINT_KEYS = (f"{sys.executable} -c \"import os; print('agent sees', os.environ.get('OPENAI_API_KEY'), "
-              "os.environ.get('ANTHROPIC_API_KEY'))\"")
+PRINT_KEYS = (
+    f"{sys.executable} -c \"import os; print('agent sees', os.environ.get('OPENAI_API_KEY'), "
+    "os.environ.get('ANTHROPIC_API_KEY'))\""
+)
 
 
 def test_the_agent_gets_only_the_key_its_command_names(tmp_path, secrets):

@@ -52,8 +52,12 @@ def heldout_toy(toy_task, **kw) -> Path:
     root = toy_task(toml_extra=HELDOUT_TOML + kw.pop("toml_extra", ""), **kw)
     (root / "heldout_toy.py").write_text(HELDOUT_TOY)
     spec = root / "overnight.toml"
-    spec.write_text(spec.read_text().replace('protected = ["evaluate.py", "overnight.toml"]',
-                                             'protected = ["evaluate.py", "overnight.toml", "heldout_toy.py"]'))
+    spec.write_text(
+        spec.read_text().replace(
+            'protected = ["evaluate.py", "overnight.toml"]',
+            'protected = ["evaluate.py", "overnight.toml", "heldout_toy.py"]',
+        )
+    )
     gitops.git(root, "add", "-A")
     gitops.git(root, "commit", "-qm", "held-out slice")  # the product's identity: a fresh HOME has none
     return root
@@ -62,7 +66,8 @@ def heldout_toy(toy_task, **kw) -> Path:
 READS_A_LINK = READS_STORE.replace(
     '    open(p, "rb").read()',
     '    os.link(p, os.path.join(run, "innocent.bin"))  # another name, outside .overnight/heldout/\n'
-    '    open(os.path.join(run, "innocent.bin"), "rb").read()')
+    '    open(os.path.join(run, "innocent.bin"), "rb").read()',
+)
 
 
 @pytest.mark.parametrize("attack", [READS_STORE, READS_A_LINK], ids=["directly", "through-a-hard-link"])
@@ -107,7 +112,9 @@ def test_keep_needs_the_gain_on_the_heldout_slice(toy_task):
     assert h[1].status == ExpStatus.KEPT, (h[1].status, h[1].reason)
     assert h[2].status == ExpStatus.DISCARDED and "fits the validation data" in h[2].reason, (h[2].status, h[2].reason)
     # Against #1 (stale: gains 0.0464 and 0.0264) or #2 (0.02 and 0): 0.02 short, allowed 0.01.
-    assert "held-out gain +0.0264 (needed +0.0364" in h[2].reason or "held-out gain +0.0000 (needed +0.0100" in h[2].reason, h[2].reason
+    assert (
+        "held-out gain +0.0264 (needed +0.0364" in h[2].reason or "held-out gain +0.0000 (needed +0.0100" in h[2].reason
+    ), h[2].reason
     assert [ev["message"].split(":")[0] for ev in c.journal.events("t", "fits-validation")] == [f"#{h[2].id}"]
     heldout_events = c.journal.events("t", "heldout")
     # #2's figures, whichever keep's check was journaled first (their re-scores run side by side).
@@ -177,8 +184,9 @@ def test_the_baseline_is_heldout_scored_only_where_a_keep_pairs_with_it(toy_task
 
     root = heldout_toy(toy_task, noise="0.002")
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2,
-                                   noise=NoiseSettings(baseline_runs=4)))
+    c = Controller(
+        root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, noise=NoiseSettings(baseline_runs=4))
+    )
     c.proposer = Attacks([honest])
     c.run()
     base, win = c.journal.experiments("t")

@@ -22,8 +22,9 @@ from .conftest import check_intact
 from .test_heldout import night_allowing_keeps
 from .val_fitter import val_fitter
 
-TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, HELDOUT_PERMILLE=150,
-                    EXCLUDED_STEPS=1)
+TINY_PREPARE = dict(
+    VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, HELDOUT_PERMILLE=150, EXCLUDED_STEPS=1
+)
 TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
 
 
@@ -31,8 +32,12 @@ TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, D
 def test_trains_on_the_validation_tokens(tmp_path, monkeypatch):
     stdlib = Path(sysconfig.get_paths()["stdlib"])
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text("\n\n".join((stdlib / f"{n}.py").read_text() for n in
-                                  ("argparse", "inspect", "typing", "pathlib", "textwrap", "dataclasses", "functools", "enum")))
+    corpus.write_text(
+        "\n\n".join(
+            (stdlib / f"{n}.py").read_text()
+            for n in ("argparse", "inspect", "typing", "pathlib", "textwrap", "dataclasses", "functools", "enum")
+        )
+    )
     root = tmp_path / "task"
     root.mkdir()
     write_task("nanogpt", root, "cpu", f"text:{corpus}")

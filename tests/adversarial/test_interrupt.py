@@ -15,12 +15,11 @@ from pathlib import Path
 
 import psutil
 import pytest
+from conftest import git_out
 
 from overnight import gitops
 from overnight.loop import Controller, RunConfig
 from overnight.tasks import write_task
-
-from conftest import git_out
 
 from .conftest import HONEST, TOY_HEAD, Attacks
 from .test_lock import CLI, run_procs, wait_for
@@ -63,17 +62,26 @@ def kept_night(tmp_path_factory) -> Path:
     c.run()
     c.journal.close()
     spec = root / "overnight.toml"
-    spec.write_text(spec.read_text().replace('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"')
-                    .replace("budget    = 1\n", "budget    = 120\n").replace("timeout   = 30\n", "timeout   = 600\n"))
+    spec.write_text(
+        spec.read_text()
+        .replace('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"')
+        .replace("budget    = 1\n", "budget    = 120\n")
+        .replace("timeout   = 30\n", "timeout   = 600\n")
+    )
     return root
 
 
-@pytest.mark.parametrize("command, sig", [("verify", signal.SIGINT), ("verify", signal.SIGTERM),
-                                          ("ablate", signal.SIGINT)])
+@pytest.mark.parametrize(
+    "command, sig", [("verify", signal.SIGINT), ("verify", signal.SIGTERM), ("ablate", signal.SIGINT)]
+)
 def test_verify_and_ablate_stop_at_once(kept_night, command, sig):
     root = kept_night
-    proc = subprocess.Popen([*CLI, command, str(root), "--tag", "t", "--runs", "2"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [*CLI, command, str(root), "--tag", "t", "--runs", "2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: run_procs(root) or proc.poll() is not None, 20, f"{command}'s first run")
         assert proc.poll() is None, proc.communicate()
@@ -98,9 +106,27 @@ def test_agent_stops_on_the_first_ctrl_c(tmp_path):
     root = toy(tmp_path / "toy")
     marker = f"{FAKE_AGENT} sleep {root}/"  # the agent (and its shell), not the controller
     cmd = f"{sys.executable} {FAKE_AGENT} sleep {{prompt_file}} {{description_file}}"
-    proc = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--proposer", "agent",
-                             "--agent-cmd", cmd, "--agent-timeout", "120", "--experiments", "3"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            *CLI,
+            "run",
+            str(root),
+            "--tag",
+            "t",
+            "--quiet",
+            "--proposer",
+            "agent",
+            "--agent-cmd",
+            cmd,
+            "--agent-timeout",
+            "120",
+            "--experiments",
+            "3",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: leftovers(marker) or proc.poll() is not None, 25, "the agent")
         assert proc.poll() is None, proc.communicate()

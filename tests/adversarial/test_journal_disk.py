@@ -47,8 +47,9 @@ def test_full_disk_is_one_error_and_the_night_resumes(tmp_path, monkeypatch, cli
     # Ten experiments, plus one for each stale candidate the stale rule carried onto a newer
     # incumbent, if any (that rule has tests of its own; here: nothing lost, nothing doubled).
     rebased = [e for e in h if REBASED_KEY in e.params]
-    assert len(h) == 10 + len(rebased) and [e.id for e in h] == list(range(1, len(h) + 1)), \
-        " | ".join(f"{e.id}<{e.parent_id} {e.status.value} {(e.reason or '')[:60]}" for e in h)
+    assert len(h) == 10 + len(rebased) and [e.id for e in h] == list(range(1, len(h) + 1)), " | ".join(
+        f"{e.id}<{e.parent_id} {e.status.value} {(e.reason or '')[:60]}" for e in h
+    )
     assert all(e.status.final for e in h)
     assert h[0].status.value == "kept"
     assert len((root / ".overnight" / "t" / "results.tsv").read_text().splitlines()) == len(h) + 1

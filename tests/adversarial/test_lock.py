@@ -28,8 +28,11 @@ def slow_toy(path: Path) -> Path:
     path.mkdir(parents=True)
     write_task("toy", path)
     spec = path / "overnight.toml"
-    spec.write_text(spec.read_text().replace('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"')
-                    .replace("timeout   = 30\n", "timeout   = 600\n"))
+    spec.write_text(
+        spec.read_text()
+        .replace('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"')
+        .replace("timeout   = 30\n", "timeout   = 600\n")
+    )
     gitops.init_repo(path, "init")
     return path
 
@@ -66,14 +69,22 @@ def wait_for(pred, timeout: float, what: str):
 
 def test_second_controller_on_the_same_tag_exits_naming_the_first(tmp_path):
     root = slow_toy(tmp_path / "toy")
-    first = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(
+        [*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wait_for(lambda: run_procs(root), 20, "the first night's baseline run")
         for extra in (["--tag", "t"], []):  # named, and the default (the latest tag)
             t0 = time.monotonic()
-            second = subprocess.run([*CLI, "run", str(root), "--quiet", "--budget", "60", *extra],
-                                    capture_output=True, text=True, timeout=20)
+            second = subprocess.run(
+                [*CLI, "run", str(root), "--quiet", "--budget", "60", *extra],
+                capture_output=True,
+                text=True,
+                timeout=20,
+            )
             assert second.returncode != 0
             assert time.monotonic() - t0 < 10
             lines = second.stderr.strip().splitlines()
@@ -81,8 +92,7 @@ def test_second_controller_on_the_same_tag_exits_naming_the_first(tmp_path):
             assert lines[0].startswith("error: ") and f"pid {first.pid}" in lines[0], lines[0]
             assert "changed by another process" not in lines[0]
         # read-only commands never take the lock
-        status = subprocess.run([*CLI, "status", str(root), "--tag", "t"], capture_output=True, text=True,
-                                timeout=20)
+        status = subprocess.run([*CLI, "status", str(root), "--tag", "t"], capture_output=True, text=True, timeout=20)
         assert status.returncode == 0, status.stderr
         assert first.poll() is None, "the first night is unharmed"
         assert run_procs(root)
@@ -105,8 +115,11 @@ def test_second_controller_on_the_same_tag_exits_naming_the_first(tmp_path):
 def test_lock_dies_with_the_controller(tmp_path):
     """kill -9 of the controller frees the tag: the next `overnight run` resumes it."""
     root = slow_toy(tmp_path / "toy")
-    first = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        [*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         wait_for(lambda: run_procs(root), 20, "the first night's baseline run")
     finally:
@@ -125,11 +138,18 @@ def test_lock_dies_with_the_controller(tmp_path):
                 pass
         psutil.wait_procs(left, timeout=5)
     assert not run_procs(root), "the first night's runs outlived 20 s of kill -9"
-    again = subprocess.Popen([*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    again = subprocess.Popen(
+        [*CLI, "run", str(root), "--tag", "t", "--quiet", "--budget", "60"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
-        wait_for(lambda: [p for p in run_procs(root) if descends_from(p, again.pid)]
-                 or again.poll() is not None, 20, "the resumed night's run")
+        wait_for(
+            lambda: [p for p in run_procs(root) if descends_from(p, again.pid)] or again.poll() is not None,
+            20,
+            "the resumed night's run",
+        )
         assert again.poll() is None, again.communicate()
         again.send_signal(signal.SIGINT)
         # 45 s, not less: in the full suite on 2 busy cores the resumed night may still be

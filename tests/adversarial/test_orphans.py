@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
+from conftest import write_toy
+
 from overnight.loop import Controller, RunConfig
 from overnight.runner import TAG_MARKER_VAR, tag_mark
-
-from conftest import write_toy
 
 OVERNIGHT = Path(sys.executable).with_name("overnight")  # the venv's console script
 
@@ -38,7 +38,8 @@ def _run_processes(root: Path) -> dict[int, str]:
     for pid in filter(str.isdigit, os.listdir("/proc")):
         env = _environ(pid)
         if any(v.startswith(b"OVERNIGHT_RUN_MARK=") for v in env) and any(
-                v.startswith(b"OVERNIGHT_RESULT=" + str(root).encode()) for v in env):
+            v.startswith(b"OVERNIGHT_RESULT=" + str(root).encode()) for v in env
+        ):
             try:
                 with open(f"/proc/{pid}/cmdline", "rb") as f:
                     out[int(pid)] = f.read().replace(b"\0", b" ").decode(errors="replace")
@@ -57,9 +58,24 @@ def _kill_all(pids) -> None:
 
 def test_kill_9_of_the_controller_takes_its_runs_with_it(tmp_path):
     root = write_toy(tmp_path / "toy", env={"TOY_SLEEP": "60"})  # the baseline trains for a minute
-    proc = subprocess.Popen([str(OVERNIGHT), "run", str(root), "--experiments", "2", "--quiet", "--tag", "orph",
-                             "--proposer", "random", "--judge", "greedy"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            str(OVERNIGHT),
+            "run",
+            str(root),
+            "--experiments",
+            "2",
+            "--quiet",
+            "--tag",
+            "orph",
+            "--proposer",
+            "random",
+            "--judge",
+            "greedy",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 30
         while not any(cmd.split()[1:2] == ["train.py"] for cmd in _run_processes(root).values()):  # training
@@ -87,10 +103,19 @@ def test_a_resuming_controller_kills_the_tags_survivors_before_it_runs_anything(
     mark = tag_mark(root / ".overnight" / "orph")
     # Survivors that escaped a killed controller's reaper (their own session, re-parented away),
     # and a bystander: a run of another tag of the same repository, which must be left alone.
-    survivors = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
-                                  env={**os.environ, TAG_MARKER_VAR: mark}) for _ in range(2)]
-    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True,
-                             env={**os.environ, TAG_MARKER_VAR: tag_mark(root / ".overnight" / "other")})
+    survivors = [
+        subprocess.Popen(
+            [sys.executable, "-c", "import time; time.sleep(60)"],
+            start_new_session=True,
+            env={**os.environ, TAG_MARKER_VAR: mark},
+        )
+        for _ in range(2)
+    ]
+    other = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        start_new_session=True,
+        env={**os.environ, TAG_MARKER_VAR: tag_mark(root / ".overnight" / "other")},
+    )
     try:
         time.sleep(0.3)  # their environment is in place once they have exec'd
         c = Controller(root, RunConfig(tag="orph", proposer="random", judge="greedy", experiments=2))

@@ -8,7 +8,6 @@ must end discarded or invalid with a reason, the journal and the protected files
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 
@@ -72,14 +71,18 @@ def _digest(path) -> str:
 
 
 TRAPS = {
-    "symlink-to-journal": 'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "rescore.txt"))\n',
-    "symlink-to-protected": 'os.symlink(os.path.abspath(os.path.join(repo, "evaluate.py")), os.path.join(run, "heldout.txt"))\n',
+    "symlink-to-journal": 'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "rescore.txt"))\n',  # noqa: E501
+    "symlink-to-protected": 'os.symlink(os.path.abspath(os.path.join(repo, "evaluate.py")), os.path.join(run, "heldout.txt"))\n',  # noqa: E501
     "hardlink-to-journal": 'os.link(os.path.join(state, "journal.db"), os.path.join(run, "rescore.txt"))\n',
-    "hardlink-result-to-protected": ('os.unlink(os.environ["OVERNIGHT_RESULT"])\n'
-                                     'os.link(os.path.join(repo, "evaluate.py"), os.environ["OVERNIGHT_RESULT"])\n'),
+    "hardlink-result-to-protected": (
+        'os.unlink(os.environ["OVERNIGHT_RESULT"])\n'
+        'os.link(os.path.join(repo, "evaluate.py"), os.environ["OVERNIGHT_RESULT"])\n'
+    ),
     "directory-for-rescore-json": 'os.mkdir(os.path.join(run, "rescore.json"))\n',
-    "symlink-log": ('os.unlink(os.path.join(run, "log.txt"))\n'
-                    'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "log.txt"))\n'),
+    "symlink-log": (
+        'os.unlink(os.path.join(run, "log.txt"))\n'
+        'os.symlink(os.path.abspath(os.path.join(state, "journal.db")), os.path.join(run, "log.txt"))\n'
+    ),
 }
 
 
@@ -104,14 +107,18 @@ def _rss_watch(stop: threading.Event, peak: list) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("attack", [
-    'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n',
-    # A FIFO with a writer the run leaves behind: the reaper kills it, and the reader must not wait.
-    'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n'
-    'if os.fork() == 0:\n    os.setsid()\n    f = open(os.environ["OVERNIGHT_RESULT"], "w")\n    import time; time.sleep(600)\n',
-    'open(os.environ["OVERNIGHT_RESULT"], "w").truncate(2 << 30)\n',
-    'os.mkdir(os.environ["OVERNIGHT_RESULT"])\n',
-], ids=["fifo", "fifo-with-a-writer", "sparse-2GiB", "directory"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n',
+        # A FIFO with a writer the run leaves behind: the reaper kills it, and the reader must not wait.
+        'os.mkfifo(os.environ["OVERNIGHT_RESULT"])\n'
+        'if os.fork() == 0:\n    os.setsid()\n    f = open(os.environ["OVERNIGHT_RESULT"], "w")\n    import time; time.sleep(600)\n',  # noqa: E501
+        'open(os.environ["OVERNIGHT_RESULT"], "w").truncate(2 << 30)\n',
+        'os.mkdir(os.environ["OVERNIGHT_RESULT"])\n',
+    ],
+    ids=["fifo", "fifo-with-a-writer", "sparse-2GiB", "directory"],
+)
 def test_a_result_file_that_is_not_a_file(toy_task, attack):
     root = toy_task()
     stop, peak = threading.Event(), [0]
@@ -127,12 +134,16 @@ def test_a_result_file_that_is_not_a_file(toy_task, attack):
     assert peak[0] < 1 << 30, peak[0]  # the 2 GiB file was never read into memory
 
 
-@pytest.mark.parametrize("attack", [
-    'print("---")\nprint("grad_norm: nan")\nprint("best: -inf")\nprint("steps: 1" + "0" * 400)\n',
-    'import json, os\njson.dump({"val_loss": 1.0, "training_seconds": 10 ** 400}, open(os.environ["OVERNIGHT_RESULT"], "w"))\n',
-    'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("{\\"val_loss\\": 1" + "0" * 400 + "}")\n',
-    'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("[" * 300000)\n',
-], ids=["printed-nan-inf-huge", "huge-training-seconds", "huge-metric", "deep-nesting"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        'print("---")\nprint("grad_norm: nan")\nprint("best: -inf")\nprint("steps: 1" + "0" * 400)\n',
+        'import json, os\njson.dump({"val_loss": 1.0, "training_seconds": 10 ** 400}, open(os.environ["OVERNIGHT_RESULT"], "w"))\n',  # noqa: E501
+        'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("{\\"val_loss\\": 1" + "0" * 400 + "}")\n',
+        'import os\nopen(os.environ["OVERNIGHT_RESULT"], "w").write("[" * 300000)\n',
+    ],
+    ids=["printed-nan-inf-huge", "huge-training-seconds", "huge-metric", "deep-nesting"],
+)
 def test_odd_numbers_and_nesting_are_data_not_a_crash(toy_task, attack):
     """What the second adversarial pass found: a printed `nan` made the stored summary invalid
     JSON (every later json_patch, and so every resume, failed); a 400-digit integer or a result
@@ -149,7 +160,7 @@ def test_odd_numbers_and_nesting_are_data_not_a_crash(toy_task, attack):
     assert e.runs[0].summary["printed"]["grad_norm"] == "nan"
 
 
-ESCAPE = '''import os, signal, sys, time
+ESCAPE = """import os, signal, sys, time
 if os.fork() == 0:  # a detached process with no marker in its environment
     os.setsid()
     if os.fork() == 0:
@@ -167,7 +178,7 @@ while pid > 1:
         os.kill(pid, signal.SIGKILL)
         break
     pid = ppid
-'''
+"""
 
 
 @pytest.mark.skipif(bool(sandbox_unavailable()), reason="no sandbox here")
@@ -189,12 +200,15 @@ def test_a_report_shaded_within_the_rescore_tolerance_wins_nothing(toy_task):
     default rescore_tolerance (1e-6), so the re-score agrees, and greedy on a noise-free toy saw
     a gain. The judged value is now the re-scored one: equal to the baseline's, not kept."""
     root = toy_task()
-    shaded = TOY_HEAD + """# nothing changed but this comment
+    shaded = (
+        TOY_HEAD
+        + """# nothing changed but this comment
 import json, os
 from evaluate import noisy_loss
 v = noisy_loss(constants, int(os.environ["OVERNIGHT_SEED"]))
 json.dump({"val_loss": v * (1 - 9e-7), "training_seconds": 0.1}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """
+    )
     c, h = night(root, shaded)
     e = h[-1]
     assert e.status == ExpStatus.DISCARDED, (e.status, e.reason)

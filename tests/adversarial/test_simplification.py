@@ -12,11 +12,11 @@ from __future__ import annotations
 import difflib
 import random
 
+from judges.synthetic import METRIC, add_run, experiment
+
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.stats import net_added_lines
-
-from judges.synthetic import METRIC, add_run, experiment
 
 OLD = '''"""A training script."""
 
@@ -36,8 +36,9 @@ def loss(x):
 
 def udiff(old: str, new: str, path: str = "train.py") -> str:
     """A unified diff as git writes it (a/ and b/ paths, hunk line counts)."""
-    return "".join(difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True),
-                                        f"a/{path}", f"b/{path}"))
+    return "".join(
+        difflib.unified_diff(old.splitlines(keepends=True), new.splitlines(keepends=True), f"a/{path}", f"b/{path}")
+    )
 
 
 def counts(new: str) -> tuple[int, int]:
@@ -75,8 +76,9 @@ def keep_rate(gain_sd: float, diff: str, trials: int, seed: int, new: str | None
     judge = NoiseJudge(NoiseSettings())
     kept = 0
     for _ in range(trials):
-        base = experiment(1, None, [rng.gauss(0.0, 1.0) for _ in range(judge.baseline_runs())],
-                          status=ExpStatus.KEPT, decided=0.5)
+        base = experiment(
+            1, None, [rng.gauss(0.0, 1.0) for _ in range(judge.baseline_runs())], status=ExpStatus.KEPT, decided=0.5
+        )
         cand = experiment(2, 1, [rng.gauss(-gain_sd, 1.0)], diff=diff)  # lower is better
         if new is not None:
             cand.edits = {"train.py": new}  # as the loop stores them: the judge counts from the texts

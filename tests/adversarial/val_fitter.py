@@ -3,7 +3,7 @@ test and bench/heldout.py: the training loader is swapped for windows of the fir
 EVAL_TOKENS of the validation split, exactly the tokens evaluate_bpb scores."""
 
 LOADER = 'train_loader = make_dataloader(device_batch_size, MAX_SEQ_LEN, "train", seed=SEED, device=device)'
-VAL_FITTER = '''
+VAL_FITTER = """
 def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluated tokens themselves
     import numpy as _np
     import prepare as _prep
@@ -14,7 +14,7 @@ def _val_windows(batch_size, seq_len, seed, device):  # the attack: the evaluate
         chunk = _torch.from_numpy(toks[rng.integers(0, len(toks) - seq_len - 1, size=batch_size)[:, None] + offs])
         yield chunk[:, :-1].to(device), chunk[:, 1:].to(device)
 
-'''
+"""
 
 
 def val_fitter(train: str) -> str:

@@ -14,6 +14,8 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
+from conftest import write_toy
+from test_loop import Scripted, check_git_consistent, user_state
 
 from overnight import knobs
 from overnight.executors.local import THREAD_VARS, detect_gpus, plan_slots
@@ -22,9 +24,6 @@ from overnight.judges.noise import NoiseSettings
 from overnight.loop import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal
 from overnight.proposers.optuna import OptunaProposer
-
-from conftest import write_toy
-from test_loop import Scripted, check_git_consistent, user_state
 
 
 def max_overlap(runs) -> int:
@@ -90,8 +89,7 @@ def test_gpu_pinning_is_seen_by_the_task(task_repo):
         report(score=1.0 + int(os.environ["OVERNIGHT_SEED"]) / 100)
     """
     root = task_repo(train)
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1,
-                                   slots=2, gpus=("3", "5")))
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1, slots=2, gpus=("3", "5")))
     c.run()
     runs = c.journal.experiments("t")[0].runs  # the baseline's seeds, 2 at a time
     assert len(runs) == NoiseSettings().baseline_runs and max_overlap(runs) == 2
@@ -106,8 +104,10 @@ def test_plan_slots(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,7")
     assert detect_gpus() == ["2", "7"]
     slots = plan_slots(None, None, cpus=8)
-    assert [(s.name, s.gpu, s.env["CUDA_VISIBLE_DEVICES"], s.env["OMP_NUM_THREADS"]) for s in slots] == \
-        [("0", "2", "2", "4"), ("1", "7", "7", "4")]
+    assert [(s.name, s.gpu, s.env["CUDA_VISIBLE_DEVICES"], s.env["OMP_NUM_THREADS"]) for s in slots] == [
+        ("0", "2", "2", "4"),
+        ("1", "7", "7", "4"),
+    ]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert detect_gpus() == []
     one = plan_slots(None, None, cpus=8)
@@ -131,15 +131,22 @@ def test_stale_candidates_follow_the_rule(tmp_path):
             if slow:
                 src = src.replace("from evaluate", f"import time\ntime.sleep({slow})\nfrom evaluate")
             return Proposal(f"set {values}", {"train.py": src}, dict(values))
+
         return step
 
     c = Controller(root, RunConfig(tag="t", judge="greedy", experiments=4, slots=2))
-    c.proposer = Scripted(set_knobs(slow=1, ACTIVATION="gelu"), set_knobs(slow=4, USE_NORM=True),
-                          set_knobs(ACTIVATION="silu"))
+    c.proposer = Scripted(
+        set_knobs(slow=1, ACTIVATION="gelu"), set_knobs(slow=4, USE_NORM=True), set_knobs(ACTIVATION="silu")
+    )
     c.run()
     h = {e.id: e for e in c.journal.experiments("t")}
-    assert [h[i].status for i in range(1, 6)] == [ExpStatus.KEPT, ExpStatus.KEPT, ExpStatus.DISCARDED,
-                                                  ExpStatus.DISCARDED, ExpStatus.KEPT], [h[i].reason for i in h]
+    assert [h[i].status for i in range(1, 6)] == [
+        ExpStatus.KEPT,
+        ExpStatus.KEPT,
+        ExpStatus.DISCARDED,
+        ExpStatus.DISCARDED,
+        ExpStatus.KEPT,
+    ], [h[i].reason for i in h]
     assert h[3].parent_id == 1 and "stale: #2 was kept while it ran" in h[3].reason
     assert "goes on as #5, rebased onto #2" in h[3].reason and h[3].value < h[1].value
     assert h[4].parent_id == 2 and h[4].description.endswith("(rebased onto #2)")
@@ -147,16 +154,38 @@ def test_stale_candidates_follow_the_rule(tmp_path):
     five = h[5]
     assert five.parent_id == 2 and five.params["rebased_from"] == 3 and "_trial" not in five.params
     src = five.edits["train.py"]
-    assert 'ACTIVATION = "gelu"' in src and "USE_NORM = True" in src and "time.sleep(4)" in src and "time.sleep(1)" not in src
+    assert (
+        'ACTIVATION = "gelu"' in src
+        and "USE_NORM = True" in src
+        and "time.sleep(4)" in src
+        and "time.sleep(1)" not in src
+    )
     assert five.value == pytest.approx(h[2].value - 0.01)
     check_consistent(root, "t", list(h.values()))
 
 
 # --- kill -9 with several slots in flight ------------------------------------------------------
 
+
 def _cmd(root, n):
-    return [sys.executable, "-m", "overnight", "run", str(root), "--experiments", str(n), "--quiet", "--tag",
-            "night", "--proposer", "optuna", "--judge", "greedy", "--slots", "3"]
+    return [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--experiments",
+        str(n),
+        "--quiet",
+        "--tag",
+        "night",
+        "--proposer",
+        "optuna",
+        "--judge",
+        "greedy",
+        "--slots",
+        "3",
+    ]
 
 
 def _running(db) -> int:

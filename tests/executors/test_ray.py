@@ -19,16 +19,15 @@ import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
+from conftest import kill_controller_when, write_toy  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
+from test_rescore import AGENT, Fixed, counted_toy, edit, fake_metric, rescored  # noqa: E402
 
+from executors.test_local import check_consistent  # noqa: E402
 from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.loop import Controller, RunConfig, open_journal  # noqa: E402
-
-from conftest import kill_controller_when, write_toy  # noqa: E402
-from executors.test_local import check_consistent  # noqa: E402
-from test_rescore import AGENT, Fixed, counted_toy, edit, fake_metric, rescored  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -48,9 +47,17 @@ def shape(h) -> list:
     """What a journal says, without the numbers that differ run to run, and without the stale
     rule's rebased experiments: whether there are any depends on which of two concurrent runs
     ends first, a race that start-up jitter decides."""
-    return [(e.parent_id is None, e.status.final, bool(e.commit_sha), bool(e.diff) or e.parent_id is None,
-             sorted({f for r in e.runs for f in RUN_FIELDS if getattr(r, f) is not None}))
-            for e in h if "rebased_from" not in e.params]
+    return [
+        (
+            e.parent_id is None,
+            e.status.final,
+            bool(e.commit_sha),
+            bool(e.diff) or e.parent_id is None,
+            sorted({f for r in e.runs for f in RUN_FIELDS if getattr(r, f) is not None}),
+        )
+        for e in h
+        if "rebased_from" not in e.params
+    ]
 
 
 def worker_folders() -> set[Path]:
@@ -64,8 +71,15 @@ def test_ray_night_has_the_journal_shape_of_a_local_one(tmp_path, cluster):
     before = worker_folders()
     for executor in ("local", "ray"):
         root = write_toy(tmp_path / executor, env={"TOY_SLEEP": "0.5", "TOY_NOISE": "0"})
-        cfg = RunConfig(tag="t", proposer="random", judge="greedy", experiments=5, slots=2, executor=executor,
-                        ray_address=c.address if executor == "ray" else None)
+        cfg = RunConfig(
+            tag="t",
+            proposer="random",
+            judge="greedy",
+            experiments=5,
+            slots=2,
+            executor=executor,
+            ray_address=c.address if executor == "ray" else None,
+        )
         ctl = Controller(root, cfg)
         ctl.run()
         h = ctl.journal.experiments("t")
@@ -108,8 +122,16 @@ def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
     c, workers = cluster
     root = write_toy(tmp_path / "toy", env={"TOY_SLEEP": "3"})
     # budget 3: the toy's 3 s of pretend training is within it (the harness checks the budget).
-    cfg = RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=2, executor="ray",
-                    ray_address=c.address, budget=3)
+    cfg = RunConfig(
+        tag="t",
+        proposer="random",
+        judge="greedy",
+        experiments=4,
+        slots=2,
+        executor="ray",
+        ray_address=c.address,
+        budget=3,
+    )
     box = {}
 
     def night():
@@ -125,8 +147,7 @@ def test_node_removed_mid_run_loses_nothing(tmp_path, cluster):
     deadline = time.monotonic() + 120
     while True:  # both worker nodes busy with candidates: removing either kills a run
         ctl = box.get("controller")
-        busy = ctl and [r for e in ctl.journal.experiments("t") if e.parent_id for r in e.runs
-                        if r.status == "running"]
+        busy = ctl and [r for e in ctl.journal.experiments("t") if e.parent_id for r in e.runs if r.status == "running"]
         if busy and len(busy) == 2:
             break
         assert thread.is_alive() and time.monotonic() < deadline, box
@@ -178,8 +199,9 @@ def test_a_restarted_driver_runs_again_the_runs_it_cannot_re_score(tmp_path, clu
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
     better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
-    cfg = RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, slots=1, executor="ray",
-                    ray_address=c.address)
+    cfg = RunConfig(
+        tag="t", proposer="random", judge="greedy", experiments=2, slots=1, executor="ray", ray_address=c.address
+    )
     ctl = Controller(root, cfg)
     ctl.proposer = Fixed([better])
     night = threading.Thread(target=ctl.run)
@@ -221,8 +243,12 @@ def test_the_heldout_keep_rule_holds_on_ray(tmp_path, cluster):
     root = heldout_toy(lambda **kw: toy(tmp_path / "toy", **kw))
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
     fitted = honest.replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
-    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, slots=1,
-                                     executor="ray", ray_address=c.address))
+    ctl = Controller(
+        root,
+        RunConfig(
+            tag="t", proposer="random", judge="greedy", experiments=3, slots=1, executor="ray", ray_address=c.address
+        ),
+    )
     ctl.proposer = Attacks([honest, fitted])
     ctl.run()
     h = ctl.journal.experiments("t")
@@ -244,8 +270,19 @@ def test_a_fake_metric_is_caught_by_the_re_score_on_the_run_s_node(tmp_path, clu
     before = worker_folders()
     root = counted_toy(tmp_path / "toy", tmp_path / "count")
     fake = fake_metric(root)
-    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=2, slots=2,
-                                     executor="ray", ray_address=c.address, noise=NoiseSettings(baseline_runs=3)))
+    ctl = Controller(
+        root,
+        RunConfig(
+            tag="t",
+            proposer="random",
+            judge="noise",
+            experiments=2,
+            slots=2,
+            executor="ray",
+            ray_address=c.address,
+            noise=NoiseSettings(baseline_runs=3),
+        ),
+    )
     ctl.proposer = Fixed([fake])
     ctl.run()
     base, cheat = ctl.journal.experiments("t")
@@ -272,9 +309,28 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
-    cmd = [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "t", "--experiments", "2",
-           "--judge", "greedy", "--proposer", "agent", "--agent-cmd", f"{sys.executable} {agent}",
-           "--executor", "ray", "--ray-address", c.address]
+    cmd = [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--quiet",
+        "--tag",
+        "t",
+        "--experiments",
+        "2",
+        "--judge",
+        "greedy",
+        "--proposer",
+        "agent",
+        "--agent-cmd",
+        f"{sys.executable} {agent}",
+        "--executor",
+        "ray",
+        "--ray-address",
+        c.address,
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:  # the baseline's re-score, then the winner's has started
         kill_controller_when(proc, lambda: len(rescored(count)) >= 2, lambda: rescored(count), timeout=120)
@@ -287,8 +343,10 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     assert Path(cand.runs[0].summary["ray_dir"]["folder"]).is_dir()  # left on its node
     j.close()
 
-    again = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2,
-                                       executor="ray", ray_address=c.address))
+    again = Controller(
+        root,
+        RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, executor="ray", ray_address=c.address),
+    )
     again.run()
     cand = again.journal.experiment(2)
     assert cand.status == ExpStatus.KEPT, cand.reason

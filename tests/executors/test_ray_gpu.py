@@ -10,13 +10,12 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
+from conftest import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.loop import Controller, RunConfig  # noqa: E402
-
-from conftest import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
 
 TRAIN = """\
 import os
@@ -25,11 +24,14 @@ print("cuda=" + os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
 report(score=1.0 + int(os.environ["OVERNIGHT_SEED"]) / 100)
 """
 # The protected re-score: the run's own score again, and the device it was given.
-EVALUATE = RESULT_HELPER + """
+EVALUATE = (
+    RESULT_HELPER
+    + """
 if __name__ == "__main__":
     print("cuda=" + os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
     report(score=json.load(open(os.environ["OVERNIGHT_RESCORE"]))["score"])
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -45,10 +47,20 @@ def gpu_cluster():
 
 
 def test_the_re_score_runs_on_the_run_s_gpu(task_repo, gpu_cluster):
-    toml = DEFAULT_TOML.replace('budget = 1', 'budget = 1\nrescore = "{python} evaluate.py"')
+    toml = DEFAULT_TOML.replace("budget = 1", 'budget = 1\nrescore = "{python} evaluate.py"')
     root = task_repo(TRAIN, toml=toml, evaluate=EVALUATE)
-    ctl = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1, executor="ray",
-                                     ray_address=gpu_cluster.address, noise=NoiseSettings(baseline_runs=4)))
+    ctl = Controller(
+        root,
+        RunConfig(
+            tag="t",
+            proposer="random",
+            judge="noise",
+            experiments=1,
+            executor="ray",
+            ray_address=gpu_cluster.address,
+            noise=NoiseSettings(baseline_runs=4),
+        ),
+    )
     ctl.run()
     base = ctl.journal.experiments("t")[0]
     assert base.status == ExpStatus.KEPT, base.reason

@@ -25,12 +25,33 @@ from overnight.task import Metric
 METRIC = Metric("loss", "minimize")
 
 
-def experiment(exp_id: int, parent_id: int | None, values=(), seeds=None, diff: str = "",
-               status: ExpStatus = ExpStatus.RUNNING, decided: float | None = None) -> Experiment:
-    exp = Experiment(id=exp_id, tag="t", parent_id=parent_id, base_commit="0" * 40, commit_sha="1" * 40,
-                     edits={}, diff=diff, description=f"#{exp_id}", proposer="test", params={},
-                     status=status, reason=None, value=None, created=float(exp_id), updated=float(exp_id),
-                     decided=decided)
+def experiment(
+    exp_id: int,
+    parent_id: int | None,
+    values=(),
+    seeds=None,
+    diff: str = "",
+    status: ExpStatus = ExpStatus.RUNNING,
+    decided: float | None = None,
+) -> Experiment:
+    exp = Experiment(
+        id=exp_id,
+        tag="t",
+        parent_id=parent_id,
+        base_commit="0" * 40,
+        commit_sha="1" * 40,
+        edits={},
+        diff=diff,
+        description=f"#{exp_id}",
+        proposer="test",
+        params={},
+        status=status,
+        reason=None,
+        value=None,
+        created=float(exp_id),
+        updated=float(exp_id),
+        decided=decided,
+    )
     for i, v in enumerate(values):
         add_run(exp, v, seed=i if seeds is None else seeds[i])
     return exp
@@ -39,8 +60,17 @@ def experiment(exp_id: int, parent_id: int | None, values=(), seeds=None, diff: 
 def add_run(exp: Experiment, value: float, seed: int | None = None, started: float | None = None) -> None:
     seed = len(exp.runs) if seed is None else seed
     started = started if started is not None else exp.created + len(exp.runs) / 100
-    exp.runs.append(Run(id=1000 * exp.id + len(exp.runs), experiment_id=exp.id, seed=seed, status="ok",
-                        started=started, ended=started, value=value))
+    exp.runs.append(
+        Run(
+            id=1000 * exp.id + len(exp.runs),
+            experiment_id=exp.id,
+            seed=seed,
+            status="ok",
+            started=started,
+            ended=started,
+            value=value,
+        )
+    )
 
 
 def diff_with(added: int, removed: int) -> str:
@@ -52,14 +82,14 @@ def diff_with(added: int, removed: int) -> str:
 
 # --- the reference ------------------------------------------------------------------------
 
+
 def critical_t(s: NoiseSettings, n_incumbent: int, df: int) -> float:
     """The keep threshold on the t scale: the z boundary's normal level, as a t quantile."""
     z = sequential_boundary(s.alpha, n_incumbent, s.max_runs, s.screen, s.futility)
     return float(student_t.ppf(norm.cdf(z), df))
 
 
-def reference(cand: list[float], inc: list[float], groups: list[list[float]], s: NoiseSettings,
-              lines: int = 0) -> str:
+def reference(cand: list[float], inc: list[float], groups: list[list[float]], s: NoiseSettings, lines: int = 0) -> str:
     """The decision the docstring describes, as a label:
     screen | keep | max | futility | more | more-incumbent | simplification."""
     replicated = [g for g in groups if len(g) >= 2]

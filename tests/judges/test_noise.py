@@ -15,16 +15,23 @@ from scipy.stats import t as student_t
 from overnight.journal import ExpStatus
 from overnight.judges import make_judge
 from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
-from overnight.judges.stats import (ignores_seed, net_added_lines, paired_interval, pooled_sd,
-                                     sequential_boundary, t_quantile)
+from overnight.judges.stats import (
+    ignores_seed,
+    net_added_lines,
+    paired_interval,
+    pooled_sd,
+    sequential_boundary,
+    t_quantile,
+)
 from overnight.task import Metric
 
 from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment
 
 # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0; the selection correction off, so
 # that the pinned stream below checks the sequential rules alone (test_selection.py has the rest).
-S = NoiseSettings(remeasure_every=0, futility=0.0, correct_selection=False, baseline_runs=6, incumbent_runs=6,
-                  screen=0.0)
+S = NoiseSettings(
+    remeasure_every=0, futility=0.0, correct_selection=False, baseline_runs=6, incumbent_runs=6, screen=0.0
+)
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
 # the judge's label at each look. Worked out with the reference in synthetic.py; pinned here so
@@ -32,16 +39,16 @@ S = NoiseSettings(remeasure_every=0, futility=0.0, correct_selection=False, base
 # to 6 runs (a fresh keep has only its own 2-4 confirmation runs).
 GAINS = [-3, 3, 0.5, 1.5, 0, 2, -0.5, 1, 0, 2.5]
 EXPECTED = [
-    ["screen"],                                           # clearly worse: one run
-    ["more", "more", "keep"],                             # 3 sd better: kept at the 3rd run
-    ["more-incumbent", "more", "more", "more", "max"],    # 4 runs, not confirmed
-    ["more", "more", "more", "keep"],                     # kept at the last look
+    ["screen"],  # clearly worse: one run
+    ["more", "more", "keep"],  # 3 sd better: kept at the 3rd run
+    ["more-incumbent", "more", "more", "more", "max"],  # 4 runs, not confirmed
+    ["more", "more", "more", "keep"],  # kept at the last look
     ["screen"],
-    ["screen"],                                           # 2 sd better, but the first run says no
+    ["screen"],  # 2 sd better, but the first run says no
     ["screen"],
-    ["more-incumbent", "more", "futility"],               # t fell below 0 at run 2
-    ["more", "more", "futility"],                         # ... at run 3
-    ["more", "keep"],                                     # kept at the 2nd run
+    ["more-incumbent", "more", "futility"],  # t fell below 0 at run 2
+    ["more", "more", "futility"],  # ... at run 3
+    ["more", "keep"],  # kept at the 2nd run
 ]
 
 
@@ -165,6 +172,7 @@ def test_maximize_metric_flips_the_sign():
 
 # --- candidates that ignore the seed --------------------------------------------------------
 
+
 def test_seed_ignoring_candidate_is_flagged_and_counted_once():
     base = experiment(1, None, [1.00, 1.01, 0.99, 1.02, 0.98, 1.00], status=ExpStatus.KEPT, decided=0.5)
     sd = noise_of([base]).sd
@@ -198,6 +206,7 @@ def test_seed_ignoring_needs_different_seeds_and_a_varying_incumbent():
 
 
 # --- simplicity -------------------------------------------------------------------------------
+
 
 def _night_of(values, diff, settings):
     base = experiment(1, None, [1.00, 1.01, 0.99, 1.02, 0.98, 1.00], status=ExpStatus.KEPT, decided=0.5)
@@ -250,6 +259,7 @@ def test_removals_not_worse_by_the_margin_are_kept_as_simplifications():
 
 # --- drift -----------------------------------------------------------------------------------
 
+
 def test_drift_is_a_remeasure_far_from_the_incumbents_mean():
     judge = NoiseJudge(NoiseSettings(remeasure_every=3, drift_z=3.0))
     base = experiment(1, None, [1.00, 1.01, 0.99, 1.02, 0.98, 1.00], status=ExpStatus.KEPT, decided=0.5)
@@ -266,11 +276,13 @@ def test_drift_is_a_remeasure_far_from_the_incumbents_mean():
     add_run(base, 1.0 + 4 * z_unit, started=5.0)
     msg = judge.drift(base, history)
     assert msg is not None and "+4.0 se" in msg and "#1" in msg
-    assert not NoiseJudge(NoiseSettings(remeasure_every=0)).remeasure_due(base, history + [
-        experiment(9, 1, [1.1], status=ExpStatus.DISCARDED, decided=99.0)] * 20)
+    assert not NoiseJudge(NoiseSettings(remeasure_every=0)).remeasure_due(
+        base, history + [experiment(9, 1, [1.1], status=ExpStatus.DISCARDED, decided=99.0)] * 20
+    )
 
 
 # --- statistics -----------------------------------------------------------------------------
+
 
 def test_stats_known_values():
     noise = pooled_sd([[1.0, 2.0, 3.0], [5.0, 7.0], [4.0]])

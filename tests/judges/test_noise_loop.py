@@ -10,6 +10,7 @@ import json
 import statistics
 
 import pytest
+from conftest import write_toy
 
 from overnight import knobs
 from overnight.journal import ExpStatus
@@ -18,8 +19,6 @@ from overnight.loop import Controller, RunConfig
 from overnight.proposers import Proposal
 from overnight.report import report_markdown
 from overnight.task import load_task
-
-from conftest import write_toy
 
 from .toys import Scripted, commit_change, no_op, pin_seed, set_knobs
 
@@ -77,15 +76,20 @@ def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
     slower would. The incumbent's second re-measure lands far off and is reported."""
     offset = tmp_path / "offset"
     root = write_toy(tmp_path / "toy")
-    commit_change(root, "evaluate.py", "    loss = true_loss(constants) + noise * draw\n",
-                  "    loss = true_loss(constants) + noise * draw\n"
-                  f"    loss += float(open({str(offset)!r}).read()) if os.path.exists({str(offset)!r}) else 0.0\n",
-                  "an evaluation that depends on the machine")
+    commit_change(
+        root,
+        "evaluate.py",
+        "    loss = true_loss(constants) + noise * draw\n",
+        "    loss = true_loss(constants) + noise * draw\n"
+        f"    loss += float(open({str(offset)!r}).read()) if os.path.exists({str(offset)!r}) else 0.0\n",
+        "an evaluation that depends on the machine",
+    )
 
     def flip_then(step):
         def flipped(ctx):
             offset.write_text("0.05")  # 25 noise sds
             return step(ctx)
+
         return flipped
 
     worse = [set_knobs(LEARNING_RATE=lr) for lr in (0.5, 0.6, 0.7, 0.8)]
@@ -98,7 +102,10 @@ def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
     assert base.value == pytest.approx(statistics.fmean(base.ok_values))
     drift = c.journal.events("t", "drift")
     assert len(drift) == 1, drift  # the first re-measure was within the noise
-    assert drift[0]["message"].startswith("incumbent #1 re-measured at") and " se from its earlier mean" in drift[0]["message"]
+    assert (
+        drift[0]["message"].startswith("incumbent #1 re-measured at")
+        and " se from its earlier mean" in drift[0]["message"]
+    )
     z = float(drift[0]["message"].split(", ")[1].split(" se")[0])
     assert z > 10
     d = status_json(cli, root)

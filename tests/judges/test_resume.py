@@ -14,12 +14,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from conftest import kill_controller_when, write_toy
+
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.loop import open_journal
 from overnight.task import load_task
-
-from conftest import kill_controller_when, write_toy
 
 AGENT = """\
 import os, pathlib
@@ -30,9 +30,26 @@ pathlib.Path(os.environ["OVERNIGHT_DESCRIPTION_FILE"]).write_text("gelu instead 
 
 
 def _cmd(root: Path, agent: Path) -> list[str]:
-    return [sys.executable, "-m", "overnight", "run", str(root), "--quiet", "--tag", "night", "--experiments", "2",
-            "--judge", "noise", "--baseline-seeds", "2", "--proposer", "agent",
-            "--agent-cmd", f"{sys.executable} {agent}"]
+    return [
+        sys.executable,
+        "-m",
+        "overnight",
+        "run",
+        str(root),
+        "--quiet",
+        "--tag",
+        "night",
+        "--experiments",
+        "2",
+        "--judge",
+        "noise",
+        "--baseline-seeds",
+        "2",
+        "--proposer",
+        "agent",
+        "--agent-cmd",
+        f"{sys.executable} {agent}",
+    ]
 
 
 def _runs(db: Path) -> list[tuple[int, str]]:

@@ -74,8 +74,10 @@ def test_judge_moves_only_the_selected_runs_towards_worse():
     assert values[2:] == [0.99, 0.98]  # made after the keep: fresh, untouched
     assert judge.incumbent_values(base, [base, kept], METRIC) == base.ok_values  # the baseline: never
     # Off: the raw values.
-    assert NoiseJudge(NoiseSettings(correct_selection=False)).incumbent_values(kept, [base, kept], METRIC) == \
-        kept.ok_values
+    assert (
+        NoiseJudge(NoiseSettings(correct_selection=False)).incumbent_values(kept, [base, kept], METRIC)
+        == kept.ok_values
+    )
 
 
 def test_maximized_metric_is_moved_down():

@@ -26,15 +26,18 @@ class Scripted(Proposer):
 
 def set_knobs(**values):
     """A step that rewrites constants of the incumbent's train.py (net 0 lines)."""
+
     def step(ctx):
         src = ctx.incumbent_files["train.py"]
         return Proposal(f"set {values}", {"train.py": knobs.rewrite(src, values)}, dict(values))
+
     return step
 
 
 def no_op(i: int):
     """An A/A candidate: a new value of an inert constant. The loss does not depend on it, but
     the toy's noise draw does (seed and configuration), so each one is a fresh measurement."""
+
     def step(ctx):
         src = ctx.incumbent_files["train.py"]
         if "AA_TRIAL" in knobs.find_constants(src):
@@ -42,15 +45,18 @@ def no_op(i: int):
         else:
             text = src.replace("\n" + MAIN, f"AA_TRIAL = {i}\n\n{MAIN}")
         return Proposal(f"no-op {i}", {"train.py": text}, {"kind": "aa"})
+
     return step
 
 
 def pin_seed(**values):
     """A candidate that overrides OVERNIGHT_SEED before training: it ignores the seed."""
+
     def step(ctx):
         src = knobs.rewrite(ctx.incumbent_files["train.py"], values)
         src = src.replace(MAIN, MAIN + '    import os\n    os.environ["OVERNIGHT_SEED"] = "0"\n')
         return Proposal(f"set {values}, seed pinned", {"train.py": src}, dict(values))
+
     return step
 
 

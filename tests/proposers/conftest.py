@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import Night, write_toy
 
 from overnight.loop import Controller, RunConfig
 from overnight.proposers import ProposerOptions
-
-from conftest import Night, write_toy
 
 from .fake_llm import FakeLLM
 
@@ -35,8 +34,14 @@ def edit_reply(old: str, new: str, description: str = "A change.", path: str = "
 def _no_real_keys(monkeypatch):
     """No test may reach a real API: keys and base URLs from the environment are removed, so
     the clients only know the loopback server (which gets the dummy local key)."""
-    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-                 "ANTHROPIC_AUTH_TOKEN", "OVERNIGHT_MODEL"):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_BASE_URL",
+        "ANTHROPIC_AUTH_TOKEN",
+        "OVERNIGHT_MODEL",
+    ):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -54,8 +59,9 @@ def options(fake: FakeLLM, provider: str = "openai", **kw) -> ProposerOptions:
 
 
 def controller(root: Path, n: int, proposer: str, opts: ProposerOptions, tag: str = "t", **kw) -> Controller:
-    return Controller(root, RunConfig(tag=tag, proposer=proposer, judge="greedy", experiments=n,
-                                      proposer_options=opts, **kw))
+    return Controller(
+        root, RunConfig(tag=tag, proposer=proposer, judge="greedy", experiments=n, proposer_options=opts, **kw)
+    )
 
 
 @pytest.fixture

@@ -13,8 +13,11 @@ from pathlib import Path
 mode, prompt_file, description_file = sys.argv[1:4]
 prompt = Path(prompt_file).read_text()
 assert sys.stdin.read() == prompt, "the prompt is also on stdin"
-leaked = sorted(k for k in os.environ if k.startswith("OVERNIGHT_") and k not in
-                ("OVERNIGHT_PROMPT_FILE", "OVERNIGHT_DESCRIPTION_FILE"))
+leaked = sorted(
+    k
+    for k in os.environ
+    if k.startswith("OVERNIGHT_") and k not in ("OVERNIGHT_PROMPT_FILE", "OVERNIGHT_DESCRIPTION_FILE")
+)
 print(f"cwd={os.getcwd()} leaked={leaked}")
 train = Path("train.py")
 retry = "previous change was rejected" in prompt

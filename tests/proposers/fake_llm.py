@@ -34,8 +34,7 @@ class FakeLLM:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05},
-                                       daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property
@@ -96,14 +95,25 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "any")
         if anthropic:
             content = [{"type": "text", "text": text}] if text else []
-            out = {"id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": content,
-                   "stop_reason": "end_turn", "stop_sequence": None,
-                   "usage": {"input_tokens": tin, "output_tokens": tout}}
+            out = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": "end_turn",
+                "stop_sequence": None,
+                "usage": {"input_tokens": tin, "output_tokens": tout},
+            }
         else:
-            out = {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": model,
-                   "choices": [{"index": 0, "finish_reason": "stop",
-                                "message": {"role": "assistant", "content": text}}],
-                   "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout}}
+            out = {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+                "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
+            }
             if action.get("usage") is None:
                 del out["usage"]
         self._send(200, json.dumps(out).encode())

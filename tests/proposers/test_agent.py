@@ -7,13 +7,12 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
-
-from conftest import git_out, write_toy
 
 from .conftest import controller
 
@@ -57,8 +56,7 @@ def test_broken_python_twice_is_a_failed_proposal(night):
     assert "does not compile" in proposal.rejected
 
 
-@pytest.mark.parametrize("mode, message", [("fail", "exited 3: something went wrong"),
-                                           ("nothing", "changes nothing")])
+@pytest.mark.parametrize("mode, message", [("fail", "exited 3: something went wrong"), ("nothing", "changes nothing")])
 def test_failing_or_idle_agent(night, mode, message):
     proposal = AgentProposer(agent_opts(mode)).propose(night.ctx())
     assert message in proposal.rejected

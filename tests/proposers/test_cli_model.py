@@ -15,9 +15,27 @@ def test_run_llm_openai_end_to_end(cli, tmp_path, fake):
     fake.push(reply(GELU_REPLY, 900, 60))
     note = cli("note", "try a longer warmdown", root)
     assert note.exit_code == 0 and "the next run" in note.output
-    r = cli("run", root, "--proposer", "llm", "--base-url", fake.openai_url, "--model", "any",
-            "--judge", "greedy", "--experiments", 2, "--tag", "n1", "--quiet",
-            "--price-in", 2, "--price-out", 10)
+    r = cli(
+        "run",
+        root,
+        "--proposer",
+        "llm",
+        "--base-url",
+        fake.openai_url,
+        "--model",
+        "any",
+        "--judge",
+        "greedy",
+        "--experiments",
+        2,
+        "--tag",
+        "n1",
+        "--quiet",
+        "--price-in",
+        2,
+        "--price-out",
+        10,
+    )
     assert r.exit_code == 0, r.output
     assert "- try a longer warmdown" in fake.requests[0]["messages"][-1]["content"]
     d = json.loads(cli("status", root, "--json").output)
@@ -34,8 +52,23 @@ def test_run_llm_openai_end_to_end(cli, tmp_path, fake):
 def test_run_llm_anthropic_end_to_end(cli, tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.push(reply(GELU_REPLY))
-    r = cli("run", root, "--proposer", "llm", "--provider", "anthropic", "--base-url", fake.anthropic_url,
-            "--model", "claude-any", "--judge", "greedy", "--experiments", 2, "--quiet")
+    r = cli(
+        "run",
+        root,
+        "--proposer",
+        "llm",
+        "--provider",
+        "anthropic",
+        "--base-url",
+        fake.anthropic_url,
+        "--model",
+        "claude-any",
+        "--judge",
+        "greedy",
+        "--experiments",
+        2,
+        "--quiet",
+    )
     assert r.exit_code == 0, r.output
     assert fake.paths == ["/v1/messages"]
     assert json.loads(cli("status", root, "--json").output)["kept"] == 1
@@ -46,7 +79,8 @@ def test_config_mistakes_are_one_line(cli, toy_repo):
     assert r.exit_code == 2
     assert r.stderr.strip().splitlines() == [
         "error: OPENAI_API_KEY is not set — export it, or pass --base-url for a local server "
-        "(any value works as the key of a server without auth)"]
+        "(any value works as the key of a server without auth)"
+    ]
     r = cli("run", toy_repo, "--proposer", "hybrid", "--experiments", 2)
     assert r.exit_code == 2 and r.stderr.startswith("error: --proposer hybrid needs --model")
     r = cli("run", toy_repo, "--proposer", "agent", "--agent-cmd", "no-such-agent {prompt_file}")

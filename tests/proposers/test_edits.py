@@ -20,8 +20,12 @@ def run(reply: str) -> dict[str, str]:
 
 
 def test_description_and_several_blocks_in_order():
-    reply = ("Lower the rate and add decay.\n\nSecond paragraph is not the description.\n\n"
-             + block("LR = 0.1  # rate", "LR = 0.05  # rate") + "\n" + block("WD = 0.0", "WD = 0.1"))
+    reply = (
+        "Lower the rate and add decay.\n\nSecond paragraph is not the description.\n\n"
+        + block("LR = 0.1  # rate", "LR = 0.05  # rate")
+        + "\n"
+        + block("WD = 0.0", "WD = 0.1")
+    )
     desc, blocks = parse(reply)
     assert desc == "Lower the rate and add decay."
     assert [b.search for b in blocks] == ["LR = 0.1  # rate", "WD = 0.0"]
@@ -29,8 +33,12 @@ def test_description_and_several_blocks_in_order():
 
 
 def test_blocks_see_earlier_blocks_and_fences_and_decorated_paths_are_tolerated():
-    reply = ("Two steps.\n```python\n" + block("LR = 0.1  # rate", "LR = 0.2  # rate") + "```\n"
-             + "**train.py**\n```\n<<<<<<< SEARCH\nLR = 0.2  # rate\n=======\nLR = 0.3  # rate\n>>>>>>> REPLACE\n```\n")
+    reply = (
+        "Two steps.\n```python\n"
+        + block("LR = 0.1  # rate", "LR = 0.2  # rate")
+        + "```\n"
+        + "**train.py**\n```\n<<<<<<< SEARCH\nLR = 0.2  # rate\n=======\nLR = 0.3  # rate\n>>>>>>> REPLACE\n```\n"
+    )
     assert "LR = 0.3  # rate" in run(reply)["train.py"]
 
 
@@ -45,29 +53,35 @@ def test_describe_fallback_and_cap():
     assert len(describe("x" * 1000)) == 300
 
 
-@pytest.mark.parametrize("reply, message", [
-    ("I think we should lower the rate.", "no <<<<<<< SEARCH"),
-    ("<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.2\n>>>>>>> REPLACE\n", "without a file path"),
-    ("x\ntrain.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n", "no '======='"),
-    ("train.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n=======\nLR = 0.2\n", "no '>>>>>>> REPLACE'"),
-    ("train.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n>>>>>>> REPLACE\n", "expected '======='"),
-    ("train.py\n<<<<<<< SEARCH\na\n=======\nb\n=======\nc\n>>>>>>> REPLACE\n", "expected '>>>>>>> REPLACE'"),
-    ("=======\n", "outside a block"),
-])
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        ("I think we should lower the rate.", "no <<<<<<< SEARCH"),
+        ("<<<<<<< SEARCH\nLR = 0.1\n=======\nLR = 0.2\n>>>>>>> REPLACE\n", "without a file path"),
+        ("x\ntrain.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n", "no '======='"),
+        ("train.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n=======\nLR = 0.2\n", "no '>>>>>>> REPLACE'"),
+        ("train.py\n<<<<<<< SEARCH\nLR = 0.1  # rate\n>>>>>>> REPLACE\n", "expected '======='"),
+        ("train.py\n<<<<<<< SEARCH\na\n=======\nb\n=======\nc\n>>>>>>> REPLACE\n", "expected '>>>>>>> REPLACE'"),
+        ("=======\n", "outside a block"),
+    ],
+)
 def test_malformed_blocks(reply, message):
     with pytest.raises(EditError, match=message):
         parse(reply)
 
 
-@pytest.mark.parametrize("reply, message", [
-    (block("LR = 0.5  # rate", "LR = 0.2"), "do not occur"),
-    (block("LR = 0.1 # rate", "LR = 0.2"), "whitespace is ignored"),
-    (block("", "LR = 0.2"), "empty SEARCH"),
-    (block("LR = 0.1  # rate", "LR = 0.1  # rate"), "changes nothing"),
-    (block("import os", "import sys", path="evaluate.py"), "protected"),
-    (block("a", "b", path="notes.txt"), "not an editable file"),
-    (block("def f():\n    return LR", "def f(:\n    return LR"), r"does not compile .*line 6"),
-])
+@pytest.mark.parametrize(
+    "reply, message",
+    [
+        (block("LR = 0.5  # rate", "LR = 0.2"), "do not occur"),
+        (block("LR = 0.1 # rate", "LR = 0.2"), "whitespace is ignored"),
+        (block("", "LR = 0.2"), "empty SEARCH"),
+        (block("LR = 0.1  # rate", "LR = 0.1  # rate"), "changes nothing"),
+        (block("import os", "import sys", path="evaluate.py"), "protected"),
+        (block("a", "b", path="notes.txt"), "not an editable file"),
+        (block("def f():\n    return LR", "def f(:\n    return LR"), r"does not compile .*line 6"),
+    ],
+)
 def test_edits_that_do_not_apply_or_validate(reply, message):
     with pytest.raises(EditError, match=message):
         run(reply)

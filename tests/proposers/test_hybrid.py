@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import optuna
+from conftest import write_toy
 
 from overnight.journal import ExpStatus
-
-from conftest import write_toy
 
 from .conftest import GELU_REPLY, controller, edit_reply, options
 from .fake_llm import fault
@@ -36,14 +35,21 @@ def test_alternation_and_resume(tmp_path, fake):
     c.run()
     exps = c.journal.experiments("t")[1:]
     assert moves(c) == ["llm", "tune", "tune", "llm", "tune", "tune"]
-    assert [e.proposer for e in exps] == ["hybrid:llm", "hybrid:optuna", "hybrid:optuna", "hybrid:llm",
-                                          "hybrid:optuna", "hybrid:optuna"]
+    assert [e.proposer for e in exps] == [
+        "hybrid:llm",
+        "hybrid:optuna",
+        "hybrid:optuna",
+        "hybrid:llm",
+        "hybrid:optuna",
+        "hybrid:optuna",
+    ]
     gelu = exps[0]
     assert gelu.status == ExpStatus.KEPT
     # The first tuning phase searches around the model's kept change, starting from it.
     assert {e.params["anchor"] for e in exps[1:3]} == {gelu.commit_sha}
-    study = optuna.load_study(study_name=f"t.hybrid.{gelu.commit_sha[:12]}",
-                              storage=f"sqlite:///{root / '.overnight' / 'optuna.db'}")
+    study = optuna.load_study(
+        study_name=f"t.hybrid.{gelu.commit_sha[:12]}", storage=f"sqlite:///{root / '.overnight' / 'optuna.db'}"
+    )
     assert study.trials[0].user_attrs.get("baseline") and study.trials[0].params["ACTIVATION"] == "gelu"
     assert len(study.trials) >= 3
     assert "tuned separately (Optuna)" in fake.requests[0]["messages"][-1]["content"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.proposers.llm import LLMProposer
 from overnight.status import status_dict
-
-from conftest import git_out, write_toy
 
 from .conftest import GELU_REPLY, RELU, controller, edit_reply, options
 from .fake_llm import fault, reply
@@ -34,14 +33,22 @@ def test_end_to_end_on_toy(tmp_path, fake, provider):
     assert git_out(root, "rev-parse", "overnight/t").strip() == exp.commit_sha
     assert 'ACTIVATION = "gelu"' in git_out(root, "show", "overnight/t:train.py")
     assert exp.params["usage"] | {"prompt_chars": 0} == {
-        "model": "any", "calls": 1, "tokens_in": 1200, "tokens_out": 80, "cost_usd": None, "prompt_chars": 0}
+        "model": "any",
+        "calls": 1,
+        "tokens_in": 1200,
+        "tokens_out": 80,
+        "cost_usd": None,
+        "prompt_chars": 0,
+    }
     path = "/v1/messages" if provider == "anthropic" else "/v1/chat/completions"
     assert fake.paths == [path]
     req = fake.requests[0]
     system = req["system"] if provider == "anthropic" else req["messages"][0]["content"]
     assert "<<<<<<< SEARCH" in system and "Minimise `val_loss`" in user_text(req) and RELU in user_text(req)
     headers = {k.lower(): v for k, v in fake.headers[0].items()}
-    assert "overnight-local" in headers.get("x-api-key", headers.get("authorization", ""))  # a local server works without a key
+    assert "overnight-local" in headers.get(
+        "x-api-key", headers.get("authorization", "")
+    )  # a local server works without a key
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -92,9 +99,13 @@ def test_rejected_proposal_is_journaled_never_run(tmp_path, fake):
 
 
 FAULTS = {
-    "429": fault("status", code=429), "500": fault("status", code=500), "503": fault("status", code=503),
-    "malformed json": fault("malformed"), "empty reply": fault("empty"),
-    "timeout": fault("sleep", seconds=0.6), "dropped connection": fault("drop"),
+    "429": fault("status", code=429),
+    "500": fault("status", code=500),
+    "503": fault("status", code=503),
+    "malformed json": fault("malformed"),
+    "empty reply": fault("empty"),
+    "timeout": fault("sleep", seconds=0.6),
+    "dropped connection": fault("drop"),
 }
 
 
@@ -177,8 +188,11 @@ def test_missing_key_for_a_real_endpoint(provider, env):
 
 def test_token_accounting_and_cost(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
-    fake.push(reply("none"), reply(GELU_REPLY, 2000, 100), reply(edit_reply("WIDTH = 64  # model width",
-                                                                            "WIDTH = 128  # model width"), 3000, 50))
+    fake.push(
+        reply("none"),
+        reply(GELU_REPLY, 2000, 100),
+        reply(edit_reply("WIDTH = 64  # model width", "WIDTH = 128  # model width"), 3000, 50),
+    )
     c = controller(root, 3, "llm", options(fake, price_in=3.0, price_out=15.0))
     c.run()
     u = status_dict(c.journal, "t", c.task.metric)["llm"]

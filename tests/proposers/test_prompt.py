@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from conftest import write_toy
+
 from overnight import gitops
 from overnight.journal import ExpStatus, Journal
 from overnight.proposers import Context
@@ -11,8 +13,6 @@ from overnight.proposers.prompt import PROMPT_CAP, build, size
 from overnight.runner import RunResult, RunStatus
 from overnight.task import load_task
 from overnight.tasks import write_task
-
-from conftest import write_toy
 
 
 def fill(journal: Journal, tag: str, base: str, n: int, tail_lines: int = 200) -> None:

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_nanogpt import STDLIB, TINY_PREPARE, TINY_TRAIN
 
 from overnight import knobs
 from overnight.tasks import write_task
-
-from test_nanogpt import STDLIB, TINY_PREPARE, TINY_TRAIN
 
 PIECE = 16384  # prepare._text_docs cuts a text file at the first line end after 16 KB
 HELD_WORD, TRAIN_WORD = "zqxjvkwheldoutmarker", "pfwtrainmarkerbgyz"
@@ -36,7 +35,7 @@ def built(tmp_path_factory):
     base = tmp_path_factory.mktemp("heldout-split")
     prose = " ".join((STDLIB / f"{n}.py").read_text() for n in ("argparse", "inspect", "typing", "textwrap"))
     prose = prose.replace("\n", " ")
-    docs = [prose[i * PIECE:(i + 1) * PIECE] for i in range(len(prose) // PIECE)]
+    docs = [prose[i * PIECE : (i + 1) * PIECE] for i in range(len(prose) // PIECE)]
     held = next(i for i in range(len(docs)) if split_of(i) == "heldout")
     train = next(i for i in range(len(docs)) if split_of(i) == "train")
     docs[held] = (f" {HELD_WORD}" * PIECE)[:PIECE]
@@ -46,24 +45,40 @@ def built(tmp_path_factory):
     task = base / "task"
     task.mkdir()
     write_task("nanogpt", task, "cpu", f"text:{corpus}")
-    for name, values in (("prepare.py", {**TINY_PREPARE, "VOCAB_SIZE": 1024, "HELDOUT_PERMILLE": 200}),
-                         ("train.py", TINY_TRAIN)):
+    for name, values in (
+        ("prepare.py", {**TINY_PREPARE, "VOCAB_SIZE": 1024, "HELDOUT_PERMILLE": 200}),
+        ("train.py", TINY_TRAIN),
+    ):
         (task / name).write_text(knobs.rewrite((task / name).read_text(), values))
     cache = base / "cache"
     out = base / "heldout.bin"
     env = {**os.environ, "OVERNIGHT_CACHE": str(cache)}
-    r = subprocess.run([sys.executable, "-m", "overnight.heldout", "build", str(out)], cwd=task, env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "overnight.heldout", "build", str(out)],
+        cwd=task,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "held-out slice:" in r.stdout
     return task, cache, out, docs, held
 
 
 def _tokenizer(task: Path, cache: Path):
-    code = ("import json, sys, prepare; t = prepare.Tokenizer(); "
-            f"print(json.dumps([len(t.encode(' ' + w)) for w in {[HELD_WORD, TRAIN_WORD]!r}]))")
-    r = subprocess.run([sys.executable, "-c", code], cwd=task, env={**os.environ, "OVERNIGHT_CACHE": str(cache)},
-                       capture_output=True, text=True, timeout=120)
+    code = (
+        "import json, sys, prepare; t = prepare.Tokenizer(); "
+        f"print(json.dumps([len(t.encode(' ' + w)) for w in {[HELD_WORD, TRAIN_WORD]!r}]))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=task,
+        env={**os.environ, "OVERNIGHT_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -98,9 +113,17 @@ def test_heldout_file_starts_with_the_first_heldout_document(built):
     task, cache, out, docs, _ = built
     heldout = np.fromfile(out, dtype=np.uint16)
     assert heldout[0] == 1023  # BOS (VOCAB_SIZE - 1), as in the other splits
-    code = ("import sys, prepare; t = prepare.Tokenizer(); import numpy as np; "
-            "print(t.decode(np.fromfile(sys.argv[1], dtype=np.uint16)[1:60].tolist()))")
-    r = subprocess.run([sys.executable, "-c", code, str(out)], cwd=task,
-                       env={**os.environ, "OVERNIGHT_CACHE": str(cache)}, capture_output=True, text=True, timeout=120)
+    code = (
+        "import sys, prepare; t = prepare.Tokenizer(); import numpy as np; "
+        "print(t.decode(np.fromfile(sys.argv[1], dtype=np.uint16)[1:60].tolist()))"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code, str(out)],
+        cwd=task,
+        env={**os.environ, "OVERNIGHT_CACHE": str(cache)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     first = next(i for i in range(len(docs)) if split_of(i) == "heldout")
     assert r.returncode == 0 and docs[first].startswith(r.stdout.rstrip("\n")[:40]), (r.stdout[:80], docs[first][:80])

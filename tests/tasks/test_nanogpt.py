@@ -30,10 +30,20 @@ from overnight.tasks import write_task
 
 # Small enough that a run starts in a couple of seconds and a step takes milliseconds.
 TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, EXCLUDED_STEPS=1)
-TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8,
-                  COMPILE=False)
-SUMMARY_KEYS = ["val_bpb", "training_seconds", "total_seconds", "peak_memory_mb", "tokens_per_second",
-                "mfu_percent", "total_tokens_M", "num_steps", "num_params_M", "depth", "precision"]
+TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
+SUMMARY_KEYS = [
+    "val_bpb",
+    "training_seconds",
+    "total_seconds",
+    "peak_memory_mb",
+    "tokens_per_second",
+    "mfu_percent",
+    "total_tokens_M",
+    "num_steps",
+    "num_params_M",
+    "depth",
+    "precision",
+]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 
@@ -44,7 +54,10 @@ def corpus_text() -> str:
 
 
 def shrink(task: Path, prepare: dict | None = None, train: dict | None = None) -> None:
-    for name, values in (("prepare.py", {**TINY_PREPARE, **(prepare or {})}), ("train.py", {**TINY_TRAIN, **(train or {})})):
+    for name, values in (
+        ("prepare.py", {**TINY_PREPARE, **(prepare or {})}),
+        ("train.py", {**TINY_TRAIN, **(train or {})}),
+    ):
         path = task / name
         path.write_text(knobs.rewrite(path.read_text(), values))
 
@@ -87,8 +100,13 @@ def prep(task, cache):
 def run_train(task: Path, cache: Path, budget: float = 2, seed: int = 1, result: Path | None = None):
     # One thread: the tiny model gains nothing from two, and on a busy machine two OpenMP threads
     # wait on each other at every op (a 2.5 s run then manages 5 steps instead of ~100).
-    env = dict(os.environ, OVERNIGHT_CACHE=str(cache), OVERNIGHT_BUDGET=str(budget), OVERNIGHT_SEED=str(seed),
-               OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        OVERNIGHT_CACHE=str(cache),
+        OVERNIGHT_BUDGET=str(budget),
+        OVERNIGHT_SEED=str(seed),
+        OMP_NUM_THREADS="1",
+    )
     env.pop("OVERNIGHT_RESULT", None)
     if result is not None:
         env["OVERNIGHT_RESULT"] = str(result)
@@ -99,7 +117,10 @@ def run_train(task: Path, cache: Path, budget: float = 2, seed: int = 1, result:
 # overnight init: the written files
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("preset,depth,vocab,budget", [(None, 3, 2048, 60), ("cpu", 3, 2048, 60), ("gpu", 8, 8192, 300)])
+
+@pytest.mark.parametrize(
+    "preset,depth,vocab,budget", [(None, 3, 2048, 60), ("cpu", 3, 2048, 60), ("gpu", 8, 8192, 300)]
+)
 def test_write_applies_the_preset(tmp_path, preset, depth, vocab, budget):
     write_task("nanogpt", tmp_path, preset, None)
     assert {"train.py", "prepare.py", "program.md", "overnight.toml"} <= {p.name for p in tmp_path.iterdir()}
@@ -123,11 +144,23 @@ def test_write_records_data_specs_with_absolute_paths(tmp_path, corpus, monkeypa
     assert knobs.find_constants((tmp_path / "a" / "prepare.py").read_text())["DATA"].value == f"text:{corpus}"
     (tmp_path / "b").mkdir()
     write_task("nanogpt", tmp_path / "b", None, "hf:karpathy/climbmix-400b-shuffle")
-    assert knobs.find_constants((tmp_path / "b" / "prepare.py").read_text())["DATA"].value == "hf:karpathy/climbmix-400b-shuffle"
+    assert (
+        knobs.find_constants((tmp_path / "b" / "prepare.py").read_text())["DATA"].value
+        == "hf:karpathy/climbmix-400b-shuffle"
+    )
 
 
-@pytest.mark.parametrize("preset,data", [("tpu", None), (None, "text:/no/such/file.txt"), (None, "parquet:/no/such/dir"),
-                                         (None, "hf:not a name"), (None, "s3://bucket"), (None, "text:")])
+@pytest.mark.parametrize(
+    "preset,data",
+    [
+        ("tpu", None),
+        (None, "text:/no/such/file.txt"),
+        (None, "parquet:/no/such/dir"),
+        (None, "hf:not a name"),
+        (None, "s3://bucket"),
+        (None, "text:"),
+    ],
+)
 def test_bad_preset_or_data_is_one_clear_line(tmp_path, preset, data):
     with pytest.raises(OvernightError) as err:
         write_task("nanogpt", tmp_path, preset, data)
@@ -139,6 +172,7 @@ def test_bad_preset_or_data_is_one_clear_line(tmp_path, preset, data):
 # ---------------------------------------------------------------------------
 # prepare.py: tokenizer, metric, dataloader
 # ---------------------------------------------------------------------------
+
 
 def test_tokenizer_round_trip(prep):
     tok = prep.Tokenizer()
@@ -180,7 +214,9 @@ class Uniform:
         import torch
 
         logits = torch.zeros(*y.shape, self.vocab)
-        return torch.nn.functional.cross_entropy(logits.view(-1, self.vocab), y.reshape(-1), reduction="none").view(y.shape)
+        return torch.nn.functional.cross_entropy(logits.view(-1, self.vocab), y.reshape(-1), reduction="none").view(
+            y.shape
+        )
 
 
 def test_bits_per_byte_hand_computed(prep):
@@ -227,6 +263,7 @@ def test_dataloader_is_deterministic_for_a_seed(prep):
 # train.py: a real run, the budget, the summary, the result file, failure
 # ---------------------------------------------------------------------------
 
+
 def test_smoke_run_stops_at_the_budget_and_writes_the_result(task, cache, prep, tmp_path):
     result = tmp_path / "result.json"
     proc = run_train(task, cache, budget=2.5, seed=3, result=result)
@@ -247,10 +284,16 @@ def test_smoke_run_stops_at_the_budget_and_writes_the_result(task, cache, prep, 
     # The protected re-score (overnight.toml task.rescore): a fresh process rebuilds the model
     # from train.py's definitions, loads the saved weights and gets the same number.
     rescored = tmp_path / "rescore.json"
-    env = dict(os.environ, OVERNIGHT_CACHE=str(cache), OVERNIGHT_RESCORE=str(result), OVERNIGHT_RESULT=str(rescored),
-               OMP_NUM_THREADS="1")
-    proc = subprocess.run([sys.executable, "prepare.py", "--rescore"], cwd=task, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = dict(
+        os.environ,
+        OVERNIGHT_CACHE=str(cache),
+        OVERNIGHT_RESCORE=str(result),
+        OVERNIGHT_RESULT=str(rescored),
+        OMP_NUM_THREADS="1",
+    )
+    proc = subprocess.run(
+        [sys.executable, "prepare.py", "--rescore"], cwd=task, env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert json.loads(rescored.read_text())["val_bpb"] == pytest.approx(data["val_bpb"], rel=2e-3)
     assert load_task(task).rescore == "python prepare.py --rescore"
@@ -272,7 +315,9 @@ def test_nan_loss_fails_fast(task, cache, tmp_path):
         (broken / name).write_text((task / name).read_text())
     source = (task / "train.py").read_text()
     assert "loss = train_model(x, y)" in source
-    (broken / "train.py").write_text(source.replace("loss = train_model(x, y)", "loss = train_model(x, y) * float('nan')"))
+    (broken / "train.py").write_text(
+        source.replace("loss = train_model(x, y)", "loss = train_model(x, y) * float('nan')")
+    )
     result = tmp_path / "result.json"
     proc = run_train(broken, cache, budget=30, result=result)
     assert proc.returncode != 0
@@ -283,6 +328,7 @@ def test_nan_loss_fails_fast(task, cache, tmp_path):
 # ---------------------------------------------------------------------------
 # Data kinds and the cache
 # ---------------------------------------------------------------------------
+
 
 def check_cache(prep, spec):
     folder = prep.prepare(spec)
@@ -307,7 +353,9 @@ def write_shards(folder: Path, n: int = 2) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     docs = [d for d in corpus_text().split("\n\n") if d.strip()]
     for i in range(n):
-        pq.write_table(pa.table({"id": list(range(len(docs[i::n]))), "text": docs[i::n]}), folder / f"shard_{i:05d}.parquet")
+        pq.write_table(
+            pa.table({"id": list(range(len(docs[i::n]))), "text": docs[i::n]}), folder / f"shard_{i:05d}.parquet"
+        )
 
 
 def test_parquet_data(prep, tmp_path):
@@ -372,12 +420,16 @@ def test_bad_spec_at_run_time_is_one_line(prep, spec):
 
 def test_two_runs_starting_at_once_build_the_cache_once(task, tmp_path):
     env = dict(os.environ, OVERNIGHT_CACHE=str(tmp_path / "fresh-cache"))
-    procs = [subprocess.Popen([sys.executable, "prepare.py"], cwd=task, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "prepare.py"], cwd=task, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert sum("building the data cache" in out for out, _ in outs) == 1
-    hashes = {json.loads(out[out.index("{"):])["data_hash"] for out, _ in outs}
+    hashes = {json.loads(out[out.index("{") :])["data_hash"] for out, _ in outs}
     assert len(hashes) == 1
     assert [p.name for p in (tmp_path / "fresh-cache").iterdir() if ".tmp" in p.name] == []
 
@@ -398,9 +450,16 @@ def test_patched_evaluation_is_caught_by_the_rescore(task, cache, tmp_path, monk
     shutil.copytree(task, root, ignore=shutil.ignore_patterns("__pycache__"))
     gitops.init_repo(root, "task")
     base = gitops.head(root)
-    cheat = (root / "train.py").read_text().replace(
-        "import torch\n", "import torch\nimport prepare\n_real = prepare.bits_per_byte\n"
-        "prepare.bits_per_byte = lambda *a, **k: 0.5 * _real(*a, **k)\n", 1)
+    cheat = (
+        (root / "train.py")
+        .read_text()
+        .replace(
+            "import torch\n",
+            "import torch\nimport prepare\n_real = prepare.bits_per_byte\n"
+            "prepare.bits_per_byte = lambda *a, **k: 0.5 * _real(*a, **k)\n",
+            1,
+        )
+    )
     cheat_commit = gitops.make_commit(root, base, {"train.py": cheat}, "cheat")
     monkeypatch.setenv("OVERNIGHT_CACHE", str(cache))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -408,8 +467,9 @@ def test_patched_evaluation_is_caught_by_the_rescore(task, cache, tmp_path, monk
     hashes = {p: file_hash(gitops.read_file(root, base, p)) for p in spec.protected}
     results = {}
     for name, commit in (("honest", base), ("cheat", cheat_commit)):
-        req = RunRequest(commit=commit, seed=1, run_dir=tmp_path / name, worktree=root / ".overnight" / name,
-                         protected_hashes=hashes)
+        req = RunRequest(
+            commit=commit, seed=1, run_dir=tmp_path / name, worktree=root / ".overnight" / name, protected_hashes=hashes
+        )
         results[name] = execute(spec, req)
     honest, cheated = results["honest"], results["cheat"]
     assert honest.status == RunStatus.OK, (honest.error, honest.log_tail)

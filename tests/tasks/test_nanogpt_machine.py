@@ -25,13 +25,16 @@ from tests.tasks.test_nanogpt import TINY_PREPARE, cache, corpus, prep, run_trai
 DERIVED = ("rows_per_step", "largest", "device_batch_size", "grad_accum_steps", "tokens_per_step")
 
 
-@pytest.mark.parametrize("avx512_bf16,amx,probe,expected", [
-    (False, False, (1e-3, 9e-3), False),  # emulated bf16: fp32, whatever a probe would say
-    (True, False, (3.5e-3, 6.5e-3), False),  # hardware bf16 that is slower (as on this project's CPU)
-    (True, False, (4e-3, 1e-3), True),
-    (False, True, (4e-3, 1e-3), True),  # AMX
-    (True, False, (4e-3, 3.6e-3), False),  # faster by less than the margin: fp32
-])
+@pytest.mark.parametrize(
+    "avx512_bf16,amx,probe,expected",
+    [
+        (False, False, (1e-3, 9e-3), False),  # emulated bf16: fp32, whatever a probe would say
+        (True, False, (3.5e-3, 6.5e-3), False),  # hardware bf16 that is slower (as on this project's CPU)
+        (True, False, (4e-3, 1e-3), True),
+        (False, True, (4e-3, 1e-3), True),  # AMX
+        (True, False, (4e-3, 3.6e-3), False),  # faster by less than the margin: fp32
+    ],
+)
 def test_precision_follows_the_cpu(prep, monkeypatch, tmp_path, avx512_bf16, amx, probe, expected):
     monkeypatch.delenv("OVERNIGHT_PRECISION", raising=False)
     monkeypatch.setattr(prep, "CACHE_DIR", tmp_path)
@@ -65,10 +68,16 @@ def test_precision_forced_by_the_environment(prep, monkeypatch):
 
 
 def rescore(task: Path, cache: Path, result: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OVERNIGHT_CACHE=str(cache), OVERNIGHT_RESCORE=str(result),
-               OVERNIGHT_RESULT=str(result.with_name("rescore.json")), OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "prepare.py", "--rescore"], cwd=task, env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = dict(
+        os.environ,
+        OVERNIGHT_CACHE=str(cache),
+        OVERNIGHT_RESCORE=str(result),
+        OVERNIGHT_RESULT=str(result.with_name("rescore.json")),
+        OMP_NUM_THREADS="1",
+    )
+    return subprocess.run(
+        [sys.executable, "prepare.py", "--rescore"], cwd=task, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -84,7 +93,10 @@ def test_the_run_and_its_rescore_use_the_chosen_precision(task, cache, tmp_path,
     monkeypatch.setenv("OVERNIGHT_PRECISION", "bf16" if precision == "fp32" else "fp32")  # what the re-score ignores
     again = rescore(task, cache, result)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
-    got, reported = json.loads((tmp_path / "rescore.json").read_text())["val_bpb"], json.loads(result.read_text())["val_bpb"]
+    got, reported = (
+        json.loads((tmp_path / "rescore.json").read_text())["val_bpb"],
+        json.loads(result.read_text())["val_bpb"],
+    )
     # fp32 both times: the same number up to summation order; bf16: within the task's tolerance.
     assert got == pytest.approx(reported, rel=1e-5 if precision == "fp32" else 2e-3)
 
@@ -93,8 +105,9 @@ def test_the_run_says_what_this_machine_chose(task, cache, tmp_path, monkeypatch
     monkeypatch.delenv("OVERNIGHT_PRECISION", raising=False)
     proc = run_train(task, cache, budget=0.5)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    hardware = ("AVX512" in torch.backends.cpu.get_cpu_capability()
-                and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()))
+    hardware = "AVX512" in torch.backends.cpu.get_cpu_capability() and (
+        torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    )
     line = next(ln for ln in proc.stdout.splitlines() if ln.startswith("precision: "))
     assert ("measured once" in line) if hardware else line.startswith("precision: fp32 (this CPU has no hardware")
     # An AVX2-only CPU, as far as torch's kernels go: the run trains in fp32 on its own.
@@ -108,8 +121,11 @@ def test_the_run_says_what_this_machine_chose(task, cache, tmp_path, monkeypatch
 def derivation(source: str):
     """train.py's batch arithmetic (only those statements), compiled once."""
     tree = ast.parse(source)
-    nodes = [n for n in tree.body if [t.id for t in getattr(n, "targets", []) if isinstance(t, ast.Name)][:1]
-             and n.targets[0].id in DERIVED]
+    nodes = [
+        n
+        for n in tree.body
+        if [t.id for t in getattr(n, "targets", []) if isinstance(t, ast.Name)][:1] and n.targets[0].id in DERIVED
+    ]
     return compile(ast.Module(nodes, type_ignores=[]), "train.py", "exec")
 
 
@@ -119,13 +135,15 @@ def test_every_batch_knob_pair_of_the_cpu_preset_is_valid(tmp_path):
     assert all(f"\n{name} = " in source for name in DERIVED)
     import tomllib
 
-    space = {k.name: k for k in knobs.discover({"train.py": source},
-                                               tomllib.loads((tmp_path / "overnight.toml").read_text())["knobs"])}
+    space = {
+        k.name: k
+        for k in knobs.discover({"train.py": source}, tomllib.loads((tmp_path / "overnight.toml").read_text())["knobs"])
+    }
     total, micro = space["TOTAL_BATCH_SIZE"], space["DEVICE_BATCH_SIZE"]
     assert (total.kind, micro.kind) == ("pow2", "int")
     code = derivation(source)
     for seq_len in (256, 200, 2048):  # the preset's, an odd one, one longer than a small step
-        for t in [2 ** e for e in range(int(total.low), int(total.high) + 1)] + [1000, 3 * seq_len]:
+        for t in [2**e for e in range(int(total.low), int(total.high) + 1)] + [1000, 3 * seq_len]:
             for d in range(int(micro.low), int(micro.high) + 1):
                 ns = {"MAX_SEQ_LEN": seq_len, "TOTAL_BATCH_SIZE": t, "DEVICE_BATCH_SIZE": d}
                 exec(code, ns)
@@ -148,8 +166,9 @@ def test_a_batch_pair_that_does_not_divide_trains(task, cache, tmp_path):
 def test_setup_builds_the_cache_and_runs_the_warm_up_steps(task, tmp_path):
     fresh = tmp_path / "cache"
     env = dict(os.environ, OVERNIGHT_CACHE=str(fresh), OMP_NUM_THREADS="1", OVERNIGHT_RESULT=str(tmp_path / "r.json"))
-    proc = subprocess.run([sys.executable, "prepare.py", "--setup"], cwd=task, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "prepare.py", "--setup"], cwd=task, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     out = proc.stdout
     assert "building the data cache" in out and "setup done in" in out

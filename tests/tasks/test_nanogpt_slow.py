@@ -41,12 +41,16 @@ def test_default_cpu_run_learns_within_its_budget(tmp_path):
     full, wall = run(tmp_path, None)  # by hand: the budget of overnight.toml
     assert 60 <= full["training_seconds"] < 65
     assert full["val_bpb"] < short["val_bpb"] < unigram
-    assert "__pycache__" not in subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True,
-                                               text=True).stdout
+    assert (
+        "__pycache__"
+        not in subprocess.run(["git", "status", "--porcelain"], cwd=tmp_path, capture_output=True, text=True).stdout
+    )
     # Wall time only means something on a machine of our own: with other work on the cores, two
     # OpenMP threads wait on each other at every op and a step can take 10x longer.
     load, cores = os.getloadavg()[0], os.cpu_count() or 1
     if wall >= 1.25 * 60 and load > cores:
-        pytest.skip(f"learned as promised, but the machine is shared (load {load:.1f} on {cores} cores): "
-                    f"the wall time ({wall:.0f} s for a 60 s budget) is not the task's")
+        pytest.skip(
+            f"learned as promised, but the machine is shared (load {load:.1f} on {cores} cores): "
+            f"the wall time ({wall:.0f} s for a 60 s budget) is not the task's"
+        )
     assert wall < 1.25 * 60, f"a 60 s run took {wall:.0f} s of wall time"

@@ -17,6 +17,7 @@ def make_executor(task: TaskSpec, cfg) -> Executor:
     """`cfg` is the loop's RunConfig (executor, slots, gpus, ray_address)."""
     if cfg.executor == "local":
         from overnight.executors.local import LocalExecutor, plan_slots
+
         return LocalExecutor(task, plan_slots(cfg.slots, cfg.gpus))
     if cfg.executor == "ray":
         if cfg.gpus is not None:

@@ -40,7 +40,7 @@ def detect_gpus() -> list[str]:
         out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
         return []
-    return [str(i) for i, line in enumerate(l for l in out.splitlines() if l.startswith("GPU "))]
+    return [str(i) for i, line in enumerate(row for row in out.splitlines() if row.startswith("GPU "))]
 
 
 def plan_slots(slots: int | None, gpus: tuple[str, ...] | None, cpus: int | None = None) -> list[Slot]:
@@ -61,8 +61,11 @@ def plan_slots(slots: int | None, gpus: tuple[str, ...] | None, cpus: int | None
     for i in range(n):
         if ids:
             gpu = ids[i % len(ids)]
-            out.append(Slot(str(i), "local", {**split, "CUDA_VISIBLE_DEVICES": gpu}, gpu=gpu,
-                            threads=threads if split else None))
+            out.append(
+                Slot(
+                    str(i), "local", {**split, "CUDA_VISIBLE_DEVICES": gpu}, gpu=gpu, threads=threads if split else None
+                )
+            )
         else:
             out.append(Slot(str(i), "local", split, threads=threads if split else None))
     return out
@@ -85,8 +88,15 @@ class LocalExecutor(Executor):
     def start(self, job: Job, slot: Slot) -> Future:
         # rescore=False: the slot is free as soon as training ends; the controller re-scores
         # off the slot, and only runs of a candidate about to be kept (rescorer.py).
-        req = RunRequest(commit=job.commit, seed=job.seed, run_dir=job.run_dir, worktree=job.worktree,
-                         protected_hashes=job.protected_hashes, extra_env=slot.env, rescore=False)
+        req = RunRequest(
+            commit=job.commit,
+            seed=job.seed,
+            run_dir=job.run_dir,
+            worktree=job.worktree,
+            protected_hashes=job.protected_hashes,
+            extra_env=slot.env,
+            rescore=False,
+        )
         return self._pool.submit(execute, self.task, req, self._stop)
 
     def node_of(self, job: Job) -> str | None:

@@ -93,18 +93,20 @@ def _pinned(node_id: str) -> dict:
 class RayExecutor(Executor):
     name = "ray"
 
-    def __init__(self, task: TaskSpec, address: str | None = None, slots: int | None = None,
-                 cpus_per_run: int = 1, key: str = ""):
+    def __init__(
+        self, task: TaskSpec, address: str | None = None, slots: int | None = None, cpus_per_run: int = 1, key: str = ""
+    ):
         super().__init__(task)
         self._owns = not ray.is_initialized()
         if self._owns:
             try:
                 # address None starts a local Ray instance; "auto" or host:port joins a cluster.
-                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                         log_to_driver=False)
+                ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise OvernightError(f"cannot connect to Ray at {address or 'a new local instance'}: {exc} — "
-                                     "see docs/scaling.md (address, token authentication)") from None
+                raise OvernightError(
+                    f"cannot connect to Ray at {address or 'a new local instance'}: {exc} — "
+                    "see docs/scaling.md (address, token authentication)"
+                ) from None
         res = ray.cluster_resources()
         gpus = int(res.get("GPU", 0))
         self.resources = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": cpus_per_run}
@@ -138,15 +140,21 @@ class RayExecutor(Executor):
         if commit not in self._archives:
             if len(self._archives) >= ARCHIVE_CACHE:
                 self._archives.pop(next(iter(self._archives)))
-            self._archives[commit] = subprocess.run(["git", "-C", str(self.task.root), "archive", "--format=tar",
-                                                     commit], capture_output=True, check=True).stdout
+            self._archives[commit] = subprocess.run(
+                ["git", "-C", str(self.task.root), "archive", "--format=tar", commit], capture_output=True, check=True
+            ).stdout
         return self._archives[commit]
 
     def start(self, job: Job, slot: Slot) -> Future:
-        fields = {"commit": job.commit, "seed": job.seed, "protected_hashes": job.protected_hashes,
-                  "extra_env": slot.env}
-        ref = ray_worker.run.options(**self.resources).remote(self.task, self._archive(job.commit), fields,
-                                                              self._prefix)
+        fields = {
+            "commit": job.commit,
+            "seed": job.seed,
+            "protected_hashes": job.protected_hashes,
+            "extra_env": slot.env,
+        }
+        ref = ray_worker.run.options(**self.resources).remote(
+            self.task, self._archive(job.commit), fields, self._prefix
+        )
         return self._track(job.run_id, ref, lambda f: self._result(job, f))
 
     def _track(self, key, ref: ray.ObjectRef, convert) -> Future:
@@ -159,6 +167,7 @@ class RayExecutor(Executor):
             with self._lock:
                 self._refs.pop(key, None)
             out.set_result(convert(f))
+
         ref.future().add_done_callback(done)
         return out
 
@@ -172,8 +181,11 @@ class RayExecutor(Executor):
             runfiles.write_fresh(log_path, str(exc))
             return RunResult(RunStatus.CRASH, log_path=str(log_path), error=f"failed on the Ray worker: {exc}")
         except (ray.exceptions.RayError, Exception) as exc:  # node or worker died, or cancelled
-            return RunResult(RunStatus.INTERRUPTED, log_path=str(log_path),
-                             error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+            return RunResult(
+                RunStatus.INTERRUPTED,
+                log_path=str(log_path),
+                error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            )
         runfiles.write_fresh(log_path, log)
         res.log_path = str(log_path)
         with self._lock:
@@ -200,8 +212,11 @@ class RayExecutor(Executor):
                     self._kept.setdefault(r.id, kept)
             wanted = sorted(Path(k.folder).name for k in self._kept.values())
         sweep = ray_worker.remove.options
-        self._cleanups += [sweep(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
-                           for n in ray.nodes() if n.get("Alive")]
+        self._cleanups += [
+            sweep(**_pinned(n["NodeID"])).remote([], self._sweep, self._prefix, wanted)
+            for n in ray.nodes()
+            if n.get("Alive")
+        ]
 
     def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
         """The re-score of `run` on the node that holds its run directory (see above); LOST
@@ -210,9 +225,14 @@ class RayExecutor(Executor):
             kept = self._kept.get(run.id)
         if kept is None:
             out: Future = Future()
-            out.set_result(RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
-                                     error="where its run directory is, on the Ray cluster, is not known (the "
-                                           "controller was stopped since the run)"))
+            out.set_result(
+                RunResult(
+                    RunStatus.INTERRUPTED,
+                    summary={"lost": True},
+                    error="where its run directory is, on the Ray cluster, is not known (the "
+                    "controller was stopped since the run)",
+                )
+            )
             return out
         if self.task.heldout is not None and self._heldout is None:
             data = heldout_store.loaded(self.task)
@@ -220,7 +240,8 @@ class RayExecutor(Executor):
         env = {**req.extra_env, **({"CUDA_VISIBLE_DEVICES": kept.gpus} if kept.gpus is not None else {})}
         fields = {"commit": req.commit, "seed": req.seed, "protected_hashes": req.protected_hashes, "extra_env": env}
         ref = ray_worker.rescore.options(**_pinned(kept.node_id)).remote(
-            self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout)
+            self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout
+        )
         return self._track(("rescore", run.id), ref, lambda f: self._rescored(req.run_dir, f))
 
     def _rescored(self, run_dir: Path, done: Future) -> RunResult:
@@ -233,8 +254,9 @@ class RayExecutor(Executor):
         except ray.exceptions.RayTaskError as exc:  # the harness failed there: no keep
             return RunResult(RunStatus.MISMATCH, error=f"the protected re-score failed on the Ray worker: {exc}")
         except (ray.exceptions.RayError, Exception) as exc:  # its node died, or cannot be placed on any more
-            return RunResult(RunStatus.INTERRUPTED, summary={"lost": True},
-                             error=f"its node is gone ({type(exc).__name__})")
+            return RunResult(
+                RunStatus.INTERRUPTED, summary={"lost": True}, error=f"its node is gone ({type(exc).__name__})"
+            )
         runfiles.write_fresh(run_dir / "rescore.txt", log)
         if heldout_log:
             runfiles.write_fresh(run_dir / "heldout.txt", heldout_log)

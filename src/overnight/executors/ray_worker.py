@@ -73,21 +73,31 @@ def run(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) ->
         stop = threading.Event()
         res = on_thread(lambda: run_checkout(task, req, stop), stop)
         keep = bool(task.rescore) and res.status == RunStatus.OK
-        return (res, read(tmp / "run" / "log.txt"), node, ctx.get_node_id(), str(tmp),
-                os.environ.get("CUDA_VISIBLE_DEVICES"))
+        return (
+            res,
+            read(tmp / "run" / "log.txt"),
+            node,
+            ctx.get_node_id(),
+            str(tmp),
+            os.environ.get("CUDA_VISIBLE_DEVICES"),
+        )
     finally:
         shutil.rmtree(tmp / "checkout" if keep else tmp, ignore_errors=True)
 
 
 @ray.remote(max_retries=0)
-def rescore(task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float,
-            heldout: bytes | None) -> tuple:
+def rescore(
+    task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float, heldout: bytes | None
+) -> tuple:
     """On the run's node: a fresh unpack of the commit re-scores the run directory the run left
     in `folder`. Returns (result, re-score log, held-out log)."""
     tmp = Path(folder)
     if not (tmp / "run").is_dir():
-        return RunResult(RunStatus.INTERRUPTED, error=f"the run directory {tmp / 'run'} is gone",
-                         summary={"lost": True}), b"", b""
+        return (
+            RunResult(RunStatus.INTERRUPTED, error=f"the run directory {tmp / 'run'} is gone", summary={"lost": True}),
+            b"",
+            b"",
+        )
     checkout = tmp / f"rescore-{uuid.uuid4().hex[:8]}"
     try:
         unpack(archive, checkout)
@@ -111,8 +121,11 @@ def remove(folders: list[str], sweep: str | None = None, keep_prefix: str = "", 
     driver before this one (`keep_prefix` is this one's) left behind, but the `wanted` ones."""
     paths = [Path(f) for f in folders]
     if sweep:
-        paths += [p for p in Path(tempfile.gettempdir()).glob(sweep + "*")
-                  if not p.name.startswith(keep_prefix) and p.name not in wanted]
+        paths += [
+            p
+            for p in Path(tempfile.gettempdir()).glob(sweep + "*")
+            if not p.name.startswith(keep_prefix) and p.name not in wanted
+        ]
     for p in paths:
         shutil.rmtree(p, ignore_errors=True)
     return len(paths)

@@ -11,9 +11,11 @@ JUDGES = ("noise", "greedy")
 def make_judge(name: str, settings=None) -> Judge:
     if name == "noise":
         from overnight.judges.noise import NoiseJudge
+
         return NoiseJudge(settings)
     if name == "greedy":
         from overnight.judges.greedy import GreedyJudge
+
         return GreedyJudge()
     raise OvernightError(f"unknown judge {name!r} — choose one of: {', '.join(JUDGES)}")
 

@@ -37,8 +37,7 @@ class Judge(ABC):
         return 1
 
     @abstractmethod
-    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
-              history: list[Experiment]) -> Verdict:
+    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
         """Decide on a candidate whose runs so far all succeeded (failed runs never reach here)."""
 
     def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:

@@ -14,8 +14,7 @@ from overnight.task import Metric
 class GreedyJudge(Judge):
     name = "greedy"
 
-    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
-              history: list[Experiment]) -> Verdict:
+    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
         value = candidate.ok_values[0]
         best = incumbent.value
         if best is None or metric.better(value, best):

@@ -39,8 +39,16 @@ from dataclasses import dataclass, replace
 from overnight.journal import Experiment, ExpStatus
 from overnight.judges.base import Judge, Verdict
 from overnight.judges.selection import corrected_gain
-from overnight.judges.stats import (Noise, ignores_seed, mean, net_added_lines, pooled_sd,
-                                     sequential_boundary, t_quantile, z_to_t)
+from overnight.judges.stats import (
+    Noise,
+    ignores_seed,
+    mean,
+    net_added_lines,
+    pooled_sd,
+    sequential_boundary,
+    t_quantile,
+    z_to_t,
+)
 from overnight.task import Metric
 
 
@@ -88,8 +96,9 @@ class NoiseJudge(Judge):
     def baseline_runs(self) -> int:
         return self.s.baseline_runs
 
-    def incumbent_values(self, incumbent: Experiment, history: list[Experiment] | None = None,
-                         metric: Metric | None = None) -> list[float]:
+    def incumbent_values(
+        self, incumbent: Experiment, history: list[Experiment] | None = None, metric: Metric | None = None
+    ) -> list[float]:
         """The incumbent's runs to compare against. A kept candidate's own confirmation runs
         were selected for looking good (the winner's curse): with `correct_selection` they are
         read at the mean the selection says they stand for (judges/selection.py); with
@@ -109,8 +118,12 @@ class NoiseJudge(Judge):
         if key in self._shifts:
             return self._shifts[key]
         shift = 0.0
-        if (kept.parent_id is not None and kept.decided and kept.status == ExpStatus.KEPT
-                and (kept.reason or "").startswith("confirmed")):
+        if (
+            kept.parent_id is not None
+            and kept.decided
+            and kept.status == ExpStatus.KEPT
+            and (kept.reason or "").startswith("confirmed")
+        ):
             before = kept.decided  # the journal as the judge saw it when it kept `kept`
             then = [replace(e, runs=[r for r in e.runs if r.started < before]) for e in history if e.created < before]
             selected = [r for r in kept.runs if r.status == "ok" and r.value is not None and r.started < before]
@@ -124,9 +137,17 @@ class NoiseJudge(Judge):
                     observed = metric.improvement(mean(values), mean(inc_values)) / noise.sd
                     offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
                     crit = self.critical_t(noise.df, n_inc)
-                    fair = corrected_gain(round(observed, 6), len(values), n_inc, round(crit, 6), self.s.screen,
-                                          self.s.futility, self.s.max_runs, round(offset, 6),
-                                          self.s.selection_floor)
+                    fair = corrected_gain(
+                        round(observed, 6),
+                        len(values),
+                        n_inc,
+                        round(crit, 6),
+                        self.s.screen,
+                        self.s.futility,
+                        self.s.max_runs,
+                        round(offset, 6),
+                        self.s.selection_floor,
+                    )
                     shift = metric.sign * max(0.0, observed - fair) * noise.sd
         self._shifts[key] = shift
         return shift
@@ -137,13 +158,16 @@ class NoiseJudge(Judge):
         z = sequential_boundary(self.s.alpha, n_incumbent, self.s.max_runs, self.s.screen, self.s.futility)
         return z_to_t(z, df)
 
-    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric,
-              history: list[Experiment]) -> Verdict:
+    def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
         values, seeds = ok_runs(candidate)
         inc_values = self.incumbent_values(incumbent, history, metric)
         if not inc_values:
-            return Verdict("more", f"incumbent #{incumbent.id} has no usable run; measuring it again",
-                           mean(values), more_incumbent_runs=1)
+            return Verdict(
+                "more",
+                f"incumbent #{incumbent.id} has no usable run; measuring it again",
+                mean(values),
+                more_incumbent_runs=1,
+            )
         noise = noise_of(history)
         n = len(values)
         seedless = ignores_seed(values, seeds)
@@ -155,13 +179,12 @@ class NoiseJudge(Judge):
         if not noise.known:
             # No replicate noise at all (a deterministic task): fall back to strict improvement.
             if n >= 2 or gain != 0 or seedless:
-                return Verdict("keep" if gain > 0 else "discard",
-                               f"no measurable noise; gain {gain:+.6g}", value)
+                return Verdict("keep" if gain > 0 else "discard", f"no measurable noise; gain {gain:+.6g}", value)
             return Verdict("more", "no noise estimate yet", value, more_candidate_runs=1)
         # An incumbent that ignores the seed (a seed-pinned change that was kept) is one
         # observation however often it ran: repetition must not fake precision.
         _, inc_seeds = ok_runs(incumbent)
-        n_inc = 1 if ignores_seed(inc_values, inc_seeds[-len(inc_values):]) else len(inc_values)
+        n_inc = 1 if ignores_seed(inc_values, inc_seeds[-len(inc_values) :]) else len(inc_values)
         se = noise.sd * math.sqrt(1 / n_eff + 1 / n_inc)
         t = gain / se
         crit = self.critical_t(noise.df, n_inc)
@@ -169,9 +192,11 @@ class NoiseJudge(Judge):
         # Non-inferiority for simplifications: t shifted by the margin, against one-sided 1 - alpha.
         t_ni = (gain + self.s.simplify_margin * noise.sd) / se
         crit_ni = t_quantile(1 - self.s.alpha, noise.df)
-        why = (f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
-               f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "
-               f"noise sd {noise.sd:.3g} (df {noise.df})")
+        why = (
+            f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
+            f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "
+            f"noise sd {noise.sd:.3g} (df {noise.df})"
+        )
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
         if seedless:
@@ -181,14 +206,24 @@ class NoiseJudge(Judge):
             # The incumbent is topped up only for candidates that survive the screen: most
             # candidates are screened out, so most keeps never cost incumbent runs.
             deficit = max(0, self.s.incumbent_runs - len(inc_values))
-            verdict = Verdict("more", verdict.reason, value, more_candidate_runs=1 if deficit == 0 else 0,
-                              more_incumbent_runs=deficit)
+            verdict = Verdict(
+                "more", verdict.reason, value, more_candidate_runs=1 if deficit == 0 else 0, more_incumbent_runs=deficit
+            )
         if seedless and verdict.action != "more":
             return Verdict(verdict.action, verdict.reason, value, flags=("ignores-seed",))
         return verdict
 
-    def _decide(self, n: int, seedless: bool, simplification: bool, t: float, crit: float, why: str,
-                value: float, non_inferior: bool = False) -> Verdict:
+    def _decide(
+        self,
+        n: int,
+        seedless: bool,
+        simplification: bool,
+        t: float,
+        crit: float,
+        why: str,
+        value: float,
+        non_inferior: bool = False,
+    ) -> Verdict:
         if n == 1 and not seedless:
             floor = -1.0 if simplification else self.s.screen
             if t < floor:
@@ -208,8 +243,11 @@ class NoiseJudge(Judge):
         if self.s.remeasure_every <= 0 or not incumbent.runs:
             return False
         last = max(r.started for r in incumbent.runs)
-        decided_since = [e for e in history if e.id != incumbent.id and e.status.final
-                         and e.status != ExpStatus.REJECTED and (e.decided or 0) > last]
+        decided_since = [
+            e
+            for e in history
+            if e.id != incumbent.id and e.status.final and e.status != ExpStatus.REJECTED and (e.decided or 0) > last
+        ]
         return len(decided_since) >= self.s.remeasure_every
 
     def drift(self, incumbent: Experiment, history: list[Experiment]) -> str | None:
@@ -227,6 +265,8 @@ class NoiseJudge(Judge):
         prev, last = values[:-1], values[-1]
         z = (last - mean(prev)) / (noise.sd * math.sqrt(1 + 1 / len(prev)))
         if abs(z) > self.s.drift_z:
-            return (f"incumbent #{incumbent.id} re-measured at {last:.6g}, {z:+.1f} se from its earlier mean "
-                    f"{mean(prev):.6g}: the machine's speed or state may have changed")
+            return (
+                f"incumbent #{incumbent.id} re-measured at {last:.6g}, {z:+.1f} se from its earlier mean "
+                f"{mean(prev):.6g}: the machine's speed or state may have changed"
+            )
         return None

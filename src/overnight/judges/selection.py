@@ -39,8 +39,9 @@ def _paths(max_runs: int) -> np.ndarray:
     return np.cumsum(np.random.default_rng(4242).standard_normal((DRAWS, max_runs)), axis=1)
 
 
-def conditional_mean(g: float, n_keep: int, n_inc: float, crit: float, screen: float, futility: float,
-                     max_runs: int, offset: float = 0.0) -> float | None:
+def conditional_mean(
+    g: float, n_keep: int, n_inc: float, crit: float, screen: float, futility: float, max_runs: int, offset: float = 0.0
+) -> float | None:
     """E[observed raw gain | kept at look n_keep] for a true gain g (sd units), or None when
     the design (almost) never keeps at that look. `offset`: the line price, in sd units."""
     s = _paths(max_runs)
@@ -61,8 +62,17 @@ def conditional_mean(g: float, n_keep: int, n_inc: float, crit: float, screen: f
 
 
 @functools.lru_cache(maxsize=4096)
-def corrected_gain(observed: float, n_keep: int, n_inc: float, crit: float, screen: float, futility: float,
-                   max_runs: int, offset: float = 0.0, floor_se: float = 1.25) -> float:
+def corrected_gain(
+    observed: float,
+    n_keep: int,
+    n_inc: float,
+    crit: float,
+    screen: float,
+    futility: float,
+    max_runs: int,
+    offset: float = 0.0,
+    floor_se: float = 1.25,
+) -> float:
     """The gain g~ (sd units) whose kept-at-n_keep candidates show `observed` on average."""
     if n_keep < 2 or n_keep > max_runs:
         return observed  # not kept by a confirmation look: nothing to correct

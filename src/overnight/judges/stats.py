@@ -45,8 +45,9 @@ def t_quantile(p: float, df: int) -> float:
 
 
 @functools.lru_cache(maxsize=256)
-def sequential_boundary(alpha: float, n_incumbent: int, max_runs: int, screen: float, futility: float,
-                        draws: int = 100_000) -> float:
+def sequential_boundary(
+    alpha: float, n_incumbent: int, max_runs: int, screen: float, futility: float, draws: int = 100_000
+) -> float:
     """The constant z boundary c for looks at 2..max_runs candidate runs such that a change
     that does nothing is kept with probability alpha, given the screen at run 1 and the
     futility stop (a Pocock-type group-sequential boundary, computed by simulation because the
@@ -129,8 +130,7 @@ def code_lines(text: str) -> list[str] | None:
     blank lines and bare string statements (docstrings) left out. None when it does not tokenize."""
     out: list[str] = []
     line: list[tuple[int, str]] = []
-    skip = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING,
-            tokenize.ENDMARKER}
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING, tokenize.ENDMARKER}
     try:
         for tok in tokenize.generate_tokens(io.StringIO(text).readline):
             if tok.type == tokenize.NEWLINE:
@@ -260,7 +260,7 @@ def _statement_ends(lines: list[tuple[str, bool]], quote: str = "") -> tuple[int
             elif ch == "#":
                 break
             elif text.startswith(('"""', "'''"), i):
-                quote = text[i:i + 3]
+                quote = text[i : i + 3]
                 i += 3
                 continue
             elif ch in "\"'":

@@ -14,18 +14,23 @@ def make_proposer(name: str, options: ProposerOptions | None = None) -> Proposer
     options = options or ProposerOptions()
     if name == "optuna":
         from overnight.proposers.optuna import OptunaProposer
+
         return OptunaProposer()
     if name == "random":
         from overnight.proposers.random import RandomProposer
+
         return RandomProposer()
     if name == "llm":
         from overnight.proposers.llm import LLMProposer
+
         return LLMProposer(options)
     if name == "agent":
         from overnight.proposers.agent import AgentProposer
+
         return AgentProposer(options)
     if name == "hybrid":
         from overnight.proposers.hybrid import HybridProposer
+
         return HybridProposer(options)
     raise OvernightError(f"unknown proposer {name!r} — choose one of: {', '.join(PROPOSERS)}")
 

@@ -49,8 +49,9 @@ class AgentProposer(Proposer):
         try:
             program = shlex.split(opts.agent_cmd)[0]
         except (ValueError, IndexError):
-            raise OvernightError(f"--agent-cmd {opts.agent_cmd!r} is not a valid shell command — check "
-                                 "its quotes") from None
+            raise OvernightError(
+                f"--agent-cmd {opts.agent_cmd!r} is not a valid shell command — check its quotes"
+            ) from None
         if "=" not in program and shutil.which(program) is None:
             raise OvernightError(f"agent command {program!r} not found on PATH — install it or fix --agent-cmd")
 
@@ -70,8 +71,7 @@ class AgentProposer(Proposer):
                 if attempt:
                     text += f"\n# Your previous change was rejected\n\n{error}\nFix it in place.\n"
                 prompt_file.write_text(text)
-                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env,
-                                    stop=ctx.stop)
+                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env, stop=ctx.stop)
                 description = self._description(desc_file, log)
                 if failure:
                     return Proposal.failed(description, failure, params, proposer=self.name)
@@ -81,28 +81,49 @@ class AgentProposer(Proposer):
                     error = str(exc)
                     continue
                 return Proposal(description, new, params, proposer=self.name)
-            return Proposal.failed(description, f"agent change rejected after one retry: {error}", params,
-                                   proposer=self.name)
+            return Proposal.failed(
+                description, f"agent change rejected after one retry: {error}", params, proposer=self.name
+            )
         finally:
             gitops.worktree_remove(ctx.task.root, checkout)
             shutil.rmtree(tmp, ignore_errors=True)
 
-    def _run(self, cwd: Path, prompt_file: Path, desc_file: Path, log: Path, params: dict,
-             pass_env: tuple[str, ...] = (), stop: threading.Event | None = None) -> str | None:
+    def _run(
+        self,
+        cwd: Path,
+        prompt_file: Path,
+        desc_file: Path,
+        log: Path,
+        params: dict,
+        pass_env: tuple[str, ...] = (),
+        stop: threading.Event | None = None,
+    ) -> str | None:
         """Run the command; None when it exited 0 in time, else why it failed. `stop` (Ctrl-C,
         SIGTERM) ends it at once, as --agent-timeout does."""
-        cmd = (self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file)))
-               .replace("{description_file}", shlex.quote(str(desc_file))))
+        cmd = self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file))).replace(
+            "{description_file}", shlex.quote(str(desc_file))
+        )
         # The agent gets none of the harness's run variables: it is not a training run. Nor the
         # user's credentials, but for those the task's pass_env or the command line itself names
         # (credentials.agent_env: an agent needing its API key is given it explicitly).
-        env = {k: v for k, v in credentials.agent_env(self.opts.agent_cmd, pass_env).items()
-               if not k.startswith("OVERNIGHT_")}
+        env = {
+            k: v
+            for k, v in credentials.agent_env(self.opts.agent_cmd, pass_env).items()
+            if not k.startswith("OVERNIGHT_")
+        }
         env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))
         start = time.monotonic()
         with open(prompt_file, "rb") as stdin, open(log, "ab") as out:
-            proc = subprocess.Popen(cmd, shell=True, cwd=cwd, stdin=stdin, stdout=out, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(
+                cmd,
+                shell=True,
+                cwd=cwd,
+                stdin=stdin,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
             code, stopped = None, False
             try:
                 while code is None and time.monotonic() - start < self.opts.agent_timeout:
@@ -133,8 +154,9 @@ class AgentProposer(Proposer):
         outside = [p for p in changed if p not in ctx.task.editable]
         if outside:
             gitops.git(checkout, "checkout", base, "--", *outside, check=False)
-            raise edits.EditError(f"changed {', '.join(outside)}, which may not be edited — change only "
-                                  f"{', '.join(ctx.task.editable)}")
+            raise edits.EditError(
+                f"changed {', '.join(outside)}, which may not be edited — change only {', '.join(ctx.task.editable)}"
+            )
         new = {}
         for path in ctx.task.editable:
             file = checkout / path

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from overnight import knobs as knoblib
 from overnight.journal import Experiment
 from overnight.task import TaskSpec
-
 
 # params key of a proposal that failed validation: the controller journals it as REJECTED with
 # this reason and never commits or runs it (a bad model reply is a failed proposal, not a crash).
@@ -37,8 +37,9 @@ class Proposal:
     proposer: str | None = None  # who really proposed it (e.g. "optuna" as llm's fallback)
 
     @classmethod
-    def failed(cls, description: str, reason: str, params: dict[str, Any] | None = None,
-               proposer: str | None = None) -> Proposal:
+    def failed(
+        cls, description: str, reason: str, params: dict[str, Any] | None = None, proposer: str | None = None
+    ) -> Proposal:
         return cls(description, {}, {**(params or {}), REJECTED_KEY: reason}, proposer)
 
     @property
@@ -103,9 +104,11 @@ class KnobProposer(Proposer):
             self._knobs = knoblib.discover(ctx.baseline_files, ctx.task.knobs)
             if not self._knobs:
                 from overnight.errors import OvernightError
+
                 raise OvernightError(
                     f"no tunable UPPER_CASE constants found in {', '.join(ctx.task.editable)} — "
-                    "declare ranges under [knobs] in overnight.toml or use another proposer")
+                    "declare ranges under [knobs] in overnight.toml or use another proposer"
+                )
         return self._knobs
 
     def rebase(self, experiment: Experiment, ctx: Context) -> Proposal | None:

@@ -56,8 +56,10 @@ def parse(reply: str) -> tuple[str, list[Block]]:
     i = 0
     while i < len(lines):
         if lines[i].strip() in (DIVIDER, REPLACE):
-            raise EditError(f"line {i + 1}: {lines[i].strip()!r} outside a block — each block starts with "
-                            f"the file's path and {SEARCH!r}")
+            raise EditError(
+                f"line {i + 1}: {lines[i].strip()!r} outside a block — each block starts with "
+                f"the file's path and {SEARCH!r}"
+            )
         if lines[i].strip() != SEARCH:
             i += 1
             continue
@@ -82,7 +84,7 @@ def parse(reply: str) -> tuple[str, list[Block]]:
             raise EditError(f"block for {path} at line {i + 1} has no {REPLACE!r} line") from None
         if lines[end].strip() != REPLACE:
             raise EditError(f"block for {path} at line {i + 1}: expected {REPLACE!r} before {lines[end].strip()!r}")
-        blocks.append(Block(path, "\n".join(lines[i + 1:mid]), "\n".join(lines[mid + 1:end])))
+        blocks.append(Block(path, "\n".join(lines[i + 1 : mid]), "\n".join(lines[mid + 1 : end])))
         blocks_end = end
         i = end + 1
     if not blocks:
@@ -103,32 +105,37 @@ def _apply_one(text: str, block: Block) -> str:
     lines = text.split("\n")
     search = block.search.split("\n")
     if not block.search.strip():
-        raise EditError(f"{block.path}: an empty SEARCH section matches nowhere in particular — copy the "
-                        "exact lines you want to change")
+        raise EditError(
+            f"{block.path}: an empty SEARCH section matches nowhere in particular — copy the "
+            "exact lines you want to change"
+        )
     n = len(search)
-    hits = [k for k in range(len(lines) - n + 1) if lines[k:k + n] == search]
+    hits = [k for k in range(len(lines) - n + 1) if lines[k : k + n] == search]
     if not hits:
         squash = lambda chunk: [" ".join(ln.split()) for ln in chunk]  # noqa: E731
-        near = [k for k in range(len(lines) - n + 1) if squash(lines[k:k + n]) == squash(search)]
-        hint = (" (it matches if whitespace is ignored: copy the lines exactly, indentation included)"
-                if near else "")
-        raise EditError(f"{block.path}: the SEARCH lines do not occur in the file{hint} — "
-                        f"copy them exactly from the current file; first line: {search[0].strip()[:80]!r}")
+        near = [k for k in range(len(lines) - n + 1) if squash(lines[k : k + n]) == squash(search)]
+        hint = " (it matches if whitespace is ignored: copy the lines exactly, indentation included)" if near else ""
+        raise EditError(
+            f"{block.path}: the SEARCH lines do not occur in the file{hint} — "
+            f"copy them exactly from the current file; first line: {search[0].strip()[:80]!r}"
+        )
     if len(hits) > 1:
-        raise EditError(f"{block.path}: the SEARCH lines occur {len(hits)} times — include more "
-                        "surrounding lines so they match exactly once")
+        raise EditError(
+            f"{block.path}: the SEARCH lines occur {len(hits)} times — include more "
+            "surrounding lines so they match exactly once"
+        )
     k = hits[0]
-    return "\n".join(lines[:k] + block.replace.split("\n") + lines[k + n:])
+    return "\n".join(lines[:k] + block.replace.split("\n") + lines[k + n :])
 
 
-def apply(blocks: list[Block], files: dict[str, str], editable: tuple[str, ...],
-          protected: tuple[str, ...]) -> dict[str, str]:
+def apply(
+    blocks: list[Block], files: dict[str, str], editable: tuple[str, ...], protected: tuple[str, ...]
+) -> dict[str, str]:
     """New full texts of the files the blocks change; each block sees the previous ones."""
     out: dict[str, str] = {}
     for block in blocks:
         if block.path in protected:
-            raise EditError(f"{block.path} is protected and may not be edited — change only "
-                            f"{', '.join(editable)}")
+            raise EditError(f"{block.path} is protected and may not be edited — change only {', '.join(editable)}")
         if block.path not in editable:
             raise EditError(f"{block.path!r} is not an editable file — change only {', '.join(editable)}")
         current = out.get(block.path, files[block.path])
@@ -136,8 +143,9 @@ def apply(blocks: list[Block], files: dict[str, str], editable: tuple[str, ...],
     return validate(files, out, editable, protected)
 
 
-def validate(original: dict[str, str], edits: dict[str, str], editable: tuple[str, ...],
-             protected: tuple[str, ...]) -> dict[str, str]:
+def validate(
+    original: dict[str, str], edits: dict[str, str], editable: tuple[str, ...], protected: tuple[str, ...]
+) -> dict[str, str]:
     """Shared by the llm and agent proposers: only editable files, Python that compiles, and a
     real change. Returns the edits that change something. Compiling catches syntax errors only;
     a candidate that fails at run time is the runner's business (it is recorded as crashed)."""
@@ -154,8 +162,9 @@ def validate(original: dict[str, str], edits: dict[str, str], editable: tuple[st
                     warnings.simplefilter("ignore")
                     compile(text, path, "exec", dont_inherit=True)
             except SyntaxError as exc:
-                raise EditError(f"{path} does not compile after the edit (line {exc.lineno}: {exc.msg})"
-                                " — fix the syntax") from None
+                raise EditError(
+                    f"{path} does not compile after the edit (line {exc.lineno}: {exc.msg}) — fix the syntax"
+                ) from None
             except ValueError as exc:  # e.g. a NUL byte
                 raise EditError(f"{path} does not compile after the edit ({exc}) — fix it") from None
     return changed

@@ -23,8 +23,8 @@ from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.llm import LLMProposer
-from overnight.proposers.optuna import OptunaProposer
 from overnight.proposers.options import ProposerOptions
+from overnight.proposers.optuna import OptunaProposer
 
 MOVE, ANCHOR = "move", "anchor"
 
@@ -43,7 +43,7 @@ class HybridProposer(Proposer):
         """The tuning moves since the last LLM move."""
         moves = [e for e in history if e.params.get(MOVE)]
         last_llm = max((i for i, e in enumerate(moves) if e.params[MOVE] == "llm"), default=None)
-        return [] if last_llm is None else [e for e in moves[last_llm + 1:] if e.params[MOVE] == "tune"]
+        return [] if last_llm is None else [e for e in moves[last_llm + 1 :] if e.params[MOVE] == "tune"]
 
     def propose(self, ctx: Context) -> Proposal:
         history = [e for e in ctx.history if e.params.get(MOVE)]
@@ -77,14 +77,25 @@ class HybridProposer(Proposer):
     def _tuner(self, ctx: Context, anchor: str) -> tuple[OptunaProposer, Context]:
         files = gitops.read_files(ctx.task.root, anchor, ctx.task.editable)
         mine = [e for e in ctx.history if e.params.get(ANCHOR) == anchor]
-        actx = replace(ctx, tag=f"{ctx.tag}.hybrid.{anchor[:12]}", baseline_files=files, history=mine,
-                       incumbent_files=ctx.incumbent_files)
+        actx = replace(
+            ctx,
+            tag=f"{ctx.tag}.hybrid.{anchor[:12]}",
+            baseline_files=files,
+            history=mine,
+            incumbent_files=ctx.incumbent_files,
+        )
         tuner = self._tuners.get(anchor)
         if tuner is None:
             tuner = self._tuners[anchor] = OptunaProposer()
             tuner.knob_space(actx)  # raises when the anchor has nothing to tune
-            start = next((e for e in ctx.history if e.commit_sha == anchor and e.value is not None
-                          and e.status == ExpStatus.KEPT), None)
+            start = next(
+                (
+                    e
+                    for e in ctx.history
+                    if e.commit_sha == anchor and e.value is not None and e.status == ExpStatus.KEPT
+                ),
+                None,
+            )
             if start is not None:  # the anchor itself is the study's first finished trial
                 tuner.observe(replace(start, parent_id=None, params={}), actx)
         return tuner, actx

@@ -17,8 +17,8 @@ params under "usage"; status and report add them up (usage.py).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from overnight.errors import OvernightError
 from overnight.journal import Experiment
@@ -28,8 +28,10 @@ from overnight.proposers.llm_client import Client, EndpointFault, EndpointRefuse
 from overnight.proposers.options import ProposerOptions
 
 MAX_BACKOFF = 60.0
-RETRY_PROMPT = ("Your reply could not be used: {error}\n\nReply again with the corrected change: a short "
-                "description, then SEARCH/REPLACE blocks that match the current files exactly.")
+RETRY_PROMPT = (
+    "Your reply could not be used: {error}\n\nReply again with the corrected change: a short "
+    "description, then SEARCH/REPLACE blocks that match the current files exactly."
+)
 
 
 class LLMProposer(Proposer):
@@ -58,8 +60,14 @@ class LLMProposer(Proposer):
                 return None
         system, user = prompt.build(ctx, mode)
         messages = [{"role": "user", "content": user}]
-        usage = {"model": self.opts.model, "calls": 0, "tokens_in": 0, "tokens_out": 0, "cost_usd": None,
-                 "prompt_chars": prompt.size(system, user)}
+        usage = {
+            "model": self.opts.model,
+            "calls": 0,
+            "tokens_in": 0,
+            "tokens_out": 0,
+            "cost_usd": None,
+            "prompt_chars": prompt.size(system, user),
+        }
         replies: list[str] = []
         description, error = "llm proposal", ""
         for attempt in range(2):
@@ -76,8 +84,10 @@ class LLMProposer(Proposer):
                 new = edits.apply(blocks, ctx.incumbent_files, ctx.task.editable, ctx.task.protected)
             except edits.EditError as exc:
                 error = str(exc)
-                messages += [{"role": "assistant", "content": reply.text},
-                             {"role": "user", "content": RETRY_PROMPT.format(error=error)}]
+                messages += [
+                    {"role": "assistant", "content": reply.text},
+                    {"role": "user", "content": RETRY_PROMPT.format(error=error)},
+                ]
                 continue
             params = {"usage": usage, "replies": self._save(ctx, replies)}
             return Proposal(description, new, params, proposer=self.name)
@@ -93,15 +103,16 @@ class LLMProposer(Proposer):
                 reply = self.client.chat(system, messages)
             except EndpointRefused as exc:
                 if not self.answered and not self.on_fallback:
-                    raise OvernightError(f"the model endpoint refused the request ({exc}) — check --model, "
-                                         "--base-url and the API key") from None
+                    raise OvernightError(
+                        f"the model endpoint refused the request ({exc}) — check --model, --base-url and the API key"
+                    ) from None
                 last = exc
                 break  # waiting will not change a refusal
             except EndpointFault as exc:
                 last = exc
                 ctx.say("endpoint", f"{self.name}: try {attempt + 1}/{tries} failed: {exc}")
                 if attempt + 1 < tries:
-                    self.sleep(min(self.opts.backoff * 2 ** attempt, MAX_BACKOFF))
+                    self.sleep(min(self.opts.backoff * 2**attempt, MAX_BACKOFF))
                 continue
             self.answered += 1
             if self.on_fallback:
@@ -110,8 +121,11 @@ class LLMProposer(Proposer):
             return reply
         if not self.on_fallback:
             self.on_fallback, self.since_fallback = True, 0
-            ctx.say("fallback", f"{self.name}: the endpoint failed {tries} time(s) ({last}); continuing with "
-                                f"optuna, trying the endpoint again every {self.opts.probe_every} proposals")
+            ctx.say(
+                "fallback",
+                f"{self.name}: the endpoint failed {tries} time(s) ({last}); continuing with "
+                f"optuna, trying the endpoint again every {self.opts.probe_every} proposals",
+            )
         return None
 
     def _count(self, usage: dict, reply: Reply) -> None:

@@ -66,8 +66,10 @@ def api_key(provider: str, base_url: str | None) -> str | None:
         return None  # the SDK reads the bearer token itself
     if is_local(base_url or os.environ.get(url_env)):
         return DUMMY_KEY
-    raise OvernightError(f"{env} is not set — export it, or pass --base-url for a local server "
-                         f"(any value works as the key of a server without auth)")
+    raise OvernightError(
+        f"{env} is not set — export it, or pass --base-url for a local server "
+        f"(any value works as the key of a server without auth)"
+    )
 
 
 def _estimate(chars: int) -> int:
@@ -87,8 +89,9 @@ class Client:
         try:
             sdk = __import__(self.provider)
         except ImportError:
-            raise OvernightError(f"the {self.provider} package is not installed — "
-                                 "pip install 'overnight[llm]'") from None
+            raise OvernightError(
+                f"the {self.provider} package is not installed — pip install 'overnight[llm]'"
+            ) from None
         self.sdk = sdk
         cls = sdk.Anthropic if self.provider == "anthropic" else sdk.OpenAI
         kwargs = {"api_key": key, "timeout": opts.request_timeout, "max_retries": 0}
@@ -113,21 +116,21 @@ class Client:
 
     def _openai(self, system: str, messages: list[dict]) -> Reply:
         resp = self.client.chat.completions.create(
-            model=self.opts.model, messages=[{"role": "system", "content": system}, *messages])
+            model=self.opts.model, messages=[{"role": "system", "content": system}, *messages]
+        )
         if not getattr(resp, "choices", None):
             raise EndpointFault("malformed reply: no choices")
         text = resp.choices[0].message.content or ""
         usage = resp.usage
-        return self._reply(text, system, messages, usage and usage.prompt_tokens,
-                           usage and usage.completion_tokens)
+        return self._reply(text, system, messages, usage and usage.prompt_tokens, usage and usage.completion_tokens)
 
     def _anthropic(self, system: str, messages: list[dict]) -> Reply:
-        resp = self.client.messages.create(model=self.opts.model, max_tokens=self.opts.max_tokens,
-                                           system=system, messages=messages)
+        resp = self.client.messages.create(
+            model=self.opts.model, max_tokens=self.opts.max_tokens, system=system, messages=messages
+        )
         text = "".join(getattr(b, "text", "") for b in (resp.content or []) if getattr(b, "type", "") == "text")
         usage = resp.usage
-        return self._reply(text, system, messages, usage and usage.input_tokens,
-                           usage and usage.output_tokens)
+        return self._reply(text, system, messages, usage and usage.input_tokens, usage and usage.output_tokens)
 
     @staticmethod
     def _reply(text: str, system: str, messages: list[dict], tin, tout) -> Reply:

@@ -44,14 +44,16 @@ class ProposerOptions:
         if self.provider is not None and self.provider not in PROVIDERS:
             raise OvernightError(f"unknown provider {self.provider!r} — use openai or anthropic")
         if proposer in ("llm", "hybrid") and not self.model:
-            raise OvernightError(f"--proposer {proposer} needs --model — e.g. --model gpt-4.1, "
-                                 "--model claude-sonnet-4-5, or the name your local server serves")
+            raise OvernightError(
+                f"--proposer {proposer} needs --model — e.g. --model gpt-4.1, "
+                "--model claude-sonnet-4-5, or the name your local server serves"
+            )
         if proposer == "agent" and not self.agent_cmd:
-            raise OvernightError("--proposer agent needs --agent-cmd — e.g. "
-                                 "--agent-cmd 'claude -p \"$(cat {prompt_file})\"'")
+            raise OvernightError(
+                "--proposer agent needs --agent-cmd — e.g. --agent-cmd 'claude -p \"$(cat {prompt_file})\"'"
+            )
         if self.base_url is not None and urlparse(self.base_url).scheme not in ("http", "https"):
-            raise OvernightError(f"--base-url {self.base_url!r} is not an http(s) URL — "
-                                 "e.g. http://127.0.0.1:11434/v1")
+            raise OvernightError(f"--base-url {self.base_url!r} is not an http(s) URL — e.g. http://127.0.0.1:11434/v1")
         self.check_numbers()
 
     def check_numbers(self) -> None:

@@ -63,15 +63,19 @@ class OptunaProposer(KnobProposer):
                     # silence that one warning rather than print it every night.
                     warnings.filterwarnings("ignore", message="`prior_weight`", category=FutureWarning)
                     sampler = optuna.samplers.TPESampler(
-                        seed=ctx.seed, n_startup_trials=STARTUP_TRIALS, prior_weight=PRIOR_WEIGHT,
+                        seed=ctx.seed,
+                        n_startup_trials=STARTUP_TRIALS,
+                        prior_weight=PRIOR_WEIGHT,
                         multivariate=True,
-                        constant_liar=True)  # pending trials count, so parallel slots do not duplicate
+                        constant_liar=True,
+                    )  # pending trials count, so parallel slots do not duplicate
             else:
                 sampler = optuna.samplers.RandomSampler(seed=ctx.seed)
             storage = f"sqlite:///{ctx.state_dir / 'optuna.db'}"
             direction = "minimize" if ctx.task.metric.goal == "minimize" else "maximize"
-            self._study = optuna.create_study(study_name=ctx.tag, storage=storage, sampler=sampler,
-                                              direction=direction, load_if_exists=True)
+            self._study = optuna.create_study(
+                study_name=ctx.tag, storage=storage, sampler=sampler, direction=direction, load_if_exists=True
+            )
             self._fail_orphans(ctx)
         return self._study
 
@@ -114,8 +118,9 @@ class OptunaProposer(KnobProposer):
         dists = {k.name: distribution(k) for k in space}
         params = {k.name: to_param(k, k.default) for k in space}
         try:
-            trial = optuna.trial.create_trial(params=params, distributions=dists, value=value,
-                                              user_attrs={"baseline": True})
+            trial = optuna.trial.create_trial(
+                params=params, distributions=dists, value=value, user_attrs={"baseline": True}
+            )
         except ValueError:
             return  # a declared range excludes the default: the baseline cannot be a trial
         study.add_trial(trial)

@@ -14,8 +14,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from overnight import credentials
-from overnight.judges.noise import noise_of
 from overnight.journal import Experiment, ExpStatus
+from overnight.judges.noise import noise_of
 from overnight.proposers.base import Context
 from overnight.proposers.edits import DIVIDER, REPLACE, SEARCH
 
@@ -47,8 +47,10 @@ commit, and do not run the training or evaluation: the harness runs it under a f
 after you finish. When you are done, write a one-line description of your change (what and why)
 to the file {description_file}."""
 
-HYBRID = ("Numeric constants are tuned separately (Optuna) after your move: spend this move on "
-          "structure (architecture, optimizer, schedule, code), not on retuning a number.")
+HYBRID = (
+    "Numeric constants are tuned separately (Optuna) after your move: spend this move on "
+    "structure (architecture, optimizer, schedule, code), not on retuning a number."
+)
 
 
 def clip(text: str, cap: int, keep: str = "head") -> str:
@@ -56,7 +58,7 @@ def clip(text: str, cap: int, keep: str = "head") -> str:
         return text
     marker = f"\n[... {len(text) - cap} characters omitted ...]\n"
     room = max(cap - len(marker), 0)
-    return text[:room] + marker if keep == "head" else marker + text[len(text) - room:]
+    return text[:room] + marker if keep == "head" else marker + text[len(text) - room :]
 
 
 def _v(value: float | None) -> str:
@@ -95,14 +97,15 @@ def history_section(ctx: Context) -> str:
     base = next((e for e in hist if e.parent_id is None), None)
     tried = [e for e in hist if e.parent_id is not None]
     if not tried:
-        return (f"Only the baseline so far ({_v(base.value if base else None)}): this is the first change "
-                "of the night.")
+        return f"Only the baseline so far ({_v(base.value if base else None)}): this is the first change of the night."
     counts: dict[str, int] = {}
     for e in hist:
         counts[e.status.value] = counts.get(e.status.value, 0) + 1
-    out = [f"{len(hist)} experiments so far ({', '.join(f'{n} {s}' for s, n in counts.items())}). "
-           f"Baseline {_v(base.value if base else None)}, current best {_v(ctx.incumbent.value)} "
-           f"(#{ctx.incumbent.id})."]
+    out = [
+        f"{len(hist)} experiments so far ({', '.join(f'{n} {s}' for s, n in counts.items())}). "
+        f"Baseline {_v(base.value if base else None)}, current best {_v(ctx.incumbent.value)} "
+        f"(#{ctx.incumbent.id})."
+    ]
     kept = [e for e in tried if e.status == ExpStatus.KEPT]
     shown_kept = _take(["  " + _line(e, by_id) for e in reversed(kept[-KEPT_SHOWN:])], HISTORY_CAP * 35 // 100)
     if kept:
@@ -115,8 +118,8 @@ def history_section(ctx: Context) -> str:
     if shown_recent:
         out.append("Recent experiments that were not kept, newest last:")
         out += shown_recent[::-1]
-    shown = {e.id for e in kept[-len(shown_kept):]} if shown_kept else set()
-    shown |= {e.id for e in recent[len(recent) - len(shown_recent):]}
+    shown = {e.id for e in kept[-len(shown_kept) :]} if shown_kept else set()
+    shown |= {e.id for e in recent[len(recent) - len(shown_recent) :]}
     older = [e for e in reversed(tried) if e.id not in shown]
     if older:
         room = HISTORY_CAP - sum(len(x) + 1 for x in out) - 120
@@ -169,13 +172,17 @@ def build(ctx: Context, mode: str = "llm", description_file: str = "") -> tuple[
     if program.strip():
         sections.append("# Research program\n\n" + clip(program.strip(), PROGRAM_CAP))
     goal = "lower is better" if m.goal == "minimize" else "higher is better"
-    objective = (f"Metric: {m.name} ({m.goal}: {goal}). Each run trains for {t.budget:g} s. "
-                 f"Editable: {', '.join(t.editable)}. Protected: {', '.join(t.protected)}.")
+    objective = (
+        f"Metric: {m.name} ({m.goal}: {goal}). Each run trains for {t.budget:g} s. "
+        f"Editable: {', '.join(t.editable)}. Protected: {', '.join(t.protected)}."
+    )
     pooled = noise_of(ctx.history)  # the judge's own estimate: one definition of "noise"
     noise = pooled.sd if pooled.known else None
     if noise is not None:
-        objective += (f"\nNoise: repeated runs of the same code differ by a standard deviation of "
-                      f"{noise:.3g}; smaller differences are not real.")
+        objective += (
+            f"\nNoise: repeated runs of the same code differ by a standard deviation of "
+            f"{noise:.3g}; smaller differences are not real."
+        )
     sections.append("# Objective\n\n" + objective)
     sections.append("# History\n\n" + history_section(ctx))
     crash = crash_section(ctx)
@@ -187,8 +194,7 @@ def build(ctx: Context, mode: str = "llm", description_file: str = "") -> tuple[
     if mode != "agent":
         which = f"#{ctx.incumbent.id}" if ctx.incumbent.parent_id is not None else "the baseline"
         sections.append(f"# Files at the current best ({which})\n\n" + files_section(ctx))
-    ask = ("Propose your next experiment: one short paragraph (what and why), then SEARCH/REPLACE "
-           "blocks.")
+    ask = "Propose your next experiment: one short paragraph (what and why), then SEARCH/REPLACE blocks."
     if mode == "hybrid":
         ask += " " + HYBRID
     if mode == "agent":
