@@ -19,8 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy, true_loss_at  # noqa: E402
 
-from overnight.loop import Controller, RunConfig  # noqa: E402
-from overnight.status import incumbent  # noqa: E402
+from overnight.night.controller import Controller, RunConfig  # noqa: E402
+from overnight.report.status import incumbent  # noqa: E402
 
 
 def gap_closed(proposer: str, seed: int, experiments: int, noise: float) -> tuple[float, float]:

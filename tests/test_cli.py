@@ -10,7 +10,7 @@ from conftest import git_out, one_error_line
 
 from overnight import gitops
 from overnight.journal import ExpStatus
-from overnight.loop import open_journal
+from overnight.night.controller import open_journal
 
 
 def test_init_toy(cli, tmp_path):

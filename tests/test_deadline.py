@@ -17,7 +17,7 @@ from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig, open_journal
+from overnight.night.controller import Controller, RunConfig, open_journal
 
 CLI = [sys.executable, "-m", "overnight"]
 

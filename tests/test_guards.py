@@ -1,6 +1,6 @@
 """guards.seed_only_change: a diff that only moves a seed is recognised, nothing else is."""
 
-from overnight.guards import seed_only_change
+from overnight.night.guards import seed_only_change
 
 OLD = {"train.py": "LR = 0.01\nSEED = 42  # random seed\ntorch.manual_seed(SEED)\n"}
 

@@ -18,7 +18,7 @@ from conftest import kill_controller_when
 from overnight import gitops
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig, open_journal
+from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
 from overnight.tasks import write_task
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from overnight import sandbox
-from overnight.runner import RunRequest, RunStatus, run_checkout
+from overnight.run import sandbox
+from overnight.run.runner import RunRequest, RunStatus, run_checkout
 from overnight.task import load_task
 
 PROBE = r"""

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from overnight import gitops
-from overnight.loop import Controller, RunConfig, open_journal
+from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.task import TaskSpecError, load_task
 from overnight.tasks import write_task
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from overnight.summary import format_summary, parse_summary
+from overnight.run.summary import format_summary, parse_summary
 
 COMPLETE = """\
 step 00100 | loss 3.2100 | lr 0.0004

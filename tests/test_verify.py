@@ -18,8 +18,8 @@ from judges.toys import Scripted, set_knobs
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig
-from overnight.report import write_report
+from overnight.night.controller import Controller, RunConfig
+from overnight.report.markdown import write_report
 from overnight.task import load_task
 from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify
 
@@ -52,7 +52,7 @@ def night(tmp_path_factory):
 
 
 def remeasure(root, runs=4):
-    from overnight.loop import open_journal
+    from overnight.night.controller import open_journal
 
     return Remeasure(root, load_task(root), open_journal(root), "t", runs)
 

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import click
 
-from overnight import credentials, gitops
+from overnight import gitops
 from overnight.cli_model import model_options, note, prompt
 from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig, check_tag, open_journal, resolve_tag, state_dir
+from overnight.night.controller import Controller, RunConfig, check_tag, open_journal, resolve_tag, state_dir
 from overnight.proposers import PROPOSERS, ProposerOptions
+from overnight.run import credentials
 from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
@@ -166,7 +167,7 @@ def run(
     proposer_options: ProposerOptions,
 ) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
-    from overnight.live import LiveView, PlainView
+    from overnight.report.live import LiveView, PlainView
 
     if experiments is not None and experiments < 1:
         raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
@@ -278,8 +279,8 @@ def _open(directory: Path, tag: str | None):
 @click.option("--follow", is_flag=True, help="refresh every few seconds until Ctrl-C")
 def status(directory: Path, tag: str | None, as_json: bool, follow: bool) -> None:
     """Where the night stands: experiments, kept, best so far, experiments per hour."""
-    from overnight.live import render_status
-    from overnight.status import status_dict
+    from overnight.report.live import render_status
+    from overnight.report.status import status_dict
 
     root, journal, tag, task = _open(directory, tag)
     while True:
@@ -307,7 +308,7 @@ def status(directory: Path, tag: str | None, as_json: bool, follow: bool) -> Non
 )
 def report(directory: Path, tag: str | None, out: Path | None) -> None:
     """Write progress.png and report.md: the story of the night."""
-    from overnight.report import write_report
+    from overnight.report.markdown import write_report
 
     root, journal, tag, task = _open(directory, tag)
     out = out or state_dir(root) / tag
@@ -321,7 +322,7 @@ def report(directory: Path, tag: str | None, out: Path | None) -> None:
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 def show(experiment_id: int, directory: Path) -> None:
     """One experiment in full: description, verdict, runs, diff, log tail."""
-    from overnight.live import render_experiment
+    from overnight.report.live import render_experiment
 
     root = gitops.toplevel(directory.resolve())
     if not (state_dir(root) / "journal.db").is_file():  # reading must not create one

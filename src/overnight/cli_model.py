@@ -16,9 +16,9 @@ import click
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus
-from overnight.loop import open_journal, resolve_tag, state_dir
+from overnight.night.controller import open_journal, resolve_tag, state_dir
 from overnight.proposers.options import PROVIDERS, ProposerOptions
-from overnight.status import incumbent
+from overnight.report.status import incumbent
 from overnight.task import load_task
 
 # flag -> (ProposerOptions field, click type, help)

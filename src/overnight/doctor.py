@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from overnight import credentials, gitops, sandbox, watch
+from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.loop import state_dir
+from overnight.night.controller import state_dir
 from overnight.proposers.options import ProposerOptions
+from overnight.run import credentials, sandbox, watch
 from overnight.task import TaskSpec, load_task
 
 # Free disk, GiB: below MIN_FREE_GB (or $OVERNIGHT_MIN_FREE_GB) a night does not start, its journal,

@@ -19,7 +19,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from overnight.runner import RunResult
+from overnight.run.runner import RunResult
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags (

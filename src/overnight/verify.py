@@ -23,8 +23,8 @@ from overnight import gitops, knobs
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges.stats import mean, paired_interval
-from overnight.runner import RunRequest, RunStatus, execute, protected_hashes
-from overnight.status import incumbent
+from overnight.report.status import incumbent
+from overnight.run.runner import RunRequest, RunStatus, execute, protected_hashes
 from overnight.task import TaskSpec
 
 FRESH_SEED_BASE = 1000  # far above the replicate indices the night used

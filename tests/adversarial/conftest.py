@@ -18,7 +18,7 @@ from conftest import git_out
 
 from overnight import gitops
 from overnight.journal import ExpStatus
-from overnight.loop import Controller, RunConfig
+from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import Proposal, Proposer
 from overnight.tasks import write_task
 

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from overnight.journal import ExpStatus
-from overnight.runner import sandbox_unavailable
+from overnight.run.runner import sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 
@@ -330,7 +330,7 @@ def test_rewrites_the_journal_without_the_sandbox(toy_task):
     import sqlite3
 
     from overnight.errors import OvernightError
-    from overnight.loop import Controller, RunConfig
+    from overnight.night.controller import Controller, RunConfig
 
     from .conftest import Attacks
 

@@ -10,7 +10,7 @@ from conftest import git_out
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
-from overnight.loop import Controller, RunConfig
+from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import Proposal, Proposer
 
 from .conftest import HONEST, TOY_HEAD, Attacks, night

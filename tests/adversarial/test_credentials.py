@@ -13,7 +13,7 @@ from conftest import Night
 from overnight import gitops
 from overnight.errors import TaskSpecError
 from overnight.journal import ExpStatus
-from overnight.loop import Controller, Observer, RunConfig
+from overnight.night.controller import Controller, Observer, RunConfig
 from overnight.proposers import prompt
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions

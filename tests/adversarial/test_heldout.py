@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from overnight import gitops, heldout_store, sandbox
+from overnight import gitops
 from overnight.journal import ExpStatus
-from overnight.status import status_dict
-from overnight.watch import available as inotify_unavailable
+from overnight.report.status import status_dict
+from overnight.run import heldout_store, sandbox
+from overnight.run.watch import available as inotify_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 
@@ -127,7 +128,7 @@ def test_keep_needs_the_gain_on_the_heldout_slice(toy_task):
 
 def night_allowing_keeps(root, *trains):
     """Like conftest.night, without its 'nothing kept' check."""
-    from overnight.loop import Controller, RunConfig
+    from overnight.night.controller import Controller, RunConfig
 
     from .conftest import Attacks
 
@@ -157,7 +158,7 @@ def test_reads_the_heldout_file_in_the_sandbox(toy_task, tool, monkeypatch):
 def test_the_watch_sees_a_hard_link_but_not_a_copy(tmp_path):
     """What inotify can and cannot tell (the README says so): the same inode is seen under any
     name; a copy made before the watch started is another file."""
-    from overnight.watch import Watch
+    from overnight.run.watch import Watch
 
     (tmp_path / "store").mkdir()
     secret = tmp_path / "store" / "h.bin"
@@ -178,7 +179,7 @@ def test_the_baseline_is_heldout_scored_only_where_a_keep_pairs_with_it(toy_task
     pairs seed for seed: the baseline's runs with the winner's seeds are re-scored then (and
     so held-out scored), once; its other seeds never are."""
     from overnight.judges.noise import NoiseSettings
-    from overnight.loop import Controller, RunConfig
+    from overnight.night.controller import Controller, RunConfig
 
     from .conftest import Attacks
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import git_out
 
 from overnight import gitops
-from overnight.loop import Controller, RunConfig
+from overnight.night.controller import Controller, RunConfig
 from overnight.tasks import write_task
 
 from .conftest import HONEST, TOY_HEAD, Attacks

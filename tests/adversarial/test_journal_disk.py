@@ -8,7 +8,7 @@ from __future__ import annotations
 import sqlite3
 
 from overnight.journal import Journal
-from overnight.loop import REBASED_KEY
+from overnight.night.controller import REBASED_KEY
 
 from .conftest import toy
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from conftest import write_toy
 
-from overnight.loop import Controller, RunConfig
-from overnight.runner import TAG_MARKER_VAR, tag_mark
+from overnight.night.controller import Controller, RunConfig
+from overnight.run.runner import TAG_MARKER_VAR, tag_mark
 
 OVERNIGHT = Path(sys.executable).with_name("overnight")  # the venv's console script
 

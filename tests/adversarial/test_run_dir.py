@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from overnight.journal import ExpStatus
-from overnight.runner import sandbox_unavailable
+from overnight.run.runner import sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 from .test_attacks import GREAT
@@ -46,7 +46,7 @@ def test_a_printed_line_never_stands_for_the_harness(toy_task, key):
 def test_no_keep_without_the_harness_heldout_score(toy_task, monkeypatch):
     """A held-out score the harness did not run (here: the score's run stubbed out, as a
     candidate that dodged it would leave things) refuses the keep instead of 'not checked'."""
-    from overnight import runner
+    from overnight.run import runner
 
     root = heldout_toy(toy_task)
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST

@@ -21,7 +21,7 @@ from overnight import knobs
 from overnight.executors.local import THREAD_VARS, detect_gpus, plan_slots
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig, open_journal
+from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal
 from overnight.proposers.optuna import OptunaProposer
 

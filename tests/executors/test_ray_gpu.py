@@ -15,7 +15,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
-from overnight.loop import Controller, RunConfig  # noqa: E402
+from overnight.night.controller import Controller, RunConfig  # noqa: E402
 
 TRAIN = """\
 import os

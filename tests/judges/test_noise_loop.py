@@ -15,9 +15,9 @@ from conftest import write_toy
 from overnight import knobs
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
-from overnight.loop import Controller, RunConfig
+from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import Proposal
-from overnight.report import report_markdown
+from overnight.report.markdown import report_markdown
 from overnight.task import load_task
 
 from .toys import Scripted, commit_change, no_op, pin_seed, set_knobs

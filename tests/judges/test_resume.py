@@ -18,7 +18,7 @@ from conftest import kill_controller_when, write_toy
 
 from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
-from overnight.loop import open_journal
+from overnight.night.controller import open_journal
 from overnight.task import load_task
 
 AGENT = """\

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import Night, write_toy
 
-from overnight.loop import Controller, RunConfig
+from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import ProposerOptions
 
 from .fake_llm import FakeLLM

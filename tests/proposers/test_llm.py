@@ -8,7 +8,7 @@ from conftest import git_out, write_toy
 from overnight.errors import OvernightError
 from overnight.journal import ExpStatus
 from overnight.proposers.llm import LLMProposer
-from overnight.status import status_dict
+from overnight.report.status import status_dict
 
 from .conftest import GELU_REPLY, RELU, controller, edit_reply, options
 from .fake_llm import fault, reply

@@ -24,7 +24,7 @@ import pytest
 
 from overnight import knobs
 from overnight.errors import OvernightError
-from overnight.summary import parse_summary
+from overnight.run.summary import parse_summary
 from overnight.task import load_task
 from overnight.tasks import write_task
 
@@ -443,7 +443,7 @@ def test_patched_evaluation_is_caught_by_the_rescore(task, cache, tmp_path, monk
     import shutil
 
     from overnight import gitops
-    from overnight.runner import RunRequest, RunStatus, execute
+    from overnight.run.runner import RunRequest, RunStatus, execute
     from overnight.task import file_hash
 
     root = tmp_path / "repo"

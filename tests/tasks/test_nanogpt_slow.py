@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from overnight.summary import parse_summary
+from overnight.run.summary import parse_summary
 from overnight.tasks import write_task
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from overnight.journal import Run
-from overnight.runner import RunRequest
+from overnight.run.runner import RunRequest
 from overnight.task import TaskSpec
 
 

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.runner import RunRequest, execute
+from overnight.run.runner import RunRequest, execute
 from overnight.task import TaskSpec
 
 # Variables that size the CPU thread pools of torch, numpy and their BLAS libraries.

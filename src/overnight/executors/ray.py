@@ -54,12 +54,12 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from overnight import heldout_store, runfiles
 from overnight.errors import OvernightError
 from overnight.executors import ray_worker
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Run
-from overnight.runner import RunRequest, RunResult, RunStatus
+from overnight.run import heldout_store, runfiles
+from overnight.run.runner import RunRequest, RunResult, RunStatus
 from overnight.task import TaskSpec
 
 ARCHIVE_CACHE = 64  # commits kept packed on the driver (a candidate's replicates reuse its archive)

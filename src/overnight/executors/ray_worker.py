@@ -24,8 +24,8 @@ from pathlib import Path
 
 import ray
 
-from overnight import runfiles
-from overnight.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
+from overnight.run import runfiles
+from overnight.run.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
 from overnight.task import TaskSpec
 
 

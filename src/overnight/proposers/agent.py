@@ -30,11 +30,12 @@ import threading
 import time
 from pathlib import Path
 
-from overnight import credentials, gitops
+from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.options import ProposerOptions
+from overnight.run import credentials
 
 KILL_GRACE_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2  # how soon a stopping night ends the agent

@@ -39,7 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from overnight.executors.base import Executor
 from overnight.journal import Experiment, Run
-from overnight.runner import RunRequest, RunResult, RunStatus, rescore_run
+from overnight.run.runner import RunRequest, RunResult, RunStatus, rescore_run
 
 
 def _result(f: Future) -> RunResult:

@@ -44,16 +44,18 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from overnight import credentials, gitops, heldout_store, sandbox, task_setup, watch
+from overnight import gitops
 from overnight.errors import GitError, OvernightError
-from overnight.guards import seed_only_change
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges import Judge, make_judge
 from overnight.judges.noise import NoiseSettings
+from overnight.night import setup as task_setup
+from overnight.night.guards import seed_only_change
 from overnight.proposers import Context, Proposal, Proposer, ProposerOptions, make_proposer
 from overnight.proposers.base import REJECTED_KEY
-from overnight.runner import kill_tag_survivors, protected_hashes, prune_run_dir
-from overnight.status import incumbent
+from overnight.report.status import incumbent
+from overnight.run import credentials, heldout_store, sandbox, watch
+from overnight.run.runner import kill_tag_survivors, protected_hashes, prune_run_dir
 from overnight.task import TaskSpec, load_task
 
 STATE_DIR = ".overnight"
@@ -334,7 +336,7 @@ class Controller:
 
     def _night(self) -> None:
         from overnight.executors import make_executor
-        from overnight.scheduler import Scheduler
+        from overnight.night.scheduler import Scheduler
 
         self._replay()
         self._setup()

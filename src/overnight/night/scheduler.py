@@ -29,13 +29,13 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass
 
-from overnight import heldout_store
-from overnight.asker import Asker
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Experiment, ExpStatus
-from overnight.rescorer import Rescorer
-from overnight.runner import RunResult, RunStatus
+from overnight.night.asker import Asker
+from overnight.night.rescorer import Rescorer
+from overnight.run import heldout_store
+from overnight.run.runner import RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
 FAILED_STATUS = {

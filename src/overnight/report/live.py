@@ -12,10 +12,10 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.loop import Observer
-from overnight.status import headline, status_dict
+from overnight.night.controller import Observer
+from overnight.report.status import headline, status_dict
+from overnight.report.usage import usage_line
 from overnight.task import Metric
-from overnight.usage import usage_line
 
 STATUS_STYLE = {
     ExpStatus.KEPT: "green",

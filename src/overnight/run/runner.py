@@ -43,10 +43,11 @@ from pathlib import Path
 
 import psutil
 
-from overnight import credentials, gitops, heldout_store, runfiles, sandbox
-from overnight.summary import parse_summary
+from overnight import gitops
+from overnight.run import credentials, heldout_store, runfiles, sandbox
+from overnight.run.summary import parse_summary
+from overnight.run.watch import Watch
 from overnight.task import Limits, TaskSpec, file_hash
-from overnight.watch import Watch
 
 POLL_SECONDS = 0.05
 MEMORY_SAMPLE_SECONDS = 0.5

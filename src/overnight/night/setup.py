@@ -20,7 +20,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.runner import _run_process, task_env
+from overnight.run.runner import _run_process, task_env
 from overnight.task import TaskSpec
 
 

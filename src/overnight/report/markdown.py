@@ -11,9 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.status import fmt_value, headline, running_best, status_dict
+from overnight.report.status import fmt_value, headline, running_best, status_dict
+from overnight.report.usage import usage_markdown
 from overnight.task import TaskSpec
-from overnight.usage import usage_markdown
 
 MIN_TRIALS_FOR_IMPORTANCE = 8
 

@@ -13,8 +13,8 @@ import time
 
 from overnight.journal import Experiment, ExpStatus, Journal
 from overnight.judges.noise import noise_of
+from overnight.report.usage import usage_summary
 from overnight.task import Metric
-from overnight.usage import usage_summary
 
 
 def incumbent(history: list[Experiment]) -> Experiment | None:
