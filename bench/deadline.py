@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from overnight import gitops
-from overnight.night.controller import open_journal
+from overnight.night.tags import open_journal
 from overnight.task import load_task
 from overnight.tasks import write_task
 

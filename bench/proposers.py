@@ -19,7 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy, true_loss_at  # noqa: E402
 
-from overnight.night.controller import Controller, RunConfig  # noqa: E402
+from overnight.night.config import RunConfig  # noqa: E402
+from overnight.night.controller import Controller  # noqa: E402
 from overnight.report.status import incumbent  # noqa: E402
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy  # noqa: E402
 
-from overnight.night.controller import Controller, RunConfig  # noqa: E402
+from overnight.night.config import RunConfig  # noqa: E402
+from overnight.night.controller import Controller  # noqa: E402
 from overnight.proposers.random import RandomProposer  # noqa: E402
 
 

@@ -22,7 +22,10 @@ from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig, check_tag, open_journal, resolve_tag, state_dir
+from overnight.layout import state_dir
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import check_tag, open_journal, resolve_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.run import credentials
 from overnight.task import load_task

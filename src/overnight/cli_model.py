@@ -16,7 +16,8 @@ import click
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus
-from overnight.night.controller import open_journal, resolve_tag, state_dir
+from overnight.layout import state_dir
+from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.options import PROVIDERS, ProposerOptions
 from overnight.report.status import incumbent
 from overnight.task import load_task

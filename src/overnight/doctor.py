@@ -30,7 +30,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.night.controller import state_dir
+from overnight.layout import state_dir
 from overnight.proposers.options import ProposerOptions
 from overnight.run import credentials, sandbox, watch
 from overnight.task import TaskSpec, load_task

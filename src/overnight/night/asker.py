@@ -1,19 +1,30 @@
 """The proposer on a thread of its own, so asking overlaps training.
 
-`ask` starts one `propose(ctx)` in the background (an LLM call, an agent, or Optuna's ask,
-whose constant liar counts the trials still running, so parallel slots get distinct
-configurations); `answer` hands the proposal back to the controller's thread, which journals
-it. `tell` queues `observe` on the same thread, so the proposer sees its calls one at a time,
-in order, and never needs a lock. A proposer error surfaces on the controller's thread at the
-next `answer` or `tell`.
+Every call to the proposer goes through this one thread, in order, so a proposer sees its
+calls one at a time and never needs a lock:
+
+- `ask` starts one `propose(ctx)` in the background (an LLM call, an agent, or Optuna's ask,
+  whose constant liar counts the trials still running, so parallel slots get distinct
+  configurations); `answer` hands the proposal back to the controller's thread, which
+  journals it;
+- `tell` queues `observe` (a decided experiment; the replay of a resumed night's history);
+- `call` runs anything else (`rebase`) and waits for its result. The scheduler asks for a
+  rebase only while no proposal is being made (`thinking`), so the wait is the rebase's own;
+- `close` finishes what was asked and closes the proposer.
+
+A proposer error surfaces on the controller's thread at the next `answer`, `tell` or `call`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from overnight.journal import Experiment
 from overnight.proposers import Context, Proposal, Proposer
+
+T = TypeVar("T")
 
 
 class Asker:
@@ -22,10 +33,16 @@ class Asker:
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="overnight-proposer")
         self.asking: tuple[Future, Context] | None = None
         self.told: list[Future] = []
+        self.closed = False
 
     def ask(self, ctx: Context) -> None:
         assert self.asking is None, "one proposal at a time"
         self.asking = (self.pool.submit(self.proposer.propose, ctx), ctx)
+
+    @property
+    def thinking(self) -> bool:
+        """A proposal is being made (not merely waiting to be taken)."""
+        return self.asking is not None and not self.asking[0].done()
 
     def answer(self) -> tuple[Proposal, Context] | None:
         """The finished proposal and the context it was made in, or None while still thinking."""
@@ -39,6 +56,12 @@ class Asker:
         self._raise_errors()
         self.told.append(self.pool.submit(self.proposer.observe, exp, ctx))
 
+    def call(self, method: Callable[..., T], *args) -> T:
+        """`method(*args)` (one of the proposer's) on the proposer's thread, after what was
+        asked and told before it; its result, or its exception."""
+        self._raise_errors()
+        return self.pool.submit(method, *args).result()
+
     def _raise_errors(self) -> None:
         for f in [f for f in self.told if f.done()]:
             self.told.remove(f)
@@ -46,6 +69,9 @@ class Asker:
 
     def close(self) -> None:
         """Wait for the calls in progress (a proposal asked is finished, not torn), then close."""
+        if self.closed:
+            return
+        self.closed = True
         self.pool.submit(self.proposer.close)
         self.pool.shutdown(wait=True)
         self._raise_errors()

@@ -11,7 +11,7 @@ While they run the candidate is not the incumbent (other candidates are judged a
 old one, and their runs go on). Only a new candidate's first run, and the next proposal,
 wait for the keep to land (scheduler._dispatch, _ask): started on the old incumbent a
 candidate would be stale the moment the keep lands, and a stale winner is measured all over
-again (the stale rule, loop.py); a proposal would be built on the old incumbent. Starting it
+again (the stale rule, state.py); a proposal would be built on the old incumbent. Starting it
 at once made the candidate after every keep stale, even with one slot (seen in the tests);
 waiting costs a slot the re-score's time once per keep, not once per run.
 
@@ -39,6 +39,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from overnight.executors.base import Executor
 from overnight.journal import Experiment, Run
+from overnight.night.state import Night
 from overnight.run.runner import RunRequest, RunResult, RunStatus, rescore_run
 
 
@@ -60,8 +61,8 @@ def counted(exp: Experiment) -> list[Run]:
 
 
 class Rescorer:
-    def __init__(self, controller, executor: Executor):
-        self.c = controller
+    def __init__(self, night: Night, executor: Executor):
+        self.night = night
         self.ex = executor
         slots = executor.slots
         # A slot's pinning (GPU, threads) goes with its runs' re-scores: they share the device
@@ -72,10 +73,11 @@ class Rescorer:
         self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
         self.unavailable: set[int] = set()  # yardstick runs whose directory is gone (a Ray node left)
         self.checks: set[int] = set()  # experiments whose re-score holds nothing (the baseline's check)
+        self.owner: dict[int, int] = {}  # run id -> the experiment it is a run of (a yardstick's too)
         self._pool = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="overnight-rescore")
 
     def needed(self, exp: Experiment) -> list[Run]:
-        return unscored(exp) if self.c.task.rescore else []
+        return unscored(exp) if self.night.task.rescore else []
 
     def yardstick_runs(self, exp: Experiment, target: Experiment) -> list[Run]:
         """The runs of `target` (the yardstick `exp` beat) that the held-out check pairs with
@@ -84,7 +86,7 @@ class Rescorer:
         re-scores plus eight held-out scores cost a CPU night minutes before the first
         candidate was judged. Its runs get their held-out score (with the re-score it comes
         after) the first time a keep needs it, and only those."""
-        if self.c.task.heldout is None or not self.c.task.rescore or target.id == exp.id:
+        if self.night.task.heldout is None or not self.night.task.rescore or target.id == exp.id:
             return []
         seeds = {r.seed for r in counted(exp)}
         return [r for r in unscored(target) if r.seed in seeds and r.id not in self.unavailable]
@@ -99,7 +101,7 @@ class Rescorer:
         """Re-score `runs` for the keep of `exp`: its own, and any of the experiments in
         `others` (its yardstick's, see yardstick_runs). `check`: a kept baseline's run, checked
         off the critical path (scheduler._check_rescore): `exp` is not busy meanwhile."""
-        c = self.c
+        n = self.night
         if check:
             self.checks.add(exp.id)
         futures = self.pending.setdefault(exp.id, {})
@@ -107,18 +109,19 @@ class Rescorer:
         owners = {exp.id: exp, **(others or {})}
         for r in runs:
             owner = owners[r.experiment_id]
+            self.owner[r.id] = owner.id
             # The run's own worktree path: free again (removed when the run ended), and swept
             # on resume with the rest of the tag's worktrees if this controller is killed.
             req = RunRequest(
                 commit=owner.commit_sha,
                 seed=r.seed,
-                run_dir=c.state / c.tag / "runs" / f"{owner.id}-{r.id}",
-                worktree=c.state / "worktrees" / f"{c.tag}-{owner.id}-{r.id}",
-                protected_hashes=c.protected_hashes,
+                run_dir=n.paths.run_dir(owner.id, r.id),
+                worktree=n.paths.run_worktree(owner.id, r.id),
+                protected_hashes=n.protected_hashes,
                 extra_env=self.env_of.get(r.slot or "", {}),
             )
             remote = self.ex.rescore(r, req, r.value)
-            futures[r.id] = remote or self._pool.submit(rescore_run, c.task, req, r.value, self.stop)
+            futures[r.id] = remote or self._pool.submit(rescore_run, n.task, req, r.value, self.stop)
 
     @property
     def busy(self) -> set[int]:

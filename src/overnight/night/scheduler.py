@@ -32,9 +32,9 @@ from dataclasses import dataclass
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Experiment, ExpStatus
-from overnight.night.asker import Asker
+from overnight.night.keep import Keeper, Step, mean
 from overnight.night.rescorer import Rescorer
-from overnight.run import heldout_store
+from overnight.night.state import Night
 from overnight.run.runner import RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
@@ -78,38 +78,27 @@ class Flight:
     started: float  # time.time()
 
 
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values)
-
-
-def _watch_hit(res: RunResult) -> bool:
-    """A held-out score refused because the held-out data was opened while it ran: inotify
-    cannot say by whom, so when a candidate ran alongside, the reference's run is not to blame."""
-    return res.status == RunStatus.MISMATCH and (res.error or "").startswith("reads-heldout:")
-
-
 class Scheduler:
-    def __init__(self, controller, executor: Executor):
-        self.c = controller
+    def __init__(self, night: Night, executor: Executor):
+        self.night = night
         self.ex = executor
         self.queue: list[Want] = []
         self.flights: dict[str, Flight] = {}  # slot name -> its run
-        self.asker = Asker(controller.proposer)
-        self.rescorer = Rescorer(controller, executor)
-        hours = controller.cfg.hours
+        self.asker = night.asker
+        self.rescorer = Rescorer(night, executor)
+        self.keeper = Keeper(night, self.rescorer)
+        hours = night.cfg.hours
         # --hours counts from the command's start (the task's setup included). At the deadline
         # nothing new starts; what runs may end within one run's timeout, then it is stopped.
-        started = getattr(controller, "started", None) or time.monotonic()
-        self.deadline = started + hours * 3600 if hours else None
-        self.grace = controller.task.timeout
+        self.deadline = night.started + hours * 3600 if hours else None
+        self.grace = night.task.timeout
         self.stopping = False
         self.history: list[Experiment] = []
         self.next_plan = self.next_view = 0.0
         self.collected: set[int] = set()  # experiments whose runs ended since the last journal check
 
     def run(self) -> None:
-        c = self.c
-        c.tell_via = self.asker.tell
+        c = self.night
         c.journal.event(
             c.tag, "slots", json.dumps({"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]})
         )
@@ -126,7 +115,8 @@ class Scheduler:
             )
             while True:
                 self._collect()
-                self._collect_rescores()
+                if self.keeper.collect_rescores(self.stopping):
+                    self.next_plan = 0.0
                 self._check_journal()
                 c.drain_inbox()
                 if c.stop.is_set() or self._past_deadline(self.grace):
@@ -153,14 +143,14 @@ class Scheduler:
     def _check_journal(self) -> None:
         """Stop the night if another process changed this tag's experiments or runs (a
         candidate that found journal.db): what the journal says can no longer be trusted."""
-        j = self.c.journal
+        j = self.night.journal
         if j.tampered() or j.tamper_seen:
             suspects = sorted({f.want.exp_id for f in self.flights.values()} | self.collected)
             message = (
-                f"the journal's experiments or runs of {self.c.tag} were changed by another process while "
+                f"the journal's experiments or runs of {self.night.tag} were changed by another process while "
                 f"{', '.join(f'#{i}' for i in suspects) or 'nothing'} ran"
             )
-            j.event(self.c.tag, "journal-tampered", message)
+            j.event(self.night.tag, "journal-tampered", message)
             raise OvernightError(
                 f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
                 "with the same command (the changes stay)"
@@ -171,10 +161,10 @@ class Scheduler:
         """Plan, dispatch and ask on fresh history; True when the night is over."""
         self.next_plan = time.monotonic() + REPLAN_SECONDS
         while True:
-            self.history = self.c.journal.experiments(self.c.tag)
+            self.history = self.night.journal.experiments(self.night.tag)
             # Decided experiments' runs will not be re-scored: the executor may free their run
             # directories. The incumbent's may still be, as a yardstick (Rescorer.yardstick_runs).
-            inc = self.c.incumbent(self.history)
+            inc = self.night.incumbent(self.history)
             self.ex.release(
                 r.id
                 for e in self.history
@@ -203,11 +193,11 @@ class Scheduler:
             if self.flights or set(self.rescorer.pending) - self.rescorer.checks:
                 return False  # (the baseline's check holds nothing: stopped, not waited for)
             if active:
-                self.c.obs.message(
+                self.night.obs.message(
                     f"--hours is up: {len(active)} experiment(s) left undecided "
                     f"({', '.join(f'#{e.id}' for e in active)}); the same command resumes them"
                 )
-            self.c.stop.set()  # a proposal in progress (an agent) is not waited for
+            self.night.stop.set()  # a proposal in progress (an agent) is not waited for
             return True
         return (
             bool(self.history)
@@ -216,7 +206,7 @@ class Scheduler:
             and not self.queue
             and not self.rescorer.pending
             and self.asker.asking is None
-            and self.c.done(self.history, self.deadline)
+            and self.night.done(self.history, self.deadline)
         )
 
     def _busy(self) -> set[int]:
@@ -225,7 +215,7 @@ class Scheduler:
     # --- plan: what each undecided experiment needs next --------------------------------------
     def _plan(self) -> bool:
         """Queue runs or decide; True when the journal changed in a way that needs re-reading."""
-        c, h = self.c, self.history
+        c, h = self.night, self.history
         if not h:
             c.add_baseline()
             return True
@@ -248,8 +238,8 @@ class Scheduler:
             if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
                 need = c.judge.baseline_runs() - len(done)
                 if need <= 0:  # kept without re-scores: the reference (Rescorer.yardstick_runs says why)
-                    c.finish(e, ExpStatus.KEPT, "baseline", _mean(e.ok_values))
-                    self._check_rescore(c.journal.experiment(e.id))
+                    c.finish(e, ExpStatus.KEPT, "baseline", mean(e.ok_values))
+                    self.keeper.check_rescore(c.journal.experiment(e.id), self._past_deadline())
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
                 continue
@@ -258,73 +248,29 @@ class Scheduler:
                 continue
             if inc is None:  # proposed while the baseline trained: judged once the baseline is kept
                 continue
-            stale = e.parent_id != inc.id  # the incumbent moved while it ran (see loop.py)
-            target = by_id[e.parent_id] if stale else inc
+            # Stale: the incumbent moved while it ran (state.py): judged against its own parent.
+            target = inc if e.parent_id == inc.id else by_id[e.parent_id]
             if target.id in busy:
                 continue
-            verdict = c.judge.judge(e, target, c.task.metric, h)
-            if verdict.action == "more":
+            step, verdict = self.keeper.judge(e, target, inc, h, self._past_deadline())
+            if step == Step.MORE:
                 more = [Want(target.id, incumbent=True) for _ in range(verdict.more_incumbent_runs)]
                 more += [Want(e.id) for _ in range(verdict.more_candidate_runs)]
                 self.queue += more or [Want(e.id)]
                 busy |= {e.id, target.id}
                 continue
-            # A stale winner is re-scored too: its change would be measured again as a new
-            # experiment, and a cheat is better caught (and flagged) before that.
-            if verdict.action == "keep" and self._rescore_first(e, target):
+            if step == Step.WAIT:
                 continue
-            self._decide(e, verdict, target, inc, stale)
+            self._maybe_remeasure()
             return True
         return False
-
-    def _rescore_first(self, e: Experiment, target: Experiment) -> bool:
-        """Start the re-scores a keep of `e` over `target` still needs (its own runs', and the
-        held-out scores of the yardstick's runs it is paired with); True while any is needed
-        (the keep waits: the judge is asked again once they agree, see _collect_rescores)."""
-        yard = self.rescorer.yardstick_runs(e, target)
-        if {r.id for r in yard} & self.rescorer.running():
-            return True  # another keep's re-score of them is running: wait for it, never two at once
-        runs = self.rescorer.needed(e) + yard
-        if runs and not self._past_deadline():  # after it: left for a resumed night
-            self.rescorer.start(e, runs, {target.id: target})
-        return bool(runs)
-
-    def _check_rescore(self, base: Experiment) -> None:
-        """One run of the kept baseline re-scored, off the slots, holding nothing: a task whose
-        re-score command is broken stops the night now, in one line, not after a night of
-        winners discarded as `rescore-mismatch`. (With `[heldout]` that run, seed 0 like every
-        candidate's first run, also has its held-out score ready for the first keep.)"""
-        runs = self.rescorer.needed(base)[:1]
-        if runs and not self._past_deadline():
-            self.rescorer.start(base, runs, check=True)
-
-    def _decide(self, e: Experiment, verdict, target: Experiment, inc: Experiment, stale: bool) -> None:
-        c = self.c
-        verdict = heldout_store.check_keep(c, e, target, verdict)  # a val gain the held-out slice lacks: discard
-        for flag in verdict.flags:
-            c.journal.event(c.tag, flag, f"#{e.id}: {verdict.reason}")
-        if not stale:
-            c.finish(
-                e, ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED, verdict.reason, verdict.value
-            )
-        else:
-            why = f"stale: #{inc.id} was kept while it ran; against its parent #{target.id}: {verdict.reason}"
-            if verdict.action == "keep":
-                new = c.rebase_stale(e, self.history)
-                why += (
-                    f"; its change goes on as #{new.id}, rebased onto #{inc.id}"
-                    if new
-                    else f"; its change is already in (or cannot be merged onto) #{inc.id}: not carried over"
-                )
-            c.finish(e, ExpStatus.DISCARDED, why, verdict.value)
-        self._maybe_remeasure()
 
     def _maybe_remeasure(self) -> None:
         """Drift: re-run the incumbent from time to time, so a machine that got slower or
         faster shows up in status instead of silently biasing keeps."""
-        h = self.c.journal.experiments(self.c.tag)
-        inc = self.c.incumbent(h)
-        if inc is not None and inc.id not in self._busy() and self.c.judge.remeasure_due(inc, h):
+        h = self.night.journal.experiments(self.night.tag)
+        inc = self.night.incumbent(h)
+        if inc is not None and inc.id not in self._busy() and self.night.judge.remeasure_due(inc, h):
             self.queue.append(Want(inc.id, incumbent=True, drift=True))
 
     # --- dispatch: free slots take queued runs ------------------------------------------------
@@ -333,25 +279,32 @@ class Scheduler:
             return  # nothing new starts after --hours (what is queued runs on resume)
         free = [s for s in self.ex.slots if s.name not in self.flights]
         self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
-        inc = self.c.incumbent(self.history)
+        inc = self.night.incumbent(self.history)
         # A keep being re-scored is about to replace the incumbent: new candidates' first runs
         # wait for it (rescorer.py says why); runs that finish decisions go on. Before the
         # baseline is kept (its runs or its re-score still going) a candidate that has run
         # waits to be judged, and may be kept: the next one waits too, else it starts on the
         # baseline and is stale at once (seen: one night in five with one slot, greedy judge).
         hold = self.rescorer.moves(inc.id) if inc is not None else self._candidate_awaits_judgement()
+        later: list[Want] = []
         while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
-            exp = self.c.journal.experiment(want.exp_id)
+            exp = self.night.journal.experiment(want.exp_id)
             if not want.incumbent:
                 if exp.status.final:
                     continue
-                exp = self.c.materialise(exp, self.history)
+                if self.asker.thinking and self.night.needs_rebase(exp, self.history):
+                    # The rebase is the proposer's call, on its thread (asker.py): once the
+                    # proposal it is making now is done. Other queued runs go first.
+                    later.append(want)
+                    continue
+                exp = self.night.materialise(exp, self.history)
                 if exp is None:  # rejected: nothing of it may run
                     self.queue = [w for w in self.queue if w.exp_id != want.exp_id]
                     self.next_plan = 0.0
                     continue
             self._start(want, exp, free.pop(0))
+        self.queue[:0] = later
 
     def _candidate_awaits_judgement(self) -> bool:
         """Whether an undecided candidate has an ended run (before the baseline is kept: it
@@ -364,7 +317,7 @@ class Scheduler:
         )
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
-        c = self.c
+        c = self.night
         # The seed is the lowest replicate index no finished or running run of it holds:
         # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed.
         used = {r.seed for r in c.journal.experiment(exp.id).runs if r.status != "interrupted"}
@@ -375,8 +328,8 @@ class Scheduler:
             run_id,
             exp.commit_sha,
             seed,
-            run_dir=c.state / c.tag / "runs" / f"{exp.id}-{run_id}",
-            worktree=c.state / "worktrees" / f"{c.tag}-{exp.id}-{run_id}",
+            run_dir=c.paths.run_dir(exp.id, run_id),
+            worktree=c.paths.run_worktree(exp.id, run_id),
             protected_hashes=c.protected_hashes,
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
@@ -391,83 +344,15 @@ class Scheduler:
             self.collected.add(f.want.exp_id)
             self.next_plan = 0.0
             res: RunResult = f.future.result()
-            self.c.journal.finish_run(f.job.run_id, res)
+            self.night.journal.finish_run(f.job.run_id, res)
             node = self.ex.node_of(f.job)
             if node and node != f.slot.node:
-                self.c.journal.set_run_node(f.job.run_id, node)
+                self.night.journal.set_run_node(f.job.run_id, node)
             if not settle_only:
                 self._after_run(f, res)
 
-    def _collect_rescores(self) -> None:
-        """Journal the re-scores of each experiment whose every re-score has ended. A mismatch
-        (or a failed re-score) discards it; otherwise the next plan asks the judge again."""
-        c = self.c
-        for exp_id, results in self.rescorer.finished():
-            exp = c.journal.experiment(exp_id)
-            check = exp.parent_id is None and exp.status.final  # the kept baseline's (_check_rescore)
-            if not check:  # a check decides nothing: no re-plan (and no early ask of the next proposal)
-                self.next_plan = 0.0
-            if self.stopping:
-                # Stopping: what ends now journals nothing, whether the stop cut it (INTERRUPTED)
-                # or it beat the cancel (a Ray task may finish before ray.cancel reaches it):
-                # one rule, re-done on resume, as Rescorer.close says.
-                continue
-            bad: RunResult | None = None
-            own = {r.id for r in exp.runs}
-            for run_id, res in sorted(results.items()):
-                if _watch_hit(res) and (run_id not in own or check):
-                    continue  # the reference's score, spoiled by another run's open: again when needed
-                if run_id not in own:  # a yardstick's run, re-scored for its held-out score
-                    self._yardstick_rescored(exp, run_id, res)
-                elif res.status == RunStatus.OK:
-                    c.journal.set_rescored(run_id, res.summary["rescored"], res.summary, judged=not check)
-                elif res.status == RunStatus.MISMATCH:
-                    c.journal.set_mismatch(c.tag, run_id, res.error)
-                    bad = bad or res
-                elif res.summary.get("lost") and not self.stopping:  # its run directory is gone: run it again
-                    c.journal.set_lost(c.tag, run_id, f"not re-scored: {res.error}")
-                    c.obs.message(f"#{exp_id}: run {run_id} cannot be re-scored ({res.error}); running it again")
-                # INTERRUPTED (Ctrl-C): nothing journaled, re-done on resume
-            exp = c.journal.experiment(exp_id)
-            if bad is not None and exp.parent_id is None:  # the early check (_check_rescore)
-                if not any(e.status == ExpStatus.KEPT for e in c.journal.experiments(c.tag) if e.parent_id):
-                    c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)  # resume says: new tag
-                raise OvernightError(
-                    f"the baseline's re-score failed ({bad.error}) — fix the task's "
-                    f"rescore command first; log: {bad.log_path}"
-                )
-            if bad is not None and not exp.status.final:
-                c.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
-
-    def _yardstick_rescored(self, exp: Experiment, run_id: int, res: RunResult) -> None:
-        """A run of a kept experiment, re-scored for the keep of `exp`. Agreed: journaled with its
-        held-out score. Disagreed: the yardstick's run is flagged and no longer counted (the
-        candidate is not at fault; it is judged again); for the baseline that means the task's
-        re-score is broken, and the night stops. Gone (a Ray node left): paired without it."""
-        c = self.c
-        owner = next(e for e in c.journal.experiments(c.tag) if any(r.id == run_id for r in e.runs))
-        if res.status == RunStatus.OK:
-            c.journal.set_rescored(run_id, res.summary["rescored"], res.summary)
-            return
-        if res.status == RunStatus.MISMATCH:
-            c.journal.set_mismatch(c.tag, run_id, res.error)
-            if owner.parent_id is None:
-                raise OvernightError(
-                    f"the baseline's re-score failed ({res.error}) — fix the task's rescore "
-                    f"command first; log: {res.log_path}"
-                )
-            left = c.journal.experiment(owner.id).ok_values
-            if left:
-                c.journal.set_value(owner.id, _mean(left))
-            return
-        if res.summary.get("lost"):
-            self.rescorer.unavailable.add(run_id)
-            c.obs.message(
-                f"#{exp.id}: run {run_id} of #{owner.id} cannot be re-scored ({res.error}); its seed goes unpaired"
-            )
-
     def _after_run(self, f: Flight, res: RunResult) -> None:
-        c = self.c
+        c = self.night
         exp = c.journal.experiment(f.want.exp_id)
         if res.status == RunStatus.INTERRUPTED:
             if not self.stopping and not c.stop.is_set():  # lost by the executor: run it again
@@ -493,7 +378,7 @@ class Scheduler:
 
     def _after_incumbent_run(self, inc: Experiment, res: RunResult, drift: bool) -> None:
         """A re-measured incumbent keeps its status; its value becomes the new mean."""
-        c = self.c
+        c = self.night
         if res.status != RunStatus.OK:
             failures = sum(r.status not in ("ok", "interrupted", "running") for r in inc.runs)
             c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
@@ -503,7 +388,7 @@ class Scheduler:
                     f"is flaky or the machine changed; see {res.log_path}"
                 )
             return
-        c.journal.set_value(inc.id, _mean(inc.ok_values))
+        c.journal.set_value(inc.id, mean(inc.ok_values))
         if drift:
             message = c.judge.drift(c.journal.experiment(inc.id), c.journal.experiments(c.tag))
             if message:
@@ -517,19 +402,19 @@ class Scheduler:
             asking is not None
             and asking[0].done()
             and asking[0].exception() is not None
-            and self.c.incumbent(self.history) is None
+            and self.night.incumbent(self.history) is None
         ):
             return False  # asked while the baseline trained: the baseline's own outcome is told first
         got = self.asker.answer()
         if got is None:
             return False
         proposal, ctx = got
-        if not self.c.stop.is_set():  # after Ctrl-C nothing new is journaled
-            self.c.add_proposal(ctx, proposal)
+        if not self.night.stop.is_set():  # after Ctrl-C nothing new is journaled
+            self.night.add_proposal(ctx, proposal)
         return True
 
     def _ask(self) -> None:
-        c, h = self.c, self.history
+        c, h = self.night, self.history
         if self.asker.asking is not None or not h or c.done(h, self.deadline):
             return
         inc = c.incumbent(h)
@@ -564,8 +449,8 @@ class Scheduler:
                 }
             )
             if f:
-                self.c.obs.progress(f.exp, now - f.started)
-        self.c.obs.slots(rows)
+                self.night.obs.progress(f.exp, now - f.started)
+        self.night.obs.slots(rows)
 
     def _wait(self) -> None:
         futures = [f.future for f in self.flights.values()] + self.rescorer.futures()
@@ -584,7 +469,7 @@ class Scheduler:
                 self.ex.stop_all()
                 wait([f.future for f in self.flights.values()])
                 self._collect(settle_only=True)
-            self.c.journal.recover(self.c.tag)
+            self.night.journal.recover(self.night.tag)
         finally:
             self.rescorer.close()  # unfinished re-scores journal nothing: re-done on resume
             self.asker.close()

@@ -20,28 +20,24 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
+from overnight.layout import TagPaths
 from overnight.run.runner import _run_process, task_env
 from overnight.task import TaskSpec
 
 
-def worktree_path(state: Path, tag: str) -> Path:
-    return state / "worktrees" / f"{tag}-setup"
-
-
 def run_setup(
-    task: TaskSpec, commit: str, state: Path, tag: str, seed: int, stop: threading.Event | None = None
+    task: TaskSpec, commit: str, paths: TagPaths, seed: int, stop: threading.Event | None = None
 ) -> float | None:
     """Run `task.setup` at `commit`; its wall seconds, or None when the task has none or it was
     stopped (Ctrl-C). Raises OvernightError when it fails or passes `task.setup_timeout`."""
     if not task.setup:
         return None
-    tag_dir = state / tag
-    tag_dir.mkdir(parents=True, exist_ok=True)
-    log_path = tag_dir / "setup.txt"
-    worktree = worktree_path(state, tag)
+    paths.folder.mkdir(parents=True, exist_ok=True)
+    log_path = paths.setup_log
+    worktree = paths.setup_worktree
     # A run's environment without its result file: the same credentials rule, the tag's
     # marker (a killed controller's setup is swept on resume like its runs), the budget.
-    env = task_env(task, seed, tag_dir)
+    env = task_env(task, seed, paths.folder)
     gitops.worktree_add(task.root, worktree, commit)
     try:
         out = _run_process(task.setup, worktree, env, log_path, task.setup_timeout, stop, None, task.limits)

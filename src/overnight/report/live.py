@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.journal import Experiment, ExpStatus, Journal
-from overnight.night.controller import Observer
+from overnight.night.config import Observer
 from overnight.report.status import headline, status_dict
 from overnight.report.usage import usage_line
 from overnight.task import Metric

@@ -1,0 +1,38 @@
+"""What a night is asked to do (RunConfig: the CLI's flags) and whom it tells (Observer)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from overnight.journal import Experiment
+from overnight.judges.noise import NoiseSettings
+from overnight.proposers import ProposerOptions
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    tag: str | None = None  # None: resume the latest tag, or start one named after today
+    proposer: str = "optuna"
+    proposer_options: ProposerOptions = field(default_factory=ProposerOptions)  # llm, agent, hybrid
+    judge: str = "noise"
+    noise: NoiseSettings = field(default_factory=NoiseSettings)  # settings of the noise judge
+    experiments: int | None = None  # total for the tag, baseline included
+    hours: float | None = None  # wall-clock limit of this invocation
+    budget: float | None = None  # overrides task.budget
+    seed: int = 0  # search seed; run seeds are replicate indices offset by it
+    executor: str = "local"  # local | ray
+    slots: int | None = None  # runs at once; None: one per GPU (local), the cluster's size (ray), else 1
+    gpus: tuple[str, ...] | None = None  # local: pin slots to these device ids; None: detect
+    ray_address: str | None = None  # ray: the cluster to join; None: start a local one
+
+
+class Observer:
+    """What the controller tells the outside (the CLI's live view). No-op by default.
+    Called from the controller's thread only."""
+
+    def experiment_started(self, exp: Experiment, run_index: int) -> None: ...
+    def progress(self, exp: Experiment, elapsed: float) -> None: ...
+    def experiment_finished(self, exp: Experiment) -> None: ...
+    def message(self, text: str) -> None: ...
+    def slots(self, rows: list[dict]) -> None:
+        """Every slot: {slot, node, gpu, experiment, description, elapsed} (None when idle)."""
