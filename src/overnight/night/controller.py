@@ -108,6 +108,11 @@ class Controller:
             started=self.started,
         )
 
+    @property
+    def results_path(self) -> Path:
+        """The night's results.tsv (autoresearch's format)."""
+        return self.paths.results_tsv
+
     def incumbent(self, history: list[Experiment]) -> Experiment | None:
         return incumbent(history)
 

@@ -26,56 +26,20 @@ from __future__ import annotations
 import itertools
 import json
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass
+from concurrent.futures import FIRST_COMPLETED, wait
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.journal import Experiment, ExpStatus
-from overnight.night.keep import Keeper, Step, mean
+from overnight.journal import Experiment
+from overnight.night.keep import Keeper
+from overnight.night.plan import Flight, Planner, Want
 from overnight.night.rescorer import Rescorer
 from overnight.night.state import Night
-from overnight.run.runner import RunResult, RunStatus
+from overnight.run.runner import RunResult
 
-MAX_INCUMBENT_FAILURES = 3
-FAILED_STATUS = {
-    RunStatus.CRASH: ExpStatus.CRASHED,
-    RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
-    RunStatus.INVALID: ExpStatus.INVALID,
-    RunStatus.OOM: ExpStatus.OOM,
-    RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
-    RunStatus.MISMATCH: ExpStatus.DISCARDED,  # discarded, and flagged
-    RunStatus.READS_HELDOUT: ExpStatus.DISCARDED,
-}
-FLAGGED = {
-    RunStatus.OVER_BUDGET: "over-budget",
-    RunStatus.OOM: "oom",
-    RunStatus.MISMATCH: "rescore-mismatch",
-    RunStatus.READS_HELDOUT: "reads-heldout",
-}
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
 REPLAN_SECONDS = 1.0  # re-read the journal at least this often (the --hours deadline)
-
-
-@dataclass
-class Want:
-    """A run waiting for a slot: one more seeded replicate of `exp_id`."""
-
-    exp_id: int
-    incumbent: bool = False  # a re-measure of a kept experiment (its status stays kept)
-    drift: bool = False  # a drift check: compare it with the earlier runs when it ends
-    priority: int = 0  # 0: finishes a decision in progress; 1: a candidate's first run
-
-
-@dataclass
-class Flight:
-    want: Want
-    exp: Experiment
-    job: Job
-    slot: Slot
-    future: Future
-    started: float  # time.time()
 
 
 class Scheduler:
@@ -87,6 +51,7 @@ class Scheduler:
         self.asker = night.asker
         self.rescorer = Rescorer(night, executor)
         self.keeper = Keeper(night, self.rescorer)
+        self.planner = Planner(night, self.keeper, self.queue, self._busy)
         hours = night.cfg.hours
         # --hours counts from the command's start (the task's setup included). At the deadline
         # nothing new starts; what runs may end within one run's timeout, then it is stopped.
@@ -174,7 +139,7 @@ class Scheduler:
             )
             if not self._past_deadline() and self._over():
                 return True
-            if not self._plan():
+            if not self.planner.plan(self.history, self._past_deadline()):
                 break
         if self._past_deadline() and self._over():  # after the judge decided what it could
             return True
@@ -212,67 +177,6 @@ class Scheduler:
     def _busy(self) -> set[int]:
         return {w.exp_id for w in self.queue} | {f.want.exp_id for f in self.flights.values()} | self.rescorer.busy
 
-    # --- plan: what each undecided experiment needs next --------------------------------------
-    def _plan(self) -> bool:
-        """Queue runs or decide; True when the journal changed in a way that needs re-reading."""
-        c, h = self.night, self.history
-        if not h:
-            c.add_baseline()
-            return True
-        if h[0].status.final and h[0].status != ExpStatus.KEPT:  # failed, or discarded (budget, re-score)
-            raise OvernightError(
-                f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
-                f"(`overnight show {h[0].id}`), then start a new --tag"
-            )
-        inc = c.incumbent(h)
-        by_id = {e.id: e for e in h}
-        busy = self._busy()
-        for e in h:
-            if e.status.final or e.id in busy:
-                continue
-            done = [r for r in e.runs if r.status != "interrupted"]
-            failed = [r for r in done if r.status not in ("ok", "running")]
-            if failed:  # journaled by a controller killed before it could decide
-                c.finish(e, FAILED_STATUS[RunStatus(failed[0].status)], failed[0].error or "failed")
-                return True
-            if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
-                need = c.judge.baseline_runs() - len(done)
-                if need <= 0:  # kept without re-scores: the reference (Rescorer.yardstick_runs says why)
-                    c.finish(e, ExpStatus.KEPT, "baseline", mean(e.ok_values))
-                    self.keeper.check_rescore(c.journal.experiment(e.id), self._past_deadline())
-                    return True
-                self.queue += [Want(e.id) for _ in range(need)]
-                continue
-            if not done:
-                self.queue.append(Want(e.id, priority=1))
-                continue
-            if inc is None:  # proposed while the baseline trained: judged once the baseline is kept
-                continue
-            # Stale: the incumbent moved while it ran (state.py): judged against its own parent.
-            target = inc if e.parent_id == inc.id else by_id[e.parent_id]
-            if target.id in busy:
-                continue
-            step, verdict = self.keeper.judge(e, target, inc, h, self._past_deadline())
-            if step == Step.MORE:
-                more = [Want(target.id, incumbent=True) for _ in range(verdict.more_incumbent_runs)]
-                more += [Want(e.id) for _ in range(verdict.more_candidate_runs)]
-                self.queue += more or [Want(e.id)]
-                busy |= {e.id, target.id}
-                continue
-            if step == Step.WAIT:
-                continue
-            self._maybe_remeasure()
-            return True
-        return False
-
-    def _maybe_remeasure(self) -> None:
-        """Drift: re-run the incumbent from time to time, so a machine that got slower or
-        faster shows up in status instead of silently biasing keeps."""
-        h = self.night.journal.experiments(self.night.tag)
-        inc = self.night.incumbent(h)
-        if inc is not None and inc.id not in self._busy() and self.night.judge.remeasure_due(inc, h):
-            self.queue.append(Want(inc.id, incumbent=True, drift=True))
-
     # --- dispatch: free slots take queued runs ------------------------------------------------
     def _dispatch(self) -> None:
         if self._past_deadline():
@@ -300,7 +204,7 @@ class Scheduler:
                     continue
                 exp = self.night.materialise(exp, self.history)
                 if exp is None:  # rejected: nothing of it may run
-                    self.queue = [w for w in self.queue if w.exp_id != want.exp_id]
+                    self.queue[:] = [w for w in self.queue if w.exp_id != want.exp_id]
                     self.next_plan = 0.0
                     continue
             self._start(want, exp, free.pop(0))
@@ -349,51 +253,7 @@ class Scheduler:
             if node and node != f.slot.node:
                 self.night.journal.set_run_node(f.job.run_id, node)
             if not settle_only:
-                self._after_run(f, res)
-
-    def _after_run(self, f: Flight, res: RunResult) -> None:
-        c = self.night
-        exp = c.journal.experiment(f.want.exp_id)
-        if res.status == RunStatus.INTERRUPTED:
-            if not self.stopping and not c.stop.is_set():  # lost by the executor: run it again
-                c.journal.event(
-                    c.tag,
-                    "requeued",
-                    f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was lost ({res.error}); it runs again",
-                )
-                c.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
-                self.queue.insert(0, f.want)
-            return
-        if res.status in FLAGGED:
-            c.journal.event(c.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
-        if f.want.incumbent:
-            self._after_incumbent_run(exp, res, f.want.drift)
-        elif res.status != RunStatus.OK and not exp.status.final:
-            c.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
-            if exp.parent_id is None:
-                raise OvernightError(
-                    f"the baseline run failed ({res.status.value}: {res.error}) — "
-                    f"fix the task first; log: {res.log_path}"
-                )
-
-    def _after_incumbent_run(self, inc: Experiment, res: RunResult, drift: bool) -> None:
-        """A re-measured incumbent keeps its status; its value becomes the new mean."""
-        c = self.night
-        if res.status != RunStatus.OK:
-            failures = sum(r.status not in ("ok", "interrupted", "running") for r in inc.runs)
-            c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
-            if failures >= MAX_INCUMBENT_FAILURES:
-                raise OvernightError(
-                    f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
-                    f"is flaky or the machine changed; see {res.log_path}"
-                )
-            return
-        c.journal.set_value(inc.id, mean(inc.ok_values))
-        if drift:
-            message = c.judge.drift(c.journal.experiment(inc.id), c.journal.experiments(c.tag))
-            if message:
-                c.journal.event(c.tag, "drift", message)
-                c.obs.message(f"drift: {message}")
+                self.planner.after_run(f, res, self.stopping)
 
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:

@@ -33,8 +33,7 @@ def open_journal(root: Path) -> Journal:
         if isinstance(exc, sqlite3.OperationalError):  # locked, disk full: not the file's fault
             raise
         raise OvernightError(
-            f"the journal {path} is damaged ({exc}) — move it aside and "
-            "start a new night, or restore it from a backup"
+            f"the journal {path} is damaged ({exc}) — move it aside and start a new night, or restore it from a backup"
         ) from None
 
 
