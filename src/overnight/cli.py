@@ -22,7 +22,7 @@ from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
-from overnight.layout import state_dir
+from overnight.layout import journal_path, state_dir
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.night.tags import check_tag, open_journal, resolve_tag
@@ -266,7 +266,7 @@ def noise_settings(**given) -> NoiseSettings:
 
 def _open(directory: Path, tag: str | None):
     root = gitops.toplevel(directory.resolve())
-    if not (state_dir(root) / "journal.db").is_file():
+    if not journal_path(root).is_file():
         raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
     journal = open_journal(root)
     tag = resolve_tag(journal, tag)
@@ -328,7 +328,7 @@ def show(experiment_id: int, directory: Path) -> None:
     from overnight.report.live import render_experiment
 
     root = gitops.toplevel(directory.resolve())
-    if not (state_dir(root) / "journal.db").is_file():  # reading must not create one
+    if not journal_path(root).is_file():  # reading must not create one
         raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
     journal = open_journal(root)
     exp = journal.experiment(experiment_id)

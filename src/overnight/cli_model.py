@@ -16,7 +16,7 @@ import click
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.journal import Experiment, ExpStatus
-from overnight.layout import state_dir
+from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.options import PROVIDERS, ProposerOptions
 from overnight.report.status import incumbent
@@ -89,7 +89,7 @@ def preview_context(root: Path, tag: str | None):
     task = load_task(root)
     head = gitops.head(root)
     history, notes, name = [], [], tag or "preview"
-    if (state_dir(root) / "journal.db").exists():
+    if journal_path(root).exists():
         journal = open_journal(root)
         if journal.tags() or tag:
             name = resolve_tag(journal, tag)
