@@ -60,6 +60,13 @@ def counted(exp: Experiment) -> list[Run]:
     return [r for r in exp.runs if r.status == "ok" and r.value is not None]
 
 
+def may_be_rescored(exp: Experiment, run: Run, incumbent: Experiment | None) -> bool:
+    """Whether `run` of `exp` may still be re-scored: not re-scored yet, and `exp` undecided or
+    the incumbent (its runs are the yardstick a keep pairs with, see yardstick_runs). The
+    executor keeps such runs' directories (adopt) and may free the others' (release)."""
+    return run.rescored is None and (not exp.status.final or (incumbent is not None and exp.id == incumbent.id))
+
+
 class Rescorer:
     def __init__(self, night: Night, executor: Executor):
         self.night = night

@@ -33,7 +33,7 @@ from overnight.executors.base import Executor, Job, Slot
 from overnight.journal import Experiment
 from overnight.night.keep import Keeper
 from overnight.night.plan import Flight, Planner, Want
-from overnight.night.rescorer import Rescorer
+from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
 from overnight.run.runner import RunResult
 
@@ -71,13 +71,7 @@ class Scheduler:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
             history = c.journal.experiments(c.tag)
             inc = c.incumbent(history)
-            self.ex.adopt(
-                r
-                for e in history
-                if not e.status.final or (inc is not None and e.id == inc.id)
-                for r in e.runs
-                if r.status == "ok" and r.rescored is None
-            )
+            self.ex.adopt(r for e in history for r in e.runs if r.status == "ok" and may_be_rescored(e, r, inc))
             while True:
                 self._collect()
                 if self.keeper.collect_rescores(self.stopping):
@@ -131,11 +125,7 @@ class Scheduler:
             # directories. The incumbent's may still be, as a yardstick (Rescorer.yardstick_runs).
             inc = self.night.incumbent(self.history)
             self.ex.release(
-                r.id
-                for e in self.history
-                if e.status.final
-                for r in e.runs
-                if not (inc is not None and e.id == inc.id and r.rescored is None)
+                r.id for e in self.history if e.status.final for r in e.runs if not may_be_rescored(e, r, inc)
             )
             if not self._past_deadline() and self._over():
                 return True

@@ -11,9 +11,10 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.journal import Journal
 from overnight.night.config import Observer
-from overnight.report.status import headline, status_dict
+from overnight.records import Experiment, ExpStatus, RunStatus
+from overnight.report.status import fmt_value, headline, status_dict
 from overnight.report.usage import usage_line
 from overnight.task import Metric
 
@@ -28,10 +29,6 @@ STATUS_STYLE = {
     ExpStatus.RUNNING: "cyan",
     ExpStatus.PROPOSED: "cyan",
 }
-
-
-def _fmt(v: float | None) -> str:
-    return "-" if v is None else f"{v:.6f}"
 
 
 class PlainView(Observer):
@@ -62,7 +59,7 @@ class PlainView(Observer):
 
     def experiment_finished(self, exp: Experiment) -> None:
         self.console.print(
-            f"#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}  {exp.description[:90]}", markup=False
+            f"#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}  {exp.description[:90]}", markup=False
         )
 
     def final_summary(self) -> None:
@@ -112,7 +109,7 @@ class LiveView(PlainView):
         style = STATUS_STYLE.get(exp.status, "")
         self.lines = (
             self.lines
-            + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {_fmt(exp.value)}[/]  {escape(exp.description[:80])}"]
+            + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}[/]  {escape(exp.description[:80])}"]
         )[-8:]
         self._update()
 
@@ -190,7 +187,10 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     table = Table("id", "status", metric.name, "description", box=None)
     for e in journal.experiments(tag)[-15:]:
         table.add_row(
-            str(e.id), Text(e.status.value, style=STATUS_STYLE.get(e.status, "")), _fmt(e.value), e.description[:90]
+            str(e.id),
+            Text(e.status.value, style=STATUS_STYLE.get(e.status, "")),
+            fmt_value(e.value),
+            e.description[:90],
         )
     console.print(table)
 
@@ -200,17 +200,17 @@ def render_experiment(exp: Experiment) -> None:
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"[bold]#{exp.id}[/] ({exp.tag}) {exp.status.value}: {exp.description}")
     console.print(f"proposer {exp.proposer}, parent #{exp.parent_id}, commit {exp.commit_sha}")
-    console.print(f"verdict: {exp.reason or '-'}   value: {_fmt(exp.value)}")
+    console.print(f"verdict: {exp.reason or '-'}   value: {fmt_value(exp.value)}")
     if exp.params:
         console.print(f"params: {exp.params}")
     for r in exp.runs:
         console.print(
-            f"  run {r.id} seed {r.seed} {r.status}: value {_fmt(r.value)}, wall {r.wall_seconds or 0:.1f}s,"
+            f"  run {r.id} seed {r.seed} {r.status.value}: value {fmt_value(r.value)}, wall {r.wall_seconds or 0:.1f}s,"
             f" training {r.training_seconds or 0:.1f}s, peak {r.peak_memory_mb or 0:.0f} MB, log {r.log_path}"
         )
     if exp.diff:
         console.print(exp.diff, markup=False)
     last = exp.last_run
-    if last is not None and last.status != "ok" and last.log_tail:
+    if last is not None and last.status != RunStatus.OK and last.log_tail:
         console.print("[bold]log tail:[/]")
         console.print(last.log_tail, markup=False)
