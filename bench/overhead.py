@@ -20,8 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy  # noqa: E402
 
-from overnight import gitops, loop  # noqa: E402
+from overnight import gitops  # noqa: E402
 from overnight.journal import Journal  # noqa: E402
+from overnight.night.config import RunConfig  # noqa: E402
+from overnight.night.controller import Controller  # noqa: E402
 
 PARTS = defaultdict(float)
 
@@ -41,7 +43,7 @@ def _timed(owner, name: str, label: str) -> None:
 
 def measure(proposer: str, experiments: int) -> tuple[float, float]:
     root = make_toy({"TOY_NOISE": "0.002", "TOY_SLEEP": "0"})
-    ctl = loop.Controller(root, loop.RunConfig(tag="bench", proposer=proposer, experiments=experiments, budget=1))
+    ctl = Controller(root, RunConfig(tag="bench", proposer=proposer, experiments=experiments, budget=1))
     t = time.perf_counter()
     ctl.run()
     total = time.perf_counter() - t
