@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "adversar
 from val_fitter import val_fitter  # noqa: E402  (the attack, shared with the slow adversarial test)
 
 from overnight import gitops, heldout_store  # noqa: E402
-from overnight.run.runner import RunRequest, execute, protected_hashes  # noqa: E402
+from overnight.records import RunRequest  # noqa: E402
+from overnight.run.execute import execute, protected_hashes  # noqa: E402
 from overnight.task import load_task  # noqa: E402
 from overnight.tasks import write_task  # noqa: E402
 

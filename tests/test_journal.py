@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 
 from overnight.journal import TSV_HEADER, ExpStatus, Journal
-from overnight.run.runner import RunResult, RunStatus
+from overnight.records import RunResult, RunStatus
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -1,4 +1,4 @@
-"""One run (overnight.run.runner.execute) of real candidate programs in real worktrees."""
+"""One run (overnight.run.execute.execute) of real candidate programs in real worktrees."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 from conftest import DEFAULT_TOML, git_out
 
 from overnight import gitops
-from overnight.run.runner import RunRequest, RunStatus, execute
+from overnight.records import RunRequest, RunStatus
+from overnight.run.execute import execute
 from overnight.task import file_hash, load_task
 
 

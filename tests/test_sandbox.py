@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from overnight.records import RunRequest, RunStatus
 from overnight.run import sandbox
-from overnight.run.runner import RunRequest, RunStatus, run_checkout
+from overnight.run.execute import run_checkout
 from overnight.task import load_task
 
 PROBE = r"""

@@ -333,7 +333,7 @@ def _sandbox(wanted: bool) -> Check:
     why = sandbox.unavailable()  # says what to do itself, after its ' — '
     if not why:
         return Check(OK, "sandbox", f"{sandbox.tool()} works (limits.sandbox is {'on' if wanted else 'off'})")
-    if wanted:  # every run would fail with this reason (runner.py)
+    if wanted:  # every run would fail with this reason (run/execute.py)
         return Check(
             FAIL, "sandbox", f"limits.sandbox is on, but no sandbox works here ({why.replace(' — ', ') — ', 1)}"
         )

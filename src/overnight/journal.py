@@ -4,22 +4,19 @@ Two levels, as in DESIGN.md: an **experiment** is one candidate (one commit on t
 parent), a **run** is one seeded execution of it. Every write is its own transaction, so a
 controller killed with SIGKILL leaves a journal that says exactly what was in flight; `recover`
 turns runs left `running` into `interrupted` and puts their experiments back in the queue.
+The rows come back as records.py's `Experiment` and `Run`, their statuses as its enums. A
+write by another connection to the rows of the tag this one watches is caught (tamper.py).
 """
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import json
-import math
 import sqlite3
 import time
-from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
-from typing import Any
 
-from overnight.run.runner import RunResult
+from overnight.records import Experiment, ExpStatus, Run, RunResult, RunStatus
+from overnight.tamper import TamperWatch, own_write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags (
@@ -48,100 +45,9 @@ CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, id);
 """
 
 
-class ExpStatus(str, Enum):
-    PROPOSED = "proposed"
-    RUNNING = "running"
-    KEPT = "kept"
-    DISCARDED = "discarded"
-    CRASHED = "crashed"
-    TIMEOUT = "timeout"
-    INVALID = "invalid"
-    REJECTED = "rejected"  # never run: touched a protected file, or did not apply
-    OOM = "oom"  # killed by limits.memory_mb (results.tsv says crash)
-
-    @property
-    def final(self) -> bool:
-        return self not in (ExpStatus.PROPOSED, ExpStatus.RUNNING)
-
-    @property
-    def failed(self) -> bool:
-        return self in (ExpStatus.CRASHED, ExpStatus.TIMEOUT, ExpStatus.INVALID, ExpStatus.REJECTED, ExpStatus.OOM)
-
-
 # autoresearch's results.tsv knows three statuses.
 TSV_STATUS = {ExpStatus.KEPT: "keep", ExpStatus.DISCARDED: "discard"}
 TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
-
-
-@dataclass
-class Run:
-    id: int
-    experiment_id: int
-    seed: int
-    status: str
-    started: float
-    ended: float | None = None
-    slot: str | None = None
-    node: str | None = None
-    training_seconds: float | None = None
-    wall_seconds: float | None = None
-    exit_code: int | None = None
-    peak_memory_mb: float | None = None
-    value: float | None = None
-    summary: dict = field(default_factory=dict)
-    log_path: str | None = None
-    log_tail: str | None = None
-    error: str | None = None
-    rescored: float | None = None  # the protected re-score's value, once it agreed with `value`
-
-
-@dataclass
-class Experiment:
-    id: int
-    tag: str
-    parent_id: int | None
-    base_commit: str
-    commit_sha: str | None
-    edits: dict[str, str]
-    diff: str | None
-    description: str
-    proposer: str
-    params: dict[str, Any]
-    status: ExpStatus
-    reason: str | None
-    value: float | None
-    created: float
-    updated: float
-    decided: float | None = None
-    runs: list[Run] = field(default_factory=list)
-
-    @property
-    def ok_values(self) -> list[float]:
-        return [r.value for r in self.runs if r.status == "ok" and r.value is not None]
-
-    @property
-    def peak_memory_mb(self) -> float | None:
-        mems = [r.peak_memory_mb for r in self.runs if r.peak_memory_mb is not None]
-        return max(mems) if mems else None
-
-    @property
-    def last_run(self) -> Run | None:
-        return self.runs[-1] if self.runs else None
-
-
-def _own_write(method):
-    """A write to experiments or runs: look for someone else's changes first (tamper watch),
-    then write, then remember the rows as they now are."""
-
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        if self.tampered():
-            self.tamper_seen = True
-        out = method(self, *args, **kwargs)
-        self._sync()
-        return out
-
-    return wrapper
 
 
 class Journal:
@@ -156,9 +62,7 @@ class Journal:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         self._migrate()
-        self.watched: str | None = None  # the tag whose rows only this connection may change
-        self.tamper_seen = False
-        self._known = self._version = None
+        self.tamper = TamperWatch(self.db)
 
     def _migrate(self) -> None:
         """Columns added since the first release, added to an older journal in place (never
@@ -178,47 +82,20 @@ class Journal:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
 
-    # --- tamper watch ---------------------------------------------------------------------
-    # The controller is the only writer of its tag's experiments and runs. SQLite's
-    # data_version changes only when ANOTHER connection commits, so a change of it plus a
-    # change of those rows means someone else (e.g. a candidate that found journal.db) wrote
-    # them. Not caught: a change that keeps the columns hashed here, or one made between one
-    # of our writes and the snapshot right after it.
+    # --- tamper watch (tamper.py) ------------------------------------------------------------
     def watch(self, tag: str) -> None:
-        self.watched = tag
-        self._sync()
-
-    def _digest(self) -> str:
-        h = hashlib.sha256()
-        for row in self.db.execute(
-            "SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
-            " FROM experiments WHERE tag=? ORDER BY id",
-            (self.watched,),
-        ):
-            h.update(repr(tuple(row)).encode())
-        for row in self.db.execute(
-            "SELECT r.id, r.experiment_id, r.status, r.value, r.seed, r.rescored FROM runs r"
-            " JOIN experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
-            (self.watched,),
-        ):
-            h.update(repr(tuple(row)).encode())
-        return h.hexdigest()
-
-    def _sync(self) -> None:
-        if self.watched is not None:
-            self._version = self.db.execute("PRAGMA data_version").fetchone()[0]
-            self._known = self._digest()
+        """From here on, only this connection may change `tag`'s experiments and runs."""
+        self.tamper.watch(tag)
 
     def tampered(self) -> bool:
         """Whether another connection changed the watched tag's experiments or runs since our
         last look (a note from `overnight note` is not a change of those)."""
-        if self.watched is None:
-            return False
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
-            return False
-        self._version = version
-        return self._digest() != self._known
+        return self.tamper.changed()
+
+    @property
+    def tamper_seen(self) -> bool:
+        """A change by someone else was found before one of our writes."""
+        return self.tamper.seen
 
     def close(self) -> None:
         self.db.close()
@@ -235,7 +112,7 @@ class Journal:
         return [r[0] for r in self.db.execute("SELECT tag FROM tags ORDER BY created, rowid")]
 
     # --- experiments ------------------------------------------------------------------------
-    @_own_write
+    @own_write
     def add_experiment(
         self,
         tag: str,
@@ -265,13 +142,13 @@ class Journal:
         )
         return int(cur.lastrowid)
 
-    @_own_write
+    @own_write
     def set_commit(self, exp_id: int, sha: str, diff: str) -> None:
         self.db.execute(
             "UPDATE experiments SET commit_sha=?, diff=?, updated=? WHERE id=?", (sha, diff, time.time(), exp_id)
         )
 
-    @_own_write
+    @own_write
     def rebase_experiment(
         self, exp_id: int, parent_id: int, base_commit: str, edits: dict[str, str], description: str
     ) -> None:
@@ -282,7 +159,7 @@ class Journal:
             (parent_id, base_commit, json.dumps(edits), description, time.time(), exp_id),
         )
 
-    @_own_write
+    @own_write
     def set_status(self, exp_id: int, status: ExpStatus, reason: str | None = None, value: float | None = None) -> None:
         now = time.time()
         self.db.execute(
@@ -291,7 +168,7 @@ class Journal:
             (status.value, reason, value, now, now if status.final else None, exp_id),
         )
 
-    @_own_write
+    @own_write
     def set_value(self, exp_id: int, value: float) -> None:
         """A new judged value for a decided experiment (the incumbent after a re-measure)."""
         self.db.execute("UPDATE experiments SET value=?, updated=? WHERE id=?", (value, time.time(), exp_id))
@@ -320,17 +197,18 @@ class Journal:
         for row in self.db.execute(q, (json.dumps(exp_ids),)):
             d = dict(row)
             d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
+            d["status"] = RunStatus(d["status"])
             out.setdefault(d["experiment_id"], []).append(Run(**d))
         return out
 
     # --- runs -------------------------------------------------------------------------------
-    @_own_write
+    @own_write
     def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             cur = self.db.execute(
                 "INSERT INTO runs (experiment_id, seed, slot, node, status, started) VALUES (?,?,?,?,?,?)",
-                (exp_id, seed, slot, node, "running", time.time()),
+                (exp_id, seed, slot, node, RunStatus.RUNNING.value, time.time()),
             )
             # A decided experiment (the incumbent being re-measured) keeps its status.
             self.db.execute(
@@ -343,31 +221,15 @@ class Journal:
             raise
         return int(cur.lastrowid)
 
-    @_own_write
+    @own_write
     def finish_run(self, run_id: int, res: RunResult) -> None:
+        cols = res.record()
+        cols.update(status=res.status.value, summary=json.dumps(cols["summary"], default=str), ended=time.time())
         self.db.execute(
-            "UPDATE runs SET status=?, ended=?, training_seconds=?, wall_seconds=?, exit_code=?,"
-            " peak_memory_mb=?, value=?, summary=?, log_path=?, log_tail=?, error=?, rescored=? WHERE id=?",
-            (
-                res.status.value,
-                time.time(),
-                res.training_seconds,
-                res.wall_seconds,
-                res.exit_code,
-                res.peak_memory_mb,
-                res.value,
-                json.dumps(_stored_summary(res), default=str),
-                res.log_path,
-                res.log_tail,
-                res.error,
-                # re-scored inside the run (RunRequest.rescore): nothing left to re-score before a keep.
-                # res.summary holds only what the harness set (runner.RunResult): never the log's block.
-                res.summary.get("rescored") if res.status.value == "ok" else None,
-                run_id,
-            ),
+            f"UPDATE runs SET {', '.join(f'{name}=?' for name in cols)} WHERE id=?", (*cols.values(), run_id)
         )
 
-    @_own_write
+    @own_write
     def set_rescored(self, run_id: int, value: float, summary: dict | None = None, judged: bool = True) -> None:
         """The protected re-score agreed with the run (it may now count towards a keep); what
         it found besides (`summary`, e.g. `rescored`) is merged into the run's summary. The
@@ -384,20 +246,20 @@ class Journal:
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
         `rescore-mismatch` event in the same transaction (a kill between them loses neither)."""
-        self._rerule(tag, run_id, "mismatch", error, "rescore-mismatch")
+        self._rerule(tag, run_id, RunStatus.MISMATCH, error, "rescore-mismatch")
 
     def set_lost(self, tag: str, run_id: int, error: str) -> None:
         """An ended run that can no longer be re-scored (its run directory went with a Ray
         node, or with the controller that knew where it was): it becomes `interrupted`, so it
         counts for nothing and is run again, with the `requeued` event in the same transaction."""
-        self._rerule(tag, run_id, "interrupted", error, "requeued")
+        self._rerule(tag, run_id, RunStatus.INTERRUPTED, error, "requeued")
 
-    @_own_write
-    def _rerule(self, tag: str, run_id: int, status: str, error: str, kind: str) -> None:
+    @own_write
+    def _rerule(self, tag: str, run_id: int, status: RunStatus, error: str, kind: str) -> None:
         """An ended run's status changed after the fact, and the event saying why, atomically."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
-            self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status, error, run_id))
+            self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status.value, error, run_id))
             exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
             self.db.execute(
                 "INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
@@ -408,7 +270,7 @@ class Journal:
             self.db.execute("ROLLBACK")
             raise
 
-    @_own_write
+    @own_write
     def set_run_node(self, run_id: int, node: str) -> None:
         """Where a run really executed, once the executor knows (Ray places tasks itself)."""
         self.db.execute("UPDATE runs SET node=? WHERE id=?", (node, run_id))
@@ -428,7 +290,7 @@ class Journal:
         q = "SELECT * FROM events WHERE kind='note' AND (tag=? OR tag IS NULL) ORDER BY id"
         return [dict(r) for r in self.db.execute(q, (tag,))]
 
-    @_own_write
+    @own_write
     def recover(self, tag: str) -> int:
         """After a controller died: runs still `running` become `interrupted` and their
         experiments go back to `proposed`, to be run again. Returns how many were recovered."""
@@ -464,26 +326,3 @@ class Journal:
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(lines))
         tmp.replace(path)
-
-
-def _stored_summary(res: RunResult) -> dict:
-    """The harness's facts at the top level, the run's own `---` block under "printed": a key the
-    candidate prints (say `rescored: 0.5`) can never be read back as the harness's."""
-    return (
-        {**res.summary, "printed": {k: _json_safe(v) for k, v in res.printed.items()}}
-        if res.printed
-        else dict(res.summary)
-    )
-
-
-def _json_safe(value):
-    """A printed value SQLite's JSON can hold: `nan`, `inf` and integers past 64 bits as text (as
-    floats they would make the stored summary invalid JSON, and every later json_patch fail)."""
-    if (
-        isinstance(value, float)
-        and not math.isfinite(value)
-        or isinstance(value, int)
-        and not -(2**63) <= value < 2**63
-    ):
-        return str(value)
-    return value

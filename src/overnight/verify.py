@@ -21,10 +21,10 @@ from pathlib import Path
 
 from overnight import gitops, knobs
 from overnight.errors import OvernightError
-from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval
-from overnight.report.status import incumbent
-from overnight.run.runner import RunRequest, RunStatus, execute, protected_hashes
+from overnight.records import Experiment, ExpStatus, RunRequest, RunStatus, incumbent
+from overnight.run.execute import execute, protected_hashes
 from overnight.task import TaskSpec
 
 FRESH_SEED_BASE = 1000  # far above the replicate indices the night used

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from overnight.journal import ExpStatus
-from overnight.run.runner import sandbox_unavailable
+from overnight.run.sandbox import unavailable as sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 

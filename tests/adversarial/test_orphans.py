@@ -2,7 +2,7 @@
 
 A kill -9 of `overnight run` must take its runs with it (reaper.py notices that its parent
 is gone and sweeps the run), and a resuming controller must kill whatever of its tag is still
-running (runner.TAG_MARKER_VAR) before it runs anything: else the killed night's training goes
+running (process.TAG_MARKER_VAR) before it runs anything: else the killed night's training goes
 on, with no timeout, beside the resumed night running the same experiment again.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 from conftest import write_toy
 
 from overnight.night.controller import Controller, RunConfig
-from overnight.run.runner import TAG_MARKER_VAR, tag_mark
+from overnight.run.process import TAG_MARKER_VAR, tag_mark
 
 OVERNIGHT = Path(sys.executable).with_name("overnight")  # the venv's console script
 

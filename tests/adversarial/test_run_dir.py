@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from overnight.journal import ExpStatus
-from overnight.run.runner import sandbox_unavailable
+from overnight.run.sandbox import unavailable as sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night
 from .test_attacks import GREAT
@@ -46,11 +46,11 @@ def test_a_printed_line_never_stands_for_the_harness(toy_task, key):
 def test_no_keep_without_the_harness_heldout_score(toy_task, monkeypatch):
     """A held-out score the harness did not run (here: the score's run stubbed out, as a
     candidate that dodged it would leave things) refuses the keep instead of 'not checked'."""
-    from overnight.run import runner
+    from overnight.run import scoring
 
     root = heldout_toy(toy_task)
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
-    real = runner.heldout_score
+    real = scoring.heldout_score
     calls = []
 
     def dodged(task, req, env, res, stop, data=None):
@@ -59,7 +59,7 @@ def test_no_keep_without_the_harness_heldout_score(toy_task, monkeypatch):
             return None
         return real(task, req, env, res, stop, data)
 
-    monkeypatch.setattr(runner, "heldout_score", dodged)
+    monkeypatch.setattr(scoring, "heldout_score", dodged)
     c, h = night(root, honest)
     e = h[-1]
     assert sorted(name.split("-")[0] for name in calls) == ["1", "2"]  # the yardstick's run, paired at the keep

@@ -443,7 +443,8 @@ def test_patched_evaluation_is_caught_by_the_rescore(task, cache, tmp_path, monk
     import shutil
 
     from overnight import gitops
-    from overnight.run.runner import RunRequest, RunStatus, execute
+    from overnight.records import RunRequest, RunStatus
+    from overnight.run.execute import execute
     from overnight.task import file_hash
 
     root = tmp_path / "repo"

@@ -24,10 +24,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from overnight.journal import Run
-from overnight.run.runner import RunRequest
+from overnight.records import Run, RunRequest
 from overnight.task import TaskSpec
 
 
@@ -45,16 +43,23 @@ class Slot:
         return {"slot": self.name, "node": self.node, "gpu": self.gpu, "threads": self.threads}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Job:
-    """One seeded run of a commit, as journaled (run_id) before it starts."""
+    """One seeded run of a commit, as journaled (`run_id`) before it starts: `request` says
+    what to run, on the controller's machine (its run directory is where the log and result
+    end up; its worktree, where a local executor checks the commit out). The executor adds
+    the slot's pinning (`extra_env`) where it runs it."""
 
     run_id: int
-    commit: str
-    seed: int
-    run_dir: Path  # on the controller's machine: log and result end up here
-    worktree: Path  # where a local executor checks the commit out
-    protected_hashes: dict[str, str]
+    request: RunRequest
+
+    def __init__(self, run_id: int, *args, request: RunRequest | None = None, **fields):
+        # Also `Job(run_id, commit, seed, run_dir=..., worktree=..., protected_hashes=...)`, the
+        # request's fields, as night/scheduler.py builds it until it builds the RunRequest.
+        if request is None:
+            request = args[0] if len(args) == 1 and not fields else RunRequest(*args, **fields)
+        object.__setattr__(self, "run_id", run_id)
+        object.__setattr__(self, "request", request)
 
 
 class Executor(ABC):

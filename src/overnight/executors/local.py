@@ -16,10 +16,11 @@ import shutil
 import subprocess
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import replace
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.run.runner import RunRequest, execute
+from overnight.run.execute import execute
 from overnight.task import TaskSpec
 
 # Variables that size the CPU thread pools of torch, numpy and their BLAS libraries.
@@ -78,7 +79,7 @@ class LocalExecutor(Executor):
         super().__init__(task)
         self._slots = slots
         self._stop = threading.Event()
-        # One thread per slot: each only waits on its run's process (the runner polls it).
+        # One thread per slot: each only waits on its run's process (process.py polls it).
         self._pool = ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="overnight-slot")
 
     @property
@@ -88,15 +89,7 @@ class LocalExecutor(Executor):
     def start(self, job: Job, slot: Slot) -> Future:
         # rescore=False: the slot is free as soon as training ends; the controller re-scores
         # off the slot, and only runs of a candidate about to be kept (rescorer.py).
-        req = RunRequest(
-            commit=job.commit,
-            seed=job.seed,
-            run_dir=job.run_dir,
-            worktree=job.worktree,
-            protected_hashes=job.protected_hashes,
-            extra_env=slot.env,
-            rescore=False,
-        )
+        req = replace(job.request, extra_env={**job.request.extra_env, **slot.env}, rescore=False)
         return self._pool.submit(execute, self.task, req, self._stop)
 
     def node_of(self, job: Job) -> str | None:

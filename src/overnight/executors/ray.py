@@ -2,8 +2,8 @@
 
 The candidate travels as a `git archive` of its commit (a tar of the task's files, kilobytes
 for a typical task) and is unpacked on the worker in a temporary folder, so workers need no
-clone of the repository and no filesystem shared with the driver. The worker runs it with the
-same runner as a local slot (own process group, hard timeout, protected files hash-checked,
+clone of the repository and no filesystem shared with the driver. The worker runs its `RunRequest`
+as a local slot does (run/execute.py: own process group, hard timeout, protected files hash-checked,
 metric from the result file) and sends back the RunResult and the log, which the driver
 writes under `.overnight/<tag>/runs/` as for a local run. Only the driver writes the journal.
 (This file is the driver's side; the tasks that run on the nodes are in ray_worker.py.)
@@ -47,7 +47,7 @@ import time
 import uuid
 from collections.abc import Iterable
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import ray
@@ -57,9 +57,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from overnight.errors import OvernightError
 from overnight.executors import ray_worker
 from overnight.executors.base import Executor, Job, Slot
-from overnight.journal import Run
+from overnight.records import Run, RunRequest, RunResult, RunStatus
 from overnight.run import heldout_store, runfiles
-from overnight.run.runner import RunRequest, RunResult, RunStatus
 from overnight.task import TaskSpec
 
 ARCHIVE_CACHE = 64  # commits kept packed on the driver (a candidate's replicates reuse its archive)
@@ -146,15 +145,10 @@ class RayExecutor(Executor):
         return self._archives[commit]
 
     def start(self, job: Job, slot: Slot) -> Future:
-        fields = {
-            "commit": job.commit,
-            "seed": job.seed,
-            "protected_hashes": job.protected_hashes,
-            "extra_env": slot.env,
-        }
-        ref = ray_worker.run.options(**self.resources).remote(
-            self.task, self._archive(job.commit), fields, self._prefix
-        )
+        # The worker runs it in a folder of its own: the request's run directory and worktree
+        # are this machine's, replaced there.
+        req = replace(job.request, extra_env={**job.request.extra_env, **slot.env}, rescore=False)
+        ref = ray_worker.run.options(**self.resources).remote(self.task, self._archive(req.commit), req, self._prefix)
         return self._track(job.run_id, ref, lambda f: self._result(job, f))
 
     def _track(self, key, ref: ray.ObjectRef, convert) -> Future:
@@ -173,8 +167,8 @@ class RayExecutor(Executor):
 
     def _result(self, job: Job, done: Future) -> RunResult:
         """The worker's result with its log written here; a lost worker is INTERRUPTED."""
-        job.run_dir.mkdir(parents=True, exist_ok=True)
-        log_path = job.run_dir / "log.txt"
+        job.request.run_dir.mkdir(parents=True, exist_ok=True)
+        log_path = job.request.run_dir / "log.txt"
         try:
             res, log, node, node_id, folder, gpus = done.result()
         except ray.exceptions.RayTaskError as exc:  # the harness itself failed on the worker
@@ -238,9 +232,8 @@ class RayExecutor(Executor):
             data = heldout_store.loaded(self.task)
             self._heldout = ray.put(data) if data is not None else None
         env = {**req.extra_env, **({"CUDA_VISIBLE_DEVICES": kept.gpus} if kept.gpus is not None else {})}
-        fields = {"commit": req.commit, "seed": req.seed, "protected_hashes": req.protected_hashes, "extra_env": env}
         ref = ray_worker.rescore.options(**_pinned(kept.node_id)).remote(
-            self.task, self._archive(req.commit), kept.folder, fields, value, self._heldout
+            self.task, self._archive(req.commit), kept.folder, replace(req, extra_env=env), value, self._heldout
         )
         return self._track(("rescore", run.id), ref, lambda f: self._rescored(req.run_dir, f))
 

@@ -1,7 +1,7 @@
 """The Ray tasks of executors/ray.py: what runs on the cluster's nodes, not on the driver.
 
-A run (`run`): unpack the commit's archive into a fresh folder, run it with the runner a
-local slot uses, send back the result and the log, and leave the run directory in the folder
+A run (`run`): unpack the commit's archive into a fresh folder, run it as a
+local slot does (run/execute.py), send back the result and the log, and leave the run directory in the folder
 when the run may be re-scored. Its re-score (`rescore`): on the same node (the driver pins
 it there), a fresh unpack of the commit re-scores that run directory, the held-out score
 included when the driver sends the slice. `warm` starts a worker before the first run;
@@ -20,12 +20,15 @@ import tarfile
 import tempfile
 import threading
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import ray
 
+from overnight.records import RunRequest, RunResult, RunStatus
 from overnight.run import runfiles
-from overnight.run.runner import RunRequest, RunResult, RunStatus, rescore_checkout, run_checkout
+from overnight.run.execute import run_checkout
+from overnight.run.scoring import rescore_checkout
 from overnight.task import TaskSpec
 
 
@@ -59,9 +62,10 @@ def read(path: Path) -> bytes:
 
 
 @ray.remote(max_retries=0)
-def run(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) -> tuple:
-    """On the worker: unpack, run, return (result, log bytes, node, node id, folder, GPUs).
-    The folder (with the run directory) stays when the run may be re-scored, else goes."""
+def run(task: TaskSpec, archive: bytes, request: RunRequest, folder_prefix: str) -> tuple:
+    """On the worker: unpack, run `request` there (its run directory and worktree are the
+    driver's, replaced by a fresh folder's), return (result, log bytes, node, node id, folder,
+    GPUs). The folder (with the run directory) stays when the run may be re-scored, else goes."""
     tmp = Path(tempfile.mkdtemp(prefix=folder_prefix))
     ctx = ray.get_runtime_context()
     node = f"{ray.util.get_node_ip_address()}/{ctx.get_node_id()[:8]}"
@@ -69,7 +73,7 @@ def run(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) ->
     try:
         checkout = tmp / "checkout"
         unpack(archive, checkout)
-        req = RunRequest(run_dir=tmp / "run", worktree=checkout, rescore=False, **req_fields)
+        req = replace(request, run_dir=tmp / "run", worktree=checkout, rescore=False)
         stop = threading.Event()
         res = on_thread(lambda: run_checkout(task, req, stop), stop)
         keep = bool(task.rescore) and res.status == RunStatus.OK
@@ -87,10 +91,10 @@ def run(task: TaskSpec, archive: bytes, req_fields: dict, folder_prefix: str) ->
 
 @ray.remote(max_retries=0)
 def rescore(
-    task: TaskSpec, archive: bytes, folder: str, req_fields: dict, value: float, heldout: bytes | None
+    task: TaskSpec, archive: bytes, folder: str, request: RunRequest, value: float, heldout: bytes | None
 ) -> tuple:
     """On the run's node: a fresh unpack of the commit re-scores the run directory the run left
-    in `folder`. Returns (result, re-score log, held-out log)."""
+    in `folder` (`request` as for `run`). Returns (result, re-score log, held-out log)."""
     tmp = Path(folder)
     if not (tmp / "run").is_dir():
         return (
@@ -101,7 +105,7 @@ def rescore(
     checkout = tmp / f"rescore-{uuid.uuid4().hex[:8]}"
     try:
         unpack(archive, checkout)
-        req = RunRequest(run_dir=tmp / "run", worktree=checkout, **req_fields)
+        req = replace(request, run_dir=tmp / "run", worktree=checkout)
         stop = threading.Event()
         res = on_thread(lambda: rescore_checkout(task, req, value, stop, heldout), stop)
         return res, read(tmp / "run" / "rescore.txt"), read(tmp / "run" / "heldout.txt")
@@ -112,7 +116,7 @@ def rescore(
 @ray.remote(max_retries=0)
 def warm() -> None:
     """Nothing to do: the worker process that runs it has started and imported this module (and
-    the runner), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
+    the run's modules), then goes back to Ray's pool, where a run reuses it rather than pay that again."""
 
 
 @ray.remote(max_retries=0, num_cpus=0)

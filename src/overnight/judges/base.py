@@ -11,13 +11,13 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from overnight.journal import Experiment
+from overnight.records import Experiment, VerdictAction
 from overnight.task import Metric
 
 
 @dataclass(frozen=True)
 class Verdict:
-    action: str  # "keep" | "discard" | "more"
+    action: VerdictAction
     reason: str
     value: float | None = None  # the judged value of the candidate (e.g. mean of its runs)
     more_candidate_runs: int = 0
@@ -25,8 +25,10 @@ class Verdict:
     flags: tuple[str, ...] = ()  # warnings for the journal and status, e.g. "ignores-seed"
 
     def __post_init__(self):
-        if self.action not in ("keep", "discard", "more"):
-            raise ValueError(f"bad verdict action {self.action!r}")
+        try:  # the member, also when given its text (a verdict rewritten with dataclasses.replace)
+            object.__setattr__(self, "action", VerdictAction(self.action))
+        except ValueError:
+            raise ValueError(f"bad verdict action {self.action!r}") from None
 
 
 class Judge(ABC):

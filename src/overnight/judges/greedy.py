@@ -6,8 +6,8 @@ noisy number is compared with another; the noise-aware judge exists for that rea
 
 from __future__ import annotations
 
-from overnight.journal import Experiment
 from overnight.judges.base import Judge, Verdict
+from overnight.records import Experiment, VerdictAction
 from overnight.task import Metric
 
 
@@ -18,5 +18,5 @@ class GreedyJudge(Judge):
         value = candidate.ok_values[0]
         best = incumbent.value
         if best is None or metric.better(value, best):
-            return Verdict("keep", f"{value:.6g} beats {best if best is None else f'{best:.6g}'}", value)
-        return Verdict("discard", f"{value:.6g} does not beat {best:.6g}", value)
+            return Verdict(VerdictAction.KEEP, f"{value:.6g} beats {best if best is None else f'{best:.6g}'}", value)
+        return Verdict(VerdictAction.DISCARD, f"{value:.6g} does not beat {best:.6g}", value)

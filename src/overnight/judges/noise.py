@@ -36,7 +36,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from overnight.journal import Experiment, ExpStatus
 from overnight.judges.base import Judge, Verdict
 from overnight.judges.selection import corrected_gain
 from overnight.judges.stats import (
@@ -49,6 +48,7 @@ from overnight.judges.stats import (
     t_quantile,
     z_to_t,
 )
+from overnight.records import Experiment, ExpStatus, RunStatus, VerdictAction
 from overnight.task import Metric
 
 
@@ -71,14 +71,14 @@ class NoiseSettings:
 
 
 def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
-    runs = [r for r in exp.runs if r.status == "ok" and r.value is not None]
+    runs = [r for r in exp.runs if r.status == RunStatus.OK and r.value is not None]
     return [r.value for r in runs], [r.seed for r in runs]
 
 
 def noise_of(history: list[Experiment]) -> Noise:
     groups = []
     for e in history:
-        if any(r.status == "mismatch" for r in e.runs):
+        if any(r.status == RunStatus.MISMATCH for r in e.runs):
             continue  # its values were not what protected code computes (rescore-mismatch)
         values, seeds = ok_runs(e)
         if len(values) >= 2 and not ignores_seed(values, seeds):
@@ -103,7 +103,7 @@ class NoiseJudge(Judge):
         were selected for looking good (the winner's curse): with `correct_selection` they are
         read at the mean the selection says they stand for (judges/selection.py); with
         `fresh_incumbent` they are left out altogether."""
-        runs = [r for r in incumbent.runs if r.status == "ok" and r.value is not None]
+        runs = [r for r in incumbent.runs if r.status == RunStatus.OK and r.value is not None]
         if self.s.fresh_incumbent and incumbent.parent_id is not None and incumbent.decided:
             runs = [r for r in runs if r.started > incumbent.decided]
         shift = 0.0
@@ -126,7 +126,7 @@ class NoiseJudge(Judge):
         ):
             before = kept.decided  # the journal as the judge saw it when it kept `kept`
             then = [replace(e, runs=[r for r in e.runs if r.started < before]) for e in history if e.created < before]
-            selected = [r for r in kept.runs if r.status == "ok" and r.value is not None and r.started < before]
+            selected = [r for r in kept.runs if r.status == RunStatus.OK and r.value is not None and r.started < before]
             parent_then = next((e for e in then if e.id == kept.parent_id), None)
             noise = noise_of(then)
             if parent_then is not None and noise.known and len(selected) >= 2:
@@ -163,7 +163,7 @@ class NoiseJudge(Judge):
         inc_values = self.incumbent_values(incumbent, history, metric)
         if not inc_values:
             return Verdict(
-                "more",
+                VerdictAction.MORE,
                 f"incumbent #{incumbent.id} has no usable run; measuring it again",
                 mean(values),
                 more_incumbent_runs=1,
@@ -179,8 +179,12 @@ class NoiseJudge(Judge):
         if not noise.known:
             # No replicate noise at all (a deterministic task): fall back to strict improvement.
             if n >= 2 or gain != 0 or seedless:
-                return Verdict("keep" if gain > 0 else "discard", f"no measurable noise; gain {gain:+.6g}", value)
-            return Verdict("more", "no noise estimate yet", value, more_candidate_runs=1)
+                return Verdict(
+                    VerdictAction.KEEP if gain > 0 else VerdictAction.DISCARD,
+                    f"no measurable noise; gain {gain:+.6g}",
+                    value,
+                )
+            return Verdict(VerdictAction.MORE, "no noise estimate yet", value, more_candidate_runs=1)
         # An incumbent that ignores the seed (a seed-pinned change that was kept) is one
         # observation however often it ran: repetition must not fake precision.
         _, inc_seeds = ok_runs(incumbent)
@@ -202,14 +206,18 @@ class NoiseJudge(Judge):
         if seedless:
             why += "; ignores OVERNIGHT_SEED: counted as one run"
         verdict = self._decide(n, seedless, simplification, t, crit, why, value, t_ni > crit_ni)
-        if verdict.action == "more":
+        if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most
             # candidates are screened out, so most keeps never cost incumbent runs.
             deficit = max(0, self.s.incumbent_runs - len(inc_values))
             verdict = Verdict(
-                "more", verdict.reason, value, more_candidate_runs=1 if deficit == 0 else 0, more_incumbent_runs=deficit
+                VerdictAction.MORE,
+                verdict.reason,
+                value,
+                more_candidate_runs=1 if deficit == 0 else 0,
+                more_incumbent_runs=deficit,
             )
-        if seedless and verdict.action != "more":
+        if seedless and verdict.action != VerdictAction.MORE:
             return Verdict(verdict.action, verdict.reason, value, flags=("ignores-seed",))
         return verdict
 
@@ -227,16 +235,18 @@ class NoiseJudge(Judge):
         if n == 1 and not seedless:
             floor = -1.0 if simplification else self.s.screen
             if t < floor:
-                return Verdict("discard", "screened out: " + why, value)
-            return Verdict("more", "looks better, confirming: " + why, value, more_candidate_runs=1)
+                return Verdict(VerdictAction.DISCARD, "screened out: " + why, value)
+            return Verdict(VerdictAction.MORE, "looks better, confirming: " + why, value, more_candidate_runs=1)
         if t > crit:
-            return Verdict("keep", "confirmed: " + why, value)
+            return Verdict(VerdictAction.KEEP, "confirmed: " + why, value)
         last = n >= self.s.max_runs or seedless
         if simplification and last and non_inferior:
-            return Verdict("keep", f"simplification, not worse by {self.s.simplify_margin:g} sd: " + why, value)
+            return Verdict(
+                VerdictAction.KEEP, f"simplification, not worse by {self.s.simplify_margin:g} sd: " + why, value
+            )
         if last or (t < self.s.futility and not simplification):
-            return Verdict("discard", "not confirmed: " + why, value)
-        return Verdict("more", "confirming: " + why, value, more_candidate_runs=1)
+            return Verdict(VerdictAction.DISCARD, "not confirmed: " + why, value)
+        return Verdict(VerdictAction.MORE, "confirming: " + why, value, more_candidate_runs=1)
 
     # --- drift ----------------------------------------------------------------------------
     def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:
@@ -257,7 +267,7 @@ class NoiseJudge(Judge):
             return None
         # The yardstick leaves the run under test out: a jump would otherwise inflate its own
         # noise estimate and hide itself (one 4-se jump in a young night reads as ~2 se).
-        newest = [r for r in incumbent.runs if r.status == "ok" and r.value is not None][-1]
+        newest = [r for r in incumbent.runs if r.status == RunStatus.OK and r.value is not None][-1]
         before = replace(incumbent, runs=[r for r in incumbent.runs if r is not newest])
         noise = noise_of([before if e.id == incumbent.id else e for e in history])
         if not noise.known:

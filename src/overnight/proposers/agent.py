@@ -20,10 +20,8 @@ purpose (a key in ~/.netrc or a login file included).
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -35,7 +33,7 @@ from overnight.errors import OvernightError
 from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.options import ProposerOptions
-from overnight.run import credentials
+from overnight.run import credentials, process
 
 KILL_GRACE_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2  # how soon a stopping night ends the agent
@@ -115,15 +113,9 @@ class AgentProposer(Proposer):
         env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))
         start = time.monotonic()
         with open(prompt_file, "rb") as stdin, open(log, "ab") as out:
-            proc = subprocess.Popen(
-                cmd,
-                shell=True,
-                cwd=cwd,
-                stdin=stdin,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                start_new_session=True,
+            # Its own process group (process.py), so that the kill below reaches its children.
+            proc = process.start_group(
+                ["/bin/sh", "-c", cmd], cwd=cwd, stdin=stdin, stdout=out, stderr=subprocess.STDOUT, env=env
             )
             code, stopped = None, False
             try:
@@ -136,7 +128,7 @@ class AgentProposer(Proposer):
                     except subprocess.TimeoutExpired:
                         pass
             finally:  # also on Ctrl-C: never leave an agent running after the harness
-                _kill_group(proc)
+                process.stop_group(proc, KILL_GRACE_SECONDS)
         params["agent_seconds"] = round(params.get("agent_seconds", 0) + time.monotonic() - start, 1)
         if stopped:
             return "agent stopped: the night is stopping (Ctrl-C or SIGTERM)"
@@ -173,19 +165,3 @@ class AgentProposer(Proposer):
             return edits.describe(desc_file.read_text(errors="replace"))
         lines = [ln for ln in log.read_text(errors="replace").splitlines() if ln.strip()] if log.exists() else []
         return edits.describe(lines[-1]) if lines else "agent edit"
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=KILL_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()

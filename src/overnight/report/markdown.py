@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.journal import Journal
+from overnight.records import Experiment, ExpStatus
 from overnight.report.status import fmt_value, headline, running_best, status_dict
 from overnight.report.usage import usage_markdown
 from overnight.task import TaskSpec

@@ -11,15 +11,11 @@ import json
 import math
 import time
 
-from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.journal import Journal
 from overnight.judges.noise import noise_of
+from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
 from overnight.report.usage import usage_summary
 from overnight.task import Metric
-
-
-def incumbent(history: list[Experiment]) -> Experiment | None:
-    kept = [e for e in history if e.status == ExpStatus.KEPT]
-    return max(kept, key=lambda e: (e.decided or 0, e.id)) if kept else None
 
 
 def running_best(history: list[Experiment], metric: Metric) -> list[tuple[int, float]]:
@@ -44,15 +40,15 @@ def slot_status(
     layout = json.loads(started[-1]["message"])
     now = now or time.time()
     runs = [(r, e) for e in history for r in e.runs if r.started >= since]
-    live = any(r.status == "running" for r, _ in runs)
+    live = any(r.status == RunStatus.RUNNING for r, _ in runs)
     end = now if live else max((r.ended for r, _ in runs if r.ended), default=since)
     wall = max(end - since, 1e-9)
     rows = []
     for slot in layout["slots"]:
         mine = [(r, e) for r, e in runs if r.slot == slot["slot"]]
-        current = next(((r, e) for r, e in mine if r.status == "running"), None)
+        current = next(((r, e) for r, e in mine if r.status == RunStatus.RUNNING), None)
         busy = sum(
-            (now - r.started) if r.status == "running" else (r.training_seconds or r.wall_seconds or 0.0)
+            (now - r.started) if r.status == RunStatus.RUNNING else (r.training_seconds or r.wall_seconds or 0.0)
             for r, _ in mine
         )
         row = {

@@ -7,7 +7,7 @@ prices were set), so these figures are a pure function of the journal: `status -
 
 from __future__ import annotations
 
-from overnight.journal import Experiment, ExpStatus
+from overnight.records import Experiment, ExpStatus
 
 FALLBACK_EVENTS = ("fallback", "fallback-end")
 

@@ -28,15 +28,17 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import secrets
 import shlex
 import shutil
-import subprocess
 import threading
 from dataclasses import replace
 from pathlib import Path
 
 from overnight.errors import OvernightError
-from overnight.task import TaskSpec
+from overnight.records import RunStatus
+from overnight.run.process import MARKER_VAR, run_process
+from overnight.task import Limits, TaskSpec
 
 STORE = Path(".overnight") / "heldout"
 BUILD_TIMEOUT = 3600.0  # the first build trains the tokenizer and may download data
@@ -83,6 +85,8 @@ def ensure(task: TaskSpec, base_commit: str, protected_hashes: dict[str, str], s
 
 
 def _build(task: TaskSpec, base_commit: str, path: Path, say) -> None:
+    """`command build OUT` in a folder holding the base commit's protected files, supervised
+    as a run's process is (process.py: its own group, killed whole at BUILD_TIMEOUT)."""
     from overnight import gitops
 
     work = task.root / ".overnight" / f"heldout-build-{os.getpid()}"  # outside the watched folder
@@ -95,23 +99,25 @@ def _build(task: TaskSpec, base_commit: str, path: Path, say) -> None:
                 (work / p).parent.mkdir(parents=True, exist_ok=True)
                 (work / p).write_bytes(data)
         say(f"building the held-out slice ({task.heldout.command} build), once")
-        out = work / "heldout.bin"
-        argv = [*shlex.split(task.heldout.command), "build", str(out)]
-        try:
-            r = subprocess.run(
-                argv, cwd=work, env={**os.environ, **task.env}, capture_output=True, text=True, timeout=BUILD_TIMEOUT
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise OvernightError(f"the held-out build could not run ({exc}) — check [heldout] command") from None
-        if r.returncode != 0 or not out.is_file():
-            tail = "\n".join((r.stdout + r.stderr).strip().splitlines()[-5:])
+        out, log_path = work / "heldout.bin", work / "build.txt"
+        command = shlex.join([*shlex.split(task.heldout.command), "build", str(out)])
+        # A marker of its own (what escaped its group is swept); no disk reserve: the build is
+        # the user's own code, not a candidate's that may fill the disk.
+        env = {**os.environ, **task.env, MARKER_VAR: secrets.token_hex(8)}
+        ended = run_process(command, work, env, log_path, BUILD_TIMEOUT, None, None, Limits(disk_reserve_mb=0))
+        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+        if ended.timed_out or ended.exit_code == 127:  # 127: the shell found no such command
+            why = f"timed out after {BUILD_TIMEOUT:g} s" if ended.timed_out else (lines or ["not found"])[-1]
+            raise OvernightError(f"the held-out build could not run ({why}) — check [heldout] command")
+        if ended.exit_code != 0 or not out.is_file():
+            tail = "\n".join(lines[-5:])
             raise OvernightError(
-                f"the held-out build failed (exit {r.returncode}): {tail} — fix the data "
+                f"the held-out build failed (exit {ended.exit_code}): {tail} — fix the data "
                 "or remove [heldout] from overnight.toml"
             )
         path.parent.mkdir(parents=True, exist_ok=True)
         os.replace(out, path)  # a rename: no open of the watched file
-        say((r.stdout.strip().splitlines() or ["held-out slice built"])[-1])
+        say((lines or ["held-out slice built"])[-1].strip())
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -143,7 +149,7 @@ def metric_key(task: TaskSpec) -> str:
 def run_values(task: TaskSpec, run) -> float | None:
     """The run's held-out score as the harness journaled it with the run's re-score (never a
     file in the run directory, which the run could have written), if it has one."""
-    if run.status != "ok" or run.rescored is None:
+    if run.status != RunStatus.OK or run.rescored is None:
         return None
     try:
         value = float((run.summary or {})[metric_key(task)])

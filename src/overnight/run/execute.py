@@ -1,0 +1,181 @@
+"""One run: a candidate's commit executed in its own worktree under the budget.
+
+`execute` checks the commit out, `run_checkout` runs the task's command there as process.py
+supervises it and reads the outcome (outcome.py). Before and after, the protected files are
+hash-checked against the task's (`protected_hashes`): a candidate that rewrote the evaluation
+it then imported is INVALID. The run directory holds the harness's record (RUN_RECORD); a
+file the run left at one of the harness's later names is a trap, and the run INVALID. With
+`limits.sandbox` the command runs in `bwrap` or `unshare` (sandbox.py): no network, writable
+only the run's worktree and run directory (bwrap: and a private /tmp), the held-out data
+hidden. While the run is alive the held-out data (`.overnight/heldout/`, `task.watch`) is
+watched with inotify (watch.py): an open -> `reads-heldout`. A request with `rescore` is
+re-scored and held-out scored right after the run (scoring.py); the night's runs are not
+(the re-score happens off the slot, before a keep).
+
+What this does NOT protect against: code that reads the validation data — the candidate runs
+in the same process as the protected evaluation, so anything the evaluation can read, it can
+read (reads of val.bin cannot be told from the evaluation's own; the held-out slice is what
+catches a fit of it); without the sandbox, writes outside its worktree (the journal in
+`.overnight/` included, which the tamper watch detects). See docs/threat-model.md.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import threading
+from pathlib import Path
+
+from overnight import gitops
+from overnight.records import RunRequest, RunResult, RunStatus
+from overnight.run import credentials, heldout_store, runfiles, sandbox
+from overnight.run.outcome import judge_outcome, reads_heldout
+from overnight.run.process import MARKER_VAR, TAG_MARKER_VAR, ProgressFn, run_process, tag_mark
+from overnight.run.watch import Watch
+from overnight.task import TaskSpec, file_hash
+
+RUN_RECORD = (
+    "log.txt",
+    "result.json",
+    "rescore.txt",
+    "rescore.json",
+    "heldout.txt",
+    "heldout.json",
+)  # what pruning keeps
+HARNESS_LATER = RUN_RECORD[2:]  # written by the harness after the run: the run may not create them
+
+
+def protected_hashes(task: TaskSpec, commit: str) -> dict[str, str]:
+    """The hashes every run's protected files must match: those of the tag's base commit."""
+    return {p: file_hash(gitops.read_file(task.root, commit, p) or b"") for p in task.protected}
+
+
+def execute(
+    task: TaskSpec, req: RunRequest, stop: threading.Event | None = None, progress: ProgressFn | None = None
+) -> RunResult:
+    """Materialise the worktree, run the command, collect the outcome; never raises for the
+    candidate's faults (a broken candidate is data)."""
+    req.run_dir.mkdir(parents=True, exist_ok=True)
+    gitops.worktree_add(task.root, req.worktree, req.commit)
+    try:
+        return run_checkout(task, req, stop, progress)
+    finally:
+        gitops.worktree_remove(task.root, req.worktree)
+
+
+def run_checkout(
+    task: TaskSpec, req: RunRequest, stop: threading.Event | None = None, progress: ProgressFn | None = None
+) -> RunResult:
+    """Run the command in `req.worktree`, already holding the commit's files (a git worktree
+    here, an unpacked archive on a Ray worker that has no clone of the repository)."""
+    req.run_dir.mkdir(parents=True, exist_ok=True)
+    log_path = req.run_dir / "log.txt"
+    result_path = req.run_dir / "result.json"
+    for name in RUN_RECORD:  # an earlier run's record in a reused directory (verify), or a trap
+        runfiles.remove(req.run_dir / name)
+    bad = protected_changed(req)
+    if bad:
+        return RunResult(
+            RunStatus.INVALID,
+            log_path=str(log_path),
+            error=f"protected file(s) differ from the task's: {', '.join(bad)}",
+        )
+    env = run_env(task, req, result_path)
+    command = task.command
+    if task.limits.sandbox:
+        why = sandbox.unavailable()
+        if why:
+            return RunResult(
+                RunStatus.CRASH, log_path=str(log_path), error=f"limits.sandbox is on but unavailable here: {why}"
+            )
+        extra = [Path(w).expanduser() for w in task.limits.sandbox_writable]
+        command = sandbox.wrap(
+            command, task.root, [req.worktree, req.run_dir, *extra], hidden=heldout_store.hidden_paths(task)
+        )
+    with Watch(heldout_store.watched_paths(task)) as watch:
+        outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
+    res = judge_outcome(task, outcome, log_path, result_path)
+    trapped = _traps(req.run_dir)
+    if trapped and res.status != RunStatus.INTERRUPTED:
+        res.status, res.value = RunStatus.INVALID, None
+        res.error = f"the run left traps in its run directory: {'; '.join(trapped)}"
+        return res
+    if task.limits.sandbox:
+        res.summary["sandbox"] = sandbox.tool()  # which one ran it (its first log line says so too)
+    if reads_heldout(res, watch, "while it ran"):
+        return res
+    changed = protected_changed(req) if res.status not in (RunStatus.INTERRUPTED, RunStatus.TIMEOUT) else []
+    if changed:  # rewritten while it ran (the evaluation it then imported, or the re-score's code)
+        res.status, res.value = RunStatus.INVALID, None
+        res.error = f"protected file(s) changed during the run: {', '.join(changed)}"
+        return res
+    if res.status == RunStatus.OK and task.rescore and req.rescore:
+        from overnight.run import scoring  # imported here: scoring builds on this module (run_env)
+
+        scoring.rescore(task, req, env, res, stop)
+        if res.status == RunStatus.OK:
+            scoring.heldout_score(task, req, env, res, stop)
+    return res
+
+
+def _traps(run_dir: Path) -> list[str]:
+    """What the run left in its directory that the harness would read as its own."""
+    return runfiles.traps(run_dir, ("log.txt", "result.json")) + [
+        f"{name} exists (only the harness writes it, after the run)"
+        for name in HARNESS_LATER
+        if os.path.lexists(run_dir / name)
+    ]
+
+
+def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None = None) -> dict:
+    """The environment of a process of the task's (a run, its re-score, the task's setup): the
+    user's credentials withheld unless `[task] pass_env` names them (credentials.py), `extra`
+    (a slot's pinning), the budget and seed, a fresh run marker and the tag's marker."""
+    return {
+        **credentials.scrub(os.environ, task.pass_env),
+        **task.env,
+        **(extra or {}),
+        "OVERNIGHT_BUDGET": f"{task.budget:g}",
+        "OVERNIGHT_SEED": str(seed),
+        "PYTHONUNBUFFERED": "1",
+        MARKER_VAR: secrets.token_hex(8),
+        TAG_MARKER_VAR: tag_mark(tag_dir) if tag_dir is not None else "",
+    }
+
+
+def run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
+    """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
+    # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
+    tag_dir = req.run_dir.parent.parent if req.run_dir.parent.name == "runs" else None
+    return {**task_env(task, req.seed, tag_dir, req.extra_env), "OVERNIGHT_RESULT": str(result_path)}
+
+
+def protected_changed(req: RunRequest) -> list[str]:
+    """The protected files of `req.worktree` that are missing or differ from the task's."""
+    return [
+        p
+        for p, h in req.protected_hashes.items()
+        if not (req.worktree / p).is_file() or file_hash((req.worktree / p).read_bytes()) != h
+    ]
+
+
+def prune_run_dir(run_dir: Path) -> int:
+    """Delete what a run left in its directory besides its record (checkpoints, samples):
+    called for experiments that were not kept. Returns the bytes freed."""
+    freed = 0
+    if not run_dir.is_dir():
+        return 0
+    for p in run_dir.iterdir():
+        if p.name in RUN_RECORD:
+            continue
+        try:
+            if p.is_dir() and not p.is_symlink():
+                freed += sum(f.stat().st_size for f in p.rglob("*") if f.is_file())
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                freed += p.lstat().st_size
+                p.unlink()
+        except OSError:
+            pass
+    return freed

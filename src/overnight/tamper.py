@@ -1,0 +1,74 @@
+"""The journal's tamper watch: whether someone else wrote a tag's experiments or runs.
+
+The controller is the only writer of its tag's experiments and runs. SQLite's `data_version`
+changes only when ANOTHER connection commits, so a change of it plus a change of those rows
+means someone else (e.g. a candidate that found journal.db) wrote them; the night stops.
+Not caught: a change that keeps the columns hashed here, or one made between one of our
+writes and the snapshot right after it (`own_write`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sqlite3
+
+
+class TamperWatch:
+    def __init__(self, db: sqlite3.Connection):
+        self.db = db
+        self.tag: str | None = None  # the tag whose rows only this connection may change
+        self.seen = False  # a change by someone else was found before one of our writes
+        self._known = self._version = None
+
+    def watch(self, tag: str) -> None:
+        self.tag = tag
+        self.sync()
+
+    def sync(self) -> None:
+        """Remember the rows as they are now (after a write of ours)."""
+        if self.tag is not None:
+            self._version = self.db.execute("PRAGMA data_version").fetchone()[0]
+            self._known = self._digest()
+
+    def changed(self) -> bool:
+        """Whether another connection changed the watched tag's experiments or runs since our
+        last look (a note from `overnight note` is not a change of those)."""
+        if self.tag is None:
+            return False
+        version = self.db.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._version:
+            return False
+        self._version = version
+        return self._digest() != self._known
+
+    def _digest(self) -> str:
+        h = hashlib.sha256()
+        for row in self.db.execute(
+            "SELECT id, parent_id, status, value, commit_sha, length(edits), decided"
+            " FROM experiments WHERE tag=? ORDER BY id",
+            (self.tag,),
+        ):
+            h.update(repr(tuple(row)).encode())
+        for row in self.db.execute(
+            "SELECT r.id, r.experiment_id, r.status, r.value, r.seed, r.rescored FROM runs r"
+            " JOIN experiments e ON e.id = r.experiment_id WHERE e.tag=? ORDER BY r.id",
+            (self.tag,),
+        ):
+            h.update(repr(tuple(row)).encode())
+        return h.hexdigest()
+
+
+def own_write(method):
+    """A journal method that writes experiments or runs: look for someone else's changes first,
+    then write, then remember the rows as they now are (the journal's `tamper`)."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if self.tamper.changed():
+            self.tamper.seen = True
+        out = method(self, *args, **kwargs)
+        self.tamper.sync()
+        return out
+
+    return wrapper
