@@ -42,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy  # noqa: E402
 
 from overnight import gitops  # noqa: E402
-from overnight.journal import TSV_STATUS, ExpStatus, Journal  # noqa: E402
+from overnight.journal import TSV_STATUS, Journal  # noqa: E402
+from overnight.records import ExpStatus  # noqa: E402
 
 
 def command(root: Path, n: int, slots: int) -> list[str]:

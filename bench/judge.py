@@ -33,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _toy import make_toy  # noqa: E402
 
 from overnight import gitops, knobs  # noqa: E402
-from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.night.config import RunConfig  # noqa: E402
 from overnight.night.controller import Controller  # noqa: E402
 from overnight.proposers.base import Context, Proposal, Proposer  # noqa: E402
+from overnight.records import ExpStatus  # noqa: E402
 
 LR_WEIGHT, LR_BEST = 0.08, 0.002  # the toy's learning-rate term: LR_WEIGHT * log10(lr / LR_BEST)**2
 SESSION = 50

@@ -17,11 +17,11 @@ import time
 from pathlib import Path
 
 from overnight import gitops
-from overnight.journal import ExpStatus
 from overnight.judges.noise import noise_of
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.proposers.base import Context, Proposal, Proposer
+from overnight.records import ExpStatus
 from overnight.tasks import write_task
 
 

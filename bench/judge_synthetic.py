@@ -38,8 +38,8 @@ from synthetic import Night, add_run  # noqa: E402
 BLANK_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,2 @@\n x = 1\n-\n y = 2\n"
 CODE_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,4 +1,2 @@\n x = 1\n-import math\n-z = 3\n y = 2\n"
 
-from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseJudge, NoiseSettings  # noqa: E402
+from overnight.records import ExpStatus  # noqa: E402
 
 NIGHT = 50
 

@@ -21,7 +21,7 @@ from _toy import make_toy, true_loss_at  # noqa: E402
 
 from overnight.night.config import RunConfig  # noqa: E402
 from overnight.night.controller import Controller  # noqa: E402
-from overnight.report.status import incumbent  # noqa: E402
+from overnight.records import incumbent  # noqa: E402
 
 
 def gap_closed(proposer: str, seed: int, experiments: int, noise: float) -> tuple[float, float]:

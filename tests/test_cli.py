@@ -9,8 +9,8 @@ import pytest
 from conftest import git_out, one_error_line
 
 from overnight import gitops
-from overnight.journal import ExpStatus
 from overnight.night.controller import open_journal
+from overnight.records import ExpStatus
 
 
 def test_init_toy(cli, tmp_path):

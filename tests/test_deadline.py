@@ -15,9 +15,9 @@ import time
 import pytest
 from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.night.controller import Controller, RunConfig, open_journal
+from overnight.records import ExpStatus
 
 CLI = [sys.executable, "-m", "overnight"]
 

@@ -6,8 +6,8 @@ import sqlite3
 
 import pytest
 
-from overnight.journal import TSV_HEADER, ExpStatus, Journal
-from overnight.records import RunResult, RunStatus
+from overnight.journal import TSV_HEADER, Journal
+from overnight.records import ExpStatus, RunResult, RunStatus
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

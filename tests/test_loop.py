@@ -16,9 +16,9 @@ from conftest import git_out, write_toy
 
 from overnight import gitops, knobs
 from overnight.errors import OvernightError
-from overnight.journal import ExpStatus
 from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
+from overnight.records import ExpStatus
 
 
 class Scripted(Proposer):

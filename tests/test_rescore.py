@@ -16,10 +16,10 @@ from pathlib import Path
 from conftest import kill_controller_when
 
 from overnight import gitops
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal, Proposer
+from overnight.records import ExpStatus
 from overnight.tasks import write_task
 
 TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
@@ -253,8 +253,8 @@ def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
 def test_noise_leaves_out_an_experiment_with_a_mismatched_run():
     """One run of a cheat failed its re-score; its other runs' values (still `ok`) must not
     widen or narrow the noise estimate."""
-    from overnight.journal import Experiment, Run
     from overnight.judges.noise import noise_of
+    from overnight.records import Experiment, Run
 
     def exp(i, runs):
         return Experiment(

@@ -16,9 +16,9 @@ from conftest import write_toy
 from judges.toys import Scripted, set_knobs
 
 from overnight.errors import OvernightError
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.night.controller import Controller, RunConfig
+from overnight.records import ExpStatus
 from overnight.report.markdown import write_report
 from overnight.task import load_task
 from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify

@@ -15,11 +15,10 @@ import click
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.journal import Experiment, ExpStatus
 from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.options import PROVIDERS, ProposerOptions
-from overnight.report.status import incumbent
+from overnight.records import Experiment, ExpStatus, incumbent
 from overnight.task import load_task
 
 # flag -> (ProposerOptions field, click type, help)

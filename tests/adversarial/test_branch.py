@@ -9,9 +9,9 @@ from conftest import git_out
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.journal import ExpStatus
 from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import Proposal, Proposer
+from overnight.records import ExpStatus
 
 from .conftest import HONEST, TOY_HEAD, Attacks, night
 

@@ -12,11 +12,11 @@ from conftest import Night
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
-from overnight.journal import ExpStatus
 from overnight.night.controller import Controller, Observer, RunConfig
 from overnight.proposers import prompt
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
+from overnight.records import ExpStatus
 from overnight.task import load_task
 
 from .conftest import TOY_HEAD, Attacks, check_intact, night

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from overnight import gitops
-from overnight.journal import ExpStatus
+from overnight.records import ExpStatus
 from overnight.report.status import status_dict
 from overnight.run import heldout_store, sandbox
 from overnight.run.watch import available as inotify_unavailable

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from overnight import gitops, knobs
-from overnight.journal import ExpStatus
+from overnight.records import ExpStatus
 from overnight.tasks import write_task
 
 from .conftest import check_intact

@@ -14,7 +14,7 @@ import time
 import psutil
 import pytest
 
-from overnight.journal import ExpStatus
+from overnight.records import ExpStatus
 from overnight.run.sandbox import unavailable as sandbox_unavailable
 
 from .conftest import HONEST, TOY_HEAD, night

@@ -14,9 +14,9 @@ import random
 
 from judges.synthetic import METRIC, add_run, experiment
 
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.stats import net_added_lines
+from overnight.records import ExpStatus
 
 OLD = '''"""A training script."""
 

@@ -19,11 +19,11 @@ from test_loop import Scripted, check_git_consistent, user_state
 
 from overnight import knobs
 from overnight.executors.local import THREAD_VARS, detect_gpus, plan_slots
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.night.controller import Controller, RunConfig, open_journal
 from overnight.proposers import Proposal
 from overnight.proposers.optuna import OptunaProposer
+from overnight.records import ExpStatus
 
 
 def max_overlap(runs) -> int:

@@ -25,9 +25,9 @@ from test_rescore import AGENT, Fixed, counted_toy, edit, fake_metric, rescored 
 
 from executors.test_local import check_consistent  # noqa: E402
 from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
-from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.night.controller import Controller, RunConfig, open_journal  # noqa: E402
+from overnight.records import ExpStatus  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 

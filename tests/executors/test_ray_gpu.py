@@ -13,9 +13,9 @@ ray = pytest.importorskip("ray")
 from conftest import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from overnight.journal import ExpStatus  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
 from overnight.night.controller import Controller, RunConfig  # noqa: E402
+from overnight.records import ExpStatus  # noqa: E402
 
 TRAIN = """\
 import os

@@ -12,7 +12,6 @@ import pytest
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from overnight.journal import ExpStatus
 from overnight.judges import make_judge
 from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
 from overnight.judges.stats import (
@@ -23,6 +22,7 @@ from overnight.judges.stats import (
     sequential_boundary,
     t_quantile,
 )
+from overnight.records import ExpStatus
 from overnight.task import Metric
 
 from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment

@@ -13,10 +13,10 @@ import pytest
 from conftest import write_toy
 
 from overnight import knobs
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseSettings
 from overnight.night.controller import Controller, RunConfig
 from overnight.proposers import Proposal
+from overnight.records import ExpStatus
 from overnight.report.markdown import report_markdown
 from overnight.task import load_task
 

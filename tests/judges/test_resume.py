@@ -16,9 +16,9 @@ from pathlib import Path
 
 from conftest import kill_controller_when, write_toy
 
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.night.controller import open_journal
+from overnight.records import ExpStatus
 from overnight.task import load_task
 
 AGENT = """\

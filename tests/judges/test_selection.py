@@ -9,9 +9,9 @@ import statistics
 
 import pytest
 
-from overnight.journal import ExpStatus
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.selection import conditional_mean, corrected_gain
+from overnight.records import ExpStatus
 from overnight.task import Metric
 
 from .synthetic import METRIC, Night, add_run, experiment

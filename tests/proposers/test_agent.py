@@ -10,9 +10,9 @@ import pytest
 from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
-from overnight.journal import ExpStatus
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
+from overnight.records import ExpStatus
 
 from .conftest import controller
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import optuna
 from conftest import write_toy
 
-from overnight.journal import ExpStatus
+from overnight.records import ExpStatus
 
 from .conftest import GELU_REPLY, controller, edit_reply, options
 from .fake_llm import fault

@@ -6,8 +6,8 @@ import pytest
 from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
-from overnight.journal import ExpStatus
 from overnight.proposers.llm import LLMProposer
+from overnight.records import ExpStatus
 from overnight.report.status import status_dict
 
 from .conftest import GELU_REPLY, RELU, controller, edit_reply, options

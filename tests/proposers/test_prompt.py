@@ -7,10 +7,10 @@ from pathlib import Path
 from conftest import write_toy
 
 from overnight import gitops
-from overnight.journal import ExpStatus, Journal
+from overnight.journal import Journal
 from overnight.proposers import Context
 from overnight.proposers.prompt import PROMPT_CAP, build, size
-from overnight.records import RunResult, RunStatus
+from overnight.records import ExpStatus, RunResult, RunStatus
 from overnight.task import load_task
 from overnight.tasks import write_task
 

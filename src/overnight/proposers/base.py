@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from overnight import knobs as knoblib
-from overnight.journal import Experiment
+from overnight.records import Experiment
 from overnight.task import TaskSpec
 
 # params key of a proposal that failed validation: the controller journals it as REJECTED with

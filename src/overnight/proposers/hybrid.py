@@ -20,11 +20,11 @@ from dataclasses import replace
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.journal import Experiment, ExpStatus
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.llm import LLMProposer
 from overnight.proposers.options import ProposerOptions
 from overnight.proposers.optuna import OptunaProposer
+from overnight.records import Experiment, ExpStatus
 
 MOVE, ANCHOR = "move", "anchor"
 

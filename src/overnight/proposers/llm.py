@@ -21,11 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from overnight.errors import OvernightError
-from overnight.journal import Experiment
 from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.llm_client import Client, EndpointFault, EndpointRefused, Reply
 from overnight.proposers.options import ProposerOptions
+from overnight.records import Experiment
 
 MAX_BACKOFF = 60.0
 RETRY_PROMPT = (

@@ -16,9 +16,9 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
-from overnight.journal import Experiment
 from overnight.knobs import Knob
 from overnight.proposers.base import Context, KnobProposer, Proposal
+from overnight.records import Experiment
 
 TRIAL_KEY = "_trial"
 STARTUP_TRIALS = 5

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from overnight.journal import Experiment, ExpStatus
 from overnight.judges.noise import noise_of
 from overnight.proposers.base import Context
 from overnight.proposers.edits import DIVIDER, REPLACE, SEARCH
+from overnight.records import Experiment, ExpStatus
 from overnight.run import credentials
 
 PROGRAM_CAP, FILES_CAP, HISTORY_CAP, CRASH_CAP, NOTES_CAP = 8_000, 48_000, 8_000, 2_500, 2_000
