@@ -38,12 +38,10 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _toy import make_toy  # noqa: E402
-
-from overnight import gitops  # noqa: E402
-from overnight.journal import TSV_STATUS, Journal  # noqa: E402
-from overnight.records import ExpStatus  # noqa: E402
+from overnight import gitops
+from overnight.journal import TSV_STATUS, Journal
+from overnight.records import ExpStatus
+from overnight.testing.toy import make_toy
 
 
 def command(root: Path, n: int, slots: int) -> list[str]:

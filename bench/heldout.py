@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "adversarial"))
-from val_fitter import val_fitter  # noqa: E402  (the attack, shared with the slow adversarial test)
-
-from overnight import gitops, heldout_store  # noqa: E402
-from overnight.records import RunRequest  # noqa: E402
-from overnight.run.execute import execute, protected_hashes  # noqa: E402
-from overnight.task import load_task  # noqa: E402
-from overnight.tasks import write_task  # noqa: E402
+from overnight import gitops
+from overnight.records import RunRequest
+from overnight.run import heldout_store
+from overnight.run.execute import execute, protected_hashes
+from overnight.task import load_task
+from overnight.tasks import write_task
+from overnight.testing.val_fitter import val_fitter  # the attack, shared with the slow adversarial test
 
 
 def configs(train: str, honest: str = "EMBEDDING_LR=0.3", with_fitter: bool = True) -> dict[str, str]:

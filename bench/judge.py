@@ -24,20 +24,16 @@ from __future__ import annotations
 import argparse
 import math
 import random
-import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _toy import make_toy  # noqa: E402
-
-from overnight import gitops, knobs  # noqa: E402
-from overnight.judges.noise import NoiseSettings  # noqa: E402
-from overnight.night.config import RunConfig  # noqa: E402
-from overnight.night.controller import Controller  # noqa: E402
-from overnight.proposers.base import Context, Proposal, Proposer  # noqa: E402
-from overnight.records import ExpStatus  # noqa: E402
+from overnight import gitops, knobs
+from overnight.judges.noise import NoiseSettings
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.proposers.base import Context, Proposal, Proposer
+from overnight.records import ExpStatus
+from overnight.testing.toy import make_toy
 
 LR_WEIGHT, LR_BEST = 0.08, 0.002  # the toy's learning-rate term: LR_WEIGHT * log10(lr / LR_BEST)**2
 SESSION = 50

@@ -5,7 +5,7 @@
 bench/judge.py runs the same streams through the real loop (git, subprocesses, SQLite), at
 about a second per training run here: a few hundred trials, so its rates carry +-3-6 %
 sampling error. This script drives the same NoiseJudge with in-memory experiments
-(tests/judges/synthetic.py: the controller's bookkeeping in miniature: baseline seeds,
+(overnight.testing.judges.SyntheticNight: the controller's bookkeeping in miniature: baseline seeds,
 incumbent top-ups, re-measures every `remeasure_every` candidates), Gaussian noise of sd 1,
 so its figures are precise to a fraction of a percent. Streams as in bench/judge.py:
 
@@ -31,8 +31,8 @@ from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests" / "judges")]
-from synthetic import Night, add_run  # noqa: E402
+sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
+from overnight.testing.judges import SyntheticNight, add_run  # noqa: E402
 
 # One deleted blank line, and two deleted code lines, as git writes them.
 BLANK_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,2 @@\n x = 1\n-\n y = 2\n"
@@ -44,7 +44,7 @@ from overnight.records import ExpStatus  # noqa: E402
 NIGHT = 50
 
 
-def candidate(night: Night, gain_sd: float) -> tuple[int, bool]:
+def candidate(night: SyntheticNight, gain_sd: float) -> tuple[int, bool]:
     """Judge one candidate to the end, then re-measure the incumbent if due (as the loop does).
     Returns (training runs spent, kept)."""
     before = sum(len(e.runs) for e in night.history)
@@ -59,11 +59,11 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, 
     rng = random.Random(seed)
     false_keeps = 0
     for _ in range(n_aa // NIGHT):
-        night = Night(NoiseJudge(s), rng, 1.0)
+        night = SyntheticNight(NoiseJudge(s), rng, 1.0)
         false_keeps += sum(candidate(night, 0.0)[1] for _ in range(NIGHT))
     runs = better = better_kept = neutral = neutral_kept = 0
     for _ in range(n_mix // NIGHT):
-        night = Night(NoiseJudge(s), rng, 1.0)
+        night = SyntheticNight(NoiseJudge(s), rng, 1.0)
         for _ in range(NIGHT):
             u = rng.random()
             gain = -rng.uniform(2, 6) if u < 0.7 else 0.0 if u < 0.9 else 2.0
@@ -75,7 +75,7 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, 
             neutral_kept += kept and gain == 0.0
     settled = 0
     for _ in range(n_settled):
-        night = Night(NoiseJudge(s), rng, 1.0)
+        night = SyntheticNight(NoiseJudge(s), rng, 1.0)
         for _ in range(8):
             candidate(night, 0.0)
         settled += candidate(night, 2.0)[1]
@@ -86,7 +86,7 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, 
             ("worse_half_sd", -0.5, CODE_DIFF),
             ("code_noop", 0.0, CODE_DIFF),
         ):
-            night = Night(NoiseJudge(s), rng, 1.0)
+            night = SyntheticNight(NoiseJudge(s), rng, 1.0)
             night.candidate(gain, diff)
             simpl[key] += night.history[-1].status == ExpStatus.KEPT
     n_mix = n_mix // NIGHT * NIGHT

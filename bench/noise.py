@@ -13,44 +13,16 @@ Usage: python bench/noise.py [--preset cpu] [--seeds 5] [--budget 60] [--short 1
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import statistics
 import sys
-import time
 from pathlib import Path
-
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from task_throughput import make_task, run_once  # noqa: E402
 
-
-def load_prepare(task: Path):
-    spec = importlib.util.spec_from_file_location("nanogpt_prepare", task / "prepare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def unigram_bpb(task: Path) -> tuple[float, float]:
-    """(bits per byte, seconds to build/load the cache) of token frequencies counted on the
-    training split (add-one smoothed, special tokens excluded)."""
-    t0 = time.time()
-    prep = load_prepare(task)
-    folder = prep.prepare()
-    seconds = time.time() - t0
-    sizes = prep.Tokenizer().token_bytes()
-    train = np.memmap(folder / "train.bin", dtype=np.uint16, mode="r")
-    val = np.memmap(folder / "val.bin", dtype=np.uint16, mode="r")
-    counts = np.bincount(train, minlength=len(sizes)).astype(np.float64) + 1
-    counts[sizes == 0] = 0  # special tokens are never scored
-    logp = np.log2(counts / counts.sum(), where=counts > 0, out=np.zeros_like(counts))
-    n = min(prep.EVAL_TOKENS, len(val) - 1) // prep.MAX_SEQ_LEN * prep.MAX_SEQ_LEN
-    targets = np.asarray(val[1 : n + 1], dtype=np.int64)
-    scored = sizes[targets] > 0
-    return float(-logp[targets[scored]].sum() / sizes[targets].sum()), seconds
+from overnight.testing.nanogpt import load_prepare, unigram_bpb  # noqa: E402
 
 
 def main() -> None:

@@ -12,18 +12,14 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from collections import defaultdict
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _toy import make_toy  # noqa: E402
-
-from overnight import gitops  # noqa: E402
-from overnight.journal import Journal  # noqa: E402
-from overnight.night.config import RunConfig  # noqa: E402
-from overnight.night.controller import Controller  # noqa: E402
+from overnight import gitops
+from overnight.journal import Journal
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.testing.toy import make_toy
 
 PARTS = defaultdict(float)
 

@@ -12,16 +12,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _toy import make_toy, true_loss_at  # noqa: E402
-
-from overnight.night.config import RunConfig  # noqa: E402
-from overnight.night.controller import Controller  # noqa: E402
-from overnight.records import incumbent  # noqa: E402
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.records import incumbent
+from overnight.testing.toy import make_toy, true_loss_at
 
 
 def gap_closed(proposer: str, seed: int, experiments: int, noise: float) -> tuple[float, float]:

@@ -16,16 +16,12 @@ slot) is printed beside each figure, outside it.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _toy import make_toy  # noqa: E402
-
-from overnight.night.config import RunConfig  # noqa: E402
-from overnight.night.controller import Controller  # noqa: E402
-from overnight.proposers.random import RandomProposer  # noqa: E402
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.proposers.random import RandomProposer
+from overnight.testing.toy import make_toy
 
 
 class SlowRandom(RandomProposer):

@@ -6,11 +6,12 @@ import json
 import struct
 
 import pytest
-from conftest import git_out, one_error_line
 
 from overnight import gitops
-from overnight.night.controller import open_journal
+from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
+from overnight.testing.gitutil import git_out
+from overnight.testing.procs import one_error_line
 
 
 def test_init_toy(cli, tmp_path):

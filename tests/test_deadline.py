@@ -3,7 +3,7 @@
 At the deadline nothing new starts (no run, no re-score, no proposal); what runs may end and be
 judged; the experiments left undecided wait for the same command. Real parts: the toy task,
 the real controller (CLI for the wall clock), the protected re-score wrapped to count and
-to sleep (test_rescore.counted_toy).
+to sleep (overnight.testing.toy.counted_toy).
 """
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import sys
 import time
 
 import pytest
-from test_rescore import SLOW, Fixed, counted_toy, edit, rescored
 
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig, open_journal
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
+from overnight.testing.nights import Fixed
+from overnight.testing.toy import SLOW, counted_toy, edited_train, rescored
 
 CLI = [sys.executable, "-m", "overnight"]
 
@@ -69,7 +72,7 @@ def test_a_keep_reached_after_the_deadline_is_not_re_scored(tmp_path):
     command (without --hours) re-scores and keeps it."""
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=20, noise="0")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     slow_winner = better.replace("from evaluate", SLOW.format(6), 1)
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, hours=4 / 3600))
     c.proposer = Fixed([slow_winner])
@@ -100,7 +103,7 @@ def test_a_re_score_in_flight_at_the_deadline_ends_within_the_grace(tmp_path):
     proposed after the deadline, and the night ends right after the keep."""
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=14, noise="0")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     t0 = time.time()
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, hours=8 / 3600))
     c.proposer = Fixed([better, better])
@@ -118,7 +121,7 @@ def test_a_re_score_in_flight_at_the_deadline_ends_within_the_grace(tmp_path):
 def test_the_noise_judge_at_the_deadline_starts_no_confirmation_run(tmp_path):
     """A promising candidate whose confirmation runs would start after the deadline: none does."""
     root = counted_toy(tmp_path / "toy", tmp_path / "count", noise="0.002")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     slow = better.replace("from evaluate", SLOW.format(6), 1)
     t0 = time.time()
     c = Controller(

@@ -14,7 +14,8 @@ import sys
 import threading
 
 import pytest
-from conftest import one_error_line
+
+from overnight.testing.procs import one_error_line
 
 ORDER = [
     "python",

@@ -8,7 +8,8 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from conftest import write_toy
+
+from overnight.testing.toy import write_toy
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "faults.py"
 

@@ -12,39 +12,17 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from conftest import git_out, write_toy
 
 from overnight import gitops, knobs
 from overnight.errors import OvernightError
-from overnight.night.controller import Controller, RunConfig, open_journal
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import open_journal
 from overnight.proposers import Proposal, Proposer
 from overnight.records import ExpStatus
-
-
-class Scripted(Proposer):
-    """Proposes exactly what the test says: each step maps the context to a Proposal."""
-
-    name = "scripted"
-
-    def __init__(self, *steps):
-        self.steps = list(steps)
-        self.observed: list[int] = []
-
-    def propose(self, ctx):
-        return self.steps.pop(0)(ctx)
-
-    def observe(self, experiment, ctx):
-        self.observed.append(experiment.id)
-
-
-def set_knobs(**values):
-    """A step that rewrites constants of the incumbent's train.py."""
-
-    def step(ctx):
-        src = ctx.incumbent_files["train.py"]
-        return Proposal(f"set {values}", {"train.py": knobs.rewrite(src, values)}, dict(values))
-
-    return step
+from overnight.testing.gitutil import check_git_consistent, git_out, user_state
+from overnight.testing.nights import Scripted, set_knobs
+from overnight.testing.toy import write_toy
 
 
 def edit(path, text, description="edit"):
@@ -54,36 +32,6 @@ def edit(path, text, description="edit"):
 def controller(root, n, proposer="random", tag="t", judge="greedy", **kw):
     """The greedy judge (one run per candidate) keeps these tests about the loop itself."""
     return Controller(root, RunConfig(tag=tag, proposer=proposer, judge=judge, experiments=n, **kw))
-
-
-def user_state(root: Path) -> dict:
-    """Everything of the user's checkout the harness must not touch."""
-    return {
-        "head": git_out(root, "rev-parse", "HEAD"),
-        "branch": git_out(root, "symbolic-ref", "HEAD"),
-        "status": git_out(root, "status", "--porcelain", "--untracked-files=all"),
-        "index": git_out(root, "ls-files", "-s"),
-        "files": {p.name: p.read_bytes() for p in root.iterdir() if p.is_file()},
-    }
-
-
-def check_git_consistent(root: Path, tag: str, history) -> None:
-    """Refs, branch and ancestry agree with the journal."""
-    base = history[0].commit_sha
-    for e in history:
-        if e.commit_sha is not None:
-            assert gitops.rev_parse(root, f"refs/overnight/{tag}/{e.id}") == e.commit_sha
-    kept = [e for e in history if e.status == ExpStatus.KEPT]
-    incumbent = max(kept, key=lambda e: (e.decided, e.id))
-    assert gitops.rev_parse(root, f"overnight/{tag}") == incumbent.commit_sha
-    # The branch holds kept commits only, newest first, on top of where the night started.
-    on_branch = git_out(root, "rev-list", f"overnight/{tag}", f"^{base}").split()
-    kept_changes = sorted((e for e in kept if e.parent_id is not None), key=lambda e: (e.decided, e.id))
-    assert on_branch == [e.commit_sha for e in reversed(kept_changes)]
-    # Worktrees are all gone.
-    assert len(git_out(root, "worktree", "list").splitlines()) == 1
-    leftovers = root / ".overnight" / "worktrees"
-    assert not leftovers.exists() or not any(leftovers.iterdir())
 
 
 def test_optuna_night_on_the_toy_task(toy_repo):

@@ -10,74 +10,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import textwrap
-from pathlib import Path
-
-from conftest import kill_controller_when
 
 from overnight import gitops
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig, open_journal
-from overnight.proposers import Proposal, Proposer
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
-from overnight.tasks import write_task
-
-TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
-
-
-SLOW = "import time\ntime.sleep({:g})\nfrom evaluate"
-
-
-def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002", slow_baseline: float = 0.0) -> Path:
-    """The toy task whose protected rescore first appends its run directory's name to `count`
-    (and whose baseline's train.py sleeps `slow_baseline` seconds)."""
-    path.mkdir(parents=True, exist_ok=True)
-    write_task("toy", path)
-    if slow_baseline:
-        train = path / "train.py"
-        train.write_text(train.read_text().replace("from evaluate", SLOW.format(slow_baseline), 1))
-    spec = path / "overnight.toml"
-    text = spec.read_text()
-    assert TOY_RESCORE in text
-    wrapped = (
-        f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && sleep {sleep:g} && '
-        f'python evaluate.py --rescore"'
-    )
-    spec.write_text(text.replace(TOY_RESCORE, wrapped).replace('TOY_NOISE = "0.002"', f'TOY_NOISE = "{noise}"'))
-    gitops.init_repo(path, "init")
-    return path
-
-
-def rescored(count: Path) -> list[str]:
-    """Run directories ("<experiment>-<run>") in the order their re-scores started."""
-    return count.read_text().split() if count.exists() else []
-
-
-def fake_metric(root: Path) -> str:
-    """The toy's train.py writing a better val_loss than it trains (varying with the seed, so
-    the noise judge counts every run) instead of evaluating."""
-    return edit(
-        root,
-        "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
-        "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
-        " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))",
-    )
-
-
-class Fixed(Proposer):
-    name = "fixed"
-
-    def __init__(self, trains: list[str]):
-        self.trains = list(trains)
-
-    def propose(self, ctx):
-        return Proposal("fixed", {"train.py": textwrap.dedent(self.trains.pop(0))}, {})
-
-
-def edit(root: Path, old: str, new: str) -> str:
-    text = (root / "train.py").read_text()
-    assert old in text
-    return text.replace(old, new)
+from overnight.testing.agents import GELU_AGENT
+from overnight.testing.nights import Fixed
+from overnight.testing.procs import kill_controller_when
+from overnight.testing.toy import SLOW, counted_toy, edited_train, fake_metric, rescored
 
 
 def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp_path):
@@ -115,8 +58,8 @@ def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
     (its one run, once) and kept."""
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, noise="0")
-    worse = edit(root, "WIDTH = 64", "WIDTH = 8")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    worse = edited_train(root, "WIDTH = 64", "WIDTH = 8")
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3))
     c.proposer = Fixed([worse, better])
     c.run()
@@ -174,8 +117,8 @@ def test_a_candidate_waiting_for_the_baseline_holds_the_next_one(tmp_path):
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=0.5, noise="0", slow_baseline=4)
     fast = SLOW.format(4)
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"').replace(fast, "from evaluate")
-    other = edit(root, "WIDTH = 64", "WIDTH = 8").replace(fast, "from evaluate")
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"').replace(fast, "from evaluate")
+    other = edited_train(root, "WIDTH = 64", "WIDTH = 8").replace(fast, "from evaluate")
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, slots=2))
     c.proposer = EarlyFixed([better, other])
     c.run()
@@ -187,21 +130,13 @@ def test_a_candidate_waiting_for_the_baseline_holds_the_next_one(tmp_path):
     c.journal.close()
 
 
-AGENT = """\
-import os, pathlib
-p = pathlib.Path("train.py")
-p.write_text(p.read_text().replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"'))
-pathlib.Path(os.environ["OVERNIGHT_DESCRIPTION_FILE"]).write_text("gelu instead of relu")
-"""
-
-
 def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
     """kill -9 of the controller after #2's keep verdict, while its re-score runs: the journal
     holds no keep; the same command re-scores it again and keeps it exactly once."""
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=1.5, noise="0")
     agent = tmp_path / "agent.py"
-    agent.write_text(AGENT)
+    agent.write_text(GELU_AGENT)
     cmd = [
         sys.executable,
         "-m",

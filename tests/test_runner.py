@@ -9,12 +9,13 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import DEFAULT_TOML, git_out
 
 from overnight import gitops
 from overnight.records import RunRequest, RunStatus
 from overnight.run.execute import execute
 from overnight.task import file_hash, load_task
+from overnight.testing.gitutil import git_out
+from overnight.testing.toy import DEFAULT_TOML
 
 
 def request(root: Path, tmp_path: Path, commit: str | None = None, name: str = "r", **kw) -> RunRequest:

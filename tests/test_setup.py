@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 
 from overnight import gitops
-from overnight.night.controller import Controller, RunConfig, open_journal
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import open_journal
 from overnight.task import TaskSpecError, load_task
 from overnight.tasks import write_task
 

@@ -12,15 +12,16 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import write_toy
-from judges.toys import Scripted, set_knobs
 
 from overnight.errors import OvernightError
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
 from overnight.records import ExpStatus
 from overnight.report.markdown import write_report
 from overnight.task import load_task
+from overnight.testing.nights import Scripted, set_knobs
+from overnight.testing.toy import write_toy
 from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify
 
 
@@ -52,7 +53,7 @@ def night(tmp_path_factory):
 
 
 def remeasure(root, runs=4):
-    from overnight.night.controller import open_journal
+    from overnight.night.tags import open_journal
 
     return Remeasure(root, load_task(root), open_journal(root), "t", runs)
 

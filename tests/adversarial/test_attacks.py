@@ -14,10 +14,7 @@ import pytest
 
 from overnight.records import ExpStatus
 from overnight.run.sandbox import unavailable as sandbox_unavailable
-
-from .conftest import HONEST, TOY_HEAD, night
-
-GREAT = 0.5  # far below the toy's best possible loss (1.0): only a cheat reports it
+from overnight.testing.attacks import GREAT, HONEST, TOY_HEAD, night
 
 
 def one(history, status, needle):
@@ -254,10 +251,9 @@ def test_moves_only_the_seed(tmp_path):
     noise estimate came out at a third of the true sd). A candidate that also pins
     OVERNIGHT_SEED runs, and its identical replicates count as one observation."""
     from overnight import gitops
+    from overnight.testing.toy import quiet_toy
 
-    from .conftest import toy
-
-    root = toy(tmp_path / "noise", noise="0.002")
+    root = quiet_toy(tmp_path / "noise", noise="0.002")
     train = (root / "train.py").read_text().replace("USE_NORM = False", "USE_NORM = False\nSEED = 42  # random seed")
     (root / "train.py").write_text(train)
     gitops.git(root, "commit", "-qam", "SEED constant")
@@ -330,9 +326,9 @@ def test_rewrites_the_journal_without_the_sandbox(toy_task):
     import sqlite3
 
     from overnight.errors import OvernightError
-    from overnight.night.controller import Controller, RunConfig
-
-    from .conftest import Attacks
+    from overnight.night.config import RunConfig
+    from overnight.night.controller import Controller
+    from overnight.testing.attacks import Attacks
 
     root = toy_task()
     body = (

@@ -5,15 +5,15 @@ happened and how to go on, and the commit is still on the branch."""
 from __future__ import annotations
 
 import pytest
-from conftest import git_out
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.night.controller import Controller, RunConfig
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
 from overnight.proposers import Proposal, Proposer
 from overnight.records import ExpStatus
-
-from .conftest import HONEST, TOY_HEAD, Attacks, night
+from overnight.testing.attacks import HONEST, TOY_HEAD, Attacks, night
+from overnight.testing.gitutil import git_out
 
 REF = "refs/heads/overnight/t"
 BETTER = TOY_HEAD.replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"') + HONEST  # the toy's loss drops

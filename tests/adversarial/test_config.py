@@ -8,11 +8,11 @@ import sqlite3
 import textwrap
 
 import pytest
-from conftest import one_error_line
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
 from overnight.task import load_task
+from overnight.testing.procs import one_error_line
 
 SPEC = """\
 [task]

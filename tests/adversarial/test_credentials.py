@@ -8,18 +8,19 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import Night
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
-from overnight.night.controller import Controller, Observer, RunConfig
+from overnight.night.config import Observer, RunConfig
+from overnight.night.controller import Controller
 from overnight.proposers import prompt
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
 from overnight.records import ExpStatus
 from overnight.task import load_task
-
-from .conftest import TOY_HEAD, Attacks, check_intact, night
+from overnight.testing.attacks import TOY_HEAD, Attacks, check_intact, night
+from overnight.testing.nights import ToyNight
+from overnight.testing.toy import write_toy
 
 SECRETS = {
     "OPENAI_API_KEY": "sk-fake-openai-0123456789abcdef",
@@ -135,9 +136,7 @@ PRINT_KEYS = (
 
 
 def test_the_agent_gets_only_the_key_its_command_names(tmp_path, secrets):
-    from conftest import write_toy
-
-    night_ = Night(write_toy(tmp_path / "toy"))
+    night_ = ToyNight(write_toy(tmp_path / "toy"))
     log = night_.state / "t" / "agent" / "0002" / "agent.log"
     proposal = agent(PRINT_KEYS).propose(night_.ctx())
     assert proposal.rejected  # it changed nothing

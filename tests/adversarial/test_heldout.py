@@ -3,9 +3,9 @@ that reads the held-out slice the harness built, one that reads a `task.watch` f
 looks in the sandbox; and the keep rule on the held-out score (`fits-validation`).
 
 The toy's held-out slice here is a protected script of the test's (`heldout_toy.py`, the same
-build/score protocol as `python -m overnight.heldout`): its "held-out loss" is the toy's true
-loss with the activation fixed, so a change of ACTIVATION gains on val_loss and not on the
-held-out slice, as a fit of the validation tokens would."""
+build/score protocol as `python -m overnight.heldout`; overnight.testing.attacks.heldout_toy):
+its "held-out loss" is the toy's true loss with the activation fixed, so a change of ACTIVATION
+gains on val_loss and not on the held-out slice, as a fit of the validation tokens would."""
 
 from __future__ import annotations
 
@@ -15,30 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from overnight import gitops
 from overnight.records import ExpStatus
 from overnight.report.status import status_dict
 from overnight.run import heldout_store, sandbox
 from overnight.run.watch import available as inotify_unavailable
-
-from .conftest import HONEST, TOY_HEAD, night
+from overnight.testing.attacks import HONEST, TOY_HEAD, heldout_toy, night, night_allowing_keeps
 
 pytestmark = pytest.mark.skipif(bool(inotify_unavailable()), reason=f"no inotify: {inotify_unavailable()}")
 
-HELDOUT_TOY = '''"""Held-out slice of the toy (test): build OUT | score (tokens on stdin)."""
-import json, os, sys
-sys.path.insert(0, os.getcwd())
-from evaluate import constants_of, true_loss
-SECRET = b"TOY-HELDOUT-TOKENS" * 64
-if sys.argv[1] == "build":
-    open(sys.argv[2], "wb").write(SECRET)
-else:
-    if sys.stdin.buffer.read() != SECRET:
-        sys.exit("error: the held-out tokens did not arrive on stdin")
-    c = dict(constants_of(), ACTIVATION="relu")
-    json.dump({"heldout_val_loss": true_loss(c)}, open(os.environ["OVERNIGHT_RESULT"], "w"))
-'''
-HELDOUT_TOML = '\n[heldout]\ncommand = "python heldout_toy.py"\nmax_gap = 0.01\nmin_share = 1\n'
 READS_STORE = """import glob, os
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
 # A snooping candidate: it knows the harness keeps things in the repository's .overnight/.
@@ -47,21 +31,6 @@ print("FOUND", found)
 for p in found:
     open(p, "rb").read()
 """
-
-
-def heldout_toy(toy_task, **kw) -> Path:
-    root = toy_task(toml_extra=HELDOUT_TOML + kw.pop("toml_extra", ""), **kw)
-    (root / "heldout_toy.py").write_text(HELDOUT_TOY)
-    spec = root / "overnight.toml"
-    spec.write_text(
-        spec.read_text().replace(
-            'protected = ["evaluate.py", "overnight.toml"]',
-            'protected = ["evaluate.py", "overnight.toml", "heldout_toy.py"]',
-        )
-    )
-    gitops.git(root, "add", "-A")
-    gitops.git(root, "commit", "-qm", "held-out slice")  # the product's identity: a fresh HOME has none
-    return root
 
 
 READS_A_LINK = READS_STORE.replace(
@@ -126,18 +95,6 @@ def test_keep_needs_the_gain_on_the_heldout_slice(toy_task):
     assert kept_run.summary["heldout_val_loss"] > 1.0  # journaled with the re-score (runs.summary)
 
 
-def night_allowing_keeps(root, *trains):
-    """Like conftest.night, without its 'nothing kept' check."""
-    from overnight.night.controller import Controller, RunConfig
-
-    from .conftest import Attacks
-
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=1 + len(trains)))
-    c.proposer = Attacks(list(trains))
-    c.run()
-    return c, c.journal.experiments("t")
-
-
 @pytest.mark.parametrize("tool", ["bwrap", "unshare"])
 def test_reads_the_heldout_file_in_the_sandbox(toy_task, tool, monkeypatch):
     """In the sandbox the held-out folder is an empty tmpfs: the attack finds nothing to read,
@@ -179,9 +136,9 @@ def test_the_baseline_is_heldout_scored_only_where_a_keep_pairs_with_it(toy_task
     pairs seed for seed: the baseline's runs with the winner's seeds are re-scored then (and
     so held-out scored), once; its other seeds never are."""
     from overnight.judges.noise import NoiseSettings
-    from overnight.night.controller import Controller, RunConfig
-
-    from .conftest import Attacks
+    from overnight.night.config import RunConfig
+    from overnight.night.controller import Controller
+    from overnight.testing.attacks import Attacks
 
     root = heldout_toy(toy_task, noise="0.002")
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST

@@ -9,40 +9,24 @@ slice (documents it never saw) shows no such gain: discarded, `fits-validation`.
 
 from __future__ import annotations
 
-import sysconfig
-from pathlib import Path
-
 import pytest
 
-from overnight import gitops, knobs
+from overnight import gitops
 from overnight.records import ExpStatus
 from overnight.tasks import write_task
-
-from .conftest import check_intact
-from .test_heldout import night_allowing_keeps
-from .val_fitter import val_fitter
-
-TINY_PREPARE = dict(
-    VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, HELDOUT_PERMILLE=150, EXCLUDED_STEPS=1
-)
-TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
+from overnight.testing.attacks import check_intact, night_allowing_keeps
+from overnight.testing.nanogpt import corpus_text, shrink
+from overnight.testing.val_fitter import val_fitter
 
 
 @pytest.mark.slow
 def test_trains_on_the_validation_tokens(tmp_path, monkeypatch):
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
     corpus = tmp_path / "corpus.txt"
-    corpus.write_text(
-        "\n\n".join(
-            (stdlib / f"{n}.py").read_text()
-            for n in ("argparse", "inspect", "typing", "pathlib", "textwrap", "dataclasses", "functools", "enum")
-        )
-    )
+    corpus.write_text(corpus_text())
     root = tmp_path / "task"
     root.mkdir()
     write_task("nanogpt", root, "cpu", f"text:{corpus}")
-    for name, values in (("prepare.py", TINY_PREPARE), ("train.py", TINY_TRAIN)):
-        (root / name).write_text(knobs.rewrite((root / name).read_text(), values))
+    shrink(root, prepare={"HELDOUT_PERMILLE": 150})
     spec = root / "overnight.toml"
     spec.write_text(spec.read_text().replace("budget   = 60", "budget   = 8"))
     gitops.init_repo(root, "tiny nanogpt")

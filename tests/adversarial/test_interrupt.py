@@ -15,25 +15,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import git_out
 
-from overnight import gitops
-from overnight.night.controller import Controller, RunConfig
-from overnight.tasks import write_task
-
-from .conftest import HONEST, TOY_HEAD, Attacks
-from .test_lock import CLI, run_procs, wait_for
-
-FAKE_AGENT = Path(__file__).parent.parent / "proposers" / "fake_agent.py"
-
-
-def toy(path: Path) -> Path:
-    path.mkdir(parents=True)
-    write_task("toy", path)
-    spec = path / "overnight.toml"
-    spec.write_text(spec.read_text().replace('TOY_NOISE = "0.002"', 'TOY_NOISE = "0"'))
-    gitops.init_repo(path, "init")
-    return path
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.testing.agents import FAKE_AGENT
+from overnight.testing.attacks import HONEST, TOY_HEAD, Attacks
+from overnight.testing.gitutil import git_out
+from overnight.testing.procs import CLI, run_procs, wait_for
+from overnight.testing.toy import quiet_toy
 
 
 def worktrees(root: Path) -> int:
@@ -56,7 +45,7 @@ def kept_night(tmp_path_factory) -> Path:
     """A toy night with one kept change (gelu), then runs made slow for what comes next:
     the working tree's overnight.toml (read by verify; the runs' protected copy is the
     committed one) sleeps a long budget."""
-    root = toy(tmp_path_factory.mktemp("interrupt") / "toy")
+    root = quiet_toy(tmp_path_factory.mktemp("interrupt") / "toy")
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
     c.proposer = Attacks([TOY_HEAD.replace('"relu"', '"gelu"') + HONEST])
     c.run()
@@ -103,7 +92,7 @@ def test_verify_and_ablate_stop_at_once(kept_night, command, sig):
 
 
 def test_agent_stops_on_the_first_ctrl_c(tmp_path):
-    root = toy(tmp_path / "toy")
+    root = quiet_toy(tmp_path / "toy")
     marker = f"{FAKE_AGENT} sleep {root}/"  # the agent (and its shell), not the controller
     cmd = f"{sys.executable} {FAKE_AGENT} sleep {{prompt_file}} {{description_file}}"
     proc = subprocess.Popen(

@@ -8,15 +8,14 @@ from __future__ import annotations
 import sqlite3
 
 from overnight.journal import Journal
-from overnight.night.controller import REBASED_KEY
-
-from .conftest import toy
+from overnight.night.state import REBASED_KEY
+from overnight.testing.toy import quiet_toy
 
 ARGS = ("--experiments", "10", "--proposer", "random", "--judge", "greedy", "--tag", "t", "--quiet")
 
 
 def test_full_disk_is_one_error_and_the_night_resumes(tmp_path, monkeypatch, cli):
-    root = toy(tmp_path / "toy")
+    root = quiet_toy(tmp_path / "toy")
     real_init = Journal.__init__
 
     def small_disk(self, path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,8 +18,7 @@ import psutil
 from overnight import gitops
 from overnight.journal import Journal
 from overnight.tasks import write_task
-
-CLI = [sys.executable, "-m", "overnight"]
+from overnight.testing.procs import CLI, run_procs, wait_for
 
 
 def slow_toy(path: Path) -> Path:
@@ -37,34 +35,11 @@ def slow_toy(path: Path) -> Path:
     return path
 
 
-def run_procs(root: Path) -> list[psutil.Process]:
-    """Training processes of this task (their run marker and result file point into root)."""
-    found = []
-    for p in psutil.process_iter():
-        try:
-            env = p.environ()
-        except (psutil.Error, OSError):
-            continue
-        if "OVERNIGHT_RUN_MARK" in env and env.get("OVERNIGHT_RESULT", "").startswith(str(root)):
-            found.append(p)
-    return found
-
-
 def descends_from(proc: psutil.Process, pid: int) -> bool:
     try:
         return pid in {a.pid for a in proc.parents()}
     except psutil.Error:
         return False
-
-
-def wait_for(pred, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_second_controller_on_the_same_tag_exits_naming_the_first(tmp_path):

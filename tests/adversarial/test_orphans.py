@@ -15,10 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import write_toy
-
-from overnight.night.controller import Controller, RunConfig
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
 from overnight.run.process import TAG_MARKER_VAR, tag_mark
+from overnight.testing.toy import write_toy
 
 OVERNIGHT = Path(sys.executable).with_name("overnight")  # the venv's console script
 

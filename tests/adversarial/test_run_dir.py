@@ -16,10 +16,7 @@ import pytest
 
 from overnight.records import ExpStatus
 from overnight.run.sandbox import unavailable as sandbox_unavailable
-
-from .conftest import HONEST, TOY_HEAD, night
-from .test_attacks import GREAT
-from .test_heldout import heldout_toy, night_allowing_keeps
+from overnight.testing.attacks import GREAT, HONEST, TOY_HEAD, heldout_toy, night, night_allowing_keeps
 
 FAKE = f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))

@@ -12,11 +12,10 @@ from __future__ import annotations
 import difflib
 import random
 
-from judges.synthetic import METRIC, add_run, experiment
-
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.stats import net_added_lines
 from overnight.records import ExpStatus
+from overnight.testing.judges import METRIC, add_run, experiment
 
 OLD = '''"""A training script."""
 
@@ -71,7 +70,7 @@ def test_a_diff_removing_a_line_that_reads_like_a_header_is_still_one_hunk():
 def keep_rate(gain_sd: float, diff: str, trials: int, seed: int, new: str | None = None) -> float:
     """How often the real NoiseJudge (defaults) keeps one candidate `gain_sd` noise sds better
     than the incumbent: a baseline on 8 seeds, then the candidate run until the judge decides
-    (Gaussian noise of sd 1, the loop's bookkeeping as in tests/judges/synthetic.py, lean)."""
+    (Gaussian noise of sd 1, the loop's bookkeeping as in overnight.testing.judges, lean)."""
     rng = random.Random(seed)
     judge = NoiseJudge(NoiseSettings())
     kept = 0

@@ -14,16 +14,20 @@ from pathlib import Path
 import optuna
 import psutil
 import pytest
-from conftest import write_toy
-from test_loop import Scripted, check_git_consistent, user_state
 
 from overnight import knobs
-from overnight.executors.local import THREAD_VARS, detect_gpus, plan_slots
+from overnight.executors.local import THREAD_VARS, LocalExecutor, detect_gpus, plan_slots
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig, open_journal
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.night.tags import open_journal
 from overnight.proposers import Proposal
 from overnight.proposers.optuna import OptunaProposer
 from overnight.records import ExpStatus
+from overnight.testing.executor_contract import ExecutorContract
+from overnight.testing.gitutil import check_consistent, user_state
+from overnight.testing.nights import Scripted
+from overnight.testing.toy import write_toy
 
 
 def max_overlap(runs) -> int:
@@ -34,15 +38,6 @@ def max_overlap(runs) -> int:
         now += step
         most = max(most, now)
     return most
-
-
-def check_consistent(root, tag, h) -> None:
-    assert all(e.status.final for e in h), [(e.id, e.status) for e in h]
-    for e in h:
-        assert {r.status for r in e.runs} <= {"ok", "interrupted", "crash", "invalid", "timeout"}
-        ok = [r for r in e.runs if r.status == "ok"]
-        assert len({r.seed for r in ok}) == len(ok), (e.id, [r.seed for r in ok])  # no seed twice
-    check_git_consistent(root, tag, h)
 
 
 def test_n_slots_run_n_experiments_at_once(tmp_path):
@@ -234,3 +229,11 @@ def test_resume_after_sigkill_with_three_slots_in_flight(tmp_path):
     trials = [e.params["_trial"] for e in h if "_trial" in e.params]
     assert len(set(trials)) == len(trials)
     j.close()
+
+
+class TestLocalContract(ExecutorContract):
+    """The executor contract (overnight.testing.executor_contract) on two CPU slots."""
+
+    @pytest.fixture
+    def make(self):
+        return lambda task: LocalExecutor(task, plan_slots(2, (), cpus=2))

@@ -19,15 +19,21 @@ import psutil
 import pytest
 
 ray = pytest.importorskip("ray")
-from conftest import kill_controller_when, write_toy  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
-from test_rescore import AGENT, Fixed, counted_toy, edit, fake_metric, rescored  # noqa: E402
 
-from executors.test_local import check_consistent  # noqa: E402
 from overnight.executors.ray import PREFIX, RayExecutor  # noqa: E402
 from overnight.judges.noise import NoiseSettings  # noqa: E402
-from overnight.night.controller import Controller, RunConfig, open_journal  # noqa: E402
+from overnight.night.config import RunConfig  # noqa: E402
+from overnight.night.controller import Controller  # noqa: E402
+from overnight.night.tags import open_journal  # noqa: E402
 from overnight.records import ExpStatus  # noqa: E402
+from overnight.testing.agents import GELU_AGENT  # noqa: E402
+from overnight.testing.attacks import HONEST, TOY_HEAD, Attacks, heldout_toy  # noqa: E402
+from overnight.testing.executor_contract import ExecutorContract  # noqa: E402
+from overnight.testing.gitutil import check_consistent  # noqa: E402
+from overnight.testing.nights import Fixed  # noqa: E402
+from overnight.testing.procs import kill_controller_when  # noqa: E402
+from overnight.testing.toy import counted_toy, edited_train, fake_metric, quiet_toy, rescored, write_toy  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -198,7 +204,7 @@ def test_a_restarted_driver_runs_again_the_runs_it_cannot_re_score(tmp_path, clu
     c, _ = cluster
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
-    better = edit(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     cfg = RunConfig(
         tag="t", proposer="random", judge="greedy", experiments=2, slots=1, executor="ray", ray_address=c.address
     )
@@ -236,11 +242,8 @@ def test_the_heldout_keep_rule_holds_on_ray(tmp_path, cluster):
     file of it) and its score comes back next to the run's log: the keep rule is the local
     one (tests/adversarial/test_heldout.py): an honest gain is kept, a validation-only gain
     is discarded, `fits-validation`."""
-    from adversarial.conftest import HONEST, TOY_HEAD, Attacks, toy
-    from adversarial.test_heldout import heldout_toy
-
     c, _ = cluster
-    root = heldout_toy(lambda **kw: toy(tmp_path / "toy", **kw))
+    root = heldout_toy(lambda **kw: quiet_toy(tmp_path / "toy", **kw))
     honest = TOY_HEAD.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.005") + HONEST
     fitted = honest.replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     ctl = Controller(
@@ -308,7 +311,7 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     count = tmp_path / "count"
     root = counted_toy(tmp_path / "toy", count, sleep=3, noise="0")
     agent = tmp_path / "agent.py"
-    agent.write_text(AGENT)
+    agent.write_text(GELU_AGENT)
     cmd = [
         sys.executable,
         "-m",
@@ -355,3 +358,22 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     assert len(rescored(count)) == 3  # the baseline's, the killed one, the resumed one
     assert worker_folders() == before
     again.journal.close()
+
+
+class TestRayContract(ExecutorContract):
+    """The executor contract (overnight.testing.executor_contract) on the loopback cluster: a
+    driver connecting for each test, runs on the two worker nodes."""
+
+    @pytest.fixture
+    def make(self, cluster):
+        c, _ = cluster
+        return lambda task: RayExecutor(task, address=c.address)
+
+    # Strict: passes (and so fails here) once fixed, and this override goes.
+    @pytest.mark.xfail(
+        strict=True,
+        reason="a run cancelled by stop_all comes back as RayTaskError(TaskCancelledError), which "
+        "RayExecutor._result reads as CRASH (its _rescored checks TaskCancelledError first)",
+    )
+    def test_stop_all_interrupts_running_runs(self, bench):
+        super().test_stop_all_interrupts_running_runs(bench)

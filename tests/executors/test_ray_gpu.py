@@ -10,12 +10,13 @@ from pathlib import Path
 import pytest
 
 ray = pytest.importorskip("ray")
-from conftest import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from overnight.judges.noise import NoiseSettings  # noqa: E402
-from overnight.night.controller import Controller, RunConfig  # noqa: E402
+from overnight.night.config import RunConfig  # noqa: E402
+from overnight.night.controller import Controller  # noqa: E402
 from overnight.records import ExpStatus  # noqa: E402
+from overnight.testing.toy import DEFAULT_TOML, RESULT_HELPER  # noqa: E402
 
 TRAIN = """\
 import os

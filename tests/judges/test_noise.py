@@ -1,5 +1,5 @@
 """The noise judge on synthetic data: Experiments and Runs built in memory from a fixed
-random stream, decisions checked against an independent reading of the rules (synthetic.py)
+random stream, decisions checked against an independent reading of the rules (overnight.testing.judges)
 and against hand-computed boundaries. No subprocesses: these run in milliseconds."""
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ from overnight.judges.stats import (
 )
 from overnight.records import ExpStatus
 from overnight.task import Metric
-
-from .synthetic import METRIC, Night, add_run, critical_t, diff_with, experiment
+from overnight.testing.judges import METRIC, SyntheticNight, add_run, critical_t, diff_with, experiment
 
 # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0; the selection correction off, so
 # that the pinned stream below checks the sequential rules alone (test_selection.py has the rest).
@@ -34,7 +33,7 @@ S = NoiseSettings(
 )
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
-# the judge's label at each look. Worked out with the reference in synthetic.py; pinned here so
+# the judge's label at each look. Worked out with the reference in overnight.testing.judges; pinned here so
 # that any change to a decision is seen. "more-incumbent": the judge first tops the incumbent up
 # to 6 runs (a fresh keep has only its own 2-4 confirmation runs).
 GAINS = [-3, 3, 0.5, 1.5, 0, 2, -0.5, 1, 0, 2.5]
@@ -53,7 +52,7 @@ EXPECTED = [
 
 
 def test_sequential_decisions_on_a_fixed_random_stream():
-    night = Night(NoiseJudge(S), random.Random(24), sd=0.01)
+    night = SyntheticNight(NoiseJudge(S), random.Random(24), sd=0.01)
     looks = [night.candidate(g) for g in GAINS]
     assert [[judge for judge, _ in c] for c in looks] == EXPECTED
     # ...and at every single look the judge agrees with the reference written from the docstring.
@@ -72,7 +71,7 @@ def test_error_rate_and_power_on_synthetic_nights():
     rng = random.Random(5)
     false_keeps = runs = 0
     for _ in range(40):
-        night = Night(NoiseJudge(S), rng, sd=0.01)
+        night = SyntheticNight(NoiseJudge(S), rng, sd=0.01)
         for _ in range(10):
             night.candidate(0.0)
         false_keeps += sum(e.status == ExpStatus.KEPT for e in night.history[1:])
@@ -80,7 +79,7 @@ def test_error_rate_and_power_on_synthetic_nights():
     assert false_keeps / 400 <= 0.05 and runs / 400 < 2.5
     kept = 0
     for _ in range(300):
-        night = Night(NoiseJudge(S), rng, sd=0.01)
+        night = SyntheticNight(NoiseJudge(S), rng, sd=0.01)
         night.candidate(2.0)
         kept += night.history[1].status == ExpStatus.KEPT
     assert kept / 300 >= 0.8
@@ -122,7 +121,7 @@ def test_sequential_boundary_keeps_a_noop_at_rate_alpha(design):
 def test_judge_matches_the_reference_on_many_streams(seed):
     settings = NoiseSettings(remeasure_every=0, max_runs=5, alpha=0.1, futility=-0.5, screen=0.2)
     rng = random.Random(1000 + seed)
-    night = Night(NoiseJudge(settings), rng, sd=0.02)
+    night = SyntheticNight(NoiseJudge(settings), rng, sd=0.02)
     for _ in range(15):
         looks = night.candidate(rng.choice([-4, -2, -1, 0, 0, 0.5, 1, 2, 3]))
         assert [j for j, _ in looks] == [r for _, r in looks]

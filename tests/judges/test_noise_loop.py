@@ -10,17 +10,17 @@ import json
 import statistics
 
 import pytest
-from conftest import write_toy
 
 from overnight import knobs
 from overnight.judges.noise import NoiseSettings
-from overnight.night.controller import Controller, RunConfig
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
 from overnight.proposers import Proposal
 from overnight.records import ExpStatus
 from overnight.report.markdown import report_markdown
 from overnight.task import load_task
-
-from .toys import Scripted, commit_change, no_op, pin_seed, set_knobs
+from overnight.testing.nights import Scripted, commit_change, no_op, pin_seed, set_knobs
+from overnight.testing.toy import write_toy
 
 
 def night(root, *steps, n=None, judge="noise", **settings):

@@ -14,12 +14,12 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from conftest import kill_controller_when, write_toy
-
 from overnight.judges.noise import NoiseJudge, NoiseSettings
-from overnight.night.controller import open_journal
+from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
 from overnight.task import load_task
+from overnight.testing.procs import kill_controller_when
+from overnight.testing.toy import write_toy
 
 AGENT = """\
 import os, pathlib

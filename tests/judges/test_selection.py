@@ -13,8 +13,7 @@ from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.selection import conditional_mean, corrected_gain
 from overnight.records import ExpStatus
 from overnight.task import Metric
-
-from .synthetic import METRIC, Night, add_run, experiment
+from overnight.testing.judges import METRIC, SyntheticNight, add_run, experiment
 
 DESIGN = dict(n_inc=6, crit=2.2, screen=0.0, futility=0.5, max_runs=4)
 
@@ -100,7 +99,7 @@ def _bias(gain_sd: float, nights: int, correct: bool, rng: random.Random) -> flo
     reads them afterwards."""
     errors = []
     for _ in range(nights):
-        night = Night(NoiseJudge(NoiseSettings(remeasure_every=0, correct_selection=correct)), rng, 1.0)
+        night = SyntheticNight(NoiseJudge(NoiseSettings(remeasure_every=0, correct_selection=correct)), rng, 1.0)
         night.candidate(gain_sd)
         kept = night.history[-1]
         if kept.status == ExpStatus.KEPT:
@@ -128,7 +127,7 @@ def test_power_after_a_kept_noop_recovers():
         rng = random.Random(3)
         kept = trials = 0
         for _ in range(4000):
-            night = Night(NoiseJudge(NoiseSettings(remeasure_every=0, correct_selection=correct)), rng, 1.0)
+            night = SyntheticNight(NoiseJudge(NoiseSettings(remeasure_every=0, correct_selection=correct)), rng, 1.0)
             for _ in range(8):
                 night.candidate(0.0)
             if night.incumbent.id == 1:

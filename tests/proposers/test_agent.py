@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
 from overnight.records import ExpStatus
-
-from .conftest import controller
-
-AGENT = Path(__file__).with_name("fake_agent.py")
-
-
-def agent_opts(mode: str, **kw) -> ProposerOptions:
-    cmd = f"{sys.executable} {AGENT} {mode} {{prompt_file}} {{description_file}}"
-    return ProposerOptions(agent_cmd=cmd, **kw)
+from overnight.testing.agents import agent_options
+from overnight.testing.gitutil import git_out
+from overnight.testing.nights import controller_with
+from overnight.testing.toy import write_toy
 
 
 def test_end_to_end_on_toy(tmp_path):
     root = write_toy(tmp_path / "toy")
-    c = controller(root, 2, "agent", agent_opts("gelu"))
+    c = controller_with(root, 2, "agent", agent_options("gelu"))
     c.run()
     exp = c.journal.experiments("t")[1]
     assert exp.status == ExpStatus.KEPT and exp.proposer == "agent"
@@ -44,27 +37,27 @@ def test_end_to_end_on_toy(tmp_path):
 
 
 def test_forbidden_file_is_sent_back_once(night):
-    p = AgentProposer(agent_opts("protected-then-gelu"))
+    p = AgentProposer(agent_options("protected-then-gelu"))
     proposal = p.propose(night.ctx())
     assert proposal.rejected is None and set(proposal.edits) == {"train.py"}
     assert 'ACTIVATION = "gelu"' in proposal.edits["train.py"]
 
 
 def test_broken_python_twice_is_a_failed_proposal(night):
-    proposal = AgentProposer(agent_opts("syntax")).propose(night.ctx())
+    proposal = AgentProposer(agent_options("syntax")).propose(night.ctx())
     assert proposal.edits == {} and "rejected after one retry" in proposal.rejected
     assert "does not compile" in proposal.rejected
 
 
 @pytest.mark.parametrize("mode, message", [("fail", "exited 3: something went wrong"), ("nothing", "changes nothing")])
 def test_failing_or_idle_agent(night, mode, message):
-    proposal = AgentProposer(agent_opts(mode)).propose(night.ctx())
+    proposal = AgentProposer(agent_options(mode)).propose(night.ctx())
     assert message in proposal.rejected
 
 
 def test_wall_clock_limit(night):
     t0 = time.monotonic()
-    proposal = AgentProposer(agent_opts("sleep", agent_timeout=0.5)).propose(night.ctx())
+    proposal = AgentProposer(agent_options("sleep", agent_timeout=0.5)).propose(night.ctx())
     assert "timed out after 0.5 s" in proposal.rejected
     assert time.monotonic() - t0 < 10
 

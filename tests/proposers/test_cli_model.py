@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import json
 
-from conftest import git_out, write_toy
-
-from .conftest import GELU_REPLY
-from .fake_llm import reply
+from overnight.testing.fake_llm import GELU_REPLY, reply
+from overnight.testing.gitutil import git_out
+from overnight.testing.toy import write_toy
 
 
 def test_run_llm_openai_end_to_end(cli, tmp_path, fake):

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import optuna
-from conftest import write_toy
 
 from overnight.records import ExpStatus
-
-from .conftest import GELU_REPLY, controller, edit_reply, options
-from .fake_llm import fault
+from overnight.testing.fake_llm import GELU_REPLY, edit_reply, fault, options
+from overnight.testing.nights import controller_with
+from overnight.testing.toy import write_toy
 
 
 def llm_replies(request):
@@ -27,11 +26,11 @@ def test_alternation_and_resume(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.default = llm_replies
     opts = options(fake, hybrid_trials=2)
-    c = controller(root, 4, "hybrid", opts)
+    c = controller_with(root, 4, "hybrid", opts)
     c.run()
     c.proposer.close()
     # A new controller (a restart) reads the schedule from the journal and carries on.
-    c = controller(root, 7, "hybrid", opts)
+    c = controller_with(root, 7, "hybrid", opts)
     c.run()
     exps = c.journal.experiments("t")[1:]
     assert moves(c) == ["llm", "tune", "tune", "llm", "tune", "tune"]
@@ -59,7 +58,7 @@ def test_alternation_and_resume(tmp_path, fake):
 def test_tuner_stands_in_while_the_endpoint_is_down(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.default = lambda request: fault("status", code=500)
-    c = controller(root, 3, "hybrid", options(fake, retries=0, hybrid_trials=1))
+    c = controller_with(root, 3, "hybrid", options(fake, retries=0, hybrid_trials=1))
     c.run()
     assert moves(c) == ["tune", "tune"]
     assert [e["kind"] for e in c.journal.events("t")].count("fallback") == 1

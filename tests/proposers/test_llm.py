@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from conftest import git_out, write_toy
 
 from overnight.errors import OvernightError
 from overnight.proposers.llm import LLMProposer
 from overnight.records import ExpStatus
 from overnight.report.status import status_dict
-
-from .conftest import GELU_REPLY, RELU, controller, edit_reply, options
-from .fake_llm import fault, reply
+from overnight.testing.fake_llm import GELU_REPLY, RELU, edit_reply, fault, options, reply
+from overnight.testing.gitutil import git_out
+from overnight.testing.nights import controller_with
+from overnight.testing.toy import write_toy
 
 PROVIDERS = ["openai", "anthropic"]
 
@@ -24,7 +24,7 @@ def user_text(request: dict) -> str:
 def test_end_to_end_on_toy(tmp_path, fake, provider):
     root = write_toy(tmp_path / "toy")
     fake.push(reply(GELU_REPLY, 1200, 80))
-    c = controller(root, 2, "llm", options(fake, provider))
+    c = controller_with(root, 2, "llm", options(fake, provider))
     c.run()
     exp = c.journal.experiments("t")[1]
     assert exp.status == ExpStatus.KEPT and exp.proposer == "llm"
@@ -87,7 +87,7 @@ def test_bad_edit_twice_is_a_failed_proposal(night, fake, case):
 def test_rejected_proposal_is_journaled_never_run(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.push(reply("No blocks here."), reply("Still none."), reply(GELU_REPLY))
-    c = controller(root, 3, "llm", options(fake))
+    c = controller_with(root, 3, "llm", options(fake))
     c.run()
     bad, good = c.journal.experiments("t")[1:]
     assert bad.status == ExpStatus.REJECTED and bad.runs == [] and bad.commit_sha is None
@@ -149,7 +149,7 @@ def test_fallback_and_recovery_in_the_journal(tmp_path, fake):
         return fault("status", code=503) if calls["n"] <= 2 else GELU_REPLY
 
     fake.default = default
-    c = controller(root, 5, "llm", options(fake, retries=1, probe_every=2))
+    c = controller_with(root, 5, "llm", options(fake, retries=1, probe_every=2))
     c.run()
     exps = c.journal.experiments("t")
     assert [e.proposer for e in exps[1:]] == ["optuna", "optuna", "llm", "llm"]
@@ -162,7 +162,7 @@ def test_fallback_and_recovery_in_the_journal(tmp_path, fake):
 def test_status_says_when_on_fallback(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.default = lambda request: fault("status", code=500)
-    c = controller(root, 3, "llm", options(fake, retries=0))
+    c = controller_with(root, 3, "llm", options(fake, retries=0))
     c.run()
     u = status_dict(c.journal, "t", c.task.metric)["llm"]
     assert u["fallback"] is True and "continuing with optuna" in u["fallback_message"]
@@ -193,7 +193,7 @@ def test_token_accounting_and_cost(tmp_path, fake):
         reply(GELU_REPLY, 2000, 100),
         reply(edit_reply("WIDTH = 64  # model width", "WIDTH = 128  # model width"), 3000, 50),
     )
-    c = controller(root, 3, "llm", options(fake, price_in=3.0, price_out=15.0))
+    c = controller_with(root, 3, "llm", options(fake, price_in=3.0, price_out=15.0))
     c.run()
     u = status_dict(c.journal, "t", c.task.metric)["llm"]
     assert (u["calls"], u["tokens_in"], u["tokens_out"]) == (3, 6000, 200)
@@ -212,7 +212,7 @@ def test_missing_usage_is_estimated(night, fake):
 def test_notes_reach_the_prompt(tmp_path, fake):
     root = write_toy(tmp_path / "toy")
     fake.push(reply(GELU_REPLY))
-    c = controller(root, 2, "llm", options(fake))
+    c = controller_with(root, 2, "llm", options(fake))
     c.journal.event(None, "note", "given before the run")
     c.journal.event("t", "note", "try a longer warmdown")
     c.journal.event("other", "note", "not for this run")

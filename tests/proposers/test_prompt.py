@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import write_toy
-
 from overnight import gitops
 from overnight.journal import Journal
 from overnight.proposers import Context
@@ -13,6 +11,7 @@ from overnight.proposers.prompt import PROMPT_CAP, build, size
 from overnight.records import ExpStatus, RunResult, RunStatus
 from overnight.task import load_task
 from overnight.tasks import write_task
+from overnight.testing.toy import write_toy
 
 
 def fill(journal: Journal, tag: str, base: str, n: int, tail_lines: int = 200) -> None:

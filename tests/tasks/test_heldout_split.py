@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_nanogpt import STDLIB, TINY_PREPARE, TINY_TRAIN
 
 from overnight import knobs
 from overnight.tasks import write_task
+from overnight.testing.nanogpt import STDLIB, TINY_PREPARE, TINY_TRAIN
 
 PIECE = 16384  # prepare._text_docs cuts a text file at the first line end after 16 KB
 HELD_WORD, TRAIN_WORD = "zqxjvkwheldoutmarker", "pfwtrainmarkerbgyz"

@@ -8,13 +8,11 @@ hf: kind is served by a real HTTP server on loopback.
 from __future__ import annotations
 
 import ast
-import importlib.util
 import json
 import math
 import os
 import subprocess
 import sys
-import sysconfig
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -27,10 +25,8 @@ from overnight.errors import OvernightError
 from overnight.run.summary import parse_summary
 from overnight.task import load_task
 from overnight.tasks import write_task
+from overnight.testing.nanogpt import TINY_PREPARE, TINY_TRAIN, corpus_text, run_train
 
-# Small enough that a run starts in a couple of seconds and a step takes milliseconds.
-TINY_PREPARE = dict(VOCAB_SIZE=320, MAX_SEQ_LEN=64, EVAL_TOKENS=4096, VAL_PERMILLE=100, EXCLUDED_STEPS=1)
-TINY_TRAIN = dict(DEPTH=2, ASPECT_RATIO=32, HEAD_DIM=32, TOTAL_BATCH_SIZE=512, DEVICE_BATCH_SIZE=8, COMPILE=False)
 SUMMARY_KEYS = [
     "val_bpb",
     "training_seconds",
@@ -44,75 +40,6 @@ SUMMARY_KEYS = [
     "depth",
     "precision",
 ]
-STDLIB = Path(sysconfig.get_paths()["stdlib"])
-
-
-def corpus_text() -> str:
-    """~0.5 MB of real text, present on every machine: a few standard-library modules."""
-    names = ["argparse", "inspect", "typing", "pathlib", "textwrap", "dataclasses", "functools", "enum"]
-    return "\n\n".join((STDLIB / f"{n}.py").read_text(encoding="utf-8") for n in names)
-
-
-def shrink(task: Path, prepare: dict | None = None, train: dict | None = None) -> None:
-    for name, values in (
-        ("prepare.py", {**TINY_PREPARE, **(prepare or {})}),
-        ("train.py", {**TINY_TRAIN, **(train or {})}),
-    ):
-        path = task / name
-        path.write_text(knobs.rewrite(path.read_text(), values))
-
-
-@pytest.fixture(scope="module")
-def cache(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("nanogpt-cache")
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
-    path.write_text(corpus_text())
-    return path
-
-
-@pytest.fixture(scope="module")
-def task(tmp_path_factory, corpus) -> Path:
-    dest = tmp_path_factory.mktemp("task")
-    write_task("nanogpt", dest, "cpu", f"text:{corpus}")
-    shrink(dest)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def prep(task, cache):
-    """The task's prepare.py imported in this process, its cache in the module's temp folder."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("OVERNIGHT_CACHE", str(cache))
-        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(cache / "inductor"))  # prepare sets it; undo after
-        for var in ("OVERNIGHT_BUDGET", "OVERNIGHT_SEED", "OVERNIGHT_RESULT"):
-            mp.delenv(var, raising=False)
-        spec = importlib.util.spec_from_file_location("nanogpt_prepare_under_test", task / "prepare.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        module.prepare()
-        yield module
-
-
-def run_train(task: Path, cache: Path, budget: float = 2, seed: int = 1, result: Path | None = None):
-    # One thread: the tiny model gains nothing from two, and on a busy machine two OpenMP threads
-    # wait on each other at every op (a 2.5 s run then manages 5 steps instead of ~100).
-    env = dict(
-        os.environ,
-        OVERNIGHT_CACHE=str(cache),
-        OVERNIGHT_BUDGET=str(budget),
-        OVERNIGHT_SEED=str(seed),
-        OMP_NUM_THREADS="1",
-    )
-    env.pop("OVERNIGHT_RESULT", None)
-    if result is not None:
-        env["OVERNIGHT_RESULT"] = str(result)
-    return subprocess.run([sys.executable, "train.py"], cwd=task, env=env, capture_output=True, text=True, timeout=120)
-
-
 # ---------------------------------------------------------------------------
 # overnight init: the written files
 # ---------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 """The nanogpt task on the machine it finds: precision by hardware, every batch knob pair valid, setup.
 
-Real runs of the shrunken task (see test_nanogpt.py) in subprocesses; the precision decision is
-also checked in-process with the CPU's capability monkeypatched, so both branches are tested
-on any machine.
+Real runs of the shrunken task (overnight.testing.nanogpt; fixtures in conftest.py) in
+subprocesses; the precision decision is also checked in-process with the CPU's capability
+monkeypatched, so both branches are tested on any machine.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import torch
 
 from overnight import knobs
 from overnight.tasks import write_task
-from tests.tasks.test_nanogpt import TINY_PREPARE, cache, corpus, prep, run_train, shrink, task  # noqa: F401
+from overnight.testing.nanogpt import TINY_PREPARE, run_train, shrink
 
 # The statements of train.py that derive the micro-batch and accumulation from the knobs.
 DERIVED = ("rows_per_step", "largest", "device_batch_size", "grad_accum_steps", "tokens_per_step")

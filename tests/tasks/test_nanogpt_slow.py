@@ -17,9 +17,7 @@ import pytest
 
 from overnight.run.summary import parse_summary
 from overnight.tasks import write_task
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from noise import unigram_bpb  # noqa: E402
+from overnight.testing.nanogpt import unigram_bpb
 
 
 def run(task: Path, budget: float | None) -> tuple[dict, float]:

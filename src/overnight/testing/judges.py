@@ -1,11 +1,12 @@
 """Journal objects without a journal: Experiments and Runs built from a seeded random stream,
-and an independent reading of the noise judge's rules, to check the judge against.
+judged until decided (`decide`, any judge; `SyntheticNight`, the noise judge's bookkeeping in
+miniature), and an independent reading of the noise judge's rules to check it against.
 
 The reference below is written from the NoiseJudge docstring (screen, sequential confirmation
 against a constant group-sequential boundary moved to the t scale, futility, max_runs), with
 its own pooling, means and t statistic. The boundary itself comes from
-`stats.sequential_boundary`, which test_noise.py checks on its own (an independent simulation
-of the same design must keep a no-op at rate alpha there).
+`stats.sequential_boundary`, which tests/judges/test_noise.py checks on its own (an independent
+simulation of the same design must keep a no-op at rate alpha there).
 """
 
 from __future__ import annotations
@@ -17,9 +18,9 @@ import statistics
 from scipy.stats import norm
 from scipy.stats import t as student_t
 
-from overnight.journal import Experiment, ExpStatus, Run
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.stats import net_added_lines, sequential_boundary
+from overnight.records import Experiment, ExpStatus, Run
 from overnight.task import Metric
 
 METRIC = Metric("loss", "minimize")
@@ -127,8 +128,31 @@ def label(verdict, n: int, s: NoiseSettings) -> str:
     return "max" if n >= s.max_runs else "futility"
 
 
-class Night:
-    """The controller's bookkeeping in miniature: a baseline on `baseline_runs` seeds, then
+# --- judged until decided -----------------------------------------------------------------
+
+
+def decide(judge, candidate: Experiment, incumbent: Experiment, history, metric, draw, max_looks: int = 100):
+    """Ask `judge` about `candidate` until it keeps or discards, adding the runs it asks for
+    (`draw(experiment)` is a new run's value). Returns every verdict; each must be well-formed:
+    a "more" asks for at least one run, every verdict says why."""
+    verdicts = []
+    for _ in range(max_looks):
+        v = judge.judge(candidate, incumbent, metric, history)
+        assert v.action in ("keep", "discard", "more") and v.reason, v
+        verdicts.append(v)
+        if v.action != "more":
+            return verdicts
+        assert v.more_candidate_runs + v.more_incumbent_runs >= 1, v
+        assert min(v.more_candidate_runs, v.more_incumbent_runs) >= 0, v
+        for _ in range(v.more_incumbent_runs):
+            add_run(incumbent, draw(incumbent))
+        for _ in range(v.more_candidate_runs):
+            add_run(candidate, draw(candidate))
+    raise AssertionError(f"{judge.name} undecided after {max_looks} looks: {verdicts[-1]}")
+
+
+class SyntheticNight:
+    """The controller's bookkeeping in miniature, for the noise judge: a baseline on `baseline_runs` seeds, then
     candidates judged until decided, extra runs drawn from each one's true mean."""
 
     def __init__(self, judge: NoiseJudge, rng: random.Random, sd: float, base: float = 1.0):

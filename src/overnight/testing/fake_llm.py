@@ -2,7 +2,8 @@
 
 Scripted per test: `push(...)` queues what the next request gets (a reply, or a fault on
 demand); when the queue is empty `default(request)` answers. Every request body is kept in
-`requests`, so tests read exactly what the SDK clients sent.
+`requests`, so tests read exactly what the SDK clients sent. `options` points the real SDK
+clients at it (small timeouts); GELU_REPLY is a good edit of the toy task.
 """
 
 from __future__ import annotations
@@ -12,6 +13,35 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from overnight.proposers.options import ProposerOptions
+
+# What would let a test reach a real API: removed from the environment (fixtures.no_real_keys),
+# so the clients only know the loopback server (which gets the dummy local key).
+REAL_ENDPOINT_VARS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_AUTH_TOKEN",
+    "OVERNIGHT_MODEL",
+)
+
+# The toy task's line for ACTIVATION, and a reply that switches it to the better gelu.
+RELU = 'ACTIVATION = "relu"  # relu | gelu | silu'
+GELU_REPLY = f"""Switch the activation to gelu: smoother gradients should lower the loss.
+
+train.py
+<<<<<<< SEARCH
+{RELU}
+=======
+{RELU.replace('"relu"', '"gelu"')}
+>>>>>>> REPLACE
+"""
+
+
+def edit_reply(old: str, new: str, description: str = "A change.", path: str = "train.py") -> str:
+    return f"{description}\n\n{path}\n<<<<<<< SEARCH\n{old}\n=======\n{new}\n>>>>>>> REPLACE\n"
+
 
 def reply(text: str, tokens_in: int = 1000, tokens_out: int = 50) -> dict:
     return {"text": text, "usage": (tokens_in, tokens_out)}
@@ -20,6 +50,13 @@ def reply(text: str, tokens_in: int = 1000, tokens_out: int = 50) -> dict:
 def fault(kind: str, **kw) -> dict:
     """kind: status (code=...), malformed, empty, sleep (seconds=...), drop."""
     return {"fault": kind, **kw}
+
+
+def options(fake: FakeLLM, provider: str = "openai", **kw) -> ProposerOptions:
+    """Proposer options that send the real SDK client of `provider` to `fake`."""
+    url = fake.anthropic_url if provider == "anthropic" else fake.openai_url
+    base = dict(model="any", provider=provider, base_url=url, request_timeout=2.0, retries=2, backoff=0.01)
+    return ProposerOptions(**{**base, **kw})
 
 
 class FakeLLM:

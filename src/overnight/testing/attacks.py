@@ -4,7 +4,7 @@ Each test writes one (or a few) attacking train.py files; `night()` runs the rea
 (real git, subprocesses, SQLite) with a proposer that proposes exactly those files, then
 checks what every attack must leave behind: the attack decided and not kept, a reason on
 record, the branch still at the baseline, results.tsv agreeing with the journal, the journal
-intact, and no worktree left over.
+intact, and no worktree left over. `heldout_toy` gives the toy a held-out slice of its own.
 """
 
 from __future__ import annotations
@@ -13,14 +13,12 @@ import sqlite3
 import textwrap
 from pathlib import Path
 
-import pytest
-from conftest import git_out
-
 from overnight import gitops
-from overnight.journal import ExpStatus
-from overnight.night.controller import Controller, RunConfig
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
 from overnight.proposers import Proposal, Proposer
-from overnight.tasks import write_task
+from overnight.records import ExpStatus
+from overnight.testing.gitutil import git_out
 
 # The toy's own train.py header: the protected evaluation and the constants as shipped.
 TOY_HEAD = """\
@@ -35,6 +33,7 @@ USE_NORM = False
 constants = {k: v for k, v in dict(globals()).items() if k.isupper()}
 """
 HONEST = "train_and_evaluate(constants)\n"
+GREAT = 0.5  # far below the toy's best possible loss (1.0): only a cheat reports it
 
 
 class Attacks(Proposer):
@@ -50,18 +49,6 @@ class Attacks(Proposer):
         return Proposal("attack", {"train.py": textwrap.dedent(body)}, {})
 
 
-def toy(path: Path, toml_extra: str = "", task_extra: str = "", noise: str = "0", timeout: int = 30) -> Path:
-    """The built-in toy task (noise-free by default), with lines added to its overnight.toml."""
-    path.mkdir(parents=True, exist_ok=True)
-    write_task("toy", path)
-    spec = path / "overnight.toml"
-    text = spec.read_text().replace('TOY_NOISE = "0.002"', f'TOY_NOISE = "{noise}"')
-    text = text.replace("timeout   = 30\n", f"timeout   = {timeout}\n" + task_extra)
-    spec.write_text(text + toml_extra)
-    gitops.init_repo(path, "init")
-    return path
-
-
 def night(root: Path, *trains, judge: str = "greedy", tag: str = "t", **cfg):
     """Run the baseline and then each attack; returns (controller, history)."""
     c = Controller(root, RunConfig(tag=tag, proposer="random", judge=judge, experiments=1 + len(trains), **cfg))
@@ -70,6 +57,14 @@ def night(root: Path, *trains, judge: str = "greedy", tag: str = "t", **cfg):
     history = c.journal.experiments(tag)
     check_intact(root, tag, history)
     return c, history
+
+
+def night_allowing_keeps(root: Path, *trains):
+    """Like `night`, without its 'nothing kept' check."""
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=1 + len(trains)))
+    c.proposer = Attacks(list(trains))
+    c.run()
+    return c, c.journal.experiments("t")
 
 
 def check_intact(root: Path, tag: str, history) -> None:
@@ -93,11 +88,39 @@ def check_intact(root: Path, tag: str, history) -> None:
     assert len(git_out(root, "worktree", "list").splitlines()) == 1
 
 
-@pytest.fixture
-def toy_task(tmp_path):
-    counter = iter(range(100))
+# --- a held-out slice for the toy ---------------------------------------------------------
+# A protected script of the test's (same build/score protocol as `python -m overnight.heldout`):
+# its "held-out loss" is the toy's true loss with the activation fixed, so a change of
+# ACTIVATION gains on val_loss and not on the held-out slice, as a fit of the validation
+# tokens would.
 
-    def factory(**kw) -> Path:
-        return toy(tmp_path / f"toy{next(counter)}", **kw)
+HELDOUT_TOY = '''"""Held-out slice of the toy (test): build OUT | score (tokens on stdin)."""
+import json, os, sys
+sys.path.insert(0, os.getcwd())
+from evaluate import constants_of, true_loss
+SECRET = b"TOY-HELDOUT-TOKENS" * 64
+if sys.argv[1] == "build":
+    open(sys.argv[2], "wb").write(SECRET)
+else:
+    if sys.stdin.buffer.read() != SECRET:
+        sys.exit("error: the held-out tokens did not arrive on stdin")
+    c = dict(constants_of(), ACTIVATION="relu")
+    json.dump({"heldout_val_loss": true_loss(c)}, open(os.environ["OVERNIGHT_RESULT"], "w"))
+'''
+HELDOUT_TOML = '\n[heldout]\ncommand = "python heldout_toy.py"\nmax_gap = 0.01\nmin_share = 1\n'
 
-    return factory
+
+def heldout_toy(toy_task, **kw) -> Path:
+    """`toy_task(**kw)` (a factory of toy repositories) with the held-out slice above, committed."""
+    root = toy_task(toml_extra=HELDOUT_TOML + kw.pop("toml_extra", ""), **kw)
+    (root / "heldout_toy.py").write_text(HELDOUT_TOY)
+    spec = root / "overnight.toml"
+    spec.write_text(
+        spec.read_text().replace(
+            'protected = ["evaluate.py", "overnight.toml"]',
+            'protected = ["evaluate.py", "overnight.toml", "heldout_toy.py"]',
+        )
+    )
+    gitops.git(root, "add", "-A")
+    gitops.git(root, "commit", "-qm", "held-out slice")  # the product's identity: a fresh HOME has none
+    return root
