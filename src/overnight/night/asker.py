@@ -21,8 +21,8 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-from overnight.journal import Experiment
 from overnight.proposers import Context, Proposal, Proposer
+from overnight.records import Experiment
 
 T = TypeVar("T")
 

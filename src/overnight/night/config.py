@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from overnight.journal import Experiment
 from overnight.judges.noise import NoiseSettings
 from overnight.proposers import ProposerOptions
+from overnight.records import Experiment
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from pathlib import Path
 
 from overnight import gitops, layout
 from overnight.errors import OvernightError
-from overnight.journal import Experiment
 from overnight.judges import Judge, make_judge
 from overnight.layout import TagPaths
 from overnight.night import setup as task_setup
@@ -32,9 +31,10 @@ from overnight.night.config import Observer, RunConfig
 from overnight.night.state import Night
 from overnight.night.tags import TagLock, check_tag, open_journal, resolve_tag, state_folder
 from overnight.proposers import Context, Proposer, make_proposer
-from overnight.report.status import incumbent
+from overnight.records import Experiment, incumbent
 from overnight.run import credentials, heldout_store, sandbox, watch
-from overnight.run.runner import kill_tag_survivors, protected_hashes
+from overnight.run.execute import protected_hashes
+from overnight.run.process import kill_tag_survivors
 from overnight.task import TaskSpec, load_task
 
 

@@ -24,14 +24,11 @@ from dataclasses import replace
 from enum import Enum
 
 from overnight.errors import OvernightError
-from overnight.journal import Experiment, ExpStatus
 from overnight.judges.base import Verdict
 from overnight.night.rescorer import Rescorer
 from overnight.night.state import Night
+from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus, VerdictAction
 from overnight.run import heldout_store
-from overnight.run.runner import RunResult, RunStatus
-
-FAILED_BY_MISMATCH = ExpStatus.DISCARDED  # a re-score that disagrees: discarded, and flagged
 
 
 class Step(Enum):
@@ -62,11 +59,11 @@ class Keeper:
         deadline, where no new re-score starts (left for a resumed night)."""
         n = self.night
         verdict = n.judge.judge(e, target, n.task.metric, history)
-        if verdict.action == "more":
+        if verdict.action == VerdictAction.MORE:
             return Step.MORE, verdict
         # A stale winner is re-scored too: its change would be measured again as a new
         # experiment, and a cheat is better caught (and flagged) before that.
-        if verdict.action == "keep" and self._rescore_first(e, target, stopped):
+        if verdict.action == VerdictAction.KEEP and self._rescore_first(e, target, stopped):
             return Step.WAIT, verdict
         self._decide(e, verdict, target, inc, history)
         return Step.DECIDED, verdict
@@ -100,11 +97,11 @@ class Keeper:
         for flag in verdict.flags:
             n.journal.event(n.tag, flag, f"#{e.id}: {verdict.reason}")
         if e.parent_id == inc.id:
-            status = ExpStatus.KEPT if verdict.action == "keep" else ExpStatus.DISCARDED
+            status = ExpStatus.KEPT if verdict.action == VerdictAction.KEEP else ExpStatus.DISCARDED
             n.finish(e, status, verdict.reason, verdict.value)
             return
         why = f"stale: #{inc.id} was kept while it ran; against its parent #{target.id}: {verdict.reason}"
-        if verdict.action == "keep":
+        if verdict.action == VerdictAction.KEEP:
             new = n.rebase_stale(e, history)
             why += (
                 f"; its change goes on as #{new.id}, rebased onto #{inc.id}"
@@ -147,13 +144,13 @@ class Keeper:
             exp = n.journal.experiment(exp_id)
             if bad is not None and exp.parent_id is None:  # the early check (check_rescore)
                 if not any(e.status == ExpStatus.KEPT for e in n.journal.experiments(n.tag) if e.parent_id):
-                    n.finish(exp, FAILED_BY_MISMATCH, bad.error)  # resume says: new tag
+                    n.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)  # resume says: new tag
                 raise OvernightError(
                     f"the baseline's re-score failed ({bad.error}) — fix the task's "
                     f"rescore command first; log: {bad.log_path}"
                 )
             if bad is not None and not exp.status.final:
-                n.finish(exp, FAILED_BY_MISMATCH, bad.error)
+                n.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
         return replan
 
     def _yardstick_rescored(self, exp: Experiment, run_id: int, res: RunResult) -> None:
@@ -189,7 +186,7 @@ class Keeper:
         metric over `target` is not matched on the held-out slice (run/heldout_store.py says
         what the slice is and how it is kept from the runs). Journals the figures."""
         n, task = self.night, self.night.task
-        if task.heldout is None or verdict.action != "keep":
+        if task.heldout is None or verdict.action != VerdictAction.KEEP:
             return verdict
         scored = {}  # experiment id -> {seed: (value, held-out value)}
         for exp in (e, target):
@@ -204,7 +201,7 @@ class Keeper:
             n.journal.event(n.tag, "heldout", f"#{e.id}: no held-out score by the harness: not kept")
             return replace(
                 verdict,
-                action="discard",
+                action=VerdictAction.DISCARD,
                 flags=(*verdict.flags, "no-heldout"),
                 reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
             )
@@ -235,7 +232,7 @@ class Keeper:
             return verdict
         return replace(
             verdict,
-            action="discard",
+            action=VerdictAction.DISCARD,
             flags=(*verdict.flags, "fits-validation"),
             reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
         )

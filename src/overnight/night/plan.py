@@ -22,21 +22,11 @@ from dataclasses import dataclass
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Job, Slot
-from overnight.journal import Experiment, ExpStatus
 from overnight.night.keep import Keeper, Step, mean
 from overnight.night.state import Night
-from overnight.run.runner import RunResult, RunStatus
+from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
-FAILED_STATUS = {
-    RunStatus.CRASH: ExpStatus.CRASHED,
-    RunStatus.TIMEOUT: ExpStatus.TIMEOUT,
-    RunStatus.INVALID: ExpStatus.INVALID,
-    RunStatus.OOM: ExpStatus.OOM,
-    RunStatus.OVER_BUDGET: ExpStatus.DISCARDED,  # over budget or re-score mismatch:
-    RunStatus.MISMATCH: ExpStatus.DISCARDED,  # discarded, and flagged
-    RunStatus.READS_HELDOUT: ExpStatus.DISCARDED,
-}
 FLAGGED = {
     RunStatus.OVER_BUDGET: "over-budget",
     RunStatus.OOM: "oom",
@@ -89,10 +79,10 @@ class Planner:
         for e in h:
             if e.status.final or e.id in busy:
                 continue
-            done = [r for r in e.runs if r.status != "interrupted"]
-            failed = [r for r in done if r.status not in ("ok", "running")]
+            done = [r for r in e.runs if r.status != RunStatus.INTERRUPTED]
+            failed = [r for r in done if r.status not in (RunStatus.OK, RunStatus.RUNNING)]
             if failed:  # journaled by a controller killed before it could decide
-                c.finish(e, FAILED_STATUS[RunStatus(failed[0].status)], failed[0].error or "failed")
+                c.finish(e, FAILED_STATUS[failed[0].status], failed[0].error or "failed")
                 return True
             if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
                 need = c.judge.baseline_runs() - len(done)
@@ -161,7 +151,7 @@ class Planner:
         """A re-measured incumbent keeps its status; its value becomes the new mean."""
         c = self.night
         if res.status != RunStatus.OK:
-            failures = sum(r.status not in ("ok", "interrupted", "running") for r in inc.runs)
+            failures = sum(r.status not in (RunStatus.OK, RunStatus.INTERRUPTED, RunStatus.RUNNING) for r in inc.runs)
             c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
             if failures >= MAX_INCUMBENT_FAILURES:
                 raise OvernightError(

@@ -38,9 +38,9 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from overnight.executors.base import Executor
-from overnight.journal import Experiment, Run
 from overnight.night.state import Night
-from overnight.run.runner import RunRequest, RunResult, RunStatus, rescore_run
+from overnight.records import Experiment, Run, RunRequest, RunResult, RunStatus
+from overnight.run.scoring import rescore_run
 
 
 def _result(f: Future) -> RunResult:
@@ -53,11 +53,11 @@ def _result(f: Future) -> RunResult:
 
 def unscored(exp: Experiment) -> list[Run]:
     """The runs the judge counts (ok, with a value) that no re-score has agreed with yet."""
-    return [r for r in exp.runs if r.status == "ok" and r.value is not None and r.rescored is None]
+    return [r for r in exp.runs if r.status == RunStatus.OK and r.value is not None and r.rescored is None]
 
 
 def counted(exp: Experiment) -> list[Run]:
-    return [r for r in exp.runs if r.status == "ok" and r.value is not None]
+    return [r for r in exp.runs if r.status == RunStatus.OK and r.value is not None]
 
 
 def may_be_rescored(exp: Experiment, run: Run, incumbent: Experiment | None) -> bool:

@@ -30,12 +30,11 @@ from concurrent.futures import FIRST_COMPLETED, wait
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.journal import Experiment
 from overnight.night.keep import Keeper
 from overnight.night.plan import Flight, Planner, Want
 from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
-from overnight.run.runner import RunResult
+from overnight.records import Experiment, RunResult, RunStatus
 
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
@@ -71,7 +70,7 @@ class Scheduler:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
             history = c.journal.experiments(c.tag)
             inc = c.incumbent(history)
-            self.ex.adopt(r for e in history for r in e.runs if r.status == "ok" and may_be_rescored(e, r, inc))
+            self.ex.adopt(r for e in history for r in e.runs if r.status == RunStatus.OK and may_be_rescored(e, r, inc))
             while True:
                 self._collect()
                 if self.keeper.collect_rescores(self.stopping):
@@ -206,7 +205,7 @@ class Scheduler:
         return any(
             e.parent_id is not None
             and not e.status.final
-            and any(r.status not in ("running", "interrupted") for r in e.runs)
+            and any(r.status not in (RunStatus.RUNNING, RunStatus.INTERRUPTED) for r in e.runs)
             for e in self.history
         )
 
@@ -214,7 +213,7 @@ class Scheduler:
         c = self.night
         # The seed is the lowest replicate index no finished or running run of it holds:
         # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed.
-        used = {r.seed for r in c.journal.experiment(exp.id).runs if r.status != "interrupted"}
+        used = {r.seed for r in c.journal.experiment(exp.id).runs if r.status != RunStatus.INTERRUPTED}
         replicate = next(i for i in itertools.count() if c.cfg.seed + i not in used)
         seed = c.cfg.seed + replicate
         run_id = c.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
@@ -276,7 +275,9 @@ class Scheduler:
         waiting = sum(
             1
             for e in h
-            if e.parent_id is not None and not e.status.final and not any(r.status != "interrupted" for r in e.runs)
+            if e.parent_id is not None
+            and not e.status.final
+            and not any(r.status != RunStatus.INTERRUPTED for r in e.runs)
         )
         if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
             self.asker.ask(c.context(h))

@@ -21,7 +21,8 @@ from pathlib import Path
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.layout import TagPaths
-from overnight.run.runner import _run_process, task_env
+from overnight.run.execute import task_env
+from overnight.run.process import run_process
 from overnight.task import TaskSpec
 
 
@@ -40,7 +41,7 @@ def run_setup(
     env = task_env(task, seed, paths.folder)
     gitops.worktree_add(task.root, worktree, commit)
     try:
-        out = _run_process(task.setup, worktree, env, log_path, task.setup_timeout, stop, None, task.limits)
+        out = run_process(task.setup, worktree, env, log_path, task.setup_timeout, stop, None, task.limits)
     finally:
         gitops.worktree_remove(task.root, worktree)
     if out.interrupted:

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import GitError, OvernightError
-from overnight.journal import Experiment, ExpStatus, Journal
+from overnight.journal import Journal
 from overnight.judges import Judge
 from overnight.layout import TagPaths
 from overnight.night.asker import Asker
@@ -46,8 +46,8 @@ from overnight.night.config import Observer, RunConfig
 from overnight.night.guards import seed_only_change
 from overnight.proposers import Context, Proposal, Proposer
 from overnight.proposers.base import REJECTED_KEY
-from overnight.report.status import incumbent
-from overnight.run.runner import prune_run_dir
+from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
+from overnight.run.execute import prune_run_dir
 from overnight.task import TaskSpec
 
 REBASED_KEY = "rebased_from"  # params of an experiment made by the stale rule
@@ -189,7 +189,7 @@ class Night:
     def needs_rebase(self, exp: Experiment, history: list[Experiment]) -> bool:
         """Whether `exp`, not measured yet, was proposed on an incumbent that has moved since."""
         inc = self.incumbent(history)
-        measured = any(r.status != "interrupted" for r in exp.runs)
+        measured = any(r.status != RunStatus.INTERRUPTED for r in exp.runs)
         return exp.parent_id is not None and inc is not None and exp.parent_id != inc.id and not measured
 
     def materialise(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
