@@ -1,4 +1,4 @@
-"""The data model, in one place: what the journal stores, the runner returns and the night reads.
+"""The data model, in one place: what the journal stores, a run (run/) returns and the night reads.
 
 An **experiment** is one candidate (a commit on top of its parent) and a **run** one seeded
 execution of it (DESIGN.md). A `RunRequest` says what to execute, a `RunResult` what came of
@@ -40,7 +40,7 @@ class ExpStatus(str, Enum):
 
 
 class RunStatus(str, Enum):
-    RUNNING = "running"  # journaled before it starts; what a run still in flight (or lost with its controller) says
+    RUNNING = "running"  # in flight (journaled as it starts), or left so by a controller that died
     OK = "ok"
     CRASH = "crash"  # non-zero exit
     TIMEOUT = "timeout"  # killed at the hard timeout
