@@ -1,6 +1,6 @@
 """One test per attack: each candidate attacks, runs through the real loop on the toy task,
 and must end discarded, crashed, invalid, oom, timeout or rejected with a reason, with no
-harness crash and no lost data (see conftest.check_intact). The README's table lists them."""
+harness crash and no lost data (see overnight.testing.attacks.check_intact). The README's table lists them."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ claims the harness's re-score, links and hard links that a later write of the ha
 follow into the journal or a protected file, a directory where a record file goes, a FIFO or a
 sparse giant in place of the result file. Each runs through the real loop on the toy task and
 must end discarded or invalid with a reason, the journal and the protected files intact
-(conftest.check_intact), and the controller neither hung nor bloated."""
+(overnight.testing.attacks.check_intact), and the controller neither hung nor bloated."""
 
 from __future__ import annotations
 
