@@ -19,7 +19,7 @@ import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from overnight import gitops, knobs
+from overnight import gitops, knobs, layout
 from overnight.errors import OvernightError
 from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval
@@ -52,7 +52,7 @@ class Remeasure:
         self.stop = stop
         base = journal.tag_info(tag)["base_commit"]
         self.protected = protected_hashes(task, base)
-        self.state = root / ".overnight"
+        self.paths = layout.TagPaths(layout.state_dir(root), tag)
 
     def values(self, commit: str, label: str) -> list[float]:
         out = []
@@ -62,8 +62,8 @@ class Remeasure:
             req = RunRequest(
                 commit=commit,
                 seed=seed,
-                run_dir=self.state / self.tag / "verify" / f"{label}-{seed}",
-                worktree=self.state / "worktrees" / f"{self.tag}-verify-{label}-{seed}",
+                run_dir=self.paths.verify_dir(label, seed),
+                worktree=self.paths.verify_worktree(label, seed),
                 protected_hashes=self.protected,
             )
             res = execute(self.task, req, stop=self.stop)  # on stop: killed at once, worktree removed

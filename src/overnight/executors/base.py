@@ -9,6 +9,7 @@ Ray cluster) and starts one run in a free slot, returning a future of its `RunRe
     result = future.result()                      # RunResult, also for crashed candidates
     executor.adopt(runs)                          # a resumed night's runs awaiting re-scores
     executor.rescore(run, req, value)             # before a keep, where the run directory is
+    executor.stop_rescores()                      # the night stops: re-done on resume
     executor.release(run_ids)                     # decided: their run directories may go
     executor.stop_all(); executor.close()         # Ctrl-C; end of the night
 
@@ -43,7 +44,7 @@ class Slot:
         return {"slot": self.name, "node": self.node, "gpu": self.gpu, "threads": self.threads}
 
 
-@dataclass(frozen=True, init=False)
+@dataclass(frozen=True)
 class Job:
     """One seeded run of a commit, as journaled (`run_id`) before it starts: `request` says
     what to run, on the controller's machine (its run directory is where the log and result
@@ -52,14 +53,6 @@ class Job:
 
     run_id: int
     request: RunRequest
-
-    def __init__(self, run_id: int, *args, request: RunRequest | None = None, **fields):
-        # Also `Job(run_id, commit, seed, run_dir=..., worktree=..., protected_hashes=...)`, the
-        # request's fields, as night/scheduler.py builds it until it builds the RunRequest.
-        if request is None:
-            request = args[0] if len(args) == 1 and not fields else RunRequest(*args, **fields)
-        object.__setattr__(self, "run_id", run_id)
-        object.__setattr__(self, "request", request)
 
 
 class Executor(ABC):
@@ -85,10 +78,17 @@ class Executor(ABC):
         """At the start of a night: ended runs of undecided experiments not re-scored yet (a
         resumed night's); an executor that keeps run directories away from here finds theirs."""
 
-    def rescore(self, run: Run, req: RunRequest, value: float) -> Future | None:
-        """Re-score ended `run` where its run directory lives (rescorer.py); None: it lives on
-        this machine, where the rescorer re-scores it in a fresh worktree itself."""
-        return None
+    @abstractmethod
+    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
+        """Re-score ended `run` (its reported `value`) where its run directory lives, off the
+        slots (night/rescorer.py says when): a fresh checkout of its commit, the task's
+        protected re-score, then its held-out score (run/scoring.py). The future resolves to
+        OK with summary["rescored"], MISMATCH, or INTERRUPTED (stopped; summary["lost"]: the
+        run directory is gone, the run must be run again)."""
+
+    def stop_rescores(self, wait: bool = False) -> None:
+        """Stop the re-scores in progress (their results are not journaled: re-done on resume);
+        `wait`: until they have ended. Default: they stop with the executor (stop_all, close)."""
 
     def release(self, run_ids: Iterable[int]) -> None:
         """These runs' experiments are decided: what is kept for their re-scores may go."""

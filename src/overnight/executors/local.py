@@ -20,7 +20,9 @@ from dataclasses import replace
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
+from overnight.records import Run, RunRequest
 from overnight.run.execute import execute
+from overnight.run.scoring import rescore_run
 from overnight.task import TaskSpec
 
 # Variables that size the CPU thread pools of torch, numpy and their BLAS libraries.
@@ -81,6 +83,11 @@ class LocalExecutor(Executor):
         self._stop = threading.Event()
         # One thread per slot: each only waits on its run's process (process.py polls it).
         self._pool = ThreadPoolExecutor(max_workers=len(slots), thread_name_prefix="overnight-slot")
+        self._rescores, self._rescore_stop = self._rescore_pool(), threading.Event()
+
+    def _rescore_pool(self) -> ThreadPoolExecutor:
+        # Re-scores run beside the slots' next runs, one thread each (they wait on processes).
+        return ThreadPoolExecutor(max_workers=max(2, len(self._slots)), thread_name_prefix="overnight-rescore")
 
     @property
     def slots(self) -> list[Slot]:
@@ -95,9 +102,21 @@ class LocalExecutor(Executor):
     def node_of(self, job: Job) -> str | None:
         return "local"
 
+    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
+        """The run directory is on this machine: re-scored here, in a fresh worktree of its commit."""
+        return self._rescores.submit(rescore_run, self.task, req, value, self._rescore_stop)
+
+    def stop_rescores(self, wait: bool = False) -> None:
+        self._rescore_stop.set()
+        if wait:  # then ready for another night (a library user may run one executor twice)
+            self._rescores.shutdown(wait=True)
+            self._rescores, self._rescore_stop = self._rescore_pool(), threading.Event()
+
     def stop_all(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
         self._stop.set()
+        self._rescore_stop.set()
         self._pool.shutdown(wait=True)
+        self._rescores.shutdown(wait=True)

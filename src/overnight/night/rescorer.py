@@ -1,6 +1,6 @@
 """Deferred re-scores: a candidate's runs scored again by protected code, off the slots.
 
-The protected re-score (`task.rescore`, see runner.rescore) is what makes a run's metric
+The protected re-score (`task.rescore`, see run/scoring.py) is what makes a run's metric
 trustworthy, but it costs one more process per run. It matters only for a keep: a discarded
 candidate's numbers move nothing. So the local executor hands a slot its next run as soon as
 training ends, and the scheduler asks for re-scores only when the judge's verdict on a
@@ -25,22 +25,21 @@ the judge again, which keeps it now that every counted run is re-scored. A contr
 in between journaled nothing for the unfinished ones and re-does them on resume: no keep
 lands without a re-score, and none lands twice (the keep is one journal write).
 
-Each re-score gets a fresh worktree of the candidate's commit (the run's own is removed when
-the run ends) and reads the run directory, which is never pruned before the decision. On a
-Ray cluster the run directory lives on the worker's node: the executor re-scores it there
-(`Executor.rescore`, executors/ray.py), or reports it LOST (INTERRUPTED, summary["lost"])
-when it is gone; the scheduler then turns the run into an interrupted one, to be run again.
+Where a re-score runs is the executor's choice (`Executor.rescore`): where the run directory
+lives, which is never pruned before the decision, in a fresh worktree of the candidate's
+commit (the run's own is removed when the run ends). The local executor re-scores on threads
+of its own beside the slots; on a Ray cluster the run directory lives on the worker's node and
+the re-score runs there (executors/ray.py), or comes back LOST (INTERRUPTED, summary["lost"])
+when it is gone; the keep pipeline then turns the run into an interrupted one, run again.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 
 from overnight.executors.base import Executor
 from overnight.night.state import Night
 from overnight.records import Experiment, Run, RunRequest, RunResult, RunStatus
-from overnight.run.scoring import rescore_run
 
 
 def _result(f: Future) -> RunResult:
@@ -75,13 +74,11 @@ class Rescorer:
         # A slot's pinning (GPU, threads) goes with its runs' re-scores: they share the device
         # with the slot's next run, as the in-run re-score shared it with the run.
         self.env_of = {s.name: s.env for s in slots}
-        self.stop = threading.Event()
         self.pending: dict[int, dict[int, Future]] = {}  # experiment id -> run id -> its re-score
         self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
         self.unavailable: set[int] = set()  # yardstick runs whose directory is gone (a Ray node left)
         self.checks: set[int] = set()  # experiments whose re-score holds nothing (the baseline's check)
         self.owner: dict[int, int] = {}  # run id -> the experiment it is a run of (a yardstick's too)
-        self._pool = ThreadPoolExecutor(max_workers=max(2, len(slots)), thread_name_prefix="overnight-rescore")
 
     def needed(self, exp: Experiment) -> list[Run]:
         return unscored(exp) if self.night.task.rescore else []
@@ -127,8 +124,7 @@ class Rescorer:
                 protected_hashes=n.protected_hashes,
                 extra_env=self.env_of.get(r.slot or "", {}),
             )
-            remote = self.ex.rescore(r, req, r.value)
-            futures[r.id] = remote or self._pool.submit(rescore_run, n.task, req, r.value, self.stop)
+            futures[r.id] = self.ex.rescore(r, req, r.value)
 
     @property
     def busy(self) -> set[int]:
@@ -155,5 +151,4 @@ class Rescorer:
 
     def close(self) -> None:
         """Stop what still runs (its results are not journaled: re-done on resume)."""
-        self.stop.set()
-        self._pool.shutdown(wait=True)
+        self.ex.stop_rescores(wait=True)

@@ -34,7 +34,7 @@ from overnight.night.keep import Keeper
 from overnight.night.plan import Flight, Planner, Want
 from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
-from overnight.records import Experiment, RunResult, RunStatus
+from overnight.records import Experiment, RunRequest, RunResult, RunStatus
 
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
@@ -87,7 +87,7 @@ class Scheduler:
                             )
                             c.stop.set()  # a proposal in progress (an agent) stops too
                         self.ex.stop_all()
-                        self.rescorer.stop.set()
+                        self.ex.stop_rescores()
                     if not self.flights and not self.rescorer.pending:
                         break
                 elif self._take_proposal() or time.monotonic() >= self.next_plan:
@@ -219,11 +219,13 @@ class Scheduler:
         run_id = c.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
         job = Job(
             run_id,
-            exp.commit_sha,
-            seed,
-            run_dir=c.paths.run_dir(exp.id, run_id),
-            worktree=c.paths.run_worktree(exp.id, run_id),
-            protected_hashes=c.protected_hashes,
+            RunRequest(
+                commit=exp.commit_sha,
+                seed=seed,
+                run_dir=c.paths.run_dir(exp.id, run_id),
+                worktree=c.paths.run_worktree(exp.id, run_id),
+                protected_hashes=c.protected_hashes,
+            ),
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
         c.obs.experiment_started(exp, replicate)

@@ -28,7 +28,7 @@ import threading
 import time
 from pathlib import Path
 
-from overnight import gitops
+from overnight import gitops, layout
 from overnight.errors import OvernightError
 from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
@@ -55,7 +55,7 @@ class AgentProposer(Proposer):
             raise OvernightError(f"agent command {program!r} not found on PATH — install it or fix --agent-cmd")
 
     def propose(self, ctx: Context) -> Proposal:
-        run_dir = Path(ctx.state_dir) / ctx.tag / "agent" / f"{len(ctx.history) + 1:04d}"
+        run_dir = layout.TagPaths(Path(ctx.state_dir), ctx.tag).agent_dir(len(ctx.history) + 1)
         run_dir.mkdir(parents=True, exist_ok=True)
         prompt_file, desc_file, log = run_dir / "prompt.md", run_dir / "description.txt", run_dir / "agent.log"
         desc_file.unlink(missing_ok=True)

@@ -16,6 +16,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from overnight import layout
 from overnight.knobs import Knob
 from overnight.proposers.base import Context, KnobProposer, Proposal
 from overnight.records import Experiment
@@ -71,7 +72,7 @@ class OptunaProposer(KnobProposer):
                     )  # pending trials count, so parallel slots do not duplicate
             else:
                 sampler = optuna.samplers.RandomSampler(seed=ctx.seed)
-            storage = f"sqlite:///{ctx.state_dir / 'optuna.db'}"
+            storage = f"sqlite:///{layout.optuna_db(ctx.state_dir)}"
             direction = "minimize" if ctx.task.metric.goal == "minimize" else "maximize"
             self._study = optuna.create_study(
                 study_name=ctx.tag, storage=storage, sampler=sampler, direction=direction, load_if_exists=True

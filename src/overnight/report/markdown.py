@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from overnight import layout
 from overnight.journal import Journal
 from overnight.records import Experiment, ExpStatus
 from overnight.report.status import fmt_value, headline, running_best, status_dict
@@ -67,7 +68,7 @@ def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None
 
 def importances(state_dir: Path, tag: str) -> dict[str, float] | None:
     """Optuna's parameter importances for the tag's study, when there are enough trials."""
-    db = state_dir / "optuna.db"
+    db = layout.optuna_db(state_dir)
     if not db.exists():
         return None
     import optuna
@@ -171,7 +172,7 @@ def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
 
 def write_report(journal: Journal, tag: str, task: TaskSpec, root: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    state = root / ".overnight"
+    state = layout.state_dir(root)
     png, md = out / "progress.png", out / "report.md"
     plot_progress(journal.experiments(tag), task, png)
     md.write_text(report_markdown(journal, tag, task, state))

@@ -27,7 +27,7 @@ import shutil
 import threading
 from pathlib import Path
 
-from overnight import gitops
+from overnight import gitops, layout
 from overnight.records import RunRequest, RunResult, RunStatus
 from overnight.run import credentials, heldout_store, runfiles, sandbox
 from overnight.run.outcome import judge_outcome, reads_heldout
@@ -147,7 +147,7 @@ def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None
 def run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
     """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
     # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
-    tag_dir = req.run_dir.parent.parent if req.run_dir.parent.name == "runs" else None
+    tag_dir = layout.tag_of_run_dir(req.run_dir)  # None outside a night's runs (verify)
     return {**task_env(task, req.seed, tag_dir, req.extra_env), "OVERNIGHT_RESULT": str(result_path)}
 
 

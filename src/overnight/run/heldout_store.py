@@ -15,7 +15,7 @@ alive, every open of a file in `.overnight/heldout/` is someone else's, and `wat
 into a discarded run (`reads-heldout`). A second controller on the same repository (another
 tag) reads it at its start and would flag the first one's runs in flight: run one at a time.
 
-What a keep must show (`check_keep`): a gain on the held-out slice of at least
+What a keep must show (the held-out rule of night/keep.py): a gain on the held-out slice of at least
 `heldout.min_share` times its gain on the metric, less `heldout.max_gap` (gains over its
 yardstick, seed for seed over the seeds both have scored, else means of their scored runs).
 An honest change helps on documents no run ever saw too, if less surely (the two slices are
@@ -32,15 +32,14 @@ import secrets
 import shlex
 import shutil
 import threading
-from dataclasses import replace
 from pathlib import Path
 
+from overnight import layout
 from overnight.errors import OvernightError
 from overnight.records import RunStatus
 from overnight.run.process import MARKER_VAR, run_process
 from overnight.task import Limits, TaskSpec
 
-STORE = Path(".overnight") / "heldout"
 BUILD_TIMEOUT = 3600.0  # the first build trains the tokenizer and may download data
 
 _loaded: dict[str, bytes] = {}  # store path -> its bytes, read once per process
@@ -48,7 +47,7 @@ _lock = threading.Lock()
 
 
 def store_dir(task: TaskSpec) -> Path:
-    return task.root / STORE
+    return layout.heldout_dir(task.root)
 
 
 def store_path(task: TaskSpec, protected_hashes: dict[str, str]) -> Path:
@@ -89,7 +88,7 @@ def _build(task: TaskSpec, base_commit: str, path: Path, say) -> None:
     as a run's process is (process.py: its own group, killed whole at BUILD_TIMEOUT)."""
     from overnight import gitops
 
-    work = task.root / ".overnight" / f"heldout-build-{os.getpid()}"  # outside the watched folder
+    work = layout.state_dir(task.root) / f"heldout-build-{os.getpid()}"  # outside the watched folder
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:
@@ -156,60 +155,3 @@ def run_values(task: TaskSpec, run) -> float | None:
     except (KeyError, TypeError, ValueError):
         return None
     return value if math.isfinite(value) else None
-
-
-def check_keep(controller, e, target, verdict):
-    """The verdict, turned into a discard flagged `fits-validation` when `e`'s gain on the
-    metric over `target` is not matched on the held-out slice. Journals the figures."""
-    c, task = controller, controller.task
-    if task.heldout is None or verdict.action != "keep":
-        return verdict
-    scored = {}  # experiment id -> {seed: (value, held-out value)}
-    for exp in (e, target):
-        rows = {}
-        for r in exp.runs:
-            h = run_values(task, r)
-            if h is not None and r.value is not None:
-                rows.setdefault(r.seed, (r.value, h))
-        scored[exp.id] = rows
-    if not scored[e.id] and loaded(task) is not None:
-        # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
-        c.journal.event(c.tag, "heldout", f"#{e.id}: no held-out score by the harness: not kept")
-        return replace(
-            verdict,
-            action="discard",
-            flags=(*verdict.flags, "no-heldout"),
-            reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
-        )
-    if not scored[e.id] or not scored[target.id]:
-        c.journal.event(
-            c.tag,
-            "heldout",
-            f"#{e.id}: no held-out score for it or #{target.id} (scored before [heldout] existed?): not checked",
-        )
-        return verdict
-    # Seed for seed where both have runs: the same seed is the same data order, and at a short
-    # budget the order moves val and held-out apart far more than any honest change does
-    # (bench/heldout.py: honest gaps 0.002-0.006 bpb paired, up to 0.135 across seeds).
-    common = sorted(set(scored[e.id]) & set(scored[target.id]))
-    mine = [scored[e.id][s] for s in common] or list(scored[e.id].values())
-    theirs = [scored[target.id][s] for s in common] or list(scored[target.id].values())
-    mean = lambda xs: sum(xs) / len(xs)
-    val_gain = task.metric.improvement(mean([v for v, _ in mine]), mean([v for v, _ in theirs]))
-    ho_gain = task.metric.improvement(mean([h for _, h in mine]), mean([h for _, h in theirs]))
-    how = f"paired on {len(common)} seed(s)" if common else f"means of {len(mine)} and {len(theirs)} run(s)"
-    need = task.heldout.min_share * val_gain - task.heldout.max_gap
-    figures = (
-        f"{task.metric.name} gain {val_gain:+.4f} over #{target.id}, held-out gain {ho_gain:+.4f} "
-        f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
-        f"{how})"
-    )
-    c.journal.event(c.tag, "heldout", f"#{e.id}: {figures}")
-    if ho_gain >= need:
-        return verdict
-    return replace(
-        verdict,
-        action="discard",
-        flags=(*verdict.flags, "fits-validation"),
-        reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
-    )
