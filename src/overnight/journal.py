@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from overnight.records import Experiment, ExpStatus, Run, RunResult, RunStatus
-from overnight.tamper import TamperWatch, own_write
+from overnight.tamper import TamperCheck, own_write
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tags (
@@ -62,7 +62,7 @@ class Journal:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         self._migrate()
-        self.tamper = TamperWatch(self.db)
+        self.tamper = TamperCheck(self.db)
 
     def _migrate(self) -> None:
         """Columns added since the first release, added to an older journal in place (never
@@ -82,10 +82,10 @@ class Journal:
                 if self.db.in_transaction:
                     self.db.execute("ROLLBACK")
 
-    # --- tamper watch (tamper.py) ------------------------------------------------------------
-    def watch(self, tag: str) -> None:
+    # --- tamper check (tamper.py) ------------------------------------------------------------
+    def claim(self, tag: str) -> None:
         """From here on, only this connection may change `tag`'s experiments and runs."""
-        self.tamper.watch(tag)
+        self.tamper.claim(tag)
 
     def tampered(self) -> bool:
         """Whether another connection changed the watched tag's experiments or runs since our

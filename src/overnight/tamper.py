@@ -1,4 +1,4 @@
-"""The journal's tamper watch: whether someone else wrote a tag's experiments or runs.
+"""The journal's tamper check: whether someone else wrote a tag's experiments or runs.
 
 The controller is the only writer of its tag's experiments and runs. SQLite's `data_version`
 changes only when ANOTHER connection commits, so a change of it plus a change of those rows
@@ -14,14 +14,14 @@ import hashlib
 import sqlite3
 
 
-class TamperWatch:
+class TamperCheck:
     def __init__(self, db: sqlite3.Connection):
         self.db = db
         self.tag: str | None = None  # the tag whose rows only this connection may change
         self.seen = False  # a change by someone else was found before one of our writes
         self._known = self._version = None
 
-    def watch(self, tag: str) -> None:
+    def claim(self, tag: str) -> None:
         self.tag = tag
         self.sync()
 

@@ -87,7 +87,7 @@ class Controller:
 
     def _set_up(self) -> None:
         self.base_commit = self._start_tag()
-        self.journal.watch(self.tag)  # from here on, only this controller writes the tag's rows
+        self.journal.claim(self.tag)  # from here on, only this controller writes the tag's rows
         self._kill_survivors()
         self._sweep_worktrees()
         self.night = Night(

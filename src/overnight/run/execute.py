@@ -16,7 +16,7 @@ What this does NOT protect against: code that reads the validation data — the 
 in the same process as the protected evaluation, so anything the evaluation can read, it can
 read (reads of val.bin cannot be told from the evaluation's own; the held-out slice is what
 catches a fit of it); without the sandbox, writes outside its worktree (the journal in
-`.overnight/` included, which the tamper watch detects). See docs/threat-model.md.
+`.overnight/` included, which the tamper check detects). See docs/threat-model.md.
 """
 
 from __future__ import annotations
