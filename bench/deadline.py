@@ -21,7 +21,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.night.tags import open_journal
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.tasks import write_task
 
 

@@ -8,7 +8,8 @@ import textwrap
 import pytest
 
 from overnight.errors import OvernightError, TaskSpecError
-from overnight.task import DEFAULT_HELDOUT_GAP, DEFAULT_HELDOUT_SHARE, default_timeout, load_task
+from overnight.task import DEFAULT_HELDOUT_GAP, DEFAULT_HELDOUT_SHARE, default_timeout
+from overnight.task_load import load_task
 
 VALID = """\
 [task]

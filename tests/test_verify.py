@@ -19,7 +19,7 @@ from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.records import ExpStatus
 from overnight.report.markdown import write_report
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.nights import Scripted, set_knobs
 from overnight.testing.toy import write_toy
 from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify

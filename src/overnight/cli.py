@@ -1,15 +1,17 @@
-"""The commands, thin: parse, call the library, print. Errors are one line: `error: ...`."""
+"""The command group, its error handling, and the commands that start a night: init and run.
+
+The commands are thin: parse, call the library, print. Errors are one line: `error: ...`. The
+commands that read a night live in cli_read.py, the model options, note and prompt in
+cli_model.py; both are registered on this group below.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sqlite3
 import sys
 import threading
-import time
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -17,18 +19,17 @@ import click
 
 from overnight import gitops
 from overnight.cli_model import model_options, note, prompt
+from overnight.cli_read import ablate, doctor, report, show, status, verify
 from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
-from overnight.layout import journal_path, state_dir
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
-from overnight.night.tags import check_tag, open_journal, resolve_tag
+from overnight.night.tags import check_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.run import credentials
-from overnight.task import load_task
 from overnight.tasks import BUILTIN, write_task
 
 _NS = NoiseSettings()  # the defaults, shown in --help
@@ -264,153 +265,7 @@ def noise_settings(**given) -> NoiseSettings:
     return s
 
 
-def _open(directory: Path, tag: str | None):
-    root = gitops.toplevel(directory.resolve())
-    if not journal_path(root).is_file():
-        raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
-    journal = open_journal(root)
-    tag = resolve_tag(journal, tag)
-    if journal.tag_info(tag) is None:
-        raise OvernightError(f"no run tagged {tag!r} — known tags: {', '.join(journal.tags()) or 'none'}")
-    return root, journal, tag, load_task(root)
-
-
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--tag", default=None)
-@click.option("--json", "as_json", is_flag=True, help="one JSON object (stable keys)")
-@click.option("--follow", is_flag=True, help="refresh every few seconds until Ctrl-C")
-def status(directory: Path, tag: str | None, as_json: bool, follow: bool) -> None:
-    """Where the night stands: experiments, kept, best so far, experiments per hour."""
-    from overnight.report.live import render_status
-    from overnight.report.status import status_dict
-
-    root, journal, tag, task = _open(directory, tag)
-    while True:
-        data = status_dict(journal, tag, task.metric)
-        if as_json:
-            click.echo(json.dumps(data, default=str))
-        else:
-            render_status(data, journal, tag, task.metric)
-        if not follow:
-            return
-        try:
-            time.sleep(3)
-        except KeyboardInterrupt:
-            return
-
-
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--tag", default=None)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="folder for report.md and progress.png (default .overnight/<tag>/)",
-)
-def report(directory: Path, tag: str | None, out: Path | None) -> None:
-    """Write progress.png and report.md: the story of the night."""
-    from overnight.report.markdown import write_report
-
-    root, journal, tag, task = _open(directory, tag)
-    out = out or state_dir(root) / tag
-    paths = write_report(journal, tag, task, root, out)
-    for p in paths:
-        click.echo(f"wrote {p}")
-
-
-@main.command()
-@click.argument("experiment_id", type=int)
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-def show(experiment_id: int, directory: Path) -> None:
-    """One experiment in full: description, verdict, runs, diff, log tail."""
-    from overnight.report.live import render_experiment
-
-    root = gitops.toplevel(directory.resolve())
-    if not journal_path(root).is_file():  # reading must not create one
-        raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
-    journal = open_journal(root)
-    exp = journal.experiment(experiment_id)
-    if exp is None:
-        raise OvernightError(f"no experiment {experiment_id} in {root} — `overnight status` lists them")
-    render_experiment(exp)
-
-
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option(
-    "--executor",
-    type=click.Choice(EXECUTORS),
-    default=RunConfig.executor,
-    show_default=True,
-    help="ray: also check that Ray imports",
-)
-@click.option("--ray-address", default=None, help="also check that this Ray cluster answers (auto, host:port)")
-@model_options
-def doctor(directory: Path, executor: str, ray_address: str | None, proposer_options: ProposerOptions) -> None:
-    """Check this machine and the task in DIRECTORY for a night: one line per check; exit 1 when
-    the night cannot run. With --base-url, also whether the LLM endpoint answers."""
-    from overnight.doctor import Level, checks
-
-    failed = False
-    for check in checks(directory, ray=executor == "ray", ray_address=ray_address, llm=proposer_options):
-        click.echo(str(check))
-        failed = failed or check.level is Level.FAIL
-    if failed:
-        sys.exit(1)
-
-
 main.add_command(note)
 main.add_command(prompt)
-
-
-@contextmanager
-def _stopped_by_signals():
-    """Ctrl-C and SIGTERM set the yielded event instead of killing Python mid-run: the run in
-    progress is killed at once with its process group (runner._run_process), its worktree is
-    removed, and the command ends with one line (verify.Remeasure). Later signals change
-    nothing: the clean-up they would cut short takes seconds at most."""
-    stop = threading.Event()
-
-    def on_signal(signum, frame):
-        stop.set()
-
-    old_int = signal.signal(signal.SIGINT, on_signal)
-    old_term = signal.signal(signal.SIGTERM, on_signal)
-    try:
-        yield stop
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
-
-
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--tag", default=None)
-@click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for each of baseline and best")
-def verify(directory: Path, tag: str | None, runs: int) -> None:
-    """Re-measure the baseline and the best on fresh seeds: the confirmed gain with a 95 % CI."""
-    from overnight.verify import Remeasure, describe
-    from overnight.verify import verify as do_verify
-
-    root, journal, tag, task = _open(directory, tag)
-    with _stopped_by_signals() as stop:
-        _, result = do_verify(Remeasure(root, task, journal, tag, runs, stop=stop))
-    click.echo(describe(result, task.metric.name).replace(result.label, f"best {result.label} vs baseline", 1))
-
-
-@main.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
-@click.option("--tag", default=None)
-@click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for the best and each variant")
-def ablate(directory: Path, tag: str | None, runs: int) -> None:
-    """Take each kept change out of the best in turn and measure what it contributes."""
-    from overnight.verify import Remeasure, describe
-    from overnight.verify import ablate as do_ablate
-
-    root, journal, tag, task = _open(directory, tag)
-    with _stopped_by_signals() as stop:
-        _, results = do_ablate(Remeasure(root, task, journal, tag, runs, stop=stop))
-    for r in results:
-        click.echo(describe(r, task.metric.name))
+for _command in (status, report, show, verify, ablate, doctor):
+    main.add_command(_command)

@@ -19,7 +19,7 @@ from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.options import PROVIDERS, ProposerOptions
 from overnight.records import Experiment, ExpStatus, incumbent
-from overnight.task import load_task
+from overnight.task_load import load_task
 
 # flag -> (ProposerOptions field, click type, help)
 MODEL_OPTIONS = {

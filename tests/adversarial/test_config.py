@@ -11,7 +11,7 @@ import pytest
 
 from overnight import gitops
 from overnight.errors import TaskSpecError
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.procs import one_error_line
 
 SPEC = """\

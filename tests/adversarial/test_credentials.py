@@ -17,7 +17,7 @@ from overnight.proposers import prompt
 from overnight.proposers.agent import AgentProposer
 from overnight.proposers.options import ProposerOptions
 from overnight.records import ExpStatus
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.attacks import TOY_HEAD, Attacks, check_intact, night
 from overnight.testing.nights import ToyNight
 from overnight.testing.toy import write_toy

@@ -18,7 +18,7 @@ from overnight.night.controller import Controller
 from overnight.proposers import Proposal
 from overnight.records import ExpStatus
 from overnight.report.markdown import report_markdown
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.nights import Scripted, commit_change, no_op, pin_seed, set_knobs
 from overnight.testing.toy import write_toy
 

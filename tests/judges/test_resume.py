@@ -17,7 +17,7 @@ from pathlib import Path
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.procs import kill_controller_when
 from overnight.testing.toy import write_toy
 

@@ -18,7 +18,8 @@ from overnight import gitops
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.night.tags import open_journal
-from overnight.task import TaskSpecError, load_task
+from overnight.task import TaskSpecError
+from overnight.task_load import load_task
 from overnight.tasks import write_task
 
 CLI = [sys.executable, "-m", "overnight"]

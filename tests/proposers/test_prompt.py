@@ -9,7 +9,7 @@ from overnight.journal import Journal
 from overnight.proposers import Context
 from overnight.proposers.prompt import PROMPT_CAP, build, size
 from overnight.records import ExpStatus, RunResult, RunStatus
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.tasks import write_task
 from overnight.testing.toy import write_toy
 

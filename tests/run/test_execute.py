@@ -13,7 +13,8 @@ import pytest
 from overnight import gitops
 from overnight.records import RunRequest, RunStatus
 from overnight.run.execute import execute
-from overnight.task import file_hash, load_task
+from overnight.task import file_hash
+from overnight.task_load import load_task
 from overnight.testing.gitutil import git_out
 from overnight.testing.toy import DEFAULT_TOML
 

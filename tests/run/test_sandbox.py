@@ -12,7 +12,7 @@ import pytest
 from overnight.records import RunRequest, RunStatus
 from overnight.run import sandbox
 from overnight.run.execute import run_checkout
-from overnight.task import load_task
+from overnight.task_load import load_task
 
 PROBE = r"""
 import json, os, socket, sys

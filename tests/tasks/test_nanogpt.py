@@ -23,7 +23,7 @@ import pytest
 from overnight import knobs
 from overnight.errors import OvernightError
 from overnight.run.summary import parse_summary
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.tasks import write_task
 from overnight.testing.nanogpt import TINY_PREPARE, TINY_TRAIN, corpus_text, run_train
 

@@ -181,6 +181,6 @@ def test_setup_builds_the_cache_and_runs_the_warm_up_steps(task, tmp_path):
 
 
 def load_setup(task: Path) -> str | None:
-    from overnight.task import load_task
+    from overnight.task_load import load_task
 
     return load_task(task).setup

@@ -35,7 +35,8 @@ from overnight.records import Experiment, incumbent
 from overnight.run import credentials, heldout_store, sandbox, watch
 from overnight.run.execute import protected_hashes
 from overnight.run.process import kill_tag_survivors
-from overnight.task import TaskSpec, load_task
+from overnight.task import TaskSpec
+from overnight.task_load import load_task
 
 
 def _names(source: str) -> list[str]:

@@ -23,7 +23,7 @@ from overnight import gitops
 from overnight.executors.base import Job
 from overnight.records import RunRequest, RunResult, RunStatus
 from overnight.run.execute import protected_hashes
-from overnight.task import load_task
+from overnight.task_load import load_task
 from overnight.testing.toy import make_task_repo
 
 # budget 1 s, timeout 4 s: a run past its timeout is killed within seconds.

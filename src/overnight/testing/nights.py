@@ -15,7 +15,7 @@ from overnight import gitops, knobs
 from overnight.journal import Journal
 from overnight.proposers import Context, Proposal, Proposer
 from overnight.records import ExpStatus
-from overnight.task import load_task
+from overnight.task_load import load_task
 
 MAIN = 'if __name__ == "__main__":\n'
 
