@@ -368,12 +368,3 @@ class TestRayContract(ExecutorContract):
     def make(self, cluster):
         c, _ = cluster
         return lambda task: RayExecutor(task, address=c.address)
-
-    # Strict: passes (and so fails here) once fixed, and this override goes.
-    @pytest.mark.xfail(
-        strict=True,
-        reason="a run cancelled by stop_all comes back as RayTaskError(TaskCancelledError), which "
-        "RayExecutor._result reads as CRASH (its _rescored checks TaskCancelledError first)",
-    )
-    def test_stop_all_interrupts_running_runs(self, bench):
-        super().test_stop_all_interrupts_running_runs(bench)

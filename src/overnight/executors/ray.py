@@ -171,6 +171,8 @@ class RayExecutor(Executor):
         log_path = job.request.run_dir / "log.txt"
         try:
             res, log, node, node_id, folder, gpus = done.result()
+        except ray.exceptions.TaskCancelledError:  # stop_all (it may come as a RayTaskError subclass)
+            return RunResult(RunStatus.INTERRUPTED, log_path=str(log_path), error="stopped by the controller")
         except ray.exceptions.RayTaskError as exc:  # the harness itself failed on the worker
             runfiles.write_fresh(log_path, str(exc))
             return RunResult(RunStatus.CRASH, log_path=str(log_path), error=f"failed on the Ray worker: {exc}")
