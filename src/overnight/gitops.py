@@ -7,12 +7,14 @@ worktree under `.overnight/worktrees/`.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from overnight.errors import GitError
@@ -192,6 +194,17 @@ def worktree_add(repo: Path, path: Path, commit: str) -> None:
         if path.exists():  # left over by a killed controller
             worktree_remove(repo, path)
         git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
+
+
+@contextlib.contextmanager
+def worktree(repo: Path, path: Path, commit: str) -> Iterator[Path]:
+    """A worktree of `commit` at `path` for the length of the block, removed after it however
+    the block ends (a run, a re-score, the task's setup)."""
+    worktree_add(repo, path, commit)
+    try:
+        yield path
+    finally:
+        worktree_remove(repo, path)
 
 
 def worktree_remove(repo: Path, path: Path) -> None:

@@ -64,16 +64,16 @@ class Planner:
 
     def plan(self, history: list[Experiment], stopped: bool) -> bool:
         """Queue runs or decide; True when the journal changed in a way that needs re-reading."""
-        c, h = self.night, history
+        n, h = self.night, history
         if not h:
-            c.add_baseline()
+            n.add_baseline()
             return True
         if h[0].status.final and h[0].status != ExpStatus.KEPT:  # failed, or discarded (budget, re-score)
             raise OvernightError(
                 f"the baseline #{h[0].id} failed ({h[0].status.value}) — fix the task first "
                 f"(`overnight show {h[0].id}`), then start a new --tag"
             )
-        inc = c.incumbent(h)
+        inc = n.incumbent(h)
         by_id = {e.id: e for e in h}
         busy = self.busy()
         for e in h:
@@ -82,13 +82,13 @@ class Planner:
             done = [r for r in e.runs if r.status != RunStatus.INTERRUPTED]
             failed = [r for r in done if r.status not in (RunStatus.OK, RunStatus.RUNNING)]
             if failed:  # journaled by a controller killed before it could decide
-                c.finish(e, FAILED_STATUS[failed[0].status], failed[0].error or "failed")
+                n.finish(e, FAILED_STATUS[failed[0].status], failed[0].error or "failed")
                 return True
             if e.parent_id is None:  # the baseline: several seeds at once, the first noise estimate
-                need = c.judge.baseline_runs() - len(done)
+                need = n.judge.baseline_runs() - len(done)
                 if need <= 0:  # kept without re-scores: the reference (Rescorer.yardstick_runs says why)
-                    c.finish(e, ExpStatus.KEPT, "baseline", mean(e.ok_values))
-                    self.keeper.check_rescore(c.journal.experiment(e.id), stopped)
+                    n.finish(e, ExpStatus.KEPT, "baseline", mean(e.ok_values))
+                    self.keeper.check_rescore(n.journal.experiment(e.id), stopped)
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
                 continue
@@ -123,24 +123,24 @@ class Planner:
             self.queue.append(Want(inc.id, incumbent=True, drift=True))
 
     def after_run(self, f: Flight, res: RunResult, stopping: bool) -> None:
-        c = self.night
-        exp = c.journal.experiment(f.want.exp_id)
+        n = self.night
+        exp = n.journal.experiment(f.want.exp_id)
         if res.status == RunStatus.INTERRUPTED:
-            if not stopping and not c.stop.is_set():  # lost by the executor: run it again
-                c.journal.event(
-                    c.tag,
+            if not stopping and not n.stop.is_set():  # lost by the executor: run it again
+                n.journal.event(
+                    n.tag,
                     "requeued",
                     f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was lost ({res.error}); it runs again",
                 )
-                c.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
+                n.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
                 self.queue.insert(0, f.want)
             return
         if res.status in FLAGGED:
-            c.journal.event(c.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
+            n.journal.event(n.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
         if f.want.incumbent:
             self._after_incumbent_run(exp, res, f.want.drift)
         elif res.status != RunStatus.OK and not exp.status.final:
-            c.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
+            n.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())
             if exp.parent_id is None:
                 raise OvernightError(
                     f"the baseline run failed ({res.status.value}: {res.error}) — "
@@ -149,19 +149,19 @@ class Planner:
 
     def _after_incumbent_run(self, inc: Experiment, res: RunResult, drift: bool) -> None:
         """A re-measured incumbent keeps its status; its value becomes the new mean."""
-        c = self.night
+        n = self.night
         if res.status != RunStatus.OK:
             failures = sum(r.status not in (RunStatus.OK, RunStatus.INTERRUPTED, RunStatus.RUNNING) for r in inc.runs)
-            c.journal.event(c.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
+            n.journal.event(n.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
             if failures >= MAX_INCUMBENT_FAILURES:
                 raise OvernightError(
                     f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
                     f"is flaky or the machine changed; see {res.log_path}"
                 )
             return
-        c.journal.set_value(inc.id, mean(inc.ok_values))
+        n.journal.set_value(inc.id, mean(inc.ok_values))
         if drift:
-            message = c.judge.drift(c.journal.experiment(inc.id), c.journal.experiments(c.tag))
+            message = n.judge.drift(n.journal.experiment(inc.id), n.journal.experiments(n.tag))
             if message:
-                c.journal.event(c.tag, "drift", message)
-                c.obs.message(f"drift: {message}")
+                n.journal.event(n.tag, "drift", message)
+                n.obs.message(f"drift: {message}")

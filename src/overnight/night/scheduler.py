@@ -6,7 +6,8 @@ One loop on the controller's thread:
               lost (a dead Ray node) is journaled `interrupted` and queued again
     plan      each undecided experiment with nothing queued or in flight gets its next runs
               (the baseline's seeds all at once, a candidate's first run, what the judge asks
-              for: more runs of the candidate and of its yardstick), or its decision
+              for: more runs of the candidate and of its yardstick), or its decision (plan.py,
+              and the keep pipeline in keep.py)
     dispatch  free slots take queued runs: runs that finish a decision first, then candidates
     ask       the proposer works on its own thread, so a candidate is journaled and waiting
               before a slot frees (one in reserve beyond the free slots)
@@ -62,30 +63,30 @@ class Scheduler:
         self.collected: set[int] = set()  # experiments whose runs ended since the last journal check
 
     def run(self) -> None:
-        c = self.night
-        c.journal.event(
-            c.tag, "slots", json.dumps({"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]})
+        n = self.night
+        n.journal.event(
+            n.tag, "slots", json.dumps({"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]})
         )
         try:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
-            history = c.journal.experiments(c.tag)
-            inc = c.incumbent(history)
+            history = n.journal.experiments(n.tag)
+            inc = n.incumbent(history)
             self.ex.adopt(r for e in history for r in e.runs if r.status == RunStatus.OK and may_be_rescored(e, r, inc))
             while True:
                 self._collect()
                 if self.keeper.collect_rescores(self.stopping):
                     self.next_plan = 0.0
                 self._check_journal()
-                c.drain_inbox()
-                if c.stop.is_set() or self._past_deadline(self.grace):
+                n.drain_inbox()
+                if n.stop.is_set() or self._past_deadline(self.grace):
                     if not self.stopping:
                         self.stopping = True
-                        if not c.stop.is_set():
-                            c.obs.message(
+                        if not n.stop.is_set():
+                            n.obs.message(
                                 f"--hours is up, and {self.grace:g} s (one run's timeout) more: "
                                 "stopping what still runs (it runs again on resume)"
                             )
-                            c.stop.set()  # a proposal in progress (an agent) stops too
+                            n.stop.set()  # a proposal in progress (an agent) stops too
                         self.ex.stop_all()
                         self.ex.stop_rescores()
                     if not self.flights and not self.rescorer.pending:
@@ -210,25 +211,25 @@ class Scheduler:
         )
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
-        c = self.night
+        n = self.night
         # The seed is the lowest replicate index no finished or running run of it holds:
         # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed.
-        used = {r.seed for r in c.journal.experiment(exp.id).runs if r.status != RunStatus.INTERRUPTED}
-        replicate = next(i for i in itertools.count() if c.cfg.seed + i not in used)
-        seed = c.cfg.seed + replicate
-        run_id = c.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
+        used = {r.seed for r in n.journal.experiment(exp.id).runs if r.status != RunStatus.INTERRUPTED}
+        replicate = next(i for i in itertools.count() if n.cfg.seed + i not in used)
+        seed = n.cfg.seed + replicate
+        run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
         job = Job(
             run_id,
             RunRequest(
                 commit=exp.commit_sha,
                 seed=seed,
-                run_dir=c.paths.run_dir(exp.id, run_id),
-                worktree=c.paths.run_worktree(exp.id, run_id),
-                protected_hashes=c.protected_hashes,
+                run_dir=n.paths.run_dir(exp.id, run_id),
+                worktree=n.paths.run_worktree(exp.id, run_id),
+                protected_hashes=n.protected_hashes,
             ),
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
-        c.obs.experiment_started(exp, replicate)
+        n.obs.experiment_started(exp, replicate)
 
     # --- collect: finished runs ---------------------------------------------------------------------
     def _collect(self, settle_only: bool = False) -> None:
@@ -265,12 +266,12 @@ class Scheduler:
         return True
 
     def _ask(self) -> None:
-        c, h = self.night, self.history
-        if self.asker.asking is not None or not h or c.done(h, self.deadline):
+        n, h = self.night, self.history
+        if self.asker.asking is not None or not h or n.done(h, self.deadline):
             return
-        inc = c.incumbent(h)
+        inc = n.incumbent(h)
         if inc is None:  # the baseline still trains: a knob search can propose on its files already
-            if h[0].status.final or c.proposer.needs_baseline_result:
+            if h[0].status.final or n.proposer.needs_baseline_result:
                 return
         elif self.rescorer.moves(inc.id):  # a keep is landing: propose on it, not on the old one
             return
@@ -282,7 +283,7 @@ class Scheduler:
             and not any(r.status != RunStatus.INTERRUPTED for r in e.runs)
         )
         if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
-            self.asker.ask(c.context(h))
+            self.asker.ask(n.context(h))
 
     # --- the view, waiting, the end ------------------------------------------------------------------
     def _view(self) -> None:

@@ -39,11 +39,8 @@ def run_setup(
     # A run's environment without its result file: the same credentials rule, the tag's
     # marker (a killed controller's setup is swept on resume like its runs), the budget.
     env = task_env(task, seed, paths.folder)
-    gitops.worktree_add(task.root, worktree, commit)
-    try:
+    with gitops.worktree(task.root, worktree, commit):
         out = run_process(task.setup, worktree, env, log_path, task.setup_timeout, stop, None, task.limits)
-    finally:
-        gitops.worktree_remove(task.root, worktree)
     if out.interrupted:
         return None
     if out.timed_out or out.exit_code != 0:

@@ -57,11 +57,8 @@ def execute(
     """Materialise the worktree, run the command, collect the outcome; never raises for the
     candidate's faults (a broken candidate is data)."""
     req.run_dir.mkdir(parents=True, exist_ok=True)
-    gitops.worktree_add(task.root, req.worktree, req.commit)
-    try:
+    with gitops.worktree(task.root, req.worktree, req.commit):
         return run_checkout(task, req, stop, progress)
-    finally:
-        gitops.worktree_remove(task.root, req.worktree)
 
 
 def run_checkout(

@@ -29,7 +29,7 @@ from overnight.records import RunRequest, RunResult, RunStatus
 from overnight.run import heldout_store, runfiles, sandbox
 from overnight.run.execute import protected_changed, run_env
 from overnight.run.outcome import read_metric, reads_heldout
-from overnight.run.process import run_process
+from overnight.run.process import ProcessOutcome, run_process
 from overnight.run.watch import Watch
 from overnight.task import TaskSpec
 
@@ -39,11 +39,8 @@ def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.E
     result.json and any saved weights is still there): a fresh worktree of `req.commit`, then
     rescore_checkout. Returns OK with summary["rescored"], MISMATCH with the reason, or
     INTERRUPTED (stop)."""
-    gitops.worktree_add(task.root, req.worktree, req.commit)
-    try:
+    with gitops.worktree(task.root, req.worktree, req.commit):
         return rescore_checkout(task, req, value, stop)
-    finally:
-        gitops.worktree_remove(task.root, req.worktree)
 
 
 def rescore_checkout(
@@ -87,12 +84,9 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
         res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller (during the re-score)"
         return
     value, _, err = read_metric(replace(task, metric=replace(task.metric, source="result-file")), "", out_path)
-    if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
-        res.status = RunStatus.MISMATCH
-        res.error = (
-            f"the protected re-score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
-            f"{', ' + err if err else ''}); see {log_path}"
-        )
+    failed = _failed("the protected re-score", out, value, err, log_path)
+    if failed:
+        res.status, res.error = RunStatus.MISMATCH, failed
         return
     res.summary["rescored"] = value
     if abs(value - res.value) > task.rescore_tolerance * max(abs(value), 1e-12):
@@ -150,12 +144,17 @@ def heldout_score(
         # is refused, the reason says what was opened.
         res.status, res.error = RunStatus.MISMATCH, f"reads-heldout: {res.error}"
         return
-    if out.exit_code != 0 or out.timed_out or value is None or not math.isfinite(value):
-        res.status = RunStatus.MISMATCH
-        res.error = (
-            f"the held-out score failed ({'timeout' if out.timed_out else f'exit {out.exit_code}'}"
-            f"{', ' + err if err else ''}); see {log_path}"
-        )
+    failed = _failed("the held-out score", out, value, err, log_path)
+    if failed:
+        res.status, res.error = RunStatus.MISMATCH, failed
         return
     res.summary[heldout_store.metric_key(task)] = value
     runfiles.write_fresh(req.run_dir / "heldout.json", json.dumps({heldout_store.metric_key(task): value}))
+
+
+def _failed(what: str, out: ProcessOutcome, value: float | None, err: str, log_path: Path) -> str:
+    """Why a protected scoring process gave no figure, or '' when it gave one."""
+    if out.exit_code == 0 and not out.timed_out and value is not None and math.isfinite(value):
+        return ""
+    how = "timeout" if out.timed_out else f"exit {out.exit_code}"
+    return f"{what} failed ({how}{', ' + err if err else ''}); see {log_path}"

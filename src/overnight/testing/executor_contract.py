@@ -105,7 +105,17 @@ class ExecutorContract:
 
     @pytest.fixture
     def bench(self, make, tmp_path):
-        root = make_task_repo(tmp_path / "task", OK, toml=TOML)
+        yield from self._bench(make, tmp_path, TOML)
+
+    @pytest.fixture
+    def long_bench(self, make, tmp_path):
+        """A task whose hard timeout is far off, so a stop never races it (a Ray cancel takes
+        seconds to reach its worker on a loaded machine: seen as TIMEOUT at 4 s)."""
+        yield from self._bench(make, tmp_path, TOML.replace("timeout = 4", "timeout = 300"))
+
+    @staticmethod
+    def _bench(make, tmp_path, toml):
+        root = make_task_repo(tmp_path / "task", OK, toml=toml)
         executor = make(load_task(root))
         yield Bench(root, executor, tmp_path)
         executor.close()
@@ -141,9 +151,10 @@ class ExecutorContract:
         assert res.status == RunStatus.INVALID and "evaluate.py" in res.error, res
         assert not mark.exists()
 
-    def test_stop_all_interrupts_running_runs(self, bench):
+    def test_stop_all_interrupts_running_runs(self, long_bench):
         """Each slot busy with a run that would sleep two minutes: stop_all resolves every
         future to INTERRUPTED within seconds, the processes gone."""
+        bench = long_bench
         marks = [bench.tmp / f"started-{i}" for i in range(len(bench.executor.slots))]
         futures = [
             bench.executor.start(bench.job(WAIT.format(mark=str(mark)), seed=i), slot)
