@@ -43,7 +43,7 @@ class Judge(ABC):
         """Decide on a candidate whose runs so far all succeeded (failed runs never reach here)."""
 
     def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:
-        """Whether the incumbent should be run again now (drift watch). Default: never."""
+        """Whether the incumbent should be run again now (drift check). Default: never."""
         return False
 
     def drift(self, incumbent: Experiment, history: list[Experiment]) -> str | None:

@@ -4,7 +4,7 @@
                         they are in, without re-scores (the reference: rescorer.py says why)
     a candidate         its first run; then the keep pipeline (keep.py): the judge's verdict,
                         more runs of it and of its yardstick, the re-scores, the decision
-    the incumbent       re-run from time to time (the judge's drift watch)
+    the incumbent       re-run from time to time (the judge's drift check)
     a finished run      a failed one ends its experiment (crash, timeout, invalid, oom, over
                         budget, re-score mismatch, held-out read: flagged); a lost one (a dead
                         Ray node) runs again; a re-run of the incumbent updates its value
