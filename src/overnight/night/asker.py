@@ -8,8 +8,9 @@ calls one at a time and never needs a lock:
   configurations); `answer` hands the proposal back to the controller's thread, which
   journals it;
 - `tell` queues `observe` (a decided experiment; the replay of a resumed night's history);
-- `call` runs anything else (`rebase`) and waits for its result. The scheduler asks for a
-  rebase only while no proposal is being made (`thinking`), so the wait is the rebase's own;
+- `call` runs anything else (`rebase`) and waits for its result. The scheduler defers a
+  queued candidate's rebase while a proposal is being made (`thinking`), so that wait is the
+  rebase's own; a stale winner's rebase (rare) may wait for the proposal in progress;
 - `close` finishes what was asked and closes the proposer.
 
 A proposer error surfaces on the controller's thread at the next `answer`, `tell` or `call`.
