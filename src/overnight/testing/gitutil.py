@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 from overnight import gitops
-from overnight.records import ExpStatus
+from overnight.records import ExpStatus, RunStatus
 
 RUN_STATUSES = {"ok", "interrupted", "crash", "invalid", "timeout"}
 
@@ -52,6 +52,6 @@ def check_consistent(root: Path, tag: str, history) -> None:
     assert all(e.status.final for e in history), [(e.id, e.status) for e in history]
     for e in history:
         assert {r.status for r in e.runs} <= RUN_STATUSES
-        ok = [r for r in e.runs if r.status == "ok"]
+        ok = [r for r in e.runs if r.status == RunStatus.OK]
         assert len({r.seed for r in ok}) == len(ok), (e.id, [r.seed for r in ok])  # no seed twice
     check_git_consistent(root, tag, history)

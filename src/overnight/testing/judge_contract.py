@@ -24,7 +24,7 @@ from collections.abc import Iterator
 import pytest
 
 from overnight.judges import make_judge
-from overnight.records import ExpStatus
+from overnight.records import ExpStatus, VerdictAction
 from overnight.task import Metric
 from overnight.testing.judges import add_run, decide, experiment
 
@@ -78,7 +78,7 @@ class JudgeContract:
     def test_keeps_a_clearly_better_candidate(self, judge, metric, seed):
         better = 1.0 - metric.sign * 10 * SD  # ten noise sds better, in the metric's direction
         verdicts, cand = judged(judge, metric, noisy(1.0, seed), noisy(better, seed + 100))
-        assert verdicts[-1].action == "keep", verdicts[-1]
+        assert verdicts[-1].action == VerdictAction.KEEP, verdicts[-1]
         assert verdicts[-1].value == pytest.approx(statistics.fmean(cand.ok_values))
 
     @pytest.mark.parametrize("metric", [MINIMIZE, MAXIMIZE], ids=["minimize", "maximize"])
@@ -86,7 +86,7 @@ class JudgeContract:
     def test_discards_a_clearly_worse_candidate(self, judge, metric, seed):
         worse = 1.0 + metric.sign * 10 * SD
         verdicts, _ = judged(judge, metric, noisy(1.0, seed), noisy(worse, seed + 100))
-        assert verdicts[-1].action == "discard", verdicts[-1]
+        assert verdicts[-1].action == VerdictAction.DISCARD, verdicts[-1]
 
     @pytest.mark.parametrize("metric", [MINIMIZE, MAXIMIZE], ids=["minimize", "maximize"])
     @pytest.mark.parametrize("worse_by", [0.0, 0.1 * SD, SD])
@@ -96,13 +96,13 @@ class JudgeContract:
         worse = 1.0 + metric.sign * worse_by
         incumbent = see_saw(1.0, -metric.sign * SD)
         verdicts, _ = judged(judge, metric, incumbent, see_saw(worse, metric.sign * SD))
-        assert verdicts[-1].action == "discard", verdicts
+        assert verdicts[-1].action == VerdictAction.DISCARD, verdicts
 
     @pytest.mark.parametrize("gain_sds", [-3, -1, 0, 1, 3])
     @pytest.mark.parametrize("seed", range(4))
     def test_every_candidate_is_decided_with_well_formed_verdicts(self, judge, gain_sds, seed):
         verdicts, _ = judged(judge, MINIMIZE, noisy(1.0, seed), noisy(1.0 - gain_sds * SD, seed + 100))
-        assert verdicts[-1].action in ("keep", "discard")
+        assert verdicts[-1].action in (VerdictAction.KEEP, VerdictAction.DISCARD)
         assert all(v.value is not None and math.isfinite(v.value) for v in verdicts)
 
     def test_drift_hooks_answer_plainly(self, judge):

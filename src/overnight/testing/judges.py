@@ -20,7 +20,7 @@ from scipy.stats import t as student_t
 
 from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.judges.stats import net_added_lines, sequential_boundary
-from overnight.records import Experiment, ExpStatus, Run
+from overnight.records import Experiment, ExpStatus, Run, VerdictAction
 from overnight.task import Metric
 
 METRIC = Metric("loss", "minimize")
@@ -119,9 +119,9 @@ def reference(cand: list[float], inc: list[float], groups: list[list[float]], s:
 
 def label(verdict, n: int, s: NoiseSettings) -> str:
     """The judge's verdict as a reference label."""
-    if verdict.action == "more":
+    if verdict.action == VerdictAction.MORE:
         return "more-incumbent" if verdict.more_incumbent_runs else "more"
-    if verdict.action == "keep":
+    if verdict.action == VerdictAction.KEEP:
         return "simplification" if verdict.reason.startswith("simplification") else "keep"
     if verdict.reason.startswith("screened out"):
         return "screen"
@@ -138,9 +138,9 @@ def decide(judge, candidate: Experiment, incumbent: Experiment, history, metric,
     verdicts = []
     for _ in range(max_looks):
         v = judge.judge(candidate, incumbent, metric, history)
-        assert v.action in ("keep", "discard", "more") and v.reason, v
+        assert v.action in tuple(VerdictAction) and v.reason, v
         verdicts.append(v)
-        if v.action != "more":
+        if v.action != VerdictAction.MORE:
             return verdicts
         assert v.more_candidate_runs + v.more_incumbent_runs >= 1, v
         assert min(v.more_candidate_runs, v.more_incumbent_runs) >= 0, v
@@ -185,16 +185,16 @@ class SyntheticNight:
             inc = self.judge.incumbent_values(self.incumbent, self.history, METRIC)
             ref = reference(cand.ok_values, inc, groups, s, net_added_lines(diff))
             looks.append((label(v, len(cand.runs), s), ref))
-            if v.action != "more":
+            if v.action != VerdictAction.MORE:
                 break
             for _ in range(v.more_incumbent_runs):  # made now, after the incumbent was kept
                 add_run(self.incumbent, self.draw(self.incumbent.id), started=exp_id + len(cand.runs) / 100 + 0.001)
             for _ in range(v.more_candidate_runs):
                 add_run(cand, self.draw(exp_id))
         cand.params["runs_at_decision"] = len(cand.runs)
-        cand.status = ExpStatus.KEPT if v.action == "keep" else ExpStatus.DISCARDED
+        cand.status = ExpStatus.KEPT if v.action == VerdictAction.KEEP else ExpStatus.DISCARDED
         cand.decided = float(exp_id) + 0.9
         cand.reason = v.reason
-        if v.action == "keep":
+        if v.action == VerdictAction.KEEP:
             self.incumbent = cand
         return looks
