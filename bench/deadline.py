@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from overnight import gitops
 from overnight.night.tags import open_journal
 from overnight.task_load import load_task
 from overnight.tasks import write_task
+from overnight.testing.procs import CLI
 
 
 def main() -> None:
@@ -39,9 +39,7 @@ def main() -> None:
     gitops.init_repo(root, "init")
     task = load_task(root).with_budget(args.budget)
     cmd = [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--tag",

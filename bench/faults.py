@@ -33,7 +33,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,14 +40,13 @@ from pathlib import Path
 from overnight import gitops
 from overnight.journal import TSV_STATUS, Journal
 from overnight.records import ExpStatus
+from overnight.testing.procs import CLI
 from overnight.testing.toy import make_toy
 
 
 def command(root: Path, n: int, slots: int) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--experiments",

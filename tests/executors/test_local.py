@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from overnight.records import ExpStatus
 from overnight.testing.executor_contract import ExecutorContract
 from overnight.testing.gitutil import check_consistent, user_state
 from overnight.testing.nights import Scripted
+from overnight.testing.procs import CLI
 from overnight.testing.toy import write_toy
 
 
@@ -164,9 +164,7 @@ def test_stale_candidates_follow_the_rule(tmp_path):
 
 def _cmd(root, n):
     return [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--experiments",

@@ -32,7 +32,7 @@ from overnight.testing.attacks import HONEST, TOY_HEAD, Attacks, heldout_toy  # 
 from overnight.testing.executor_contract import ExecutorContract  # noqa: E402
 from overnight.testing.gitutil import check_consistent  # noqa: E402
 from overnight.testing.nights import Fixed  # noqa: E402
-from overnight.testing.procs import kill_controller_when  # noqa: E402
+from overnight.testing.procs import CLI, kill_controller_when  # noqa: E402
 from overnight.testing.toy import counted_toy, edited_train, fake_metric, quiet_toy, rescored, write_toy  # noqa: E402
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
@@ -313,9 +313,7 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     agent = tmp_path / "agent.py"
     agent.write_text(GELU_AGENT)
     cmd = [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--quiet",

@@ -18,7 +18,7 @@ from overnight.judges.noise import NoiseJudge, NoiseSettings
 from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
 from overnight.task_load import load_task
-from overnight.testing.procs import kill_controller_when
+from overnight.testing.procs import CLI, kill_controller_when
 from overnight.testing.toy import write_toy
 
 AGENT = """\
@@ -31,9 +31,7 @@ pathlib.Path(os.environ["OVERNIGHT_DESCRIPTION_FILE"]).write_text("gelu instead 
 
 def _cmd(root: Path, agent: Path) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--quiet",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from overnight.proposers import Proposal, Proposer
 from overnight.records import ExpStatus
 from overnight.testing.gitutil import check_git_consistent, git_out, user_state
 from overnight.testing.nights import Scripted, set_knobs
+from overnight.testing.procs import CLI
 from overnight.testing.toy import write_toy
 
 
@@ -217,9 +217,7 @@ def test_resume_continues_the_same_tag(toy_repo):
 
 def _cmd(root, n, tag="night"):
     return [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--experiments",

@@ -19,7 +19,7 @@ from overnight.night.tags import open_journal
 from overnight.records import ExpStatus
 from overnight.testing.agents import GELU_AGENT
 from overnight.testing.nights import Fixed
-from overnight.testing.procs import kill_controller_when
+from overnight.testing.procs import CLI, kill_controller_when
 from overnight.testing.toy import SLOW, counted_toy, edited_train, fake_metric, rescored
 
 
@@ -138,9 +138,7 @@ def test_sigkill_during_the_rescore_redoes_it_and_keeps_once(tmp_path):
     agent = tmp_path / "agent.py"
     agent.write_text(GELU_AGENT)
     cmd = [
-        sys.executable,
-        "-m",
-        "overnight",
+        *CLI,
         "run",
         str(root),
         "--quiet",
