@@ -32,6 +32,13 @@ UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "
 _CHECKED: dict[tuple, str] = {}  # (tool, its path) -> '' (works) or why not
 
 
+# The system read-only, fresh /dev, /proc and /tmp; then no network, its own pids, and gone
+# with its parent. The probe (_works) runs the same flags as a run's wrap, so what it finds
+# working is what runs.
+BWRAP_SYSTEM = ("bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp")
+BWRAP_ISOLATION = ("--unshare-net", "--unshare-pid", "--die-with-parent")
+
+
 def _try(argv: list[str]) -> str:
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=20)
@@ -48,24 +55,7 @@ def _works(tool: str) -> str:
         elif key[1] is None:
             _CHECKED[key] = f"`{tool}` is not installed"
         elif tool == "bwrap":
-            _CHECKED[key] = _try(
-                [
-                    "bwrap",
-                    "--ro-bind",
-                    "/",
-                    "/",
-                    "--dev",
-                    "/dev",
-                    "--proc",
-                    "/proc",
-                    "--tmpfs",
-                    "/tmp",
-                    "--unshare-net",
-                    "--unshare-pid",
-                    "--die-with-parent",
-                    "true",
-                ]
-            )
+            _CHECKED[key] = _try([*BWRAP_SYSTEM, *BWRAP_ISOLATION, "true"])
         else:
             _CHECKED[key] = _try(["unshare", *UNSHARE, "true"])
     return _CHECKED[key]
@@ -107,28 +97,14 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
         else ""
     )
     if which == "bwrap":
-        args = [
-            "bwrap",
-            "--ro-bind",
-            "/",
-            "/",
-            "--dev",
-            "/dev",
-            "--proc",
-            "/proc",
-            "--tmpfs",
-            "/tmp",
-            "--ro-bind",
-            str(root),
-            str(root),
-        ]  # the repository again, in case it is under /tmp
+        args = [*BWRAP_SYSTEM, "--ro-bind", str(root), str(root)]  # the repository again, in case it is under /tmp
         for keep in _python_under_tmp():  # a venv or checkout under /tmp: the run's python needs it
             args += ["--ro-bind", keep, keep]
         for w in writable:
             args += ["--bind", str(w), str(w)]
         for h in hidden:
             args += ["--tmpfs", str(h)] if h.is_dir() else ["--ro-bind", "/dev/null", str(h)]
-        args += ["--unshare-net", "--unshare-pid", "--die-with-parent"]
+        args += BWRAP_ISOLATION
         inner = f"{note}exec /bin/sh -c {q(command)}"
         return "exec " + " ".join(q(a) for a in args) + ' --chdir "$(pwd)" /bin/sh -c ' + q(inner)
     mounts = [f"mount --bind {q(root)} {q(root)}"]
