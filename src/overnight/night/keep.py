@@ -25,6 +25,7 @@ from enum import Enum
 
 from overnight.errors import OvernightError
 from overnight.judges.base import Verdict
+from overnight.judges.stats import mean
 from overnight.night.rescorer import Rescorer
 from overnight.night.state import Night
 from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus, VerdictAction
@@ -35,10 +36,6 @@ class Step(Enum):
     MORE = "more"  # the judge wants more runs (Verdict.more_*)
     WAIT = "wait"  # a keep waits for its re-scores
     DECIDED = "decided"  # kept or discarded: the journal changed
-
-
-def mean(values: list[float]) -> float:
-    return sum(values) / len(values)
 
 
 def watch_hit(res: RunResult) -> bool:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Job, Slot
-from overnight.night.keep import Keeper, Step, mean
+from overnight.judges.stats import mean
+from overnight.night.keep import Keeper, Step
 from overnight.night.state import Night
 from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus
 
