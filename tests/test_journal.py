@@ -191,3 +191,41 @@ def test_status_enum():
         ExpStatus.OOM,
     }
     assert {s for s in ExpStatus if not s.final} == {ExpStatus.PROPOSED, ExpStatus.RUNNING}
+
+
+def test_a_commit_by_another_connection_during_our_write_is_not_taken_for_ours(tmp_path):
+    """Another process (a candidate that found journal.db) commits while one of our writes is
+    between its statement and the snapshot of the rows. It must not be remembered as ours: it
+    waits until our write is done, and the next look finds it. (CI once missed a candidate's
+    rewrite of the journal that way.)"""
+    import threading
+
+    from overnight.tamper import own_write
+
+    path = tmp_path / "journal.db"
+    landed = threading.Event()
+
+    def other_writer(exp_id):
+        con = sqlite3.connect(str(path), isolation_level=None, timeout=10)
+        con.execute("UPDATE experiments SET status='kept', value=0.1 WHERE id=?", (exp_id,))
+        con.close()
+        landed.set()
+
+    class Slow(Journal):
+        @own_write
+        def set_value_while_another_writes(self, exp_id: int, value: float) -> threading.Thread:
+            self.db.execute("UPDATE experiments SET value=? WHERE id=?", (value, exp_id))
+            writer = threading.Thread(target=other_writer, args=(exp_id,))
+            writer.start()
+            landed.wait(0.5)  # the other process commits now, unless it must wait for us
+            return writer
+
+    j = Slow(path)
+    j.add_tag("t", SHA, {})
+    eid = add(j, parent=None)
+    j.claim("t")
+    writer = j.set_value_while_another_writes(eid, 0.9)
+    writer.join(10)
+    assert landed.is_set()
+    assert j.tampered()
+    j.close()

@@ -54,7 +54,8 @@ class Journal:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: we issue our own transactions; each public write is atomic.
+        # isolation_level=None: we issue our own transactions; each write of experiments or runs is
+        # one (tamper.own_write), any other write one statement.
         self.db = sqlite3.connect(str(self.path), isolation_level=None, timeout=30, check_same_thread=False)
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
@@ -204,21 +205,15 @@ class Journal:
     # --- runs -------------------------------------------------------------------------------
     @own_write
     def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            cur = self.db.execute(
-                "INSERT INTO runs (experiment_id, seed, slot, node, status, started) VALUES (?,?,?,?,?,?)",
-                (exp_id, seed, slot, node, RunStatus.RUNNING.value, time.time()),
-            )
-            # A decided experiment (the incumbent being re-measured) keeps its status.
-            self.db.execute(
-                "UPDATE experiments SET status=?, updated=? WHERE id=? AND status IN (?, ?)",
-                (ExpStatus.RUNNING.value, time.time(), exp_id, ExpStatus.PROPOSED.value, ExpStatus.RUNNING.value),
-            )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        cur = self.db.execute(
+            "INSERT INTO runs (experiment_id, seed, slot, node, status, started) VALUES (?,?,?,?,?,?)",
+            (exp_id, seed, slot, node, RunStatus.RUNNING.value, time.time()),
+        )
+        # A decided experiment (the incumbent being re-measured) keeps its status.
+        self.db.execute(
+            "UPDATE experiments SET status=?, updated=? WHERE id=? AND status IN (?, ?)",
+            (ExpStatus.RUNNING.value, time.time(), exp_id, ExpStatus.PROPOSED.value, ExpStatus.RUNNING.value),
+        )
         return int(cur.lastrowid)
 
     @own_write
@@ -257,18 +252,12 @@ class Journal:
     @own_write
     def _rerule(self, tag: str, run_id: int, status: RunStatus, error: str, kind: str) -> None:
         """An ended run's status changed after the fact, and the event saying why, atomically."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status.value, error, run_id))
-            exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
-            self.db.execute(
-                "INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
-                (tag, time.time(), kind, f"#{exp_id} run {run_id}: {error}"),
-            )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status.value, error, run_id))
+        exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]
+        self.db.execute(
+            "INSERT INTO events (tag, time, kind, message) VALUES (?,?,?,?)",
+            (tag, time.time(), kind, f"#{exp_id} run {run_id}: {error}"),
+        )
 
     @own_write
     def set_run_node(self, run_id: int, node: str) -> None:
@@ -294,21 +283,15 @@ class Journal:
     def recover(self, tag: str) -> int:
         """After a controller died: runs still `running` become `interrupted` and their
         experiments go back to `proposed`, to be run again. Returns how many were recovered."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            n = self.db.execute(
-                "UPDATE runs SET status='interrupted', ended=?, error='controller stopped during the run'"
-                " WHERE status='running' AND experiment_id IN (SELECT id FROM experiments WHERE tag=?)",
-                (time.time(), tag),
-            ).rowcount
-            self.db.execute(
-                "UPDATE experiments SET status=?, updated=? WHERE tag=? AND status=?",
-                (ExpStatus.PROPOSED.value, time.time(), tag, ExpStatus.RUNNING.value),
-            )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
+        n = self.db.execute(
+            "UPDATE runs SET status='interrupted', ended=?, error='controller stopped during the run'"
+            " WHERE status='running' AND experiment_id IN (SELECT id FROM experiments WHERE tag=?)",
+            (time.time(), tag),
+        ).rowcount
+        self.db.execute(
+            "UPDATE experiments SET status=?, updated=? WHERE tag=? AND status=?",
+            (ExpStatus.PROPOSED.value, time.time(), tag, ExpStatus.RUNNING.value),
+        )
         return n
 
     # --- export -----------------------------------------------------------------------------

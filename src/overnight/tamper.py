@@ -3,15 +3,18 @@
 The controller is the only writer of its tag's experiments and runs. SQLite's `data_version`
 changes only when ANOTHER connection commits, so a change of it plus a change of those rows
 means someone else (e.g. a candidate that found journal.db) wrote them; the night stops.
-Not caught: a change that keeps the columns hashed here, or one made between one of our
-writes and the snapshot right after it (`own_write`).
+Each of our writes looks, writes and takes its snapshot in one write transaction
+(`own_write`), so no other connection can commit in between and have its change taken for
+ours. Not caught: a change that keeps the columns hashed here.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import sqlite3
+import threading
 
 
 class TamperCheck:
@@ -20,6 +23,26 @@ class TamperCheck:
         self.tag: str | None = None  # the tag whose rows only this connection may change
         self.seen = False  # a change by someone else was found before one of our writes
         self._known = self._version = None
+        # The connection is shared by the controller's threads; a transaction is the
+        # connection's, so one thread at a time may be inside one.
+        self._lock = threading.RLock()
+
+    @contextlib.contextmanager
+    def transaction(self):
+        """One write transaction (BEGIN IMMEDIATE: other connections' writes wait until it
+        ends); inside one already, just part of it."""
+        with self._lock:
+            if self.db.in_transaction:
+                yield
+                return
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:  # SQLite rolls back by itself on some errors (a full disk)
+                    self.db.execute("ROLLBACK")
+                raise
 
     def claim(self, tag: str) -> None:
         self.tag = tag
@@ -36,11 +59,12 @@ class TamperCheck:
         last look (a note from `overnight note` is not a change of those)."""
         if self.tag is None:
             return False
-        version = self.db.execute("PRAGMA data_version").fetchone()[0]
-        if version == self._version:
-            return False
-        self._version = version
-        return self._digest() != self._known
+        with self._lock:
+            version = self.db.execute("PRAGMA data_version").fetchone()[0]
+            if version == self._version:
+                return False
+            self._version = version
+            return self._digest() != self._known
 
     def _digest(self) -> str:
         h = hashlib.sha256()
@@ -61,14 +85,17 @@ class TamperCheck:
 
 def own_write(method):
     """A journal method that writes experiments or runs: look for someone else's changes first,
-    then write, then remember the rows as they now are (the journal's `tamper`)."""
+    then write, then remember the rows as they now are (the journal's `tamper`), all in one
+    write transaction: a commit by another connection between our write and the snapshot
+    would otherwise be remembered as ours, and never caught."""
 
     @functools.wraps(method)
     def wrapper(self, *args, **kwargs):
-        if self.tamper.changed():
-            self.tamper.seen = True
-        out = method(self, *args, **kwargs)
-        self.tamper.sync()
+        with self.tamper.transaction():
+            if self.tamper.changed():
+                self.tamper.seen = True
+            out = method(self, *args, **kwargs)
+            self.tamper.sync()
         return out
 
     return wrapper

@@ -344,7 +344,13 @@ con.close()
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
     c.proposer = Attacks([body])
     with pytest.raises(OvernightError, match=r"changed by another process while #2 ran"):
-        c.run()
+        try:
+            c.run()
+        except OvernightError:
+            raise
+        else:  # say what the attack's run did, so that a miss can be told from a failed attack
+            runs = [(e.id, e.status, r.status, r.error, r.log_tail) for e in c.journal.experiments("t") for r in e.runs]
+            pytest.fail(f"the night ended without finding the rewrite: {runs}")
     assert c.journal.events("t", "journal-tampered")
     con = sqlite3.connect(root / ".overnight" / "journal.db")
     try:
