@@ -27,9 +27,16 @@ from overnight.task import Metric
 from overnight.testing.judges import METRIC, SyntheticNight, add_run, critical_t, diff_with, experiment
 
 # alpha 0.05, 6 baseline runs, at most 4 runs, stop below t=0; the selection correction off, so
-# that the pinned stream below checks the sequential rules alone (test_selection.py has the rest).
+# that the pinned stream below checks the sequential rules alone (test_selection.py has the rest);
+# the unpaired design, whose formulas these tests work out by hand (test_paired.py: the paired one).
 S = NoiseSettings(
-    remeasure_every=0, futility=0.0, correct_selection=False, baseline_runs=6, incumbent_runs=6, screen=0.0
+    remeasure_every=0,
+    futility=0.0,
+    correct_selection=False,
+    baseline_runs=6,
+    incumbent_runs=6,
+    screen=0.0,
+    paired=False,
 )
 
 # A night of ten candidates (true gain in noise sds) under random.Random(24), noise sd 0.01, and
@@ -172,24 +179,49 @@ def test_maximize_metric_flips_the_sign():
 # --- candidates that ignore the seed --------------------------------------------------------
 
 
-def test_seed_ignoring_candidate_is_flagged_and_counted_once():
+def test_seed_ignoring_candidate_is_discarded_whatever_its_gain():
     base = experiment(1, None, [1.00, 1.01, 0.99, 1.02, 0.98, 1.00], status=ExpStatus.KEPT, decided=0.5)
     sd = noise_of([base]).sd
-    # 2.2 sd better: t 3.0 as two independent runs (clears the bar, 2.3 at 6 df), 2.0 as one
-    # (does not: 2.4 at 5 df).
-    value = 1.0 - 2.2 * sd
+    value = 1.0 - 5 * sd  # five noise sds better, on every run: one seed's luck
     seedless = experiment(2, 1, [value, value], seeds=[0, 1])
     v = NoiseJudge(S).judge(seedless, base, METRIC, [base, seedless])
     assert v.action == "discard" and v.flags == ("ignores-seed",)
-    assert "counted as one run" in v.reason
-    se_one = sd * math.sqrt(1 + 1 / 6)
-    assert f"se {se_one:.3g}" in v.reason
-    # The same two values, had they varied a hair with the seed, would count as two runs.
-    honest = experiment(3, 1, [value - 1e-9, value + 1e-9])
+    assert v.reason.startswith("ignores OVERNIGHT_SEED: identical values under 2 seeds")
+    # A pinned seed plus a jitter far below the night's noise (a review's 1e-9) is no better.
+    jitter = experiment(3, 1, [value - 1e-9, value + 1e-9])
+    j = NoiseJudge(S).judge(jitter, base, METRIC, [base, jitter])
+    assert j.action == "discard" and "agree more closely than the night's noise allows" in j.reason
+    # Runs that vary with the seed as the night's do are honest: kept.
+    honest = experiment(4, 1, [value - sd, value + sd])
     h = NoiseJudge(S).judge(honest, base, METRIC, [base, honest])
     assert h.action == "keep" and h.flags == ()
     # A seedless group adds nothing to the noise estimate (its variance 0 would shrink sd).
     assert noise_of([base, seedless]) == noise_of([base])
+
+
+@pytest.mark.parametrize(
+    "diff",
+    [
+        '-seed = int(os.environ.get("OVERNIGHT_SEED", "0"))\n+seed = 1075\n',  # the lucky constant
+        '-SEED = int(os.environ["OVERNIGHT_SEED"])\n',  # the read removed
+        '+    os.environ["OVERNIGHT_SEED"] = "0"\n',  # set before training
+        '+os.environ.setdefault("OVERNIGHT_SEED", "7")\n',
+    ],
+)
+def test_a_change_that_pins_the_seed_is_discarded_at_its_first_run(diff):
+    base = experiment(1, None, [1.00, 1.01, 0.99, 1.02, 0.98, 1.00], status=ExpStatus.KEPT, decided=0.5)
+    pinned = experiment(2, 1, [0.5], diff="--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n" + diff)
+    v = NoiseJudge(S).judge(pinned, base, METRIC, [base, pinned])
+    assert v.action == "discard" and v.flags == ("ignores-seed",) and "pins OVERNIGHT_SEED" in v.reason
+
+
+def test_a_moved_or_compared_seed_read_is_not_a_pin():
+    from overnight.judges.seeds import seed_read_changed
+
+    read = 'seed = int(os.environ.get("OVERNIGHT_SEED", "0"))'
+    assert seed_read_changed(f"-{read}\n+x = 1\n+{read}\n") is None  # moved below a new line
+    assert seed_read_changed('+if os.environ["OVERNIGHT_SEED"] == "1": pass\n') is None
+    assert seed_read_changed("+lr = 0.1\n-lr = 0.2\n") is None
 
 
 def test_seed_ignoring_needs_different_seeds_and_a_varying_incumbent():
@@ -214,7 +246,7 @@ def _night_of(values, diff, settings):
 
 
 def test_added_lines_must_buy_more_gain():
-    priced = NoiseSettings(remeasure_every=0, line_price=0.002)
+    priced = NoiseSettings(remeasure_every=0, line_price=0.002, paired=False)
     better = [0.960, 0.958]  # 0.041 better than the incumbent's 1.000: t 3.9, clears 2.3
     assert _night_of(better, diff_with(added=3, removed=3), priced).action == "keep"  # net 0 lines: free
     assert _night_of(better, diff_with(added=2, removed=0), priced).action == "keep"  # 0.004 charged
@@ -241,7 +273,7 @@ def test_removals_not_worse_by_the_margin_are_kept_as_simplifications():
     v = _night_of(same, removal, settings)
     assert v.action == "discard" and "simplification t 0.40" in v.reason, v.reason
     # Off: the same removal is just another candidate that did not beat the incumbent.
-    off = NoiseSettings(remeasure_every=0, simplify=False)
+    off = NoiseSettings(remeasure_every=0, simplify=False, paired=False)
     assert _night_of(same[:1], removal, off).reason.startswith("screened out")
     assert _night_of(better, removal, off).action == "discard"
     # A removal that clearly hurts is discarded whatever the setting.

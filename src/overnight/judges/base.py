@@ -22,6 +22,7 @@ class Verdict:
     value: float | None = None  # the judged value of the candidate (e.g. mean of its runs)
     more_candidate_runs: int = 0
     more_incumbent_runs: int = 0
+    incumbent_seeds: tuple[int, ...] = ()  # seeds some of those incumbent runs must use (partners for pairs)
     flags: tuple[str, ...] = ()  # warnings for the journal and status, e.g. "ignores-seed"
 
     def __post_init__(self):

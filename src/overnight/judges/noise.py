@@ -2,10 +2,16 @@
 
 The procedure, for a candidate C against the incumbent I (gain d > 0 means C is better):
 
+0. Seed: a candidate that ignores OVERNIGHT_SEED (its change pins it, or its runs agree far
+   more closely than the night's noise allows) is discarded, whatever its gain (seeds.py).
 1. Noise: sigma is pooled over every experiment's replicate runs (the baseline runs under
-   `baseline_runs` seeds at the start; every confirmation adds to it).
+   `baseline_runs` seeds at the start; every confirmation adds to it); the paired-difference
+   sd over every experiment's runs paired seed for seed with its parent's (paired.py).
+   Design: paired (d and se from the candidate's differences with the incumbent's run under
+   the same seed, se = sigma_d / sqrt(pairs); the boundary below for that design) where it
+   pays, else unpaired; the reason says which.
 2. Screen (1 run): d / se < `screen` -> discard at once. Most candidates are worse, so most
-   cost one run. se = sigma * sqrt(1/n_C + 1/n_I).
+   cost one run. Unpaired se = sigma * sqrt(1/n_C + 1/n_I).
 3. Confirm (sequential, runs 2..`max_runs`): keep as soon as t = d / se exceeds a constant
    group-sequential boundary, computed (stats.sequential_boundary) so that a change that does
    nothing is kept with probability alpha over the whole procedure: screen, every look and
@@ -24,8 +30,8 @@ after all its runs, a one-sided non-inferiority test says it is not worse by
 `simplify_margin` noise sds: (d + margin * sigma) / se > the t quantile at 1 - alpha. So a
 removal that is truly worse by the margin is kept at most alpha of the time (the judge's own
 false-keep rate), and one that changes nothing needs to look a little better than the
-incumbent to pass with `max_runs` runs. Candidates whose runs ignore the seed (identical
-values under different seeds) count as ONE observation, so repetition cannot fake confidence.
+incumbent to pass with `max_runs` runs. An incumbent that ignores the seed (kept where
+nothing varied with it) counts as ONE observation, so repetition cannot fake confidence.
 
 What this does not protect against: a change that helps only on the seeds tried, or drift
 that hits candidate and incumbent differently between their runs (see `remeasure_every`).
@@ -37,8 +43,11 @@ import math
 from dataclasses import dataclass, replace
 
 from overnight.judges.base import Judge, Verdict
+from overnight.judges.paired import Design, choose, differences, latest_by_seed, paired_noise_of, spread_p
+from overnight.judges.seeds import SEED_VAR, ignores_seed_why
 from overnight.judges.selection import corrected_gain
 from overnight.judges.stats import (
+    PAIRED,
     Noise,
     ignores_seed,
     mean,
@@ -48,7 +57,7 @@ from overnight.judges.stats import (
     t_quantile,
     z_to_t,
 )
-from overnight.records import Experiment, ExpStatus, RunStatus, VerdictAction
+from overnight.records import Experiment, ExpStatus, Run, RunStatus, VerdictAction
 from overnight.task import Metric
 
 
@@ -68,6 +77,10 @@ class NoiseSettings:
     simplify_margin: float = 0.5  # noise sds: a removal this much worse is kept <= alpha of the time
     remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
     drift_z: float = 3.0  # a re-measure this many se off the incumbent's mean is drift
+    paired: bool = True  # compare seed for seed where it pays (judges/paired.py)
+    paired_min_df: int = 1  # ... once the paired noise has this many degrees of freedom
+    pair_p: float = 0.01  # differences spread beyond the paired noise at this chance: unpaired
+    seed_p: float = 1e-3  # runs this unlikely steady across seeds ignore the seed (judges/seeds.py)
 
 
 def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
@@ -76,14 +89,26 @@ def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
 
 
 def noise_of(history: list[Experiment]) -> Noise:
+    """The unpaired run sd pooled over the night: each experiment's runs under two or more
+    seeds (one run per seed, the latest: a repeat of a seed is not the seed's spread)."""
     groups = []
     for e in history:
         if any(r.status == RunStatus.MISMATCH for r in e.runs):
             continue  # its values were not what protected code computes (rescore-mismatch)
-        values, seeds = ok_runs(e)
+        runs = latest_by_seed(e.runs)
+        values, seeds = [r.value for r in runs.values()], list(runs)
         if len(values) >= 2 and not ignores_seed(values, seeds):
             groups.append(values)
     return pooled_sd(groups)
+
+
+def then_runs(e: Experiment, moment: float) -> list[Run]:
+    return [r for r in e.runs if r.started < moment]
+
+
+def before(history: list[Experiment], moment: float) -> list[Experiment]:
+    """The journal as it stood at `moment`: experiments created and runs started before it."""
+    return [replace(e, runs=then_runs(e, moment)) for e in history if e.created < moment]
 
 
 class NoiseJudge(Judge):
@@ -103,13 +128,19 @@ class NoiseJudge(Judge):
         were selected for looking good (the winner's curse): with `correct_selection` they are
         read at the mean the selection says they stand for (judges/selection.py); with
         `fresh_incumbent` they are left out altogether."""
+        return [v for _, v in self.incumbent_runs(incumbent, history, metric)]
+
+    def incumbent_runs(
+        self, incumbent: Experiment, history: list[Experiment] | None = None, metric: Metric | None = None
+    ) -> list[tuple[Run, float]]:
+        """(run, value as the judge reads it) for the incumbent's runs (see incumbent_values)."""
         runs = [r for r in incumbent.runs if r.status == RunStatus.OK and r.value is not None]
         if self.s.fresh_incumbent and incumbent.parent_id is not None and incumbent.decided:
             runs = [r for r in runs if r.started > incumbent.decided]
         shift = 0.0
         if self.s.correct_selection and history is not None and metric is not None:
             shift = self._selection_shift(incumbent, history, metric)
-        return [r.value + shift if shift and r.started < (incumbent.decided or 0) else r.value for r in runs]
+        return [(r, r.value + shift if shift and r.started < (incumbent.decided or 0) else r.value) for r in runs]
 
     def _selection_shift(self, kept: Experiment, history: list[Experiment], metric: Metric) -> float:
         """How far (metric units, towards worse) `kept`'s confirmation runs are moved so that
@@ -124,22 +155,29 @@ class NoiseJudge(Judge):
             and kept.status == ExpStatus.KEPT
             and (kept.reason or "").startswith("confirmed")
         ):
-            before = kept.decided  # the journal as the judge saw it when it kept `kept`
-            then = [replace(e, runs=[r for r in e.runs if r.started < before]) for e in history if e.created < before]
-            selected = [r for r in kept.runs if r.status == RunStatus.OK and r.value is not None and r.started < before]
+            then = before(history, kept.decided)  # the journal as the judge saw it when it kept `kept`
+            kept_then = next(e for e in then if e.id == kept.id)
+            selected = [r for r in kept_then.runs if r.status == RunStatus.OK and r.value is not None]
             parent_then = next((e for e in then if e.id == kept.parent_id), None)
-            noise = noise_of(then)
-            if parent_then is not None and noise.known and len(selected) >= 2:
-                inc_values = self.incumbent_values(parent_then, then, metric)
-                values, seeds = [r.value for r in selected], [r.seed for r in selected]
-                if inc_values and not ignores_seed(values, seeds):
-                    n_inc = len(inc_values)
-                    observed = metric.improvement(mean(values), mean(inc_values)) / noise.sd
+            values, seeds = [r.value for r in selected], [r.seed for r in selected]
+            if parent_then is not None and len(selected) >= 2 and not ignores_seed(values, seeds):
+                inc_runs = self.incumbent_runs(parent_then, then, metric)
+                n_inc = len(inc_runs)
+                design, pairs = self._design(kept_then, inc_runs, n_inc, then) if inc_runs else (None, [])
+                noise = self._yardstick(design, then, kept.id) if design else Noise(0.0, 0)
+                if noise.known and design is not None:
+                    if design.paired and pairs:
+                        n_keep, n_inc = len(pairs), PAIRED
+                        gain = mean([metric.improvement(c, i) for _, c, i in pairs])
+                    else:
+                        n_keep = len(values)
+                        gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
+                    observed = gain / noise.sd
                     offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
                     crit = self.critical_t(noise.df, n_inc)
                     fair = corrected_gain(
                         round(observed, 6),
-                        len(values),
+                        n_keep,
                         n_inc,
                         round(crit, 6),
                         self.s.screen,
@@ -160,52 +198,89 @@ class NoiseJudge(Judge):
 
     def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
         values, seeds = ok_runs(candidate)
-        inc_values = self.incumbent_values(incumbent, history, metric)
-        if not inc_values:
+        value = mean(values)
+        inc_runs = self.incumbent_runs(incumbent, history, metric)
+        if not inc_runs:
             return Verdict(
                 VerdictAction.MORE,
                 f"incumbent #{incumbent.id} has no usable run; measuring it again",
-                mean(values),
+                value,
                 more_incumbent_runs=1,
             )
+        # A candidate that ignores the seed is never kept (judges/seeds.py): its own spread is
+        # compared with the noise of the night's other experiments.
+        others = noise_of([e for e in history if e.id != candidate.id])
+        pinned = ignores_seed_why(candidate.diff, values, seeds, others, self.s.seed_p)
+        if pinned:
+            return Verdict(
+                VerdictAction.DISCARD,
+                f"ignores {SEED_VAR}: {pinned}; one seed's luck is not a gain",
+                value,
+                flags=("ignores-seed",),
+            )
+        inc_values = [v for _, v in inc_runs]
         noise = noise_of(history)
         n = len(values)
-        seedless = ignores_seed(values, seeds)
-        n_eff = 1 if seedless else n
         lines = net_added_lines(candidate.diff, candidate.edits)
-        raw_gain = metric.improvement(mean(values), mean(inc_values))
-        gain = raw_gain - self.s.line_price * max(lines, 0)
-        value = mean(values)
         if not noise.known:
             # No replicate noise at all (a deterministic task): fall back to strict improvement.
-            if n >= 2 or gain != 0 or seedless:
+            gain = metric.improvement(value, mean(inc_values)) - self.s.line_price * max(lines, 0)
+            if n >= 2 or gain != 0 or ignores_seed(values, seeds):
                 return Verdict(
                     VerdictAction.KEEP if gain > 0 else VerdictAction.DISCARD,
                     f"no measurable noise; gain {gain:+.6g}",
                     value,
                 )
             return Verdict(VerdictAction.MORE, "no noise estimate yet", value, more_candidate_runs=1)
-        # An incumbent that ignores the seed (a seed-pinned change that was kept) is one
-        # observation however often it ran: repetition must not fake precision.
-        _, inc_seeds = ok_runs(incumbent)
-        n_inc = 1 if ignores_seed(inc_values, inc_seeds[-len(inc_values) :]) else len(inc_values)
-        se = noise.sd * math.sqrt(1 / n_eff + 1 / n_inc)
+        # An incumbent that ignores the seed (kept where nothing varied with it, or by an older
+        # version) is one observation however often it ran: repetition must not fake precision.
+        inc_seeds = [r.seed for r, _ in inc_runs]
+        n_inc = 1 if ignores_seed(inc_values, inc_seeds) else len(inc_values)
+        design, pairs = self._design(candidate, inc_runs, n_inc, history)
+        if design.paired and len(pairs) < len(set(seeds)):
+            # A candidate's seed the incumbent has no run on: its partner is made first.
+            missing = sorted(set(seeds) - {s for s, _, _ in pairs})
+            return Verdict(
+                VerdictAction.MORE,
+                f"pairing: #{incumbent.id} has no run under seed(s) {', '.join(map(str, missing))}; running it",
+                value,
+                more_incumbent_runs=len(missing),
+                incumbent_seeds=tuple(missing),
+            )
+        if design.paired:
+            pnoise = self._yardstick(design, history)
+            sd = pnoise.sd or 1e-12 * max(1.0, abs(value))  # no noise left within a seed: exact
+            k = len(pairs)
+            raw_gain = mean([metric.improvement(c, i) for _, c, i in pairs])
+            se = sd / math.sqrt(k)
+            crit = self.critical_t(pnoise.df, PAIRED)
+            df = pnoise.df
+            over = f"over {k} pair(s) with #{incumbent.id}"
+            noise_said = (
+                f"paired sd {pnoise.sd:.3g} (df {pnoise.df}), run sd {noise.sd:.3g} (df {noise.df}); {design.why}"
+            )
+        else:
+            k = n
+            raw_gain = metric.improvement(value, mean(inc_values))
+            se = noise.sd * math.sqrt(1 / n + 1 / n_inc)
+            crit = self.critical_t(noise.df, n_inc)
+            df = noise.df
+            over = f"over {n} run(s) vs {len(inc_values)} of #{incumbent.id}"
+            noise_said = f"noise sd {noise.sd:.3g} (df {noise.df}); {design.why}"
+        gain = raw_gain - self.s.line_price * max(lines, 0)
         t = gain / se
-        crit = self.critical_t(noise.df, n_inc)
         simplification = self.s.simplify and lines < 0
-        # Non-inferiority for simplifications: t shifted by the margin, against one-sided 1 - alpha.
+        # Non-inferiority for simplifications: t shifted by the margin (in run sds), against
+        # one-sided 1 - alpha.
         t_ni = (gain + self.s.simplify_margin * noise.sd) / se
-        crit_ni = t_quantile(1 - self.s.alpha, noise.df)
+        crit_ni = t_quantile(1 - self.s.alpha, df)
         why = (
-            f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) over {n} run(s) vs "
-            f"{len(inc_values)} of #{incumbent.id}; se {se:.3g}, t {t:.2f}, need {crit:.2f}; "
-            f"noise sd {noise.sd:.3g} (df {noise.df})"
+            f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) {over}; "
+            f"se {se:.3g}, t {t:.2f}, need {crit:.2f}; {noise_said}"
         )
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
-        if seedless:
-            why += "; ignores OVERNIGHT_SEED: counted as one run"
-        verdict = self._decide(n, seedless, simplification, t, crit, why, value, t_ni > crit_ni)
+        verdict = self._decide(k, simplification, t, crit, why, value, t_ni > crit_ni, design.paired)
         if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most
             # candidates are screened out, so most keeps never cost incumbent runs.
@@ -217,29 +292,62 @@ class NoiseJudge(Judge):
                 more_candidate_runs=1 if deficit == 0 else 0,
                 more_incumbent_runs=deficit,
             )
-        if seedless and verdict.action != VerdictAction.MORE:
-            return Verdict(verdict.action, verdict.reason, value, flags=("ignores-seed",))
         return verdict
+
+    @staticmethod
+    def _yardstick(design: Design, history: list[Experiment], skip: int | None = None) -> Noise:
+        """The sd a candidate's statistic is measured in under `design` (`skip`: an experiment
+        whose runs are left out of a paired sd, e.g. the candidate's own excess)."""
+        if not design.paired:
+            return noise_of(history)
+        if design.bound:
+            run = noise_of([e for e in history if e.id != skip])
+            return Noise(math.sqrt(2) * run.sd, run.df)
+        return paired_noise_of(history, skip={skip} if skip is not None else frozenset())
+
+    def _design(
+        self, candidate: Experiment, inc_runs: list[tuple[Run, float]], n_inc: int, history: list[Experiment]
+    ) -> tuple[Design, list[tuple[int, float, float]]]:
+        """Paired or unpaired for this candidate, and its pairs: chosen from the noise measured
+        before its first run (judges/paired.py), unpaired when its differences spread far
+        beyond the paired noise."""
+        ok = [r for r in candidate.runs if r.status == RunStatus.OK and r.value is not None]
+        first = min((r.started for r in ok), default=math.inf)
+        then = before(history, first)
+        unpaired_then, paired_then = noise_of(then), paired_noise_of(then)
+        crits = (self.critical_t(unpaired_then.df, n_inc), self.critical_t(paired_then.df, PAIRED))
+        design = choose(unpaired_then, paired_then, n_inc, crits, self.s.paired_min_df, self.s.paired)
+        if not design.paired:
+            return design, []
+        ordered = sorted(inc_runs, key=lambda rv: rv[0].started)
+        pairs = differences(ok, {r.seed: v for r, v in ordered})  # the latest run per seed
+        # The spread on the runs as measured: the selection correction moves only some partners.
+        raw = differences(ok, {r.seed: r.value for r, _ in ordered})
+        # Against the noise of the others: its own excess would otherwise widen the yardstick.
+        p = spread_p([c - i for _, c, i in raw], self._yardstick(design, history, candidate.id))
+        if p is not None and p < self.s.pair_p:
+            return Design(False, f"unpaired (its differences spread beyond the paired noise: chance {p:.1e})"), []
+        return design, pairs
 
     def _decide(
         self,
         n: int,
-        seedless: bool,
         simplification: bool,
         t: float,
         crit: float,
         why: str,
         value: float,
         non_inferior: bool = False,
+        paired: bool = False,
     ) -> Verdict:
-        if n == 1 and not seedless:
+        if n == 1:
             floor = -1.0 if simplification else self.s.screen
             if t < floor:
                 return Verdict(VerdictAction.DISCARD, "screened out: " + why, value)
             return Verdict(VerdictAction.MORE, "looks better, confirming: " + why, value, more_candidate_runs=1)
         if t > crit:
-            return Verdict(VerdictAction.KEEP, "confirmed: " + why, value)
-        last = n >= self.s.max_runs or seedless
+            return Verdict(VerdictAction.KEEP, ("confirmed (paired): " if paired else "confirmed: ") + why, value)
+        last = n >= self.s.max_runs
         if simplification and last and non_inferior:
             return Verdict(
                 VerdictAction.KEEP, f"simplification, not worse by {self.s.simplify_margin:g} sd: " + why, value

@@ -29,6 +29,8 @@ import math
 
 import numpy as np
 
+from overnight.judges.stats import inverse
+
 DRAWS = 20_000
 
 
@@ -43,12 +45,13 @@ def conditional_mean(
     g: float, n_keep: int, n_inc: float, crit: float, screen: float, futility: float, max_runs: int, offset: float = 0.0
 ) -> float | None:
     """E[observed raw gain | kept at look n_keep] for a true gain g (sd units), or None when
-    the design (almost) never keeps at that look. `offset`: the line price, in sd units."""
+    the design (almost) never keeps at that look. `offset`: the line price, in sd units;
+    `n_inc` stats.PAIRED: the paired design (g and the sd those of the paired differences)."""
     s = _paths(max_runs)
     alive = np.ones(DRAWS, bool)
     kept_at = np.zeros(DRAWS, np.int8)
     for j in range(1, max_runs + 1):
-        t = (g - s[:, j - 1] / j - offset) / math.sqrt(1 / j + 1 / n_inc)
+        t = (g - s[:, j - 1] / j - offset) / math.sqrt(1 / j + inverse(n_inc))
         if j == 1:
             alive &= t >= screen
             continue
@@ -76,7 +79,7 @@ def corrected_gain(
     """The gain g~ (sd units) whose kept-at-n_keep candidates show `observed` on average."""
     if n_keep < 2 or n_keep > max_runs:
         return observed  # not kept by a confirmation look: nothing to correct
-    se = math.sqrt(1 / n_keep + 1 / n_inc)
+    se = math.sqrt(1 / n_keep + inverse(n_inc))
     lo, hi = observed - floor_se * se, observed + floor_se * se
     m_lo = conditional_mean(lo, n_keep, n_inc, crit, screen, futility, max_runs, offset)
     if m_lo is not None and m_lo >= observed:

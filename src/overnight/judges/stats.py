@@ -51,11 +51,14 @@ def sequential_boundary(
     """The constant z boundary c for looks at 2..max_runs candidate runs such that a change
     that does nothing is kept with probability alpha, given the screen at run 1 and the
     futility stop (a Pocock-type group-sequential boundary, computed by simulation because the
-    screen and the futility stop change the null distribution). Deterministic (fixed stream)."""
+    screen and the futility stop change the null distribution). Deterministic (fixed stream).
+    `n_incumbent` 0 is the paired design (PAIRED): each look's statistic is the mean of the
+    candidate's paired differences over its se, the incumbent's error inside each pair."""
     rng = np.random.default_rng(12345)
-    e_inc = rng.standard_normal(draws) / math.sqrt(n_incumbent)  # error of the incumbent's mean
+    inc = inverse(n_incumbent)
+    e_inc = rng.standard_normal(draws) * math.sqrt(inc)  # error of the incumbent's mean
     runs = np.cumsum(rng.standard_normal((draws, max_runs)), axis=1)  # candidate's noise, summed
-    ts = [(runs[:, n - 1] / n + e_inc) / math.sqrt(1 / n + 1 / n_incumbent) for n in range(1, max_runs + 1)]
+    ts = [(runs[:, n - 1] / n + e_inc) / math.sqrt(1 / n + inc) for n in range(1, max_runs + 1)]
 
     def keep_rate(c: float) -> float:
         alive = ts[0] >= screen
@@ -71,6 +74,14 @@ def sequential_boundary(
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if keep_rate(mid) > alpha else (lo, mid)
     return hi
+
+
+PAIRED = 0  # as n_incumbent: the paired design, where the incumbent's mean does not enter
+
+
+def inverse(n_incumbent: float) -> float:
+    """1 / n_incumbent, the incumbent's share of a difference's variance (0 when paired)."""
+    return 0.0 if n_incumbent == PAIRED else 1 / n_incumbent
 
 
 def z_to_t(z: float, df: int) -> float:

@@ -44,6 +44,7 @@ class Want:
     incumbent: bool = False  # a re-measure of a kept experiment (its status stays kept)
     drift: bool = False  # a drift check: compare it with the earlier runs when it ends
     priority: int = 0  # 0: finishes a decision in progress; 1: a candidate's first run
+    seed: int | None = None  # the seed it must run under (a partner for a pair); None: the lowest unused
 
 
 @dataclass
@@ -104,7 +105,9 @@ class Planner:
                 continue
             step, verdict = self.keeper.judge(e, target, inc, h, stopped)
             if step == Step.MORE:
-                more = [Want(target.id, incumbent=True) for _ in range(verdict.more_incumbent_runs)]
+                given = verdict.incumbent_seeds
+                seeds = [*given, *[None] * (verdict.more_incumbent_runs - len(given))]
+                more = [Want(target.id, incumbent=True, seed=seed) for seed in seeds]
                 more += [Want(e.id) for _ in range(verdict.more_candidate_runs)]
                 self.queue += more or [Want(e.id)]
                 busy |= {e.id, target.id}

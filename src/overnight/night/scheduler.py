@@ -213,9 +213,12 @@ class Scheduler:
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
         n = self.night
         # The seed is the lowest replicate index no finished or running run of it holds:
-        # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed.
+        # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed;
+        # a partner for a pair runs under the candidate's seed (Want.seed).
         used = {r.seed for r in n.journal.experiment(exp.id).runs if r.status != RunStatus.INTERRUPTED}
         replicate = next(i for i in itertools.count() if n.cfg.seed + i not in used)
+        if want.seed is not None:
+            replicate = want.seed - n.cfg.seed
         seed = n.cfg.seed + replicate
         run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
         job = Job(

@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 import random
 import statistics
+from dataclasses import replace
 
-from scipy.stats import norm
+from scipy.stats import chi2, norm
 from scipy.stats import t as student_t
 
 from overnight.judges.noise import NoiseJudge, NoiseSettings
@@ -90,31 +91,70 @@ def critical_t(s: NoiseSettings, n_incumbent: int, df: int) -> float:
     return float(student_t.ppf(norm.cdf(z), df))
 
 
-def reference(cand: list[float], inc: list[float], groups: list[list[float]], s: NoiseSettings, lines: int = 0) -> str:
-    """The decision the docstring describes, as a label:
-    screen | keep | max | futility | more | more-incumbent | simplification."""
-    replicated = [g for g in groups if len(g) >= 2]
-    df = sum(len(g) - 1 for g in replicated)
-    sd = math.sqrt(sum(statistics.variance(g) * (len(g) - 1) for g in replicated) / df)
+def reference(
+    cand: list[float],
+    inc: list[float],
+    groups: list[list[float]],
+    s: NoiseSettings,
+    lines: int = 0,
+    pairing: tuple[list[list[float]], list[list[float]], list[list[float]], list[float]] | None = None,
+) -> str:
+    """The decision the docstrings (judges/noise.py, judges/paired.py) describe, as a label:
+    screen | keep | max | futility | more | more-incumbent | simplification.
+    `pairing`: (run groups before the candidate's first run, difference groups before it,
+    difference groups now, the candidate's differences seed for seed from the incumbent's values
+    as judged and as measured), or None (unpaired)."""
+    sd, df = _pool(groups)
     n, m = len(cand), len(inc)
+    k, crit, df_used = n, critical_t(s, m, df), df
     gain = statistics.fmean(inc) - statistics.fmean(cand) - s.line_price * max(lines, 0)
-    t = gain / (sd * math.sqrt(1 / n + 1 / m))
-    crit = critical_t(s, m, df)
+    se = sd * math.sqrt(1 / n + 1 / m)
+    if pairing is not None and s.paired:
+        runs_then, diffs_then, diffs_now, diffs_others, runs_others, mine, mine_raw = pairing
+        dsd_then, ddf_then = _pool(diffs_then)
+        dsd, ddf = _pool(diffs_now)
+        sd_then, df_then = _pool(runs_then)
+        bar = sd_then * math.sqrt(1 + 1 / m) * critical_t(s, m, df_then) if df_then else 0.0
+        measured = df_then > 0 and sd_then > 0
+        if ddf_then < max(s.paired_min_df, 1):  # no pairs measured: paired, sd bounded by sqrt(2) run sds
+            wins, (dsd, ddf) = measured, (math.sqrt(2) * sd, df)
+            osd, odf = _pool(runs_others)
+            osd *= math.sqrt(2)
+        else:
+            wins = dsd_then == 0 or (measured and dsd_then * critical_t(s, 0, ddf_then) < bar)
+            osd, odf = _pool(diffs_others)
+        if len(mine_raw) >= 2 and odf > 0:  # its spread on the runs as measured, against the others'
+            ss = sum((d - statistics.fmean(mine_raw)) ** 2 for d in mine_raw)
+            p = (0.0 if ss > 0 else 1.0) if osd == 0 else float(chi2.sf(ss / osd**2, len(mine_raw) - 1))
+            wins = wins and p >= s.pair_p
+        if wins:
+            k, crit, df_used = len(mine), critical_t(s, 0, ddf), ddf
+            gain = -statistics.fmean(mine) - s.line_price * max(lines, 0)  # mine: candidate minus incumbent
+            se = (dsd or 1e-12) / math.sqrt(k)
+    t = gain / se
     simpler = s.simplify and lines < 0
     more = "more-incumbent" if m < s.incumbent_runs else "more"
-    if n == 1:
+    if k == 1:
         return "screen" if t < (-1.0 if simpler else s.screen) else more
     if t > crit:
         return "keep"
-    # Non-inferiority: not worse by simplify_margin sds, one-sided at the judge's alpha.
-    non_inferior = (gain + s.simplify_margin * sd) / (sd * math.sqrt(1 / n + 1 / m)) > student_t.ppf(1 - s.alpha, df)
-    if simpler and n >= s.max_runs and non_inferior:
+    # Non-inferiority: not worse by simplify_margin run sds, one-sided at the judge's alpha.
+    non_inferior = (gain + s.simplify_margin * sd) / se > student_t.ppf(1 - s.alpha, df_used)
+    if simpler and k >= s.max_runs and non_inferior:
         return "simplification"
-    if n >= s.max_runs:
+    if k >= s.max_runs:
         return "max"
     if t < s.futility and not simpler:
         return "futility"
     return more
+
+
+def _pool(groups: list[list[float]]) -> tuple[float, int]:
+    replicated = [g for g in groups if len(g) >= 2]
+    df = sum(len(g) - 1 for g in replicated)
+    if not df:
+        return 0.0, 0
+    return math.sqrt(sum(statistics.variance(g) * (len(g) - 1) for g in replicated) / df), df
 
 
 def label(verdict, n: int, s: NoiseSettings) -> str:
@@ -153,19 +193,31 @@ def decide(judge, candidate: Experiment, incumbent: Experiment, history, metric,
 
 class SyntheticNight:
     """The controller's bookkeeping in miniature, for the noise judge: a baseline on `baseline_runs` seeds, then
-    candidates judged until decided, extra runs drawn from each one's true mean."""
+    candidates judged until decided, extra runs drawn from each one's true mean. Seeds are
+    given as the scheduler gives them (the lowest one an experiment has not run, or the one a
+    verdict asks for); `sd_seed` > 0 adds a part of the noise that belongs to the seed and is
+    shared by every experiment run under it (data order, initialisation), `sd` is the rest."""
 
-    def __init__(self, judge: NoiseJudge, rng: random.Random, sd: float, base: float = 1.0):
-        self.judge, self.rng, self.sd = judge, rng, sd
+    def __init__(self, judge: NoiseJudge, rng: random.Random, sd: float, base: float = 1.0, sd_seed: float = 0.0):
+        self.judge, self.rng, self.sd, self.sd_seed = judge, rng, sd, sd_seed
         self.true = {1: base}
+        self.seed_effect: dict[int, float] = {}
         baseline = experiment(1, None, status=ExpStatus.KEPT, decided=0.5)
         for _ in range(judge.baseline_runs()):
-            add_run(baseline, self.draw(1))
+            self.run(baseline)
         self.history = [baseline]
         self.incumbent = baseline
 
-    def draw(self, exp_id: int) -> float:
-        return self.true[exp_id] + self.rng.gauss(0.0, self.sd)
+    def draw(self, exp_id: int, seed: int = 0) -> float:
+        if self.sd_seed and seed not in self.seed_effect:
+            self.seed_effect[seed] = self.rng.gauss(0.0, self.sd_seed)
+        return self.true[exp_id] + self.seed_effect.get(seed, 0.0) + self.rng.gauss(0.0, self.sd)
+
+    def run(self, exp: Experiment, seed: int | None = None, started: float | None = None) -> None:
+        """One more run of `exp`: under `seed`, or the lowest seed it has not run."""
+        if seed is None:
+            seed = next(i for i in range(10_000) if i not in {r.seed for r in exp.runs})
+        add_run(exp, self.draw(exp.id, seed), seed=seed, started=started)
 
     def candidate(self, gain_sd: float, diff: str = "") -> list[tuple[str, str]]:
         """One candidate `gain_sd` noise sds better than the incumbent's true mean, judged to
@@ -174,23 +226,25 @@ class SyntheticNight:
         self.true[exp_id] = self.true[self.incumbent.id] - gain_sd * self.sd
         cand = experiment(exp_id, self.incumbent.id, diff=diff)
         self.history.append(cand)
-        add_run(cand, self.draw(exp_id))
+        self.run(cand)
         s = self.judge.s
         looks = []
         while True:
             v = self.judge.judge(cand, self.incumbent, METRIC, self.history)
-            groups = [e.ok_values for e in self.history]
+            groups = [_per_seed(e) for e in self.history]
             # The incumbent's values as the judge reads them (a kept change's selected runs moved to
             # their selection-corrected mean, tested on its own in test_selection.py).
-            inc = self.judge.incumbent_values(self.incumbent, self.history, METRIC)
-            ref = reference(cand.ok_values, inc, groups, s, net_added_lines(diff))
+            inc_runs = self.judge.incumbent_runs(self.incumbent, self.history, METRIC)
+            inc = [value for _, value in inc_runs]
+            ref = reference(cand.ok_values, inc, groups, s, net_added_lines(diff), self._pairing(cand, inc_runs))
             looks.append((label(v, len(cand.runs), s), ref))
             if v.action != VerdictAction.MORE:
                 break
-            for _ in range(v.more_incumbent_runs):  # made now, after the incumbent was kept
-                add_run(self.incumbent, self.draw(self.incumbent.id), started=exp_id + len(cand.runs) / 100 + 0.001)
+            extra = [*v.incumbent_seeds, *[None] * (v.more_incumbent_runs - len(v.incumbent_seeds))]
+            for seed in extra:  # made now, after the incumbent was kept
+                self.run(self.incumbent, seed, started=exp_id + len(cand.runs) / 100 + 0.001)
             for _ in range(v.more_candidate_runs):
-                add_run(cand, self.draw(exp_id))
+                self.run(cand)
         cand.params["runs_at_decision"] = len(cand.runs)
         cand.status = ExpStatus.KEPT if v.action == VerdictAction.KEEP else ExpStatus.DISCARDED
         cand.decided = float(exp_id) + 0.9
@@ -198,3 +252,41 @@ class SyntheticNight:
         if v.action == VerdictAction.KEEP:
             self.incumbent = cand
         return looks
+
+    def _pairing(self, cand: Experiment, inc_runs) -> tuple:
+        """What the reference needs to read the paired rule: groups before the candidate's first
+        run and now, and the candidate's differences seed for seed (latest run of each seed)."""
+        first = min(r.started for r in cand.runs)
+        then = [replace(e, runs=[r for r in e.runs if r.started < first]) for e in self.history if e.created < first]
+        ordered = sorted(inc_runs, key=lambda rv: rv[0].started)
+        judged = {r.seed: value for r, value in ordered}
+        measured = {r.seed: r.value for r, _ in ordered}
+        mine = {r.seed: r.value for r in sorted(cand.runs, key=lambda r: r.started)}
+        others = [e for e in self.history if e is not cand]
+        return (
+            [_per_seed(e) for e in then],
+            _difference_groups(then),
+            _difference_groups(self.history),
+            _difference_groups(others),
+            [_per_seed(e) for e in others],
+            [mine[k] - judged[k] for k in sorted(mine) if k in judged],
+            [mine[k] - measured[k] for k in sorted(mine) if k in measured],
+        )
+
+
+def _per_seed(e: Experiment) -> list[float]:
+    latest = {r.seed: r.value for r in sorted(e.runs, key=lambda r: r.started)}
+    return list(latest.values())
+
+
+def _difference_groups(history: list[Experiment]) -> list[list[float]]:
+    by_id = {e.id: e for e in history}
+    out = []
+    for e in history:
+        parent = by_id.get(e.parent_id)
+        if parent is None:
+            continue
+        theirs = {r.seed: r.value for r in sorted(parent.runs, key=lambda r: r.started)}
+        mine = {r.seed: r.value for r in sorted(e.runs, key=lambda r: r.started)}
+        out.append([mine[k] - theirs[k] for k in sorted(mine) if k in theirs])
+    return out

@@ -1,0 +1,116 @@
+"""Paired comparisons (common random numbers): a candidate's run and the incumbent's run
+under the same seed share the data order and, where shapes agree, the initialisation.
+
+Most of a run's noise on a small model is the seed's; the difference of two runs under one
+seed carries only what is left (the repeat noise: timing, nondeterministic kernels). The
+judge then tests the mean of the candidate's paired differences, whose sd is pooled over the
+night like the unpaired one: every experiment with two or more seeds shared with its parent
+is one group of differences.
+
+Pairing pays when the gain a pair needs to clear the keep threshold is below what an unpaired
+run needs (paired sd times its critical t, against sd * sqrt(1 + 1/m) times the unpaired
+one, m incumbent runs: the critical t charges an sd measured on few pairs for its
+uncertainty); on a task whose noise is all repeat a difference has sqrt(2) times the run sd,
+and the unpaired test stays. The choice is made
+from the noise the night had measured when the candidate's first run started, so it does not
+follow the candidate's own luck. Before any pair is measured the paired sd is bounded by
+sqrt(2) run sds (a difference of two runs that share part of their noise varies less than two
+independent runs): every candidate's first run is under the same seed, and unpaired, that
+seed's luck would screen every candidate alike. A candidate whose differences spread far beyond the paired
+noise (its change altered what the seed controls, e.g. a new shape re-draws the
+initialisation) is judged unpaired.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from scipy import stats as _st
+
+from overnight.judges.stats import Noise, pooled_sd
+from overnight.records import Experiment, Run, RunStatus
+
+
+def latest_by_seed(runs: list[Run]) -> dict[int, Run]:
+    """One run per seed, the latest (a re-run of a seed is the fresher partner)."""
+    out: dict[int, Run] = {}
+    for r in sorted(runs, key=lambda r: r.started):
+        if r.status == RunStatus.OK and r.value is not None:
+            out[r.seed] = r
+    return out
+
+
+def differences(candidate: list[Run], incumbent: dict[int, float]) -> list[tuple[int, float, float]]:
+    """(seed, candidate value, incumbent value) for each of the candidate's seeds the incumbent
+    has a value for. `incumbent`: seed -> value as the judge reads it."""
+    mine = latest_by_seed(candidate)
+    return [(s, r.value, incumbent[s]) for s, r in sorted(mine.items()) if s in incumbent]
+
+
+def paired_noise_of(history: list[Experiment], skip: set[int] = frozenset()) -> Noise:
+    """The paired-difference sd pooled over the night: each experiment (not in `skip`) with two
+    or more seeds shared with its parent gives one group of differences (raw values: a shift
+    applied to a whole run set moves no variance)."""
+    by_id = {e.id: e for e in history}
+    groups = []
+    for e in history:
+        parent = by_id.get(e.parent_id) if e.parent_id is not None else None
+        if parent is None or e.id in skip or any(r.status == RunStatus.MISMATCH for r in e.runs):
+            continue
+        theirs = {s: r.value for s, r in latest_by_seed(parent.runs).items()}
+        pairs = differences(e.runs, theirs)
+        if len(pairs) >= 2:
+            groups.append([c - i for _, c, i in pairs])
+    return pooled_sd(groups)
+
+
+@dataclass(frozen=True)
+class Design:
+    paired: bool
+    why: str  # one phrase for the verdict's reason
+    bound: bool = False  # paired, its sd taken as sqrt(2) run sds (no pairs measured yet)
+
+
+def choose(
+    unpaired: Noise,
+    paired: Noise,
+    n_incumbent: int,
+    crits: tuple[float, float],
+    min_df: int = 1,
+    enabled: bool = True,
+) -> Design:
+    """Paired when the night has measured the paired noise (at least `min_df` degrees of
+    freedom) and a pair clears the keep threshold with a smaller gain than an unpaired run
+    would: paired sd * its critical t below sd * sqrt(1 + 1/m) * the unpaired one's. `crits`:
+    (unpaired, paired) critical t at the degrees of freedom each has, so a paired sd measured
+    on few pairs pays for its uncertainty."""
+    if not enabled:
+        return Design(False, "unpaired (pairing off)")
+    if paired.df < max(min_df, 1):
+        if not unpaired.known:
+            return Design(False, "unpaired (no run noise yet)")
+        # Every candidate's first run is under the same seed: unpaired, that seed's luck would
+        # screen every candidate alike. Paired with a bound until pairs are measured.
+        return Design(True, f"paired, sd bound sqrt(2) run sds (paired noise: {paired.df} df)", bound=True)
+    if paired.sd == 0:
+        return Design(True, "paired (no noise left within a seed)")
+    if not unpaired.known:
+        return Design(False, "unpaired (no run noise yet)")
+    unpaired_bar = unpaired.sd * math.sqrt(1 + 1 / max(n_incumbent, 1)) * crits[0]
+    paired_bar = paired.sd * crits[1]
+    if paired_bar >= unpaired_bar:
+        return Design(False, f"unpaired (a pair's bar {paired_bar:.3g} >= a run's {unpaired_bar:.3g})")
+    return Design(True, "paired")
+
+
+def spread_p(diffs: list[float], paired: Noise) -> float | None:
+    """How likely paired differences spread at least this far under the paired noise (the
+    chi-square upper tail), None under two pairs or with no paired noise."""
+    if len(diffs) < 2 or paired.df == 0:
+        return None
+    m = sum(diffs) / len(diffs)
+    ss = sum((d - m) ** 2 for d in diffs)
+    if paired.sd == 0:
+        return 0.0 if ss > 0 else 1.0
+    return float(_st.chi2.sf(ss / paired.sd**2, len(diffs) - 1))
