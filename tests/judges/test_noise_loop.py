@@ -66,7 +66,11 @@ def test_honest_candidate_is_not_flagged(tmp_path, cli):
     for e in h.values():
         assert [r.seed for r in e.runs] == list(range(len(e.runs)))
         assert len(set(e.ok_values)) == len(e.ok_values)
-    assert c.journal.events("t", "ignores-seed") == [] and status_json(cli, root)["flagged"] == []
+    d = status_json(cli, root)
+    assert c.journal.events("t", "ignores-seed") == [] and d["flagged"] == []
+    # What the judge can see now, in metric units, and how it compares the next candidate.
+    assert d["detectable_gain"] is not None and d["detectable_gain"] >= 0
+    assert d["noise"]["design"] in ("paired", "unpaired") and d["noise"]["paired_df"] >= 1
 
 
 def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
@@ -94,7 +98,8 @@ def test_drift_of_the_machine_shows_in_status_and_report(tmp_path, cli):
     worse = [set_knobs(LEARNING_RATE=lr) for lr in (0.5, 0.6, 0.7, 0.8)]
     c, h = night(root, worse[0], worse[1], flip_then(worse[2]), worse[3], remeasure_every=2, baseline_runs=6)
     base = h[1]
-    assert all(h[i].status == ExpStatus.DISCARDED and len(h[i].runs) == 1 for i in (2, 3, 4, 5))
+    # The first candidate runs twice (no screen until a pair has measured the paired noise).
+    assert all(h[i].status == ExpStatus.DISCARDED and len(h[i].runs) == (2 if i == 2 else 1) for i in (2, 3, 4, 5))
     # 6 baseline seeds, then a re-measure after #3 (same machine) and after #5 (shifted).
     assert [r.seed for r in base.runs] == list(range(8)) and base.status == ExpStatus.KEPT
     assert base.runs[7].started > h[5].decided > base.runs[6].started > h[3].decided

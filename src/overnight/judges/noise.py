@@ -164,7 +164,7 @@ class NoiseJudge(Judge):
                 inc_runs = self.incumbent_runs(parent_then, then, metric)
                 n_inc = len(inc_runs)
                 design, pairs = self._design(kept_then, inc_runs, n_inc, then) if inc_runs else (None, [])
-                noise = self._yardstick(design, then, kept.id) if design else Noise(0.0, 0)
+                noise = self.yardstick(design, then) if design else Noise(0.0, 0)
                 if noise.known and design is not None:
                     if design.paired and pairs:
                         n_keep, n_inc = len(pairs), PAIRED
@@ -174,13 +174,13 @@ class NoiseJudge(Judge):
                         gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
                     observed = gain / noise.sd
                     offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
-                    crit = self.critical_t(noise.df, n_inc)
+                    crit = self.critical_t(noise.df, n_inc, self.screen_for(design))
                     fair = corrected_gain(
                         round(observed, 6),
                         n_keep,
                         n_inc,
                         round(crit, 6),
-                        self.s.screen,
+                        self.screen_for(design),
                         self.s.futility,
                         self.s.max_runs,
                         round(offset, 6),
@@ -190,10 +190,17 @@ class NoiseJudge(Judge):
         self._shifts[key] = shift
         return shift
 
-    def critical_t(self, df: int, n_incumbent: int) -> float:
+    def screen_for(self, design: Design | None) -> float:
+        """The first run's screen: none while the paired sd is only bounded (every candidate
+        then gets a second run, which measures the paired noise: with the loose bound a screen
+        would stop nearly every candidate at one run, and the bound would never lift)."""
+        return -math.inf if design is not None and design.bound else self.s.screen
+
+    def critical_t(self, df: int, n_incumbent: int, screen: float | None = None) -> float:
         """The keep threshold for t: the group-sequential z boundary for this design, moved to
         the t scale with the pooled degrees of freedom (the sd is estimated, not known)."""
-        z = sequential_boundary(self.s.alpha, n_incumbent, self.s.max_runs, self.s.screen, self.s.futility)
+        screen = self.s.screen if screen is None else screen
+        z = sequential_boundary(self.s.alpha, n_incumbent, self.s.max_runs, screen, self.s.futility)
         return z_to_t(z, df)
 
     def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
@@ -248,12 +255,12 @@ class NoiseJudge(Judge):
                 incumbent_seeds=tuple(missing),
             )
         if design.paired:
-            pnoise = self._yardstick(design, history)
+            pnoise = self.yardstick(design, history)
             sd = pnoise.sd or 1e-12 * max(1.0, abs(value))  # no noise left within a seed: exact
             k = len(pairs)
             raw_gain = mean([metric.improvement(c, i) for _, c, i in pairs])
             se = sd / math.sqrt(k)
-            crit = self.critical_t(pnoise.df, PAIRED)
+            crit = self.critical_t(pnoise.df, PAIRED, self.screen_for(design))
             df = pnoise.df
             over = f"over {k} pair(s) with #{incumbent.id}"
             noise_said = (
@@ -280,7 +287,9 @@ class NoiseJudge(Judge):
         )
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
-        verdict = self._decide(k, simplification, t, crit, why, value, t_ni > crit_ni, design.paired)
+        verdict = self._decide(
+            k, simplification, t, crit, why, value, t_ni > crit_ni, design.paired, self.screen_for(design)
+        )
         if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most
             # candidates are screened out, so most keeps never cost incumbent runs.
@@ -295,7 +304,7 @@ class NoiseJudge(Judge):
         return verdict
 
     @staticmethod
-    def _yardstick(design: Design, history: list[Experiment], skip: int | None = None) -> Noise:
+    def yardstick(design: Design, history: list[Experiment], skip: int | None = None) -> Noise:
         """The sd a candidate's statistic is measured in under `design` (`skip`: an experiment
         whose runs are left out of a paired sd, e.g. the candidate's own excess)."""
         if not design.paired:
@@ -324,7 +333,7 @@ class NoiseJudge(Judge):
         # The spread on the runs as measured: the selection correction moves only some partners.
         raw = differences(ok, {r.seed: r.value for r, _ in ordered})
         # Against the noise of the others: its own excess would otherwise widen the yardstick.
-        p = spread_p([c - i for _, c, i in raw], self._yardstick(design, history, candidate.id))
+        p = spread_p([c - i for _, c, i in raw], self.yardstick(design, history, candidate.id))
         if p is not None and p < self.s.pair_p:
             return Design(False, f"unpaired (its differences spread beyond the paired noise: chance {p:.1e})"), []
         return design, pairs
@@ -339,9 +348,11 @@ class NoiseJudge(Judge):
         value: float,
         non_inferior: bool = False,
         paired: bool = False,
+        screen: float | None = None,
     ) -> Verdict:
         if n == 1:
-            floor = -1.0 if simplification else self.s.screen
+            screen = self.s.screen if screen is None else screen
+            floor = min(-1.0, screen) if simplification else screen
             if t < floor:
                 return Verdict(VerdictAction.DISCARD, "screened out: " + why, value)
             return Verdict(VerdictAction.MORE, "looks better, confirming: " + why, value, more_candidate_runs=1)

@@ -14,7 +14,7 @@ from rich.text import Text
 from overnight.journal import Journal
 from overnight.night.config import Observer
 from overnight.records import Experiment, ExpStatus, RunStatus
-from overnight.report.status import fmt_value, headline, status_dict
+from overnight.report.status import fmt_value, headline, noise_line, status_dict
 from overnight.report.usage import usage_line
 from overnight.task import Metric
 
@@ -166,9 +166,9 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     console.print(f"{metric.name} ({metric.goal}): baseline {base} -> best [bold green]{best}[/]")
     if usage_line(d["llm"]):
         console.print(usage_line(d["llm"]))
-    if d["noise"]["sd"] is not None:
+    if noise_line(d):
         per_kept = f", {d['runs_per_kept']:.1f} runs per kept improvement" if d["runs_per_kept"] else ""
-        console.print(f"noise: one run's sd {d['noise']['sd']:.6f} ({d['noise']['df']} df){per_kept}")
+        console.print(noise_line(d) + per_kept)
     for msg in d["drift"][-3:]:
         console.print(f"[yellow]drift:[/] {msg}")
     for msg in d["flagged"][-3:]:

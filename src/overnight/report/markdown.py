@@ -13,7 +13,7 @@ from pathlib import Path
 from overnight import layout
 from overnight.journal import Journal
 from overnight.records import Experiment, ExpStatus
-from overnight.report.status import fmt_value, headline, running_best, status_dict
+from overnight.report.status import fmt_value, headline, noise_line, running_best, status_dict
 from overnight.report.usage import usage_markdown
 from overnight.task import TaskSpec
 
@@ -103,8 +103,8 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         base = d["baseline"]["value"]
         rel = f" ({100 * d['gain'] / abs(base):.2f} %)" if base else ""
         out.append(f"- total gain: {d['gain']:.6f}{rel}")
-    if d["noise"]["sd"] is not None:
-        out.append(f"- noise: one run's sd {d['noise']['sd']:.6f} (pooled over replicate runs, {d['noise']['df']} df)")
+    if noise_line(d):
+        out.append(f"- {noise_line(d)} (pooled over replicate runs)")
     if d["runs_per_kept"]:
         out.append(f"- cost: {d['runs_per_kept']:.1f} training runs per kept improvement")
     out += ["", "![progress](progress.png)", "", "## Kept changes", ""]

@@ -10,9 +10,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import fields
 
 from overnight.journal import Journal
-from overnight.judges.noise import noise_of
+from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
+from overnight.judges.paired import Design, paired_noise_of
+from overnight.judges.power import detectable_gain
 from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
 from overnight.report.usage import usage_summary
 from overnight.task import Metric
@@ -113,6 +116,16 @@ def headline(d: dict) -> tuple[str, str]:
     return base, best_text
 
 
+def _detectable(history: list, info: dict) -> tuple[float | None, Design | None]:
+    """The noise judge's smallest confirmable gain and design, with the night's settings."""
+    config = info.get("config") or {}
+    if config.get("judge", "noise") != "noise":
+        return None, None
+    known = {f.name for f in fields(NoiseSettings)}
+    settings = NoiseSettings(**{k: v for k, v in (config.get("noise") or {}).items() if k in known})
+    return detectable_gain(NoiseJudge(settings), history)
+
+
 def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     history = journal.experiments(tag)
     info = journal.tag_info(tag) or {}
@@ -126,6 +139,8 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     running = [e for e in history if e.status == ExpStatus.RUNNING]
     kept = sum(e.status == ExpStatus.KEPT for e in history if e.parent_id is not None)
     noise = noise_of(history)
+    paired = paired_noise_of(history)
+    detectable, design = _detectable(history, info)
     gain = None
     if baseline is not None and best is not None and baseline.value is not None and best.value is not None:
         gain = metric.improvement(best.value, baseline.value)
@@ -158,7 +173,18 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         },
         "gain": gain,
         "experiments_per_hour": len(finished) / hours if finished else 0.0,
-        "noise": {"sd": noise.sd if noise.known else None, "df": noise.df},
+        "noise": {
+            "sd": noise.sd if noise.known else None,
+            "df": noise.df,
+            "paired_sd": paired.sd if paired.df else None,  # of a difference of two runs under one seed
+            "paired_df": paired.df,
+            # how the noise judge compares the next candidate (judges/paired.py), and why
+            "design": None if design is None else ("paired" if design.paired else "unpaired"),
+            "design_why": None if design is None else design.why,
+        },
+        # The gain the noise judge would keep with 80 % probability now (judges/power.py), in
+        # metric units; None before the noise is measured, or under another judge.
+        "detectable_gain": detectable,
         "runs_per_kept": len(runs) / kept if kept else None,
         "flagged": [e["message"] for e in journal.events(tag, "ignores-seed")],
         "drift": [e["message"] for e in journal.events(tag, "drift")],
@@ -176,3 +202,17 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "slots": slots,  # each slot of the latest controller: where, what, progress, duty_cycle
         "duty_cycle": duty,  # training seconds / wall seconds, mean over the slots
     }
+
+
+def noise_line(d: dict) -> str | None:
+    """One line on the noise and what the judge can see: the run sd, the paired-difference sd,
+    and the smallest gain it would keep with 80 % probability now."""
+    n = d["noise"]
+    if n["sd"] is None:
+        return None
+    text = f"noise: one run's sd {n['sd']:.6f} ({n['df']} df)"
+    if n.get("paired_sd") is not None:
+        text += f", a seed-for-seed difference's sd {n['paired_sd']:.6f} ({n['paired_df']} df)"
+    if d.get("detectable_gain") is not None:
+        text += f"; smallest confirmable gain {d['detectable_gain']:.6f} ({n['design']}, 80 % power)"
+    return text

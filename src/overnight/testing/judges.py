@@ -106,7 +106,7 @@ def reference(
     as judged and as measured), or None (unpaired)."""
     sd, df = _pool(groups)
     n, m = len(cand), len(inc)
-    k, crit, df_used = n, critical_t(s, m, df), df
+    k, crit, df_used, screen = n, critical_t(s, m, df), df, s.screen
     gain = statistics.fmean(inc) - statistics.fmean(cand) - s.line_price * max(lines, 0)
     se = sd * math.sqrt(1 / n + 1 / m)
     if pairing is not None and s.paired:
@@ -116,7 +116,8 @@ def reference(
         sd_then, df_then = _pool(runs_then)
         bar = sd_then * math.sqrt(1 + 1 / m) * critical_t(s, m, df_then) if df_then else 0.0
         measured = df_then > 0 and sd_then > 0
-        if ddf_then < max(s.paired_min_df, 1):  # no pairs measured: paired, sd bounded by sqrt(2) run sds
+        bound = ddf_then < max(s.paired_min_df, 1)
+        if bound:  # no pairs measured: paired, sd bounded by sqrt(2) run sds, no screen
             wins, (dsd, ddf) = measured, (math.sqrt(2) * sd, df)
             osd, odf = _pool(runs_others)
             osd *= math.sqrt(2)
@@ -128,14 +129,15 @@ def reference(
             p = (0.0 if ss > 0 else 1.0) if osd == 0 else float(chi2.sf(ss / osd**2, len(mine_raw) - 1))
             wins = wins and p >= s.pair_p
         if wins:
-            k, crit, df_used = len(mine), critical_t(s, 0, ddf), ddf
+            screen = -math.inf if bound else s.screen
+            k, crit, df_used = len(mine), critical_t(replace(s, screen=screen), 0, ddf), ddf
             gain = -statistics.fmean(mine) - s.line_price * max(lines, 0)  # mine: candidate minus incumbent
             se = (dsd or 1e-12) / math.sqrt(k)
     t = gain / se
     simpler = s.simplify and lines < 0
     more = "more-incumbent" if m < s.incumbent_runs else "more"
     if k == 1:
-        return "screen" if t < (-1.0 if simpler else s.screen) else more
+        return "screen" if t < (min(-1.0, screen) if simpler else screen) else more
     if t > crit:
         return "keep"
     # Non-inferiority: not worse by simplify_margin run sds, one-sided at the judge's alpha.
