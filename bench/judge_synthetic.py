@@ -32,7 +32,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout without installing
-from overnight.testing.judges import SyntheticNight, add_run  # noqa: E402
+from overnight.testing.judges import SyntheticNight  # noqa: E402
+
+_Night = SyntheticNight
 
 # One deleted blank line, and two deleted code lines, as git writes them.
 BLANK_DIFF = "--- a/train.py\n+++ b/train.py\n@@ -1,3 +1,2 @@\n x = 1\n-\n y = 2\n"
@@ -44,19 +46,39 @@ from overnight.records import ExpStatus  # noqa: E402
 NIGHT = 50
 
 
-def candidate(night: SyntheticNight, gain_sd: float) -> tuple[int, bool]:
+# A pinned seed, as a proposer writes it: the read of OVERNIGHT_SEED replaced by a constant.
+PIN_DIFF = (
+    "--- a/train.py\n+++ b/train.py\n@@ -1,1 +1,1 @@\n"
+    '-seed = int(os.environ.get("OVERNIGHT_SEED", "0"))\n+seed = 1075\n'
+)
+
+
+def candidate(night: SyntheticNight, gain_sd: float, diff: str = "", pinned: int | None = None) -> tuple[int, bool]:
     """Judge one candidate to the end, then re-measure the incumbent if due (as the loop does).
     Returns (training runs spent, kept)."""
     before = sum(len(e.runs) for e in night.history)
-    night.candidate(gain_sd)
+    night.candidate(gain_sd, diff, pinned)
     inc = night.incumbent
     if night.judge.remeasure_due(inc, night.history):
-        add_run(inc, night.draw(inc.id), started=len(night.history) + 0.95)
+        night.run(inc, started=len(night.history) + 0.95)
     return sum(len(e.runs) for e in night.history) - before, night.history[-1].status == ExpStatus.KEPT
 
 
-def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, n_simpl: int = 0) -> dict[str, float]:
+def measure(
+    s: NoiseSettings,
+    n_aa: int,
+    n_mix: int,
+    n_settled: int,
+    seed: int,
+    n_simpl: int = 0,
+    sd_seed: float = 0.0,
+    n_lucky: int = 0,
+) -> dict[str, float]:
     rng = random.Random(seed)
+
+    def SyntheticNight(judge, rng, sd):  # noqa: N802 - every night here with the seed component
+        return _Night(judge, rng, sd, sd_seed=sd_seed)
+
     false_keeps = 0
     for _ in range(n_aa // NIGHT):
         night = SyntheticNight(NoiseJudge(s), rng, 1.0)
@@ -89,8 +111,19 @@ def measure(s: NoiseSettings, n_aa: int, n_mix: int, n_settled: int, seed: int, 
             night = SyntheticNight(NoiseJudge(s), rng, 1.0)
             night.candidate(gain, diff)
             simpl[key] += night.history[-1].status == ExpStatus.KEPT
+    # The lucky seed (autoresearch's "seed 42 -> 137"): a no-op whose every run is under the
+    # luckiest of 50 seeds, after 8 no-ops settled the noise; with the pinning diff, and with
+    # none (a pin the diff does not show: only its runs can give it away).
+    lucky = {"lucky_diff": 0, "lucky_values": 0}
+    for _ in range(n_lucky):
+        for key, diff in (("lucky_diff", PIN_DIFF), ("lucky_values", "")):
+            night = SyntheticNight(NoiseJudge(s), rng, 1.0)
+            for _ in range(8):
+                candidate(night, 0.0)
+            lucky[key] += candidate(night, 0.0, diff, pinned=night.lucky_seed())[1]
     n_mix = n_mix // NIGHT * NIGHT
     return {
+        **{k: v / max(1, n_lucky) for k, v in lucky.items()},
         **{k: v / max(1, n_simpl) for k, v in simpl.items()},
         "aa": false_keeps / max(1, n_aa // NIGHT * NIGHT),
         "power_mix": better_kept / max(1, better),
@@ -108,6 +141,9 @@ def main() -> None:
     ap.add_argument("--simpl", type=int, default=2000, help="fresh nights per simplification case")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--compare", action="store_true", help="also without the winner's-curse correction")
+    ap.add_argument("--sd-seed", type=float, default=0.0, help="noise of the seed, shared by all (repeat noise: 1)")
+    ap.add_argument("--lucky", type=int, default=0, help="nights with a lucky-seed candidate, each way")
+    ap.add_argument("--unpaired", action="store_true", help="also with pairing off (the design before)")
     ap.add_argument(
         "--set",
         action="append",
@@ -121,9 +157,11 @@ def main() -> None:
         **{k: type(getattr(NoiseSettings(), k))(eval(v)) for k, v in (item.split("=", 1) for item in args.set)},
     )
     rows = [("noise", base)] + ([("no correction", replace(base, correct_selection=False))] if args.compare else [])
+    rows += [("unpaired", replace(base, paired=False))] if args.unpaired else []
     print(
-        f"synthetic nights, Gaussian noise sd 1; A/A {args.aa}, mix {args.mix}, settled {args.settled}, "
-        f"simplifications {args.simpl}; {base}"
+        f"synthetic nights, Gaussian noise: repeat sd 1, seed sd {args.sd_seed:g} (gains in repeat sds); "
+        f"A/A {args.aa}, mix {args.mix}, settled {args.settled}, simplifications {args.simpl}, "
+        f"lucky {args.lucky}; {base}"
     )
     print(
         f"{'judge':<15}{'A/A false keeps':>17}{'power in mix':>14}{'power settled':>15}{'no-op kept (mix)':>18}"
@@ -131,12 +169,18 @@ def main() -> None:
     )
     for name, s in rows:
         t0 = time.time()
-        r = measure(s, args.aa, args.mix, args.settled, args.seed, args.simpl)
+        r = measure(s, args.aa, args.mix, args.settled, args.seed, args.simpl, args.sd_seed, args.lucky)
         print(
             f"{name:<15}{100 * r['aa']:>16.2f}%{100 * r['power_mix']:>13.1f}%{100 * r['power_settled']:>14.1f}%"
             f"{100 * r['neutral']:>17.1f}%{r['runs']:>16.3f}{time.time() - t0:>6.0f}s",
             flush=True,
         )
+        if args.lucky:
+            print(
+                f"{'':<15}lucky-seed no-op kept: pinned by its diff {100 * r['lucky_diff']:.1f}%, "
+                f"pinned where the diff does not show it {100 * r['lucky_values']:.1f}% ({args.lucky} each)",
+                flush=True,
+            )
         if args.simpl:
             print(
                 f"{'':<15}simplifications kept: no-op deleting a blank line {100 * r['blank_noop']:.1f}%, "

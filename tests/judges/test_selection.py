@@ -99,7 +99,9 @@ def _bias(gain_sd: float, nights: int, correct: bool, rng: random.Random) -> flo
     reads them afterwards."""
     errors = []
     for _ in range(nights):
-        night = SyntheticNight(NoiseJudge(NoiseSettings(remeasure_every=0, correct_selection=correct)), rng, 1.0)
+        # The unpaired design (the paired one corrects only the kept runs' own share of the luck).
+        settings = NoiseSettings(remeasure_every=0, correct_selection=correct, paired=False)
+        night = SyntheticNight(NoiseJudge(settings), rng, 1.0)
         night.candidate(gain_sd)
         kept = night.history[-1]
         if kept.status == ExpStatus.KEPT:

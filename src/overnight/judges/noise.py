@@ -78,7 +78,7 @@ class NoiseSettings:
     remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
     drift_z: float = 3.0  # a re-measure this many se off the incumbent's mean is drift
     paired: bool = True  # compare seed for seed where it pays (judges/paired.py)
-    paired_min_df: int = 1  # ... once the paired noise has this many degrees of freedom
+    paired_min_df: int = 4  # ... measured on this many degrees of freedom first (bounded until then)
     pair_p: float = 0.01  # differences spread beyond the paired noise at this chance: unpaired
     seed_p: float = 1e-3  # runs this unlikely steady across seeds ignore the seed (judges/seeds.py)
 
@@ -186,7 +186,10 @@ class NoiseJudge(Judge):
                         round(offset, 6),
                         self.s.selection_floor,
                     )
-                    shift = metric.sign * max(0.0, observed - fair) * noise.sd
+                    # Paired, the selected luck is in the differences: half of their variance is
+                    # the parent's partner runs', which the kept one's runs do not carry on.
+                    share = 0.5 if design.paired and pairs else 1.0
+                    shift = metric.sign * max(0.0, observed - fair) * noise.sd * share
         self._shifts[key] = shift
         return shift
 

@@ -87,14 +87,14 @@ def choose(
     on few pairs pays for its uncertainty."""
     if not enabled:
         return Design(False, "unpaired (pairing off)")
+    if paired.df >= 1 and paired.sd == 0:
+        return Design(True, "paired (no noise left within a seed)")
     if paired.df < max(min_df, 1):
         if not unpaired.known:
             return Design(False, "unpaired (no run noise yet)")
         # Every candidate's first run is under the same seed: unpaired, that seed's luck would
         # screen every candidate alike. Paired with a bound until pairs are measured.
         return Design(True, f"paired, sd bound sqrt(2) run sds (paired noise: {paired.df} df)", bound=True)
-    if paired.sd == 0:
-        return Design(True, "paired (no noise left within a seed)")
     if not unpaired.known:
         return Design(False, "unpaired (no run noise yet)")
     unpaired_bar = unpaired.sd * math.sqrt(1 + 1 / max(n_incumbent, 1)) * crits[0]

@@ -116,7 +116,7 @@ def reference(
         sd_then, df_then = _pool(runs_then)
         bar = sd_then * math.sqrt(1 + 1 / m) * critical_t(s, m, df_then) if df_then else 0.0
         measured = df_then > 0 and sd_then > 0
-        bound = ddf_then < max(s.paired_min_df, 1)
+        bound = ddf_then < max(s.paired_min_df, 1) and not (ddf_then >= 1 and dsd_then == 0)
         if bound:  # no pairs measured: paired, sd bounded by sqrt(2) run sds, no screen
             wins, (dsd, ddf) = measured, (math.sqrt(2) * sd, df)
             osd, odf = _pool(runs_others)
@@ -204,6 +204,7 @@ class SyntheticNight:
         self.judge, self.rng, self.sd, self.sd_seed = judge, rng, sd, sd_seed
         self.true = {1: base}
         self.seed_effect: dict[int, float] = {}
+        self.pinned: dict[int, int] = {}  # experiment -> the one seed it runs under, whatever it is given
         baseline = experiment(1, None, status=ExpStatus.KEPT, decided=0.5)
         for _ in range(judge.baseline_runs()):
             self.run(baseline)
@@ -211,6 +212,7 @@ class SyntheticNight:
         self.incumbent = baseline
 
     def draw(self, exp_id: int, seed: int = 0) -> float:
+        seed = self.pinned.get(exp_id, seed)
         if self.sd_seed and seed not in self.seed_effect:
             self.seed_effect[seed] = self.rng.gauss(0.0, self.sd_seed)
         return self.true[exp_id] + self.seed_effect.get(seed, 0.0) + self.rng.gauss(0.0, self.sd)
@@ -221,10 +223,20 @@ class SyntheticNight:
             seed = next(i for i in range(10_000) if i not in {r.seed for r in exp.runs})
         add_run(exp, self.draw(exp.id, seed), seed=seed, started=started)
 
-    def candidate(self, gain_sd: float, diff: str = "") -> list[tuple[str, str]]:
+    def lucky_seed(self, among: int = 50) -> int:
+        """The luckiest of `among` seeds no run has used (a lower metric is better)."""
+        seeds = range(10_000, 10_000 + among)
+        for seed in seeds:
+            self.seed_effect.setdefault(seed, self.rng.gauss(0.0, self.sd_seed))
+        return min(seeds, key=lambda s: self.seed_effect[s])
+
+    def candidate(self, gain_sd: float, diff: str = "", pinned: int | None = None) -> list[tuple[str, str]]:
         """One candidate `gain_sd` noise sds better than the incumbent's true mean, judged to
-        the end. Returns (judge's label, reference label) at every look."""
+        the end (`pinned`: it runs under that seed whatever seed it is given). Returns (judge's
+        label, reference label) at every look."""
         exp_id = len(self.history) + 1
+        if pinned is not None:
+            self.pinned[exp_id] = pinned
         self.true[exp_id] = self.true[self.incumbent.id] - gain_sd * self.sd
         cand = experiment(exp_id, self.incumbent.id, diff=diff)
         self.history.append(cand)
