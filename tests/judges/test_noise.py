@@ -206,6 +206,9 @@ def test_seed_ignoring_candidate_is_discarded_whatever_its_gain():
         '-SEED = int(os.environ["OVERNIGHT_SEED"])\n',  # the read removed
         '+    os.environ["OVERNIGHT_SEED"] = "0"\n',  # set before training
         '+os.environ.setdefault("OVERNIGHT_SEED", "7")\n',
+        "-torch.manual_seed(SEED)\n+torch.manual_seed(1075)\n",  # no OVERNIGHT_SEED in sight
+        "+SEED = 137\n",
+        "+np.random.seed(0)\n",
     ],
 )
 def test_a_change_that_pins_the_seed_is_discarded_at_its_first_run(diff):
@@ -222,6 +225,8 @@ def test_a_moved_or_compared_seed_read_is_not_a_pin():
     assert seed_read_changed(f"-{read}\n+x = 1\n+{read}\n") is None  # moved below a new line
     assert seed_read_changed('+if os.environ["OVERNIGHT_SEED"] == "1": pass\n') is None
     assert seed_read_changed("+lr = 0.1\n-lr = 0.2\n") is None
+    assert seed_read_changed("+g = torch.Generator().manual_seed(SEED + 1)\n") is None  # still the harness's seed
+    assert seed_read_changed("+if seed == 3: pass\n") is None
 
 
 def test_seed_ignoring_needs_different_seeds_and_a_varying_incumbent():

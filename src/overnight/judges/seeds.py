@@ -7,15 +7,17 @@ gain does not carry over to the next change. So, when the incumbent's runs vary 
 
 - its change edits or removes a read of OVERNIGHT_SEED (a removed line naming it that the
   change does not add back unchanged, e.g. `seed = int(os.environ.get("OVERNIGHT_SEED", "0"))`
-  -> `seed = 1075`), or sets it (`os.environ["OVERNIGHT_SEED"] = "0"`): discarded at once,
-  whatever its runs say;
+  -> `seed = 1075`), sets it (`os.environ["OVERNIGHT_SEED"] = "0"`) or seeds with a number
+  (`torch.manual_seed(1075)`, `SEED = 137`): discarded at once, whatever its runs say;
 - its runs under different seeds agree far more closely than the night's noise allows: the
   chi-square lower tail of its own spread against the noise measured on the other
   experiments is below `p` (a pinned seed plus a 1e-9 jitter is caught at two runs; an
   honest candidate is discarded so with probability `p`).
 
-Not caught: a pin that leaves every line reading the seed as it was and adds noise of its own
-about as large as the night's (then its runs look honest; it gains only the one seed's luck).
+Not caught for sure: a pin its diff does not show (a seed computed, or read from a file) whose
+runs vary by noise of their own: where the seed's share of the noise is large, its paired
+differences spread beyond the paired noise and it is judged unpaired, where its one seed's luck
+can still pass (bench/judge_synthetic.py --lucky measures how often).
 """
 
 from __future__ import annotations
@@ -32,12 +34,15 @@ SEED_VAR = "OVERNIGHT_SEED"
 # An added line that sets the variable for the rest of the process (os.environ[...] = ...,
 # setdefault, putenv): the run then trains under that seed whatever the harness gave it.
 _WRITES = re.compile(rf"""{SEED_VAR}['"]\s*\]\s*=(?!=)|(setdefault|putenv)\(\s*['"]{SEED_VAR}""")
+# An added line that seeds with a number: `torch.manual_seed(1075)`, `SEED = 137`,
+# `np.random.seed(0)`, `seed=42` in a call. An honest change has no reason to add one.
+_CONSTANT_SEED = re.compile(r"""\b\w*seed\w*\s*(\(\s*|=(?!=)\s*)[-+]?\d""", re.IGNORECASE)
 
 
 def seed_read_changed(diff: str | None) -> str | None:
     """The first line of the change that pins the seed, or None: a removed line naming
     OVERNIGHT_SEED that the change does not add back unchanged (a moved line is not a
-    change), or an added line that sets OVERNIGHT_SEED."""
+    change), an added line that sets OVERNIGHT_SEED, or one that seeds with a number."""
     removed, added = [], []
     for line in (diff or "").splitlines():
         if line.startswith(("--- ", "+++ ")):
@@ -48,7 +53,8 @@ def seed_read_changed(diff: str | None) -> str | None:
             added.append(line[1:].strip())
     kept = set(added)
     changed = (text for text in removed if SEED_VAR in text and text not in kept)
-    return next(changed, None) or next((text for text in added if _WRITES.search(text)), None)
+    pins = (text for text in added if _WRITES.search(text) or _CONSTANT_SEED.search(text.split("#")[0]))
+    return next(changed, None) or next(pins, None)
 
 
 def steady_p(values: list[float], seeds: list[int], noise: Noise) -> float | None:
