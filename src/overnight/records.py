@@ -83,8 +83,8 @@ class RunRequest:
     protected_hashes: dict[str, str]
     extra_env: dict[str, str] = field(default_factory=dict)
     # Re-score inside the run, right after it (verify; direct callers). False (the local and
-    # Ray executors): the controller has it re-scored later, off the slot, and only when the
-    # candidate is about to be kept (night/rescorer.py, run/scoring.py, executors/ray.py).
+    # Ray executors): the controller has it re-scored later, in a slot of its own, and only when
+    # the candidate is about to be kept (night/rescorer.py, run/scoring.py, executors/ray.py).
     rescore: bool = True
 
 

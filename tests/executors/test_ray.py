@@ -33,7 +33,17 @@ from overnight.testing.executor_contract import ExecutorContract  # noqa: E402
 from overnight.testing.gitutil import check_consistent  # noqa: E402
 from overnight.testing.nights import Fixed  # noqa: E402
 from overnight.testing.procs import CLI, kill_controller_when  # noqa: E402
-from overnight.testing.toy import counted_toy, edited_train, fake_metric, quiet_toy, rescored, write_toy  # noqa: E402
+from overnight.testing.toy import (  # noqa: E402
+    counted_toy,
+    edited_train,
+    fake_metric,
+    overlapping,
+    quiet_toy,
+    rescored,
+    stamped,
+    stamped_toy,
+    write_toy,
+)
 
 RUN_FIELDS = ("value", "wall_seconds", "training_seconds", "exit_code", "peak_memory_mb", "log_path", "ended")
 
@@ -356,6 +366,34 @@ def test_a_killed_driver_s_runs_are_re_scored_where_they_ran(tmp_path, cluster):
     assert len(rescored(count)) == 3  # the baseline's, the killed one, the resumed one
     assert worker_folders() == before
     again.journal.close()
+
+
+def test_no_re_score_overlaps_a_timed_run_on_its_node(tmp_path, cluster):
+    """Two slots on the two one-CPU worker nodes; every training process and re-score (2 s
+    longer) appends (start, end, run directory) to a file of the test's, the run directory's
+    folder says the node (journaled with the run). The baseline's check and each winner's
+    re-score run on the node of their run, and never beside a training run there: a re-score
+    asks Ray for what a run asks (one CPU) and the controller holds a slot for it."""
+    c, _ = cluster
+    stamps = tmp_path / "stamps.jsonl"
+    root = stamped_toy(tmp_path / "toy", stamps, rescore_sleep=2)
+    gelu = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    wide = gelu.replace("WIDTH = 64", "WIDTH = 128")
+    ctl = Controller(
+        root,
+        RunConfig(
+            tag="t", proposer="random", judge="greedy", experiments=4, slots=2, executor="ray", ray_address=c.address
+        ),
+    )
+    ctl.proposer = Fixed([gelu, wide, wide.replace("USE_NORM = False", "USE_NORM = True")])
+    ctl.run()
+    h = ctl.journal.experiments("t")
+    node_of = {r.summary["ray_dir"]["folder"]: r.node for e in h for r in e.runs if "ray_dir" in (r.summary or {})}
+    seen = stamped(stamps)
+    assert seen and all(str(Path(s["dir"]).parent) in node_of for s in seen), (seen, node_of)
+    assert sum(e.status == ExpStatus.KEPT for e in h) >= 2 and sum(s["kind"] == "rescore" for s in seen) >= 2
+    assert overlapping(seen, device=lambda s: node_of[str(Path(s["dir"]).parent)]) == []
+    ctl.journal.close()
 
 
 class TestRayContract(ExecutorContract):

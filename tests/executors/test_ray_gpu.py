@@ -1,6 +1,7 @@
 """The Ray executor on a loopback cluster whose nodes declare GPUs (two worker nodes of two
-each; Ray's GPU accounting needs no real device): each run is given one GPU by Ray, and its
-re-score, a second task on the run's node that asks for no GPU of its own, sees the run's."""
+each; Ray's GPU accounting needs no real device): each run is given one GPU by Ray, and so is
+its re-score, a second task on the run's node that asks for what a run asks: a GPU no run is
+timing on (the run's own GPU may be another run's by then)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,7 @@ def gpu_cluster():
     c.shutdown()
 
 
-def test_the_re_score_runs_on_the_run_s_gpu(task_repo, gpu_cluster):
+def test_the_re_score_gets_a_gpu_of_its_own(task_repo, gpu_cluster):
     toml = DEFAULT_TOML.replace("budget = 1", 'budget = 1\nrescore = "{python} evaluate.py"')
     root = task_repo(TRAIN, toml=toml, evaluate=EVALUATE)
     ctl = Controller(
@@ -67,7 +68,8 @@ def test_the_re_score_runs_on_the_run_s_gpu(task_repo, gpu_cluster):
     assert base.status == ExpStatus.KEPT, base.reason
     assert {r.slot for r in base.runs} == {f"ray-{i}" for i in range(4)}  # one slot per GPU of the cluster
     # The kept baseline's first run is re-scored (the check of the task's re-score command);
-    # a keep's runs the same way (tests/executors/test_ray.py): on the node and GPU it ran on.
+    # a keep's runs the same way (tests/executors/test_ray.py): on the node it ran on, with a
+    # GPU Ray gave it (the CUDA_VISIBLE_DEVICES of its worker, not the run's copied over).
     checked = [r for r in base.runs if r.rescored is not None]
     assert [r.id for r in checked] == [base.runs[0].id] and all(r.status == "ok" for r in base.runs)
     for r in checked:
@@ -76,5 +78,5 @@ def test_the_re_score_runs_on_the_run_s_gpu(task_repo, gpu_cluster):
         ran_on = re.findall(r"cuda=(\S+)", Path(r.log_path).read_text())
         rescored_on = re.findall(r"cuda=(\S+)", (run_dir / "rescore.txt").read_text())
         assert ran_on in (["0"], ["1"]), ran_on  # Ray gave the run one of its node's two GPUs
-        assert rescored_on == ran_on, (ran_on, rescored_on)
+        assert rescored_on in (["0"], ["1"]), rescored_on  # and the re-score one of its own
     ctl.journal.close()

@@ -69,9 +69,10 @@ def test_the_deadline_leaves_the_baseline_undecided_and_resume_finishes_it(tmp_p
 def test_a_keep_reached_after_the_deadline_is_not_re_scored(tmp_path):
     """The winner's run ends after the deadline: its keep would need a 20 s re-score, which is
     not started; the night ends at once, the winner undecided and not re-scored. The same
-    command (without --hours) re-scores and keeps it."""
+    command (without --hours) re-scores and keeps it. (The baseline's check is quick: it holds
+    the one slot before the winner runs.)"""
     count = tmp_path / "count"
-    root = counted_toy(tmp_path / "toy", count, sleep=20, noise="0")
+    root = counted_toy(tmp_path / "toy", count, sleep=20, noise="0", check_sleep=0)
     better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     slow_winner = better.replace("from evaluate", SLOW.format(6), 1)
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2, hours=4 / 3600))
@@ -83,7 +84,7 @@ def test_a_keep_reached_after_the_deadline_is_not_re_scored(tmp_path):
     assert base.status == ExpStatus.KEPT and [r.status for r in win.runs] == ["ok"]
     assert not win.status.final and win.runs[0].rescored is None
     assert [d for d in rescored(count) if not d.startswith("1-")] == []  # the keep's re-score was not started
-    # (the baseline's check of the task's re-score started at once, holds nothing, and was stopped)
+    # (the baseline's check of the task's re-score ran first, in the slot, before the winner)
     assert wall < 4 + 6 + 5 + 5, wall  # not the 20 s re-score (it would end past 26 s)
     c.journal.close()
     count.write_text("")
@@ -100,9 +101,10 @@ def test_a_keep_reached_after_the_deadline_is_not_re_scored(tmp_path):
 def test_a_re_score_in_flight_at_the_deadline_ends_within_the_grace(tmp_path):
     """A keep's re-score started before the deadline (8 s) and ending after it (it sleeps 14 s):
     within one run's timeout (30 s), so the night waits for it and the keep lands; nothing is
-    proposed after the deadline, and the night ends right after the keep."""
+    proposed after the deadline, and the night ends right after the keep. (The baseline's check
+    is quick: it holds the one slot before the winner runs.)"""
     count = tmp_path / "count"
-    root = counted_toy(tmp_path / "toy", count, sleep=14, noise="0")
+    root = counted_toy(tmp_path / "toy", count, sleep=14, noise="0", check_sleep=0)
     better = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
     t0 = time.time()
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=3, hours=8 / 3600))

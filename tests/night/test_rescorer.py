@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from overnight import gitops
 from overnight.judges.noise import NoiseSettings
@@ -20,7 +23,16 @@ from overnight.records import ExpStatus
 from overnight.testing.agents import GELU_AGENT
 from overnight.testing.nights import Fixed
 from overnight.testing.procs import CLI, kill_controller_when
-from overnight.testing.toy import SLOW, counted_toy, edited_train, fake_metric, rescored
+from overnight.testing.toy import (
+    SLOW,
+    counted_toy,
+    edited_train,
+    fake_metric,
+    overlapping,
+    rescored,
+    stamped,
+    stamped_toy,
+)
 
 
 def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp_path):
@@ -77,10 +89,11 @@ def test_a_discarded_honest_candidate_is_never_rescored(tmp_path):
 
 
 def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
-    """Two slots; #2 (gelu, 1 s) wins while #3 (norm, 4 s) runs on, and #2's re-score takes
-    1.5 s. #4 (proposed on #1) waits for #2's keep to land rather than start on an incumbent
-    about to be replaced (it would be stale at once): it starts after, rebased onto #2. #3 ran
-    on through #2's re-score, and ends stale (the stale rule)."""
+    """Three slots (the baseline's check holds one for its 1.5 s: a re-score takes a slot);
+    #2 (gelu, 1 s) wins while #3 (norm, 4 s) runs on, and #2's re-score takes 1.5 s. #4
+    (proposed on #1) waits for #2's keep to land rather than start on an incumbent about to be
+    replaced (it would be stale at once), though a slot is free: it starts after, rebased onto
+    #2. #3 ran on through #2's re-score, and ends stale (the stale rule)."""
     from overnight import knobs
 
     count = tmp_path / "count"
@@ -91,7 +104,7 @@ def test_a_new_candidate_waits_for_the_keep_being_re_scored(tmp_path):
         src = knobs.rewrite(base, values)
         return src.replace("from evaluate", SLOW.format(slow)) if slow else src
 
-    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=2))
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=3))
     c.proposer = Fixed([knob(1, ACTIVATION="gelu"), knob(4, USE_NORM=True), knob(0, ACTIVATION="silu")])
     c.run()
     h = {e.id: e for e in c.journal.experiments("t")}
@@ -266,4 +279,38 @@ def test_a_broken_rescore_command_stops_the_night_at_the_baseline(tmp_path):
     base = c.journal.experiments("t")[0]
     assert base.status != ExpStatus.KEPT and rescored(count) == [f"1-{base.runs[0].id}"]
     assert not [e for e in c.journal.experiments("t") if e.status == ExpStatus.KEPT]
+    c.journal.close()
+
+
+@pytest.mark.parametrize("slots, gpus", [(1, None), (2, ("0", "1"))], ids=["one-slot", "two-gpu-slots"])
+def test_no_re_score_overlaps_a_timed_run_on_its_device(tmp_path, slots, gpus):
+    """Every training process and every re-score appends (start, end, device) to a file of the
+    test's: three winners and the baseline's check make four re-scores (1 s each), and none of
+    them runs beside a training run on the same device: a re-score takes a slot as a run does
+    (the slot's pinning with it: on two slots pinned to devices "0" and "1", the device of the
+    slot it took), and the scheduler starts no run there meanwhile. With one slot the baseline's
+    check goes first, before the first candidate's run (re-scores come before new runs)."""
+    stamps = tmp_path / "stamps.jsonl"
+    root = stamped_toy(tmp_path / "toy", stamps)
+    gelu = edited_train(root, 'ACTIVATION = "relu"', 'ACTIVATION = "gelu"')
+    wide = gelu.replace("WIDTH = 64", "WIDTH = 128")
+    better = [gelu, wide, wide.replace("USE_NORM = False", "USE_NORM = True")]  # each on the one before
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=4, slots=slots, gpus=gpus))
+    c.proposer = Fixed(better)
+    c.run()
+    h = c.journal.experiments("t")
+    seen = stamped(stamps)
+    rescores = [s for s in seen if s["kind"] == "rescore"]
+    assert sum(e.status == ExpStatus.KEPT for e in h) >= 2 and len(rescores) >= 2, [e.reason for e in h]
+    assert len([s for s in seen if s["kind"] == "train"]) == sum(len(e.runs) for e in h)
+    if gpus:
+        assert {s["gpu"] for s in seen} <= set(gpus)  # each process ran pinned to its slot's device
+    assert overlapping(seen, device=lambda s: s["gpu"]) == []
+    if slots == 1:
+        assert [e.status for e in h] == [ExpStatus.KEPT] * 4
+        assert len(rescores) == 4  # the baseline's check, then each winner's run
+        check = min(rescores, key=lambda s: s["start"])
+        assert Path(check["dir"]).name == f"1-{h[0].runs[0].id}"
+        first = next(s for s in seen if Path(s["dir"]).name == f"2-{h[1].runs[0].id}" and s["kind"] == "train")
+        assert check["end"] <= first["start"]
     c.journal.close()

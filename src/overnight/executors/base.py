@@ -8,7 +8,7 @@ Ray cluster) and starts one run in a free slot, returning a future of its `RunRe
     future = executor.start(job, slot)            # a run; never blocks on its end
     result = future.result()                      # RunResult, also for crashed candidates
     executor.adopt(runs)                          # a resumed night's runs awaiting re-scores
-    executor.rescore(run, req, value)             # before a keep, where the run directory is
+    executor.rescore(run, req, value, slot)       # before a keep, in a free slot, where the run directory is
     executor.stop_rescores()                      # the night stops: re-done on resume
     executor.release(run_ids)                     # decided: their run directories may go
     executor.stop_all(); executor.close()         # Ctrl-C; end of the night
@@ -79,12 +79,15 @@ class Executor(ABC):
         resumed night's); an executor that keeps run directories away from here finds theirs."""
 
     @abstractmethod
-    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
-        """Re-score ended `run` (its reported `value`) where its run directory lives, off the
-        slots (night/rescorer.py says when): a fresh checkout of its commit, the task's
-        protected re-score, then its held-out score (run/scoring.py). The future resolves to
-        OK with summary["rescored"], MISMATCH, or INTERRUPTED (stopped; summary["lost"]: the
-        run directory is gone, the run must be run again)."""
+    def rescore(self, run: Run, req: RunRequest, value: float, slot: Slot) -> Future:
+        """Re-score ended `run` (its reported `value`) where its run directory lives, in free
+        `slot` as a run would be (night/rescorer.py says when): a fresh checkout of its commit,
+        the task's protected re-score, then its held-out score (run/scoring.py). It loads the
+        device and cores as a run does, so it must never share them with a timed run: the
+        controller starts nothing in `slot` until it ends, and the executor runs it with what a
+        run in `slot` gets (its pinning, or on a cluster the resources a run asks for). The
+        future resolves to OK with summary["rescored"], MISMATCH, or INTERRUPTED (stopped;
+        summary["lost"]: the run directory is gone, the run must be run again)."""
 
     def stop_rescores(self, wait: bool = False) -> None:
         """Stop the re-scores in progress (their results are not journaled: re-done on resume);

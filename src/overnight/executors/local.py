@@ -86,7 +86,8 @@ class LocalExecutor(Executor):
         self._rescores, self._rescore_stop = self._rescore_pool(), threading.Event()
 
     def _rescore_pool(self) -> ThreadPoolExecutor:
-        # Re-scores run beside the slots' next runs, one thread each (they wait on processes).
+        # One thread per re-score (it waits on processes); the slot it runs in is the
+        # controller's to hold (night/rescorer.py), so it never runs beside a timed run.
         return ThreadPoolExecutor(max_workers=max(2, len(self._slots)), thread_name_prefix="overnight-rescore")
 
     @property
@@ -95,15 +96,17 @@ class LocalExecutor(Executor):
 
     def start(self, job: Job, slot: Slot) -> Future:
         # rescore=False: the slot is free as soon as training ends; the controller re-scores
-        # off the slot, and only runs of a candidate about to be kept (rescorer.py).
+        # only runs of a candidate about to be kept, each in a slot of its own (rescorer.py).
         req = replace(job.request, extra_env={**job.request.extra_env, **slot.env}, rescore=False)
         return self._pool.submit(execute, self.task, req, self._stop)
 
     def node_of(self, job: Job) -> str | None:
         return "local"
 
-    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
-        """The run directory is on this machine: re-scored here, in a fresh worktree of its commit."""
+    def rescore(self, run: Run, req: RunRequest, value: float, slot: Slot) -> Future:
+        """The run directory is on this machine: re-scored here, in a fresh worktree of its
+        commit, pinned as `slot`'s runs are (its GPU, its share of the cores)."""
+        req = replace(req, extra_env={**req.extra_env, **slot.env})
         return self._rescores.submit(rescore_run, self.task, req, value, self._rescore_stop)
 
     def stop_rescores(self, wait: bool = False) -> None:

@@ -11,9 +11,12 @@ writes under `.overnight/<tag>/runs/` as for a local run. Only the driver writes
 The protected re-score (`task.rescore`) reads the run directory (result.json, saved weights),
 which lives on the worker's node. As on a local slot it is not part of the run: the task
 returns when training ends and leaves its run directory on the node; when the judge is about
-to keep a candidate, rescorer.py asks `rescore` here, which starts a second task pinned to
-that node (hard node affinity, no CPU or GPU of its own: like a local re-score it shares the
-machine, and the run's GPU, with whatever runs there now) on a fresh unpack of the commit.
+to keep a candidate, rescorer.py asks `rescore` here (in a slot the controller holds for it),
+which starts a second task pinned to that node (hard node affinity) on a fresh unpack of the
+commit. It asks for what a run asks (a GPU, or `cpus_per_run` CPUs): Ray then never places it
+beside a run on the same GPU or cores, and a run never beside it; it loads them as training
+does, and a run beside it would time the re-score (on a GPU node: whichever GPU Ray gives it,
+not necessarily the run's, which another run may be timing on now).
 The held-out slice, if the task has one, travels with it (this process read it; the worker
 never has the file) and its score is written back next to the run's log, so the keep rule
 checks it as for a local run. A run directory goes when its experiment is decided (`release`,
@@ -73,7 +76,7 @@ class _Kept:
 
     node_id: str
     folder: str
-    gpus: str | None  # the run's CUDA_VISIBLE_DEVICES: its re-score uses the same device
+    gpus: str | None  # the run's CUDA_VISIBLE_DEVICES (a record: its re-score gets a GPU of its own)
 
     @staticmethod
     def of(summary: dict) -> _Kept | None:
@@ -85,8 +88,12 @@ class _Kept:
             return None
 
 
-def _pinned(node_id: str) -> dict:
-    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False), "num_cpus": 0}
+def _pinned(node_id: str, resources: dict | None = None) -> dict:
+    """A task on `node_id` only, asking for `resources` (none: a cleanup beside the runs)."""
+    return {
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False),
+        **(resources or {"num_cpus": 0}),
+    }
 
 
 class RayExecutor(Executor):
@@ -214,9 +221,10 @@ class RayExecutor(Executor):
             if n.get("Alive")
         ]
 
-    def rescore(self, run: Run, req: RunRequest, value: float) -> Future:
-        """The re-score of `run` on the node that holds its run directory (see above); LOST
-        (INTERRUPTED with summary["lost"]) when that directory is not to be had."""
+    def rescore(self, run: Run, req: RunRequest, value: float, slot: Slot) -> Future:
+        """The re-score of `run` on the node that holds its run directory, with a run's
+        resources there (see above); LOST (INTERRUPTED with summary["lost"]) when that
+        directory is not to be had."""
         with self._lock:
             kept = self._kept.get(run.id)
         if kept is None:
@@ -233,8 +241,9 @@ class RayExecutor(Executor):
         if self.task.heldout is not None and self._heldout is None:
             data = heldout_store.loaded(self.task)
             self._heldout = ray.put(data) if data is not None else None
-        env = {**req.extra_env, **({"CUDA_VISIBLE_DEVICES": kept.gpus} if kept.gpus is not None else {})}
-        ref = ray_worker.rescore.options(**_pinned(kept.node_id)).remote(
+        # The device is the one Ray assigns this task (CUDA_VISIBLE_DEVICES on the worker).
+        env = {**req.extra_env, **slot.env}
+        ref = ray_worker.rescore.options(**_pinned(kept.node_id, self.resources)).remote(
             self.task, self._archive(req.commit), kept.folder, replace(req, extra_env=env), value, self._heldout
         )
         return self._track(("rescore", run.id), ref, lambda f: self._rescored(req.run_dir, f))

@@ -3,7 +3,7 @@
     judge       the judge's verdict on the candidate's runs against its yardstick (the
                 incumbent, or its own parent when it went stale): keep, discard or more runs
     re-score    a "keep" lands only once every run it counts has been re-scored by the task's
-                protected code in a fresh process (rescorer.py, off the slots); under
+                protected code in a fresh process (rescorer.py, in a slot); under
                 `[heldout]` the yardstick's paired runs are re-scored too, for their held-out
                 score. A re-score that disagrees discards the candidate (`rescore-mismatch`);
                 when all agree the judge is asked again on the re-scored values
@@ -78,10 +78,11 @@ class Keeper:
         return bool(runs)
 
     def check_rescore(self, base: Experiment, stopped: bool) -> None:
-        """One run of the kept baseline re-scored, off the slots, holding nothing: a task whose
-        re-score command is broken stops the night now, in one line, not after a night of
-        winners discarded as `rescore-mismatch`. (With `[heldout]` that run, seed 0 like every
-        candidate's first run, also has its held-out score ready for the first keep.)"""
+        """One run of the kept baseline re-scored (in a slot, before the first candidate's run),
+        holding no decision: a task whose re-score command is broken stops the night now, in
+        one line, not after a night of winners discarded as `rescore-mismatch`. (With
+        `[heldout]` that run, seed 0 like every candidate's first run, also has its held-out
+        score ready for the first keep.)"""
         runs = self.rescorer.needed(base)[:1]
         if runs and not stopped:
             self.rescorer.start(base, runs, check=True)

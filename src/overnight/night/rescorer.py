@@ -1,11 +1,17 @@
-"""Deferred re-scores: a candidate's runs scored again by protected code, off the slots.
+"""Deferred re-scores: a candidate's runs scored again by protected code, each in a slot.
 
 The protected re-score (`task.rescore`, see run/scoring.py) is what makes a run's metric
 trustworthy, but it costs one more process per run. It matters only for a keep: a discarded
-candidate's numbers move nothing. So the local executor hands a slot its next run as soon as
-training ends, and the scheduler asks for re-scores only when the judge's verdict on a
-candidate is "keep": every ok run of it that the judge counted and that has not been
-re-scored yet is re-scored here, on threads of its own, next to the slots' next runs.
+candidate's numbers move nothing. So a slot is handed its next run as soon as training ends,
+and the scheduler asks for re-scores only when the judge's verdict on a candidate is "keep":
+every ok run of it that the judge counted and that has not been re-scored yet is re-scored.
+
+A re-score takes a slot as a run does (`dispatch`, before any queued run: a keep is never
+starved by new candidates), and the scheduler starts no run in that slot until it ends. Never
+beside a timed run: a re-score (and the held-out score inside it) loads the device and the
+cores like training, so a run beside it measures the re-score (seen on the 2-core cpu preset:
+two re-scores beside a candidate's run, load 6, its val_bpb the machine's, not the model's).
+It runs with the pinning of the slot it took (GPU, threads), which is free of timed runs.
 
 While they run the candidate is not the incumbent (other candidates are judged against the
 old one, and their runs go on). Only a new candidate's first run, and the next proposal,
@@ -25,19 +31,22 @@ the judge again, which keeps it now that every counted run is re-scored. A contr
 in between journaled nothing for the unfinished ones and re-does them on resume: no keep
 lands without a re-score, and none lands twice (the keep is one journal write).
 
-Where a re-score runs is the executor's choice (`Executor.rescore`): where the run directory
-lives, which is never pruned before the decision, in a fresh worktree of the candidate's
-commit (the run's own is removed when the run ends). The local executor re-scores on threads
-of its own beside the slots; on a Ray cluster the run directory lives on the worker's node and
-the re-score runs there (executors/ray.py), or comes back LOST (INTERRUPTED, summary["lost"])
-when it is gone; the keep pipeline then turns the run into an interrupted one, run again.
+Where a re-score runs is the executor's choice (`Executor.rescore`, given the slot): where the
+run directory lives, which is never pruned before the decision, in a fresh worktree of the
+candidate's commit (the run's own is removed when the run ends). The local executor re-scores
+with the slot's pinning; on a Ray cluster the run directory lives on the worker's node and the
+re-score runs there, asking Ray for what a run asks (executors/ray.py), or comes back LOST
+(INTERRUPTED, summary["lost"]) when it is gone; the keep pipeline then turns the run into an
+interrupted one, run again.
 """
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
-from overnight.executors.base import Executor
+from overnight.executors.base import Executor, Slot
 from overnight.night.state import Night
 from overnight.records import Experiment, Run, RunRequest, RunResult, RunStatus
 
@@ -48,6 +57,25 @@ def _result(f: Future) -> RunResult:
         return f.result()
     except Exception as exc:  # noqa: BLE001 - any failure of the harness here means: no keep
         return RunResult(RunStatus.MISMATCH, error=f"the protected re-score could not run: {exc}")
+
+
+@dataclass(frozen=True)
+class Held:
+    """A slot's re-score: what the live view shows in its row."""
+
+    future: Future  # the executor's
+    exp_id: int  # the experiment the run is of
+    run_id: int
+    started: float  # time.time()
+
+
+def _chain(done: Future, out: Future) -> None:
+    """`out` (the future the keep pipeline holds) resolves as the executor's re-score did."""
+    exc = done.exception()
+    if exc is not None:
+        out.set_exception(exc)
+    else:
+        out.set_result(done.result())
 
 
 def unscored(exp: Experiment) -> list[Run]:
@@ -70,11 +98,11 @@ class Rescorer:
     def __init__(self, night: Night, executor: Executor):
         self.night = night
         self.ex = executor
-        slots = executor.slots
-        # A slot's pinning (GPU, threads) goes with its runs' re-scores: they share the device
-        # with the slot's next run, as the in-run re-score shared it with the run.
-        self.env_of = {s.name: s.env for s in slots}
         self.pending: dict[int, dict[int, Future]] = {}  # experiment id -> run id -> its re-score
+        # Re-scores asked for and waiting for a slot (their futures in pending resolve when the
+        # executor's do), and the slots re-scores hold now: slot name -> its re-score.
+        self.waiting: list[tuple[int, Run, RunRequest, Future]] = []  # (experiment id, ...)
+        self.holding: dict[str, Held] = {}
         self.parents: dict[int, int | None] = {}  # experiment id -> its parent (the yardstick it won against)
         self.unavailable: set[int] = set()  # yardstick runs whose directory is gone (a Ray node left)
         self.checks: set[int] = set()  # experiments whose re-score holds nothing (the baseline's check)
@@ -102,9 +130,10 @@ class Rescorer:
     def start(
         self, exp: Experiment, runs: list[Run], others: dict[int, Experiment] | None = None, check: bool = False
     ) -> None:
-        """Re-score `runs` for the keep of `exp`: its own, and any of the experiments in
-        `others` (its yardstick's, see yardstick_runs). `check`: a kept baseline's run, checked
-        off the critical path (scheduler._check_rescore): `exp` is not busy meanwhile."""
+        """Ask for re-scores of `runs` for the keep of `exp`: its own, and any of the experiments
+        in `others` (its yardstick's, see yardstick_runs); each starts when it gets a slot
+        (`dispatch`). `check`: a kept baseline's run, checked off the critical path
+        (keep.check_rescore): `exp` is not busy meanwhile."""
         n = self.night
         if check:
             self.checks.add(exp.id)
@@ -122,9 +151,46 @@ class Rescorer:
                 run_dir=n.paths.run_dir(owner.id, r.id),
                 worktree=n.paths.run_worktree(owner.id, r.id),
                 protected_hashes=n.protected_hashes,
-                extra_env=self.env_of.get(r.slot or "", {}),
             )
-            futures[r.id] = self.ex.rescore(r, req, r.value)
+            futures[r.id] = Future()
+            self.waiting.append((exp.id, r, req, futures[r.id]))
+
+    def dispatch(self, free: list[Slot], checks: bool = True) -> None:
+        """Start waiting re-scores in `free` slots (the slots they take are removed from it),
+        in the order they were asked for; a run's own slot when free (the device it trained
+        on), else the first. `checks`: whether a baseline's check may start too (not after
+        --hours: it would be stopped at once)."""
+        for item in list(self.waiting):
+            exp_id, run, req, future = item
+            if not free:
+                return
+            if not checks and exp_id in self.checks:
+                continue
+            slot = next((s for s in free if s.name == run.slot), free[0])
+            free.remove(slot)
+            self.waiting.remove(item)
+            try:
+                started = self.ex.rescore(run, req, run.value, slot)
+            except Exception as exc:  # noqa: BLE001 - e.g. git could not pack the commit: no keep (_result)
+                future.set_exception(exc)
+                free.insert(0, slot)
+                continue
+            self.holding[slot.name] = Held(started, self.owner[run.id], run.id, time.time())
+            started.add_done_callback(lambda f, out=future: _chain(f, out))
+
+    def held(self) -> set[str]:
+        """The slots a re-score holds now: no run starts in them until it ends."""
+        for name, h in list(self.holding.items()):
+            if h.future.done():
+                del self.holding[name]
+        return set(self.holding)
+
+    def stop_waiting(self) -> None:
+        """The night stops: re-scores still waiting for a slot never start (INTERRUPTED: nothing
+        journaled, re-done on resume, like those stop_rescores stops)."""
+        waiting, self.waiting = self.waiting, []
+        for *_, future in waiting:
+            future.set_result(RunResult(RunStatus.INTERRUPTED, error="stopped before it had a slot"))
 
     @property
     def busy(self) -> set[int]:
@@ -135,7 +201,7 @@ class Rescorer:
         return incumbent_id in self.parents.values()
 
     def futures(self) -> list[Future]:
-        """The re-scores still running (the scheduler wakes when one ends)."""
+        """The re-scores asked for that have not ended (the scheduler wakes when one ends)."""
         return [f for runs in self.pending.values() for f in runs.values() if not f.done()]
 
     def finished(self) -> list[tuple[int, dict[int, RunResult]]]:
@@ -150,5 +216,6 @@ class Rescorer:
         return out
 
     def close(self) -> None:
-        """Stop what still runs (its results are not journaled: re-done on resume)."""
+        """Stop what still runs or waits (its results are not journaled: re-done on resume)."""
+        self.stop_waiting()
         self.ex.stop_rescores(wait=True)

@@ -8,12 +8,14 @@ One loop on the controller's thread:
               (the baseline's seeds all at once, a candidate's first run, what the judge asks
               for: more runs of the candidate and of its yardstick), or its decision (plan.py,
               and the keep pipeline in keep.py)
-    dispatch  free slots take queued runs: runs that finish a decision first, then candidates
+    dispatch  free slots take a keep's re-scores first, then queued runs: runs that finish a
+              decision, then candidates
     ask       the proposer works on its own thread, so a candidate is journaled and waiting
               before a slot frees (one in reserve beyond the free slots)
     re-score  a "keep" lands only once every run it counts has been re-scored by the task's
-              protected code; those re-scores run off the slots (rescorer.py), the candidate
-              busy and not yet the incumbent meanwhile (new candidates' first runs wait)
+              protected code; a re-score holds a slot as a run does, so none runs beside a
+              timed run (rescorer.py), the candidate busy and not yet the incumbent meanwhile
+              (new candidates' first runs wait)
     deadline  after --hours nothing new starts (run, re-score, proposal); what runs ends and is
               judged; one run's timeout later the rest is stopped (interrupted, run on resume)
 
@@ -74,7 +76,8 @@ class Scheduler:
             self.ex.adopt(r for e in history for r in e.runs if r.status == RunStatus.OK and may_be_rescored(e, r, inc))
             while True:
                 self._collect()
-                if self.keeper.collect_rescores(self.stopping):
+                freed = set(self.rescorer.holding) - self.rescorer.held()  # a re-score's slot is free again
+                if self.keeper.collect_rescores(self.stopping) or freed:
                     self.next_plan = 0.0
                 self._check_journal()
                 n.drain_inbox()
@@ -88,6 +91,7 @@ class Scheduler:
                             )
                             n.stop.set()  # a proposal in progress (an agent) stops too
                         self.ex.stop_all()
+                        self.rescorer.stop_waiting()
                         self.ex.stop_rescores()
                     if not self.flights and not self.rescorer.pending:
                         break
@@ -169,9 +173,14 @@ class Scheduler:
 
     # --- dispatch: free slots take queued runs ------------------------------------------------
     def _dispatch(self) -> None:
+        held = self.rescorer.held()
+        free = [s for s in self.ex.slots if s.name not in self.flights and s.name not in held]
+        # A keep's re-scores first (one asked for before --hours still starts after it: its keep
+        # is waited for); the baseline's check too, before --hours: it is what tells a broken
+        # re-score command early, and with one slot a gap would never come.
+        self.rescorer.dispatch(free, checks=not self._past_deadline())
         if self._past_deadline():
             return  # nothing new starts after --hours (what is queued runs on resume)
-        free = [s for s in self.ex.slots if s.name not in self.flights]
         self.queue.sort(key=lambda w: (w.priority, w.exp_id))  # stable: FIFO within a level
         inc = self.night.incumbent(self.history)
         # A keep being re-scored is about to replace the incumbent: new candidates' first runs
@@ -285,7 +294,8 @@ class Scheduler:
             and not e.status.final
             and not any(r.status != RunStatus.INTERRUPTED for r in e.runs)
         )
-        if waiting <= len(self.ex.slots) - len(self.flights):  # one in reserve beyond the free slots
+        free = len(self.ex.slots) - len(self.flights) - len(self.rescorer.held())  # a re-score's slot is not free
+        if waiting <= free:  # one in reserve beyond the free slots
             self.asker.ask(n.context(h))
 
     # --- the view, waiting, the end ------------------------------------------------------------------
@@ -297,6 +307,7 @@ class Scheduler:
         rows = []
         for s in self.ex.slots:
             f = self.flights.get(s.name)
+            held = self.rescorer.holding.get(s.name)
             rows.append(
                 {
                     **s.describe(),
@@ -305,6 +316,9 @@ class Scheduler:
                     "elapsed": now - f.started if f else None,
                 }
             )
+            if held is not None and not held.future.done():  # the slot re-scores a run
+                rows[-1].update(experiment=held.exp_id, description=f"re-score of run {held.run_id}")
+                rows[-1].update(elapsed=now - held.started)
             if f:
                 self.night.obs.progress(f.exp, now - f.started)
         self.night.obs.slots(rows)

@@ -35,7 +35,8 @@ def slot_status(
     """Every slot of the latest controller (where, which experiment, progress) and its duty
     cycle: training seconds / wall seconds since that controller started, where a run still
     going counts its elapsed time and a finished one its training_seconds (its wall time when
-    the task reports none). Returns (slots, mean duty cycle over the slots)."""
+    the task reports none). A slot holding a re-score (night/rescorer.py) is busy but trains
+    nothing: that time counts as not training. Returns (slots, mean duty cycle over the slots)."""
     started = journal.events(tag, "slots")
     if not started:
         return [], None

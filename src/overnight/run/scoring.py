@@ -6,11 +6,11 @@ a disagreement beyond `rescore_tolerance` makes the run MISMATCH (discarded, fla
 **held-out score** (`heldout_score`): after a re-score that agreed, the run's weights are
 scored on the held-out slice (`[heldout]`, heldout_store.py), the keep compares it.
 
-The night re-scores a run only when its candidate is about to be kept, off the slot
-(night/rescorer.py): `rescore_run` checks the commit out again, `rescore_checkout` does both
-scores in a checkout that already holds it (a git worktree here, an unpacked archive on a Ray
-worker, executors/ray_worker.py). A run executed with `RunRequest.rescore` gets both right
-after it (execute.py).
+The night re-scores a run only when its candidate is about to be kept, in a slot of its own
+(night/rescorer.py: never beside a timed run, whose clock it would slow): `rescore_run` checks
+the commit out again, `rescore_checkout` does both scores in a checkout that already holds it
+(a git worktree here, an unpacked archive on a Ray worker, executors/ray_worker.py). A run
+executed with `RunRequest.rescore` gets both right after it (execute.py).
 """
 
 from __future__ import annotations

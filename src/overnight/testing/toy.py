@@ -9,6 +9,7 @@ noise (sd TOY_NOISE, 0.002 as shipped): relu->gelu is 0.02 better, USE_NORM=True
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sys
 import tempfile
@@ -125,9 +126,17 @@ TOY_RESCORE = 'rescore   = "python evaluate.py --rescore"'
 SLOW = "import time\ntime.sleep({:g})\nfrom evaluate"  # .format(seconds): a train.py that sleeps first
 
 
-def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002", slow_baseline: float = 0.0) -> Path:
+def counted_toy(
+    path: Path,
+    count: Path,
+    sleep: float = 0.0,
+    noise: str = "0.002",
+    slow_baseline: float = 0.0,
+    check_sleep: float | None = None,
+) -> Path:
     """The toy task whose protected rescore first appends its run directory's name to `count`
-    (then sleeps `sleep` seconds), and whose baseline's train.py sleeps `slow_baseline` seconds."""
+    (then sleeps `sleep` seconds; `check_sleep` instead for the baseline's runs, #1, when
+    given), and whose baseline's train.py sleeps `slow_baseline` seconds."""
     path.mkdir(parents=True, exist_ok=True)
     write_task("toy", path)
     if slow_baseline:
@@ -136,8 +145,11 @@ def counted_toy(path: Path, count: Path, sleep: float = 0.0, noise: str = "0.002
     spec = path / "overnight.toml"
     text = spec.read_text()
     assert TOY_RESCORE in text
+    pause = f"sleep {sleep:g}"
+    if check_sleep is not None:  # the run directory is <experiment>-<run>: the baseline is #1
+        pause = f"case $(basename $(dirname $OVERNIGHT_RESCORE)) in 1-*) sleep {check_sleep:g};; *) {pause};; esac"
     wrapped = (
-        f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && sleep {sleep:g} && '
+        f'rescore   = "echo $(basename $(dirname $OVERNIGHT_RESCORE)) >> {count} && {pause} && '
         f'python evaluate.py --rescore"'
     )
     spec.write_text(text.replace(TOY_RESCORE, wrapped).replace('TOY_NOISE = "0.002"', f'TOY_NOISE = "{noise}"'))
@@ -166,3 +178,62 @@ def fake_metric(root: Path) -> str:
         "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
         " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))",
     )
+
+
+# --- a toy whose every process says when it ran, and on what ------------------------------
+
+# Protected, beside evaluate.py: runs the rest of its command line after `sleep` seconds and
+# appends one JSON line to $STAMPS (outside the run directory: the harness never reads it).
+STAMP = """\
+import json, os, subprocess, sys, time
+kind, sleep, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+start = time.time()
+time.sleep(sleep)
+code = subprocess.call(argv)
+line = dict(kind=kind, start=start, end=time.time(), gpu=os.environ.get("CUDA_VISIBLE_DEVICES"),
+            dir=os.path.dirname(os.environ.get("OVERNIGHT_RESULT", "")))
+with open(os.environ["STAMPS"], "a") as f:
+    f.write(json.dumps(line) + "\\n")
+sys.exit(code)
+"""
+
+
+def stamped_toy(path: Path, stamps: Path, rescore_sleep: float = 1.0, budget: float = 1.0) -> Path:
+    """The noise-free toy task whose training (TOY_SLEEP: the whole budget) and protected
+    re-score (`rescore_sleep` seconds longer) each append {kind: train|rescore, start, end,
+    gpu: CUDA_VISIBLE_DEVICES, dir: the run directory} to `stamps` (see `stamped`)."""
+    path.mkdir(parents=True, exist_ok=True)
+    write_task("toy", path)
+    (path / "stamp.py").write_text(STAMP)
+    spec = path / "overnight.toml"
+    text = spec.read_text()
+    for old, new in (
+        ('command   = "python train.py"', 'command   = "python stamp.py train 0 python train.py"'),
+        (TOY_RESCORE, f'rescore   = "python stamp.py rescore {rescore_sleep:g} python evaluate.py --rescore"'),
+        ('protected = ["evaluate.py", ', 'protected = ["evaluate.py", "stamp.py", '),
+        ("budget    = 1\n", f"budget    = {budget:g}\n"),
+        ('TOY_NOISE = "0.002"', f'TOY_NOISE = "0"\nSTAMPS = "{stamps}"'),
+        ('TOY_SLEEP = "0"', 'TOY_SLEEP = "budget"'),
+    ):
+        assert old in text, old
+        text = text.replace(old, new)
+    spec.write_text(text)
+    gitops.init_repo(path, "init")
+    return path
+
+
+def stamped(stamps: Path) -> list[dict]:
+    """The processes of a stamped_toy, in the order they ended."""
+    return [json.loads(line) for line in stamps.read_text().splitlines()] if stamps.exists() else []
+
+
+def overlapping(stamps: list[dict], device=lambda s: s["gpu"]) -> list[tuple[dict, dict]]:
+    """(re-score, training) pairs whose intervals overlap on the same `device`."""
+    trains = [s for s in stamps if s["kind"] == "train"]
+    return [
+        (r, t)
+        for r in stamps
+        if r["kind"] == "rescore"
+        for t in trains
+        if device(r) == device(t) and r["start"] < t["end"] and t["start"] < r["end"]
+    ]
