@@ -232,3 +232,21 @@ def test_bad_heldout_fields_are_one_clear_error(tmp_path, extra, needle):
 def test_bad_watch(tmp_path):
     with pytest.raises(TaskSpecError, match="task.watch must be a list of file paths"):
         load_task(write(tmp_path, VALID.replace("budget = 300\n", 'budget = 300\nwatch = "x"\n')))
+
+
+# --- task.clock: what a run counts its budget with (OVERNIGHT_CLOCK) ---------------------------
+
+
+@pytest.mark.parametrize("line, clock", [("", "wall"), ('clock = "wall"\n', "wall"), ('clock = "cpu"\n', "cpu")])
+def test_clock_is_read_and_defaults_to_wall(tmp_path, line, clock):
+    spec = load_task(write(tmp_path, VALID.replace("budget = 300\n", f"budget = 300\n{line}")))
+    assert spec.clock == clock
+
+
+@pytest.mark.parametrize("value", ['"CPU"', '"process"', '""', "1", "true", '["cpu"]'])
+def test_bad_clock_is_one_line_naming_the_allowed_values(tmp_path, value):
+    with pytest.raises(TaskSpecError) as info:
+        load_task(write(tmp_path, VALID.replace("budget = 300\n", f"budget = 300\nclock = {value}\n")))
+    message = str(info.value)
+    assert "task.clock" in message and "'wall' or 'cpu'" in message
+    assert "\n" not in message

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from overnight.errors import TaskSpecError
-from overnight.task import DEFAULT_HELDOUT_GAP, DEFAULT_HELDOUT_SHARE, Heldout, Limits, Metric, TaskSpec
+from overnight.task import CLOCKS, DEFAULT_HELDOUT_GAP, DEFAULT_HELDOUT_SHARE, Heldout, Limits, Metric, TaskSpec
 
 SPEC_FILE = "overnight.toml"
 GOALS = ("minimize", "maximize")
@@ -29,6 +29,7 @@ TASK_FIELDS = (
     "editable",
     "protected",
     "budget",
+    "clock",
     "timeout",
     "env",
     "rescore",
@@ -139,6 +140,12 @@ def load_task(root: Path | str) -> TaskSpec:
         timeout = _number(timeout, "task.timeout (seconds)", strict=True)
         if timeout <= budget:
             raise TaskSpecError(f"{SPEC_FILE}: task.timeout ({timeout:g}) must exceed task.budget ({budget:g})")
+    clock = task.get("clock", CLOCKS[0])
+    if clock not in CLOCKS:
+        raise TaskSpecError(
+            f"{SPEC_FILE}: task.clock is {repr(clock)[:40]} — use {' or '.join(repr(c) for c in CLOCKS)} "
+            '("cpu": training time in CPU seconds, for a CPU shared with other work)'
+        )
     env = task.get("env", {})
     if not isinstance(env, dict):
         raise TaskSpecError(f'{SPEC_FILE}: task.env must be a table of NAME = "value"')
@@ -200,6 +207,7 @@ def load_task(root: Path | str) -> TaskSpec:
         editable=editable,
         protected=protected,
         budget=budget,
+        clock=clock,
         timeout_setting=None if timeout is None else float(timeout),
         metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()},

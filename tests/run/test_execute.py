@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -82,6 +83,34 @@ def test_environment_given_to_the_command(task_repo, tmp_path):
     )
     res = run(root, tmp_path, extra_env={"EXTRA": "yes"})
     assert res.status == RunStatus.OK, res.log_tail
+
+
+@pytest.mark.parametrize(
+    "line, env, clock, policy",
+    [
+        ("", "", "wall", "unset"),
+        ('clock = "cpu"\n', "", "cpu", "PASSIVE"),
+        ('clock = "cpu"\n', 'OMP_WAIT_POLICY = "ACTIVE"\n', "cpu", "ACTIVE"),
+    ],
+)
+def test_the_task_clock_reaches_the_run(task_repo, tmp_path, monkeypatch, line, env, clock, policy):
+    # [task] clock reaches the command as OVERNIGHT_CLOCK, the default too (a task's own train.py
+    # needs no default of its own); under the cpu clock OpenMP's threads wait passively, unless
+    # [task.env] says otherwise. The run reports what it saw.
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    root = task_repo(
+        """
+        import json, os
+        from evaluate import report
+        print(json.dumps([os.environ["OVERNIGHT_CLOCK"], os.environ.get("OMP_WAIT_POLICY", "unset")]))
+        report(score=1.0)
+    """,
+        toml=DEFAULT_ENV_TOML.replace("budget = 1\n", f"budget = 1\n{line}").replace("FROM_TOML = 7\n", env),
+    )
+    assert load_task(root).clock == clock
+    res = run(root, tmp_path)
+    assert res.status == RunStatus.OK, res.log_tail
+    assert json.loads(Path(res.log_path).read_text().splitlines()[0]) == [clock, policy]
 
 
 DEFAULT_ENV_TOML = """\

@@ -125,15 +125,27 @@ def _traps(run_dir: Path) -> list[str]:
     ]
 
 
+def clock_env(clock: str) -> dict[str, str]:
+    """What a run under `[task] clock` needs besides OVERNIGHT_CLOCK. Under the cpu clock, OpenMP
+    threads that wait for work sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE): a spinning
+    thread burns CPU time without work, and under load, waiting at a barrier for a thread the
+    scheduler took away, it ran the clock fast (nanogpt's cpu preset, 10 s: 11-18 steps beside a
+    competing process, 20-39 without; passive: 43-49 and 36-49; docs/task-spec.md). A
+    `[task.env]` entry wins."""
+    return {"OMP_WAIT_POLICY": "PASSIVE"} if clock == "cpu" else {}
+
+
 def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None = None) -> dict:
     """The environment of a process of the task's (a run, its re-score, the task's setup): the
     user's credentials withheld unless `[task] pass_env` names them (credentials.py), `extra`
-    (a slot's pinning), the budget and seed, a fresh run marker and the tag's marker."""
+    (a slot's pinning), the budget, its clock and the seed, a fresh run marker and the tag's marker."""
     return {
         **credentials.scrub(os.environ, task.pass_env),
+        **clock_env(task.clock),
         **task.env,
         **(extra or {}),
         "OVERNIGHT_BUDGET": f"{task.budget:g}",
+        "OVERNIGHT_CLOCK": task.clock,
         "OVERNIGHT_SEED": str(seed),
         "PYTHONUNBUFFERED": "1",
         MARKER_VAR: secrets.token_hex(8),

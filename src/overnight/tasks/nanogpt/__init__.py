@@ -16,8 +16,8 @@ from overnight.errors import OvernightError
 HERE = Path(__file__).parent
 FILES = ("train.py", "prepare.py", "program.md", "overnight.toml")
 
-# Each preset: constants of prepare.py, of train.py, the budget of overnight.toml, and any
-# [knobs] ranges the preset needs.
+# Each preset: constants of prepare.py, of train.py, the budget and clock of overnight.toml, and
+# any [knobs] ranges the preset needs.
 # The templates carry the cpu values; listing them again here is what makes `--preset cpu`
 # restore them, and keeps the two presets side by side for reading.
 PRESETS = {
@@ -31,6 +31,8 @@ PRESETS = {
         train=dict(DEPTH=3, ASPECT_RATIO=64, HEAD_DIM=64, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**11,
                    DEVICE_BATCH_SIZE=8),
         budget=60,
+        # A CPU is shared with other work: count the run's own CPU time (docs/task-spec.md).
+        clock="cpu",
         # Inferred ranges would let a search draw a 6 x 128-wide model: on two cores its
         # compile and first steps alone outlast the hard timeout (seen: 3 timeouts in a row).
         knobs=('DEPTH = { low = 2, high = 4 }       # cpu preset: models that can learn in 60 s\n'
@@ -44,6 +46,7 @@ PRESETS = {
         train=dict(DEPTH=8, ASPECT_RATIO=64, HEAD_DIM=128, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**19,
                    DEVICE_BATCH_SIZE=128),
         budget=300,
+        clock="wall",  # a GPU is the run's own: its wall time is what the run got
     ),
 }
 DEFAULT_PRESET = "cpu"
@@ -102,6 +105,7 @@ def render(preset: str | None = None, data: str | None = None) -> dict[str, str]
     toml = files["overnight.toml"]
     toml = re.sub(r"(?m)^(budget\s*=\s*)\d+", rf"\g<1>{budget}", toml)
     toml = re.sub(r"(?m)^(timeout\s*=\s*)\d+", rf"\g<1>{2 * budget + 60}", toml)
+    toml = re.sub(r'(?m)^(clock\s*=\s*)"\w+"', rf'\g<1>"{p["clock"]}"', toml)
     files["overnight.toml"] = toml + p.get("knobs", "")
     # Runs import prepare.py, which would leave __pycache__ in every worktree.
     files[".gitignore"] = "__pycache__/\n*.pyc\n"

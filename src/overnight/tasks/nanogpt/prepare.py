@@ -57,6 +57,29 @@ def _default_budget():
 # The harness sets these per run; without them `python train.py` runs with the defaults.
 TIME_BUDGET = float(os.environ.get("OVERNIGHT_BUDGET") or _default_budget())
 SEED = int(os.environ.get("OVERNIGHT_SEED") or 42)
+CLOCK = os.environ.get("OVERNIGHT_CLOCK") or "wall"  # overnight.toml [task] clock: wall | cpu
+
+
+def training_clock():
+    """The clock train.py counts its budget with: a function of no arguments giving seconds.
+
+    "wall": the wall clock, right where the device is the run's own (a GPU). "cpu": this
+    process's CPU time (all its threads) divided by the threads it computes with, i.e. the wall
+    time it would have taken alone, so other work on a shared CPU cannot shorten its training.
+    The divisor is fixed here and capped at the cores the process may use: more threads than
+    cores buy no more time. OpenMP's threads must sleep while they wait (OMP_WAIT_POLICY=PASSIVE,
+    set by the harness with the cpu clock): a spinning thread's CPU time is not work. What it
+    does not remove: a slower core under load (shared caches, memory bandwidth) still trains
+    less per second counted."""
+    if CLOCK == "wall":
+        return time.perf_counter
+    if CLOCK != "cpu":
+        _fail(f"OVERNIGHT_CLOCK is {CLOCK!r} — use wall or cpu")
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = max(1, min(torch.get_num_threads(), cores))
+    return lambda: time.process_time() / threads
 
 CACHE_DIR = Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
 # Compiled kernels are kept across runs: a warm inductor cache turns a 20 s compile into ~5 s.

@@ -4,7 +4,7 @@ research edits. The model family of nanochat/autoresearch: rotary embeddings, QK
 ReLU² MLP, value embeddings with per-head gates, per-layer residual and x0 scalars, logit
 soft-cap, untied head; Muon for the matrices, AdamW for embeddings and scalars.
 
-Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_SEED, OVERNIGHT_RESULT)
+Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_CLOCK, OVERNIGHT_SEED, OVERNIGHT_RESULT)
 """
 
 import math
@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb,
-                     make_dataloader, report)
+                     make_dataloader, report, training_clock)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
@@ -353,10 +353,11 @@ peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu_name), 0.0)
 # Training loop: the budget counts training steps only
 # ---------------------------------------------------------------------------
 
+clock = training_clock()  # wall time, or on a shared CPU this process's own CPU time: others' load cannot move it
 t_train = time.time()
 step, total_training_time, smooth_loss, last_log = 0, 0.0, 0.0, 0.0
 while True:
-    t0 = time.time()
+    t0 = clock()
     for _ in range(grad_accum_steps):
         x, y = next(train_loader)
         with autocast_ctx:
@@ -376,7 +377,7 @@ while True:
     loss_f = loss.item()  # also waits for the device, so the timing below is honest
     if not math.isfinite(loss_f) or loss_f > 100:
         raise SystemExit(f"FAIL: training diverged at step {step} (loss {loss_f}) — lower the learning rates")
-    dt = time.time() - t0
+    dt = clock() - t0
     if step >= EXCLUDED_STEPS:
         total_training_time += dt
     smooth_loss = 0.9 * smooth_loss + 0.1 * loss_f
