@@ -6,7 +6,8 @@ from __future__ import annotations
 import random
 
 from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
-from overnight.judges.paired import choose, paired_noise_of
+from overnight.judges.paired import choose
+from overnight.judges.pooled import paired_noise_of
 from overnight.judges.stats import Noise
 from overnight.records import ExpStatus
 from overnight.testing.judges import METRIC, SyntheticNight, experiment
@@ -98,3 +99,34 @@ def test_when_the_noise_is_all_seed_pairing_wins():
 def test_when_the_noise_is_all_repeat_pairing_loses_no_alpha():
     false_keeps, _ = _keep_rate(0.0, sd_seed=0.0, sd=1.0, paired=True, nights=40, seed=2)
     assert false_keeps <= 0.08, false_keeps  # alpha 0.05; 240 no-ops: 0.08 is 1.8 sampling sds above
+
+
+def test_the_loop_runs_a_partner_under_the_seed_the_judge_names(tmp_path):
+    """Through the real loop (toy task, git, subprocesses, SQLite): a verdict that names an
+    incumbent seed (a missing partner) gets exactly that run, not the lowest unused seed."""
+    from overnight.judges.base import Judge, Verdict
+    from overnight.night.config import RunConfig
+    from overnight.night.controller import Controller
+    from overnight.records import VerdictAction
+    from overnight.testing.nights import Scripted, set_knobs
+    from overnight.testing.toy import quiet_toy
+
+    class NamesAPartner(Judge):
+        name = "partner"
+
+        def baseline_runs(self) -> int:
+            return 2
+
+        def judge(self, candidate, incumbent, metric, history):
+            if not any(r.seed == 7 for r in incumbent.runs):
+                return Verdict(VerdictAction.MORE, "partner first", more_incumbent_runs=1, incumbent_seeds=(7,))
+            return Verdict(VerdictAction.DISCARD, "seen", candidate.runs[0].value)
+
+    root = quiet_toy(tmp_path / "toy")
+    c = Controller(root, RunConfig(tag="t", judge="greedy", experiments=2), proposer=Scripted(set_knobs(DEPTH=3)))
+    c.judge = c.night.judge = NamesAPartner()
+    c.run()
+    base, cand = c.journal.experiments("t")
+    assert sorted(r.seed for r in base.runs) == [0, 1, 7]
+    assert cand.status == ExpStatus.DISCARDED and cand.reason == "seen"
+    c.journal.close()

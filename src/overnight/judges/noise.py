@@ -40,10 +40,12 @@ that hits candidate and incumbent differently between their runs (see `remeasure
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from overnight.judges.base import Judge, Verdict
-from overnight.judges.paired import Design, choose, differences, latest_by_seed, paired_noise_of, spread_p
+from overnight.judges.drift import drift_message, remeasure_due
+from overnight.judges.paired import Design, choose, spread_p
+from overnight.judges.pooled import before, differences, noise_of, ok_runs, paired_noise_of
 from overnight.judges.seeds import SEED_VAR, ignores_seed_why
 from overnight.judges.selection import corrected_gain
 from overnight.judges.stats import (
@@ -52,7 +54,6 @@ from overnight.judges.stats import (
     ignores_seed,
     mean,
     net_added_lines,
-    pooled_sd,
     sequential_boundary,
     t_quantile,
     z_to_t,
@@ -81,34 +82,6 @@ class NoiseSettings:
     paired_min_df: int = 4  # ... measured on this many degrees of freedom first (bounded until then)
     pair_p: float = 0.01  # differences spread beyond the paired noise at this chance: unpaired
     seed_p: float = 1e-3  # runs this unlikely steady across seeds ignore the seed (judges/seeds.py)
-
-
-def ok_runs(exp: Experiment) -> tuple[list[float], list[int]]:
-    runs = [r for r in exp.runs if r.status == RunStatus.OK and r.value is not None]
-    return [r.value for r in runs], [r.seed for r in runs]
-
-
-def noise_of(history: list[Experiment]) -> Noise:
-    """The unpaired run sd pooled over the night: each experiment's runs under two or more
-    seeds (one run per seed, the latest: a repeat of a seed is not the seed's spread)."""
-    groups = []
-    for e in history:
-        if any(r.status == RunStatus.MISMATCH for r in e.runs):
-            continue  # its values were not what protected code computes (rescore-mismatch)
-        runs = latest_by_seed(e.runs)
-        values, seeds = [r.value for r in runs.values()], list(runs)
-        if len(values) >= 2 and not ignores_seed(values, seeds):
-            groups.append(values)
-    return pooled_sd(groups)
-
-
-def then_runs(e: Experiment, moment: float) -> list[Run]:
-    return [r for r in e.runs if r.started < moment]
-
-
-def before(history: list[Experiment], moment: float) -> list[Experiment]:
-    """The journal as it stood at `moment`: experiments created and runs started before it."""
-    return [replace(e, runs=then_runs(e, moment)) for e in history if e.created < moment]
 
 
 class NoiseJudge(Judge):
@@ -370,35 +343,9 @@ class NoiseJudge(Judge):
             return Verdict(VerdictAction.DISCARD, "not confirmed: " + why, value)
         return Verdict(VerdictAction.MORE, "confirming: " + why, value, more_candidate_runs=1)
 
-    # --- drift ----------------------------------------------------------------------------
+    # --- drift (drift.py) -------------------------------------------------------------------
     def remeasure_due(self, incumbent: Experiment, history: list[Experiment]) -> bool:
-        if self.s.remeasure_every <= 0 or not incumbent.runs:
-            return False
-        last = max(r.started for r in incumbent.runs)
-        decided_since = [
-            e
-            for e in history
-            if e.id != incumbent.id and e.status.final and e.status != ExpStatus.REJECTED and (e.decided or 0) > last
-        ]
-        return len(decided_since) >= self.s.remeasure_every
+        return remeasure_due(self.s.remeasure_every, incumbent, history)
 
     def drift(self, incumbent: Experiment, history: list[Experiment]) -> str | None:
-        """After a re-measure: is the newest run far from the incumbent's earlier ones?"""
-        values, _ = ok_runs(incumbent)
-        if len(values) < 2:
-            return None
-        # The yardstick leaves the run under test out: a jump would otherwise inflate its own
-        # noise estimate and hide itself (one 4-se jump in a young night reads as ~2 se).
-        newest = [r for r in incumbent.runs if r.status == RunStatus.OK and r.value is not None][-1]
-        before = replace(incumbent, runs=[r for r in incumbent.runs if r is not newest])
-        noise = noise_of([before if e.id == incumbent.id else e for e in history])
-        if not noise.known:
-            return None
-        prev, last = values[:-1], values[-1]
-        z = (last - mean(prev)) / (noise.sd * math.sqrt(1 + 1 / len(prev)))
-        if abs(z) > self.s.drift_z:
-            return (
-                f"incumbent #{incumbent.id} re-measured at {last:.6g}, {z:+.1f} se from its earlier mean "
-                f"{mean(prev):.6g}: the machine's speed or state may have changed"
-            )
-        return None
+        return drift_message(self.s.drift_z, incumbent, history)

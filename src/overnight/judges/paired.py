@@ -28,41 +28,7 @@ from dataclasses import dataclass
 
 from scipy import stats as _st
 
-from overnight.judges.stats import Noise, pooled_sd
-from overnight.records import Experiment, Run, RunStatus
-
-
-def latest_by_seed(runs: list[Run]) -> dict[int, Run]:
-    """One run per seed, the latest (a re-run of a seed is the fresher partner)."""
-    out: dict[int, Run] = {}
-    for r in sorted(runs, key=lambda r: r.started):
-        if r.status == RunStatus.OK and r.value is not None:
-            out[r.seed] = r
-    return out
-
-
-def differences(candidate: list[Run], incumbent: dict[int, float]) -> list[tuple[int, float, float]]:
-    """(seed, candidate value, incumbent value) for each of the candidate's seeds the incumbent
-    has a value for. `incumbent`: seed -> value as the judge reads it."""
-    mine = latest_by_seed(candidate)
-    return [(s, r.value, incumbent[s]) for s, r in sorted(mine.items()) if s in incumbent]
-
-
-def paired_noise_of(history: list[Experiment], skip: set[int] = frozenset()) -> Noise:
-    """The paired-difference sd pooled over the night: each experiment (not in `skip`) with two
-    or more seeds shared with its parent gives one group of differences (raw values: a shift
-    applied to a whole run set moves no variance)."""
-    by_id = {e.id: e for e in history}
-    groups = []
-    for e in history:
-        parent = by_id.get(e.parent_id) if e.parent_id is not None else None
-        if parent is None or e.id in skip or any(r.status == RunStatus.MISMATCH for r in e.runs):
-            continue
-        theirs = {s: r.value for s, r in latest_by_seed(parent.runs).items()}
-        pairs = differences(e.runs, theirs)
-        if len(pairs) >= 2:
-            groups.append([c - i for _, c, i in pairs])
-    return pooled_sd(groups)
+from overnight.judges.stats import Noise
 
 
 @dataclass(frozen=True)

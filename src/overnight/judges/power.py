@@ -71,8 +71,8 @@ def detectable_gain(judge, history: list, power: float = 0.8) -> tuple[float | N
     """(the gain in metric units the noise judge `judge` would keep with probability `power`
     for the next candidate against the incumbent of `history`, the paired.Design it would use),
     or (None, None) when the night has not measured its noise yet."""
-    from overnight.judges.noise import noise_of
-    from overnight.judges.paired import choose, paired_noise_of
+    from overnight.judges.paired import choose
+    from overnight.judges.pooled import noise_of, paired_noise_of
     from overnight.judges.stats import PAIRED
     from overnight.records import incumbent
 

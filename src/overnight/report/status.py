@@ -14,7 +14,8 @@ from dataclasses import fields
 
 from overnight.journal import Journal
 from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
-from overnight.judges.paired import Design, paired_noise_of
+from overnight.judges.paired import Design
+from overnight.judges.pooled import paired_noise_of
 from overnight.judges.power import detectable_gain
 from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
 from overnight.report.usage import usage_summary

@@ -10,7 +10,7 @@ only the run's worktree and run directory (bwrap: and a private /tmp), the held-
 hidden. While the run is alive the held-out data (`.overnight/heldout/`, `task.watch`) is
 watched with inotify (watch.py): an open -> `reads-heldout`. A request with `rescore` is
 re-scored and held-out scored right after the run (scoring.py); the night's runs are not
-(the re-score happens off the slot, before a keep).
+(the re-score runs later, in a slot of its own, before a keep).
 
 What this does NOT protect against: code that reads the validation data — the candidate runs
 in the same process as the protected evaluation, so anything the evaluation can read, it can
