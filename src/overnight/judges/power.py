@@ -19,7 +19,7 @@ import math
 
 import numpy as np
 
-from overnight.judges.stats import inverse
+from overnight.judges.stats import inverse, kept_at
 
 DRAWS = 20_000
 
@@ -37,17 +37,8 @@ def keep_probability(g: float, n_incumbent: int, crit: float, screen: float, fut
     and the sd those of the differences)."""
     e_inc, runs = _noise(max_runs)
     inc = inverse(n_incumbent)
-    alive = np.ones(DRAWS, bool)
-    kept = np.zeros(DRAWS, bool)
-    for n in range(1, max_runs + 1):
-        t = (g + runs[:, n - 1] / n + e_inc * math.sqrt(inc)) / math.sqrt(1 / n + inc)
-        if n == 1:
-            alive &= t >= screen
-            continue
-        hit = alive & (t > crit)
-        kept |= hit
-        alive &= ~hit & (t >= futility)
-    return float(kept.mean())
+    ts = [(g + runs[:, n - 1] / n + e_inc * math.sqrt(inc)) / math.sqrt(1 / n + inc) for n in range(1, max_runs + 1)]
+    return float((kept_at(ts, screen, crit, futility) > 0).mean())
 
 
 @functools.lru_cache(maxsize=1024)

@@ -29,7 +29,7 @@ import math
 
 import numpy as np
 
-from overnight.judges.stats import inverse
+from overnight.judges.stats import inverse, kept_at
 
 DRAWS = 20_000
 
@@ -48,17 +48,8 @@ def conditional_mean(
     the design (almost) never keeps at that look. `offset`: the line price, in sd units;
     `n_inc` stats.PAIRED: the paired design (g and the sd those of the paired differences)."""
     s = _paths(max_runs)
-    alive = np.ones(DRAWS, bool)
-    kept_at = np.zeros(DRAWS, np.int8)
-    for j in range(1, max_runs + 1):
-        t = (g - s[:, j - 1] / j - offset) / math.sqrt(1 / j + inverse(n_inc))
-        if j == 1:
-            alive &= t >= screen
-            continue
-        hit = alive & (t > crit)
-        kept_at[hit] = j
-        alive &= ~hit & (t >= futility)
-    mask = kept_at == n_keep
+    ts = [(g - s[:, j - 1] / j - offset) / math.sqrt(1 / j + inverse(n_inc)) for j in range(1, max_runs + 1)]
+    mask = kept_at(ts, screen, crit, futility) == n_keep
     if mask.sum() < 30:
         return None
     return float(g - s[mask, n_keep - 1].mean() / n_keep)

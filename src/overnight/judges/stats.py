@@ -61,19 +61,27 @@ def sequential_boundary(
     ts = [(runs[:, n - 1] / n + e_inc) / math.sqrt(1 / n + inc) for n in range(1, max_runs + 1)]
 
     def keep_rate(c: float) -> float:
-        alive = ts[0] >= screen
-        kept = np.zeros(draws, bool)
-        for t in ts[1:]:
-            hit = alive & (t > c)
-            kept |= hit
-            alive &= ~hit & (t >= futility)
-        return kept.mean()
+        return (kept_at(ts, screen, c, futility) > 0).mean()
 
     lo, hi = 0.0, 6.0
     for _ in range(40):  # bisection: keep_rate falls as c rises (same draws for every c)
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if keep_rate(mid) > alpha else (lo, mid)
     return hi
+
+
+def kept_at(ts: list[np.ndarray], screen: float, crit: float, futility: float) -> np.ndarray:
+    """The judge's sequential design on simulated candidates: `ts[n - 1]` holds each one's t at
+    its n-th run. The look (2, 3, ...) at which each is kept, 0 where it is not: screened out
+    at run 1 below `screen`, kept at the first look above `crit`, stopped below `futility`.
+    The one copy of the rule that the boundary, the selection correction and the power use."""
+    alive = ts[0] >= screen
+    kept = np.zeros(len(ts[0]), np.int8)
+    for n, t in enumerate(ts[1:], start=2):
+        hit = alive & (t > crit)
+        kept[hit] = n
+        alive &= ~hit & (t >= futility)
+    return kept
 
 
 PAIRED = 0  # as n_incumbent: the paired design, where the incumbent's mean does not enter
