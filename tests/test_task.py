@@ -237,7 +237,10 @@ def test_bad_watch(tmp_path):
 # --- task.clock: what a run counts its budget with (OVERNIGHT_CLOCK) ---------------------------
 
 
-@pytest.mark.parametrize("line, clock", [("", "wall"), ('clock = "wall"\n', "wall"), ('clock = "cpu"\n', "cpu")])
+@pytest.mark.parametrize(
+    "line, clock",
+    [("", "wall"), ('clock = "wall"\n', "wall"), ('clock = "cpu"\n', "cpu"), ('clock = "tokens"\n', "tokens")],
+)
 def test_clock_is_read_and_defaults_to_wall(tmp_path, line, clock):
     spec = load_task(write(tmp_path, VALID.replace("budget = 300\n", f"budget = 300\n{line}")))
     assert spec.clock == clock
@@ -248,5 +251,5 @@ def test_bad_clock_is_one_line_naming_the_allowed_values(tmp_path, value):
     with pytest.raises(TaskSpecError) as info:
         load_task(write(tmp_path, VALID.replace("budget = 300\n", f"budget = 300\nclock = {value}\n")))
     message = str(info.value)
-    assert "task.clock" in message and "'wall' or 'cpu'" in message
+    assert "task.clock" in message and "'wall' or 'cpu' or 'tokens'" in message
     assert "\n" not in message

@@ -72,8 +72,10 @@ BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses 
 
 # `[task] clock`: "wall" (the default) counts the budget in wall seconds, right where the device
 # is the run's own (a GPU); "cpu" in the run's CPU seconds divided by its threads (the wall time
-# it would have taken alone), so other work on a shared CPU cannot shorten its training.
-CLOCKS = ("wall", "cpu")  # the first is the default
+# it would have taken alone), so other work on a shared CPU cannot shorten its training;
+# "tokens" in the compute the baseline did in the budget, measured once at the task's setup (a
+# seed then trains the same steps twice, whatever the load; a speed-up buys nothing).
+CLOCKS = ("wall", "cpu", "tokens")  # the first is the default
 
 
 @dataclass(frozen=True)

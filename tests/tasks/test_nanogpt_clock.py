@@ -83,7 +83,7 @@ def count(task: Path, clock: str, budget: float, core: int, competitors: int = 0
     return int(out.split()[-1])
 
 
-@pytest.mark.parametrize("preset, clock", [("cpu", "wall"), ("gpu", "wall")])
+@pytest.mark.parametrize("preset, clock", [("cpu", "tokens"), ("gpu", "wall")])
 def test_each_preset_has_its_clock(tmp_path, preset, clock):
     write_task("nanogpt", tmp_path, preset, None)
     assert load_task(tmp_path).clock == clock
@@ -94,7 +94,7 @@ def test_wall_is_the_default_and_a_wrong_clock_is_one_line(task):
     out = subprocess.run([sys.executable, "-c", code], cwd=task, env=env_of(None), capture_output=True, text=True)
     assert out.stdout.split() == ["wall", "True"], out.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-c", code], cwd=task, env=env_of("process"), capture_output=True, text=True)
-    assert bad.returncode != 0 and bad.stderr.strip() == "error: OVERNIGHT_CLOCK is 'process' — use wall or cpu"
+    assert bad.returncode != 0 and bad.stderr.strip() == "error: OVERNIGHT_CLOCK is 'process' — use wall, cpu, tokens"
 
 
 @pinning

@@ -63,12 +63,15 @@ def prepared(task: Path, cache: Path) -> Iterator:
         yield module
 
 
-def run_train(task: Path, cache: Path, budget: float = 2, seed: int = 1, result: Path | None = None):
-    """`python train.py` in `task` as a run would start it; the CompletedProcess."""
+def run_train(
+    task: Path, cache: Path, budget: float = 2, seed: int = 1, result: Path | None = None, env: dict | None = None
+):
+    """`python train.py` in `task` as a run would start it (plus `env`); the CompletedProcess."""
     # One thread: the tiny model gains nothing from two, and on a busy machine two OpenMP threads
     # wait on each other at every op (a 2.5 s run then manages 5 steps instead of ~100).
     env = dict(
         os.environ,
+        **(env or {}),
         OVERNIGHT_CACHE=str(cache),
         OVERNIGHT_BUDGET=str(budget),
         OVERNIGHT_SEED=str(seed),

@@ -31,10 +31,10 @@ PRESETS = {
         train=dict(DEPTH=3, ASPECT_RATIO=64, HEAD_DIM=64, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**11,
                    DEVICE_BATCH_SIZE=8),
         budget=60,
-        # The wall clock: on a quiet machine the cpu clock (with its passive OpenMP threads) ran
-        # 39 % longer per run for 13 % fewer steps and no less noise (bench/clock.py,
-        # docs/task-spec.md); set clock = "cpu" on a machine shared with other work.
-        clock="wall",
+        # The tokens clock: a seed trains the same steps twice whatever the load, so paired runs
+        # differ by the change alone (bench/clock.py, docs/task-spec.md: paired sd 0.002 against
+        # the wall clock's unpaired 0.020 quiet, 0.061 loaded); the cpu clock did not pair.
+        clock="tokens",
         # Inferred ranges would let a search draw a 6 x 128-wide model: on two cores its
         # compile and first steps alone outlast the hard timeout (seen: 3 timeouts in a row).
         knobs=('DEPTH = { low = 2, high = 4 }       # cpu preset: models that can learn in 60 s\n'

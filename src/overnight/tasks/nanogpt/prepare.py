@@ -57,7 +57,9 @@ def _default_budget():
 # The harness sets these per run; without them `python train.py` runs with the defaults.
 TIME_BUDGET = float(os.environ.get("OVERNIGHT_BUDGET") or _default_budget())
 SEED = int(os.environ.get("OVERNIGHT_SEED") or 42)
-CLOCK = os.environ.get("OVERNIGHT_CLOCK") or "wall"  # overnight.toml [task] clock: wall | cpu
+CLOCK = os.environ.get("OVERNIGHT_CLOCK") or "wall"  # overnight.toml [task] clock: wall | cpu | tokens
+CLOCKS = ("wall", "cpu", "tokens")
+CALIBRATION_SECONDS = 10  # the tokens clock: wall seconds of training the setup times, once per machine
 
 
 def training_clock():
@@ -71,15 +73,73 @@ def training_clock():
     set by the harness with the cpu clock): a spinning thread's CPU time is not work. What it
     does not remove: a slower core under load (shared caches, memory bandwidth) still trains
     less per second counted."""
-    if CLOCK == "wall":
+    if CLOCK not in CLOCKS:
+        _fail(f"OVERNIGHT_CLOCK is {CLOCK!r} — use {', '.join(CLOCKS)}")
+    if CLOCK in ("wall", "tokens"):  # tokens: the budget is counted in tokens (training_tokens)
         return time.perf_counter
-    if CLOCK != "cpu":
-        _fail(f"OVERNIGHT_CLOCK is {CLOCK!r} — use wall or cpu")
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     threads = max(1, min(torch.get_num_threads(), cores))
     return lambda: time.process_time() / threads
+
+
+def training_tokens(model=None):
+    """The budget in tokens under the tokens clock, None under the others: the compute the
+    night's baseline model did in TIME_BUDGET seconds on this machine (measured once by the
+    task's setup, kept in the cache folder), in tokens of `model`: a model with twice the
+    matrix weights gets half the tokens. So every run of every night here gets the same compute
+    whatever the machine's load, and a seed trains the same steps twice. What it gives up: a
+    candidate that only trains faster (a kernel, compile) gets no more tokens, and one slower per
+    FLOP pays only in wall time (bounded by the harness's timeout); the attention's own FLOPs
+    are not counted (about a seventh of the cpu preset's)."""
+    if CLOCK != "tokens":
+        return None
+    calibration = _calibration()
+    if calibration is None:
+        _fail(f"the tokens clock has no calibration for this machine in {_calibration_path()} — run "
+              "`python prepare.py --setup` once (overnight runs it before a night)")
+    scale = calibration["flops_per_token"] / matmul_flops_per_token(model) if model is not None else 1.0
+    return TIME_BUDGET * calibration["tokens_per_second"] * scale
+
+
+def matmul_flops_per_token(model):
+    """6 per weight of the model's matrices (a multiply-add forward, two backward); embedding
+    tables are looked up, not multiplied, and are left out."""
+    import torch.nn as nn
+
+    looked_up = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    return 6 * sum(p.numel() for p in model.parameters() if p.dim() >= 2 and id(p) not in looked_up)
+
+
+def _calibration_path():
+    """One calibration per device model (the CPU's or GPU's name) and model shape of the preset
+    (sequence length, vocabulary). Not per thread count or core set: every slot of a night,
+    pinned or not, must train on the same number of tokens. One machine's: a Ray node with
+    another device finds none and says so."""
+    import platform
+
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else _cpu_model() or platform.machine()
+    key = "|".join(map(str, [device, MAX_SEQ_LEN, VOCAB_SIZE]))
+    return CACHE_DIR / f"tokens-clock-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+
+
+def _cpu_model():
+    try:
+        found = re.search(r"^model name\s*:\s*(.+)$", Path("/proc/cpuinfo").read_text(), re.M)
+    except OSError:
+        return ""
+    return found.group(1).strip() if found else ""
+
+
+def _calibration():
+    try:
+        found = json.loads(_calibration_path().read_text())
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) and {"tokens_per_second", "flops_per_token"} <= found.keys() else None
 
 CACHE_DIR = Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
 # Compiled kernels are kept across runs: a warm inductor cache turns a 20 s compile into ~5 s.
@@ -641,13 +701,34 @@ def setup():
     sys.modules.pop("prepare", None)
     import prepare as module  # the module train.py imports (this file runs as __main__)
 
-    module.TIME_BUDGET = 1e-9  # the loop stops after its first timed step (0 would divide by zero)
+    calibrate = module.CLOCK == "tokens" and _calibration() is None
+    # The loop stops after its first timed step (0 would divide by zero), or, to calibrate the
+    # tokens clock, after CALIBRATION_SECONDS of wall time.
+    module.TIME_BUDGET = CALIBRATION_SECONDS if calibrate else 1e-9
+    module.CLOCK = "wall"
     module.EVAL_TOKENS = module.MAX_SEQ_LEN  # one window: the evaluation is not what warms up
     train = Path(__file__).with_name("train.py")
     if train.exists():
-        runpy.run_path(str(train), run_name="__main__")
+        trained = runpy.run_path(str(train), run_name="__main__")
+        if calibrate:
+            _write_calibration(trained)
     print(f"setup done in {time.time() - t0:.1f}s: data cache {folder}, compile cache "
           f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}", flush=True)
+
+
+def _write_calibration(trained):
+    """The tokens clock's rate: tokens per wall second over train.py's timed steps (compile and
+    warm-up excluded), and the model's FLOPs per token, written once; delete the file to measure
+    again (on a quiet machine)."""
+    timed = trained["step"] - EXCLUDED_STEPS
+    rate = timed * trained["tokens_per_step"] / trained["total_training_time"]
+    path = _calibration_path()
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps({"tokens_per_second": rate, "flops_per_token": matmul_flops_per_token(trained["model"]),
+                               "timed_steps": timed,
+                               "seconds": trained["total_training_time"], "measured": time.ctime()}, indent=1))
+    os.replace(tmp, path)
+    print(f"tokens clock: {rate:,.0f} tokens/s over {timed} steps, kept in {path}", flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--rescore"]:

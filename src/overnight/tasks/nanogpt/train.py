@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb,
-                     make_dataloader, report, training_clock)
+                     make_dataloader, report, training_clock, training_tokens)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
@@ -354,8 +354,9 @@ peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu_name), 0.0)
 # ---------------------------------------------------------------------------
 
 clock = training_clock()  # wall time, or on a shared CPU this process's own CPU time: others' load cannot move it
+token_budget = training_tokens(model)  # None; with clock = "tokens" this model's tokens for the compute calibrated at setup
 t_train = time.time()
-step, total_training_time, smooth_loss, last_log = 0, 0.0, 0.0, 0.0
+step, total_training_time, trained_tokens, smooth_loss, last_log = 0, 0.0, 0, 0.0, 0.0
 while True:
     t0 = clock()
     for _ in range(grad_accum_steps):
@@ -363,7 +364,7 @@ while True:
         with autocast_ctx:
             loss = train_model(x, y)
         (loss / grad_accum_steps).backward()
-    progress = min(total_training_time / TIME_BUDGET, 1.0)
+    progress = min(trained_tokens / token_budget if token_budget else total_training_time / TIME_BUDGET, 1.0)
     lrm = get_lr_multiplier(progress)
     for opt in (adamw, muon):
         for group in opt.param_groups:
@@ -380,6 +381,7 @@ while True:
     dt = clock() - t0
     if step >= EXCLUDED_STEPS:
         total_training_time += dt
+        trained_tokens += tokens_per_step
     smooth_loss = 0.9 * smooth_loss + 0.1 * loss_f
     if time.time() - last_log > 5 or step == 0:
         last_log = time.time()
@@ -387,7 +389,7 @@ while True:
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss {debiased:.4f} | lrm {lrm:.2f} | "
               f"dt {1000 * dt:.0f}ms | tok/s {tokens_per_step / dt:,.0f}", flush=True)
     step += 1
-    if step > EXCLUDED_STEPS and total_training_time >= TIME_BUDGET:
+    if step > EXCLUDED_STEPS and (trained_tokens >= token_budget if token_budget else total_training_time >= TIME_BUDGET):
         break
 
 # ---------------------------------------------------------------------------
@@ -400,10 +402,12 @@ with autocast_ctx:
     evaluate_bpb(model, device_batch_size, device=device)
 print(f"evaluated in {time.time() - t_eval:.1f}s; started training after {t_train - t_start:.1f}s")
 timed_steps = max(step - EXCLUDED_STEPS, 1)
+# The seconds charged to the budget: the clock's, or under the tokens clock the tokens' worth at the calibrated rate.
+charged_seconds = TIME_BUDGET * trained_tokens / token_budget if token_budget else total_training_time
 tokens_per_second = timed_steps * tokens_per_step / max(total_training_time, 1e-9)
 report(
     device=device,
-    training_seconds=total_training_time,
+    training_seconds=charged_seconds,
     tokens_per_second=tokens_per_second,
     mfu_percent=100 * flops_per_token * tokens_per_second / peak_flops if peak_flops else 0.0,
     total_tokens_M=step * tokens_per_step / 1e6,
