@@ -55,6 +55,14 @@ def rev_parse(repo: Path, rev: str) -> str | None:
     return out or None
 
 
+def trees(repo: Path, commits: list[str]) -> dict[str, str]:
+    """Each commit's tree hash, in one git call: two commits with one tree hold the same files."""
+    if not commits:
+        return {}
+    out = git(repo, "rev-parse", *(f"{c}^{{tree}}" for c in commits)).split()
+    return dict(zip(commits, out, strict=True))
+
+
 def head(repo: Path) -> str:
     sha = rev_parse(repo, "HEAD")
     if sha is None:

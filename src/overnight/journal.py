@@ -46,7 +46,7 @@ CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, id);
 
 
 # autoresearch's results.tsv knows three statuses.
-TSV_STATUS = {ExpStatus.KEPT: "keep", ExpStatus.DISCARDED: "discard"}
+TSV_STATUS = {ExpStatus.KEPT: "keep", ExpStatus.DISCARDED: "discard", ExpStatus.DUPLICATE: "discard"}
 TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 

@@ -29,6 +29,7 @@ class ExpStatus(str, Enum):
     INVALID = "invalid"
     REJECTED = "rejected"  # never run: touched a protected file, or did not apply
     OOM = "oom"  # killed by limits.memory_mb (results.tsv says crash)
+    DUPLICATE = "duplicate"  # never run: the same files as an experiment already tried (its result copied)
 
     @property
     def final(self) -> bool:

@@ -43,6 +43,8 @@ from overnight.judges import Judge
 from overnight.layout import TagPaths
 from overnight.night.asker import Asker
 from overnight.night.config import Observer, RunConfig
+from overnight.night.duplicates import find_original
+from overnight.night.duplicates import reason as duplicate_reason
 from overnight.night.guards import seed_only_change
 from overnight.proposers import Context, Proposal, Proposer
 from overnight.proposers.base import REJECTED_KEY
@@ -72,6 +74,7 @@ class Night:
     started: float  # time.monotonic() when the command started: --hours counts from here
     inbox: queue.Queue = field(default_factory=queue.Queue)  # (kind, message) said on other threads
     thread: threading.Thread = field(default_factory=threading.current_thread)  # the journal's writer
+    trees: dict[str, str] = field(default_factory=dict)  # commit -> tree, for duplicates.py
 
     @property
     def state(self) -> Path:
@@ -194,7 +197,8 @@ class Night:
 
     def materialise(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
         """Make the candidate's commit (idempotent) on top of the current incumbent; reject
-        edits outside the editable files, and candidates whose rebase is empty."""
+        edits outside the editable files, and candidates whose rebase is empty; answer a
+        candidate whose files were already measured from the journal (duplicates.py)."""
         if exp.params.get(REJECTED_KEY) and exp.commit_sha is None:  # a failed proposal: never run
             self.finish(exp, ExpStatus.REJECTED, exp.params[REJECTED_KEY])
             return None
@@ -229,6 +233,12 @@ class Night:
             self.journal.set_commit(exp.id, sha, gitops.diff(self.root, exp.base_commit, sha))
         exp = self.journal.experiment(exp.id)
         gitops.update_ref(self.root, f"refs/overnight/{self.tag}/{exp.id}", exp.commit_sha)
+        # Checked before its first run only: once it runs, it is the measurement.
+        original = None if exp.runs else find_original(self.root, exp, history, self.trees)
+        if original is not None:
+            self.journal.event(self.tag, "duplicate", f"#{exp.id} has the files of #{original.id}: not run")
+            self.finish(exp, ExpStatus.DUPLICATE, duplicate_reason(original), original.value)
+            return None
         return exp
 
     def rebase_stale(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:

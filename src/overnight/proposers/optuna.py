@@ -54,6 +54,10 @@ class OptunaProposer(KnobProposer):
     def study(self, ctx: Context) -> optuna.Study:
         if self._study is None:
             optuna.logging.set_verbosity(logging.WARNING)
+            # A resumed night must not replay its own start: the sampler's random state is not
+            # stored, so seeded as before it proposed its first trials again (seen after a
+            # SIGKILL: two of six candidates were earlier ones, now caught as duplicates).
+            seed = ctx.seed + sum(TRIAL_KEY in e.params for e in ctx.history)
             if self.sampler_name == "tpe":
                 # A night is tens of experiments, not thousands: few random start-up trials
                 # (the baseline is already one), and a heavier prior so the Parzen estimators
@@ -64,14 +68,14 @@ class OptunaProposer(KnobProposer):
                     # silence that one warning rather than print it every night.
                     warnings.filterwarnings("ignore", message="`prior_weight`", category=FutureWarning)
                     sampler = optuna.samplers.TPESampler(
-                        seed=ctx.seed,
+                        seed=seed,
                         n_startup_trials=STARTUP_TRIALS,
                         prior_weight=PRIOR_WEIGHT,
                         multivariate=True,
                         constant_liar=True,
                     )  # pending trials count, so parallel slots do not duplicate
             else:
-                sampler = optuna.samplers.RandomSampler(seed=ctx.seed)
+                sampler = optuna.samplers.RandomSampler(seed=seed)
             storage = f"sqlite:///{layout.optuna_db(ctx.state_dir)}"
             direction = "minimize" if ctx.task.metric.goal == "minimize" else "maximize"
             self._study = optuna.create_study(

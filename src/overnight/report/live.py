@@ -26,6 +26,7 @@ STATUS_STYLE = {
     ExpStatus.INVALID: "red",
     ExpStatus.OOM: "red",
     ExpStatus.REJECTED: "yellow",
+    ExpStatus.DUPLICATE: "bright_black",
     ExpStatus.RUNNING: "cyan",
     ExpStatus.PROPOSED: "cyan",
 }

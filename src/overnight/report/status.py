@@ -156,6 +156,8 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "kept": kept,
         "discarded": sum(e.status == ExpStatus.DISCARDED for e in history),
         "crashed": sum(e.status.failed for e in history),
+        # candidates with the files of one already measured: answered from the journal, not run
+        "duplicates": sum(e.status == ExpStatus.DUPLICATE for e in history),
         "running": [
             {"id": e.id, "description": e.description, "since": e.runs[-1].started if e.runs else None} for e in running
         ],
