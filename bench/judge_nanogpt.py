@@ -30,7 +30,8 @@ from overnight import gitops  # noqa: E402
 from overnight.journal import Journal  # noqa: E402
 from overnight.judges.noise import NoiseJudge, NoiseSettings  # noqa: E402
 from overnight.judges.pooled import noise_of, paired_noise_of  # noqa: E402
-from overnight.judges.power import detectable_gain  # noqa: E402
+from overnight.judges.power import detectable_gain, detectable_sds  # noqa: E402
+from overnight.judges.stats import PAIRED  # noqa: E402
 from overnight.layout import journal_path  # noqa: E402
 from overnight.night.config import RunConfig  # noqa: E402
 from overnight.night.controller import Controller  # noqa: E402
@@ -81,13 +82,38 @@ def report(root: Path, budget: float) -> None:
         print(f"detectable gain at 80 % power, {name} judge: {shown} val_bpb{why}")
 
 
+def gain_for(sd: float, paired: bool, df: int = 30) -> float:
+    """The gain the default judge keeps with 80 % probability when its sd is `sd` (paired: the
+    sd of a difference under one seed; unpaired: of one run) with `df` degrees of freedom."""
+    judge = NoiseJudge(NoiseSettings(paired=paired))
+    s = judge.s
+    n = PAIRED if paired else s.incumbent_runs
+    crit = judge.critical_t(df, n, s.screen)
+    return sd * detectable_sds(n, round(crit, 6), s.screen, s.futility, s.max_runs)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, required=True, help="the task's folder: written once, then resumed")
     ap.add_argument("--trials", type=int, default=20, help="no-op candidates")
     ap.add_argument("--budget", type=float, default=20)
     ap.add_argument("--clock", default="tokens", choices=CLOCKS)
+    ap.add_argument(
+        "--sd",
+        nargs=2,
+        type=float,
+        metavar=("PAIRED", "UNPAIRED"),
+        help="also print the detectable gain for these sds (e.g. bench/clock.py's paired sd of a real change "
+        "under the tokens clock and the unpaired sd under the wall clock): a no-op's differences carry "
+        "none of a real change's seed x change interaction",
+    )
     args = ap.parse_args()
+    if args.sd:
+        paired, unpaired = args.sd
+        print(f"detectable gain at 80 % power for a paired sd {paired:g}: {gain_for(paired, True):.4f}")
+        print(f"detectable gain at 80 % power for an unpaired sd {unpaired:g}: {gain_for(unpaired, False):.4f}")
+        if not args.root.exists():
+            return
     print(f"cpu: {cpu_line()}", flush=True)
     if not (args.root / "overnight.toml").exists():
         args.root.mkdir(parents=True, exist_ok=True)
