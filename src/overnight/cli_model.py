@@ -29,6 +29,11 @@ MODEL_OPTIONS = {
     "--agent-cmd": ("agent_cmd", str, "agent command; {prompt_file} and {description_file} are filled in"),
     "--agent-timeout": ("agent_timeout", float, "seconds one agent invocation may take"),
     "--hybrid-trials": ("hybrid_trials", int, "hybrid: Optuna trials after each LLM move"),
+    "--knob-search": (
+        "knob_search",
+        click.Choice(("local", "global")),
+        "optuna: one constant at a time around the best first, then TPE (local); TPE from the start (global)",
+    ),
     "--price-in": ("price_in", float, "USD per million input tokens, for cost accounting"),
     "--price-out": ("price_out", float, "USD per million output tokens"),
     "--llm-retries": ("retries", int, "tries after the first, per proposal, before the fallback"),

@@ -83,7 +83,7 @@ def test_the_prompt_history_says_already_tried(tmp_path):
 
 def test_optuna_is_told_a_duplicates_result(tmp_path):
     night = ToyNight(write_toy(tmp_path / "toy"))
-    p = OptunaProposer()
+    p = OptunaProposer(start="global")
     proposal = p.propose(night.ctx())
     dup = night.record(proposal, ExpStatus.DUPLICATE, 1.3, proposer="optuna")  # answered from the journal
     p.observe(dup, night.ctx())

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from overnight import knobs
-from overnight.proposers import make_proposer
+from overnight.proposers import ProposerOptions, make_proposer
 from overnight.proposers.optuna import TRIAL_KEY
 from overnight.records import ExpStatus
 from overnight.testing.nights import ToyNight
@@ -21,6 +21,11 @@ def night(tmp_path, name="toy", seed=0) -> ToyNight:
 
 def file_values(new_text: str) -> dict:
     return {n: c.value for n, c in knobs.find_constants(new_text).items()}
+
+
+def tpe():
+    """TPE from the first proposal (`--knob-search global`): these tests are about its trials."""
+    return make_proposer("optuna", ProposerOptions(knob_search="global"))
 
 
 def load(n: ToyNight) -> optuna.Study:
@@ -42,7 +47,7 @@ def test_optuna_study_on_disk_with_baseline_trial(tmp_path):
 
 def test_optuna_parallel_asks_are_distinct(tmp_path):
     n = night(tmp_path)
-    p = make_proposer("optuna")
+    p = tpe()
     a, b = p.propose(n.ctx()), p.propose(n.ctx())  # two slots, no result in between
     assert a.params[TRIAL_KEY] != b.params[TRIAL_KEY]
     assert {k: v for k, v in a.params.items() if k != TRIAL_KEY} != {
@@ -54,7 +59,7 @@ def test_optuna_parallel_asks_are_distinct(tmp_path):
 
 def test_optuna_tells_values_and_failures(tmp_path):
     n = night(tmp_path)
-    p = make_proposer("optuna")
+    p = tpe()
     good, bad = p.propose(n.ctx()), p.propose(n.ctx())
     p.observe(n.record(good, ExpStatus.DISCARDED, 1.25), n.ctx())
     p.observe(n.record(bad, ExpStatus.CRASHED, None), n.ctx())
@@ -76,12 +81,12 @@ def test_optuna_tells_values_and_failures(tmp_path):
 def test_optuna_orphan_trials_fail_on_restart(tmp_path):
     """A trial asked by a controller that died before journaling it must not stay RUNNING."""
     n = night(tmp_path)
-    p = make_proposer("optuna")
+    p = tpe()
     journaled = p.propose(n.ctx())
     n.journal.add_experiment("t", 1, n.base, journaled.description, "optuna", journaled.params, journaled.edits)
     lost = p.propose(n.ctx())  # never journaled: the controller died here
     p.close()
-    q = make_proposer("optuna")
+    q = tpe()
     q.propose(n.ctx())
     states = {t.number: t.state for t in load(n).trials}
     assert states[lost.params[TRIAL_KEY]] == TrialState.FAIL

@@ -15,7 +15,7 @@ def make_proposer(name: str, options: ProposerOptions | None = None) -> Proposer
     if name == "optuna":
         from overnight.proposers.optuna import OptunaProposer
 
-        return OptunaProposer()
+        return OptunaProposer(start="incumbent" if options.knob_search == "local" else "global")
     if name == "random":
         from overnight.proposers.random import RandomProposer
 

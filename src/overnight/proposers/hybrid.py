@@ -86,7 +86,7 @@ class HybridProposer(Proposer):
         )
         tuner = self._tuners.get(anchor)
         if tuner is None:
-            tuner = self._tuners[anchor] = OptunaProposer()
+            tuner = self._tuners[anchor] = OptunaProposer(start="global")  # its K trials: TPE, as documented
             tuner.knob_space(actx)  # raises when the anchor has nothing to tune
             start = next(
                 (

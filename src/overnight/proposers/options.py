@@ -31,6 +31,9 @@ class ProposerOptions:
     agent_cmd: str | None = None  # shell command; {prompt_file} and {description_file} are filled in
     agent_timeout: float = 1800.0  # wall-clock limit of one agent invocation, seconds
     hybrid_trials: int = 4  # Optuna trials on the current best after each LLM move (0: LLM only)
+    # optuna: "local" moves one constant at a time around the best first (local.py), then TPE;
+    # "global" is TPE over the whole space from the start
+    knob_search: str = "local"
 
     @property
     def resolved_provider(self) -> str:

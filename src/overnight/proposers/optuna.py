@@ -2,7 +2,10 @@
 
 The study lives in `.overnight/optuna.db` (one study per tag), so `optuna-dashboard
 sqlite:///.overnight/optuna.db` opens it. The baseline is added as a finished trial, so the
-search starts from what the researcher already knew.
+search starts from what the researcher already knew. With `start="incumbent"` (the default,
+`--knob-search local`) every proposal is first a move of one constant around the current best
+(local.py); each such result is added to the study as a finished trial, and TPE takes over
+when every move around the best was tried, already knowing the neighbourhood.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from optuna.trial import TrialState
 
 from overnight import layout
 from overnight.knobs import Knob
+from overnight.proposers import local
 from overnight.proposers.base import Context, KnobProposer, Proposal
 from overnight.records import Experiment
 
@@ -46,9 +50,11 @@ def from_param(k: Knob, param: Any) -> Any:
 class OptunaProposer(KnobProposer):
     name = "optuna"
 
-    def __init__(self, sampler: str = "tpe") -> None:
+    def __init__(self, sampler: str = "tpe", start: str = "incumbent") -> None:
         super().__init__()
         self.sampler_name = sampler
+        self.start = start  # "incumbent": local moves first (local.py); "global": TPE from the start
+        self._pending: set[tuple[int, str, str]] = set()  # local moves proposed here (parallel slots)
         self._study: optuna.Study | None = None
 
     def study(self, ctx: Context) -> optuna.Study:
@@ -95,6 +101,12 @@ class OptunaProposer(KnobProposer):
     def propose(self, ctx: Context) -> Proposal:
         study = self.study(ctx)
         space = self.knob_space(ctx)
+        if self.start == "incumbent":
+            for name, value, label in local.moves(ctx, space, self._pending):
+                self._pending.add((ctx.incumbent.id, name, local.written(value)))
+                p = self.apply(ctx, {name: value}, "optuna local")
+                if not local.seen(ctx, p.edits):
+                    return Proposal(p.description, p.edits, {**p.params, local.MOVE_KEY: label})
         trial = study.ask({k.name: distribution(k) for k in space})
         values = {k.name: from_param(k, trial.params[k.name]) for k in space}
         proposal = self.apply(ctx, values, f"optuna #{trial.number}")
@@ -106,6 +118,8 @@ class OptunaProposer(KnobProposer):
         if number is None:
             if experiment.parent_id is None and experiment.value is not None:
                 self._add_baseline(study, ctx, experiment.value)
+            elif local.MOVE_KEY in experiment.params:
+                self._add_move(study, ctx, experiment)
             return
         trial = study.trials[number] if number < len(study.trials) else None
         if trial is None or trial.state != TrialState.RUNNING:
@@ -128,6 +142,27 @@ class OptunaProposer(KnobProposer):
             )
         except ValueError:
             return  # a declared range excludes the default: the baseline cannot be a trial
+        study.add_trial(trial)
+
+    def _add_move(self, study: optuna.Study, ctx: Context, experiment: Experiment) -> None:
+        """A local move's result as a finished trial (its whole configuration), so TPE starts
+        from the neighbourhood the moves measured. Once per experiment (observe is replayed)."""
+        value = experiment.value
+        if experiment.status.failed or value is None or not math.isfinite(value):
+            return
+        if any(t.user_attrs.get("experiment") == experiment.id for t in study.get_trials(deepcopy=False)):
+            return
+        space = self.knob_space(ctx)
+        values = local.current_values({**ctx.incumbent_files, **experiment.edits}, space)
+        try:
+            trial = optuna.trial.create_trial(
+                params={k.name: to_param(k, values[k.name]) for k in space if k.name in values},
+                distributions={k.name: distribution(k) for k in space if k.name in values},
+                value=value,
+                user_attrs={"experiment": experiment.id},
+            )
+        except ValueError:
+            return  # a value outside a declared range: TPE cannot hold it
         study.add_trial(trial)
 
     def close(self) -> None:

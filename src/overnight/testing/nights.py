@@ -54,19 +54,20 @@ class ToyNight:
         )
 
     def record(self, proposal, status=ExpStatus.DISCARDED, value=1.5, proposer: str = "p"):
-        """`proposal` journaled as a child of the baseline, decided with `status` and `value`."""
+        """`proposal` journaled as a child of the incumbent, decided with `status` and `value`."""
+        parent = self.journal.experiment(self.incumbent_id)
         eid = self.journal.add_experiment(
-            self.tag, 1, self.base, proposal.description, proposer, proposal.params, proposal.edits
+            self.tag, parent.id, parent.commit_sha, proposal.description, proposer, proposal.params, proposal.edits
         )
         self.journal.set_status(eid, status, "test", value)
         return self.journal.experiment(eid)
 
-    def keep(self, edits: dict[str, str], value: float = 1.1):
+    def keep(self, edits: dict[str, str], value: float = 1.1, params: dict | None = None):
         """A change of the incumbent's files committed and kept: the new incumbent."""
         parent = self.journal.experiment(self.incumbent_id)
         files = {**self.incumbent_files, **edits}
         commit = gitops.make_commit(self.root, parent.commit_sha, edits, "kept")
-        eid = self.journal.add_experiment(self.tag, parent.id, parent.commit_sha, "kept", "test", {}, edits)
+        eid = self.journal.add_experiment(self.tag, parent.id, parent.commit_sha, "kept", "test", params or {}, edits)
         self.journal.set_commit(eid, commit, gitops.diff(self.root, parent.commit_sha, commit))
         self.journal.set_status(eid, ExpStatus.KEPT, "test", value)
         self.incumbent_id, self.incumbent_files = eid, files

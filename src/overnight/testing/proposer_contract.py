@@ -22,7 +22,6 @@ import pytest
 
 from overnight import gitops, knobs
 from overnight.proposers import PROPOSERS, Proposal
-from overnight.proposers.optuna import TRIAL_KEY
 from overnight.records import ExpStatus
 from overnight.testing.nights import ToyNight
 from overnight.testing.toy import write_toy
@@ -199,7 +198,8 @@ class KnobProposerContract(ProposerContract):
                 # Everything but the constants' values is untouched.
                 strip = lambda s: [ln.split("=")[0] if ln[:1].isupper() else ln for ln in s.splitlines()]
                 assert strip(text) == strip(n.files[path])
-            assert set(prop.params) - {TRIAL_KEY} <= set(space)
+            # params: the knobs set, plus the proposer's bookkeeping (keys starting with "_")
+            assert {k for k in prop.params if not k.startswith("_")} <= set(space)
             p.observe(n.record(prop, value=1.2 + 0.01 * i), n.ctx())
         assert len(changed) >= 3  # it searches, rather than re-proposing the baseline
         p.close()
