@@ -27,6 +27,7 @@ from overnight.judges import JUDGES
 from overnight.judges.noise import NoiseSettings
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
+from overnight.night.screen import ScreenSettings
 from overnight.night.tags import check_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.run import credentials
@@ -129,6 +130,19 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
     f"[{_NS.remeasure_every}; 0: never]",
 )
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
+@click.option(
+    "--screen/--no-screen",
+    default=RunConfig.screen,
+    show_default=True,
+    help="each candidate first trains at a fraction of the budget; only one not clearly worse there "
+    "gets full-budget runs (noise judge; turns itself off when short and full runs rank changes differently)",
+)
+@click.option(
+    "--screen-fraction",
+    type=float,
+    default=None,
+    help=f"--screen: the fraction of the budget a screen run gets [{ScreenSettings.fraction}]",
+)
 @click.option("--experiments", type=int, default=None, help="stop when the tag has this many experiments")
 @click.option("--hours", type=float, default=None, help="stop after this many hours")
 @click.option("--tag", default=None, help="name of this run (default: resume the latest, or today's date)")
@@ -159,6 +173,8 @@ def run(
     no_selection_correction: bool,
     remeasure_every: int | None,
     budget: float | None,
+    screen: bool,
+    screen_fraction: float | None,
     experiments: int | None,
     hours: float | None,
     tag: str | None,
@@ -206,6 +222,9 @@ def run(
         raise OvernightError("--gpus needs device ids, e.g. --gpus 0,1")
     if ray_address is not None and executor != "ray":
         raise OvernightError("--ray-address needs --executor ray")
+    if screen_fraction is not None and not 0 < screen_fraction < 1:
+        raise OvernightError(f"--screen-fraction must be between 0 and 1, got {screen_fraction} — e.g. 0.25")
+    screening = ScreenSettings() if screen_fraction is None else ScreenSettings(fraction=screen_fraction)
     cfg = RunConfig(
         tag=tag,
         proposer=proposer,
@@ -214,6 +233,8 @@ def run(
         experiments=experiments,
         hours=hours,
         budget=budget,
+        screen=screen,
+        screening=screening,
         seed=seed,
         proposer_options=proposer_options,
         executor=executor,

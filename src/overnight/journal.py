@@ -34,7 +34,9 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER NOT NULL, slot TEXT, node TEXT, status TEXT NOT NULL, started REAL NOT NULL,
     ended REAL, training_seconds REAL, wall_seconds REAL, exit_code INTEGER, peak_memory_mb REAL,
     value REAL, summary TEXT, log_path TEXT, log_tail TEXT, error TEXT,
-    rescored REAL  -- what the protected re-score computed, once it agreed (NULL: not re-scored)
+    rescored REAL,  -- what the protected re-score computed, once it agreed (NULL: not re-scored)
+    budget REAL,  -- the seconds the run was given (OVERNIGHT_BUDGET)
+    screen INTEGER NOT NULL DEFAULT 0  -- 1: a screen run at a fraction of the budget (never judged)
 );
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT, tag TEXT, time REAL NOT NULL, kind TEXT NOT NULL,
@@ -46,7 +48,12 @@ CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, id);
 
 
 # autoresearch's results.tsv knows three statuses.
-TSV_STATUS = {ExpStatus.KEPT: "keep", ExpStatus.DISCARDED: "discard", ExpStatus.DUPLICATE: "discard"}
+TSV_STATUS = {
+    ExpStatus.KEPT: "keep",
+    ExpStatus.DISCARDED: "discard",
+    ExpStatus.DUPLICATE: "discard",
+    ExpStatus.SCREENED: "discard",
+}
 TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 
@@ -68,8 +75,15 @@ class Journal:
     def _migrate(self) -> None:
         """Columns added since the first release, added to an older journal in place (never
         renamed). runs.rescored: journals written when every run was re-scored inside it kept
-        the value in the run's summary only."""
+        the value in the run's summary only. runs.budget, runs.screen: before screening, every
+        run had the task's budget (NULL, 0)."""
         cols = {r[1] for r in self.db.execute("PRAGMA table_info(runs)")}
+        for name, decl in (("budget", "REAL"), ("screen", "INTEGER NOT NULL DEFAULT 0")):
+            if name not in cols:
+                try:
+                    self.db.execute(f"ALTER TABLE runs ADD COLUMN {name} {decl}")
+                except sqlite3.OperationalError:  # another connection added it first
+                    pass
         if "rescored" not in cols:
             try:
                 self.db.execute("BEGIN IMMEDIATE")
@@ -188,7 +202,7 @@ class Journal:
         d["edits"] = json.loads(d["edits"])
         d["params"] = json.loads(d["params"])
         d["status"] = ExpStatus(d["status"])
-        return Experiment(**d, runs=runs)
+        return Experiment(**d, runs=[r for r in runs if not r.screen], screens=[r for r in runs if r.screen])
 
     def _runs(self, exp_ids: list[int]) -> dict[int, list[Run]]:
         out: dict[int, list[Run]] = {}
@@ -199,15 +213,25 @@ class Journal:
             d = dict(row)
             d["summary"] = json.loads(d["summary"]) if d["summary"] else {}
             d["status"] = RunStatus(d["status"])
+            d["screen"] = bool(d["screen"])
             out.setdefault(d["experiment_id"], []).append(Run(**d))
         return out
 
     # --- runs -------------------------------------------------------------------------------
     @own_write
-    def start_run(self, exp_id: int, seed: int, slot: str | None = None, node: str | None = None) -> int:
+    def start_run(
+        self,
+        exp_id: int,
+        seed: int,
+        slot: str | None = None,
+        node: str | None = None,
+        budget: float | None = None,
+        screen: bool = False,
+    ) -> int:
         cur = self.db.execute(
-            "INSERT INTO runs (experiment_id, seed, slot, node, status, started) VALUES (?,?,?,?,?,?)",
-            (exp_id, seed, slot, node, RunStatus.RUNNING.value, time.time()),
+            "INSERT INTO runs (experiment_id, seed, slot, node, status, started, budget, screen)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (exp_id, seed, slot, node, RunStatus.RUNNING.value, time.time(), budget, int(screen)),
         )
         # A decided experiment (the incumbent being re-measured) keeps its status.
         self.db.execute(
@@ -305,6 +329,11 @@ class Journal:
             value = e.value if (e.value is not None and status != "crash") else 0.0
             mem = (e.peak_memory_mb or 0.0) / 1024
             desc = " ".join(e.description.split()).replace("\t", " ")
+            if e.status == ExpStatus.SCREENED:  # its only value is a short run's (not comparable)
+                short = [r for r in e.screens if r.value is not None]
+                value = short[-1].value if short else 0.0
+                given = f" at {short[-1].budget:g} s" if short and short[-1].budget else ""
+                desc += f" [screened out{given}]"
             lines.append(f"{(e.commit_sha or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{status}\t{desc}\n")
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(lines))

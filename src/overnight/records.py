@@ -30,6 +30,7 @@ class ExpStatus(str, Enum):
     REJECTED = "rejected"  # never run: touched a protected file, or did not apply
     OOM = "oom"  # killed by limits.memory_mb (results.tsv says crash)
     DUPLICATE = "duplicate"  # never run: the same files as an experiment already tried (its result copied)
+    SCREENED = "screened"  # clearly worse at a fraction of the budget: no full-budget run (night/screen.py)
 
     @property
     def final(self) -> bool:
@@ -87,6 +88,7 @@ class RunRequest:
     # Ray executors): the controller has it re-scored later, in a slot of its own, and only when
     # the candidate is about to be kept (night/rescorer.py, run/scoring.py, executors/ray.py).
     rescore: bool = True
+    budget: float | None = None  # a screen run's shorter budget (OVERNIGHT_BUDGET); None: the task's
 
 
 # The facts a run's journal row takes from its RunResult as they are (RunResult.record).
@@ -166,6 +168,8 @@ class Run:
     log_tail: str | None = None
     error: str | None = None
     rescored: float | None = None  # the protected re-score's value, once it agreed with `value`
+    budget: float | None = None  # the seconds it was given (OVERNIGHT_BUDGET); None: journaled before it was kept
+    screen: bool = False  # a screen run (a fraction of the budget): in Experiment.screens, never judged
 
     def __post_init__(self):
         self.status = RunStatus(self.status)  # the journal's text (and tests' literals) as the enum
@@ -189,7 +193,8 @@ class Experiment:
     created: float
     updated: float
     decided: float | None = None
-    runs: list[Run] = field(default_factory=list)
+    runs: list[Run] = field(default_factory=list)  # full-budget runs: what judges, verify and reports read
+    screens: list[Run] = field(default_factory=list)  # screen runs at a fraction of the budget (night/screen.py)
 
     def __post_init__(self):
         self.status = ExpStatus(self.status)

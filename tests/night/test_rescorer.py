@@ -236,12 +236,10 @@ def test_an_older_journal_gains_the_rescored_column(tmp_path):
 
     db = tmp_path / "journal.db"
     con = sqlite3.connect(db)
-    con.executescript(
-        SCHEMA.replace(
-            ",\n    rescored REAL  -- what the protected re-score computed, once it agreed (NULL: not re-scored)", ""
-        )
-    )
-    assert "rescored" not in {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+    # The runs table as it was: without rescored, budget and screen (added since, in that order).
+    head, tail = SCHEMA.split("    rescored REAL,")
+    con.executescript(head.rstrip().rstrip(",") + "\n);" + tail.split("\n);", 1)[1])
+    assert not {"rescored", "budget", "screen"} & {r[1] for r in con.execute("PRAGMA table_info(runs)")}
     con.execute("INSERT INTO tags VALUES ('t', 'c', 0, '{}')")
     con.execute(
         "INSERT INTO experiments (tag, base_commit, edits, description, proposer, params, status, created,"
@@ -255,6 +253,8 @@ def test_an_older_journal_gains_the_rescored_column(tmp_path):
     con.close()
     j = Journal(db)
     assert [r.rescored for r in j.experiment(1).runs] == [1.25, None]
+    # ... and they were full-budget runs: none is read as a screen run.
+    assert [(r.budget, r.screen) for r in j.experiment(1).runs] == [(None, False)] * 2 and not j.experiment(1).screens
     j.close()
     Journal(db).close()  # opening again changes nothing
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from overnight.judges.noise import NoiseSettings
+from overnight.night.screen import ScreenSettings
 from overnight.proposers import ProposerOptions
 from overnight.records import Experiment
 
@@ -19,6 +20,8 @@ class RunConfig:
     experiments: int | None = None  # total for the tag, baseline included
     hours: float | None = None  # wall-clock limit of this invocation
     budget: float | None = None  # overrides task.budget
+    screen: bool = False  # a short screen run before full-budget runs (night/screen.py)
+    screening: ScreenSettings = field(default_factory=ScreenSettings)
     seed: int = 0  # search seed; run seeds are replicate indices offset by it
     executor: str = "local"  # local | ray
     slots: int | None = None  # runs at once; None: one per GPU (local), the cluster's size (ray), else 1

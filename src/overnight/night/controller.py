@@ -73,6 +73,11 @@ class Controller:
         self.journal = open_journal(self.root)
         self.tag = resolve_tag(self.journal, cfg.tag)
         self.judge: Judge = make_judge(cfg.judge, cfg.noise)
+        if cfg.screen and cfg.judge != "noise":
+            raise OvernightError(
+                f"--screen needs the noise judge (the screen is scaled by the noise it measures), not "
+                f"--judge {cfg.judge} — drop --screen, or use --judge noise"
+            )
         self.proposer: Proposer = proposer or make_proposer(cfg.proposer, cfg.proposer_options)
         self.executor = executor  # None: built from cfg when the night starts (Ray connects then)
         # Before anything is journaled or git touched: one controller per tag (a second one

@@ -2,7 +2,8 @@
 
     the baseline        its seeds all at once (the judge's first noise estimate); kept when
                         they are in, without re-scores (the reference: rescorer.py says why)
-    a candidate         its first run; then the keep pipeline (keep.py): the judge's verdict,
+    a candidate         its first run (with --screen, a short screen run first: screen.py);
+                        then the keep pipeline (keep.py): the judge's verdict,
                         more runs of it and of its yardstick, the re-scores, the decision
     the incumbent       re-run from time to time (the judge's drift check)
     a finished run      a failed one ends its experiment (crash, timeout, invalid, oom, over
@@ -24,6 +25,7 @@ from overnight.errors import OvernightError
 from overnight.executors.base import Job, Slot
 from overnight.judges.stats import mean
 from overnight.night.keep import Keeper, Step
+from overnight.night.screen import Screener
 from overnight.night.state import Night
 from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus
 
@@ -45,6 +47,7 @@ class Want:
     drift: bool = False  # a drift check: compare it with the earlier runs when it ends
     priority: int = 0  # 0: finishes a decision in progress; 1: a candidate's first run
     seed: int | None = None  # the seed it must run under (a partner for a pair); None: the lowest unused
+    screen: bool = False  # a screen run: a fraction of the budget, never judged (screen.py)
 
 
 @dataclass
@@ -63,6 +66,7 @@ class Planner:
         self.keeper = keeper
         self.queue = queue  # the scheduler's: runs waiting for a slot
         self.busy = busy  # experiments with a run queued, in flight or being re-scored
+        self.screener = Screener(night)
 
     def plan(self, history: list[Experiment], stopped: bool) -> bool:
         """Queue runs or decide; True when the journal changed in a way that needs re-reading."""
@@ -78,11 +82,16 @@ class Planner:
         inc = n.incumbent(h)
         by_id = {e.id: e for e in h}
         busy = self.busy()
+        screening = self.screener.on
+        if screening:
+            self.screener.check(h)
+            screening = self.screener.on
         for e in h:
             if e.status.final or e.id in busy:
                 continue
             done = [r for r in e.runs if r.status != RunStatus.INTERRUPTED]
-            failed = [r for r in done if r.status not in (RunStatus.OK, RunStatus.RUNNING)]
+            ended = [*done, *(r for r in e.screens if r.status != RunStatus.INTERRUPTED)]
+            failed = [r for r in ended if r.status not in (RunStatus.OK, RunStatus.RUNNING)]
             if failed:  # journaled by a controller killed before it could decide
                 n.finish(e, FAILED_STATUS[failed[0].status], failed[0].error or "failed")
                 return True
@@ -94,13 +103,22 @@ class Planner:
                     return True
                 self.queue += [Want(e.id) for _ in range(need)]
                 continue
+            # Stale: the incumbent moved while it ran (state.py): judged against its own parent.
+            target = None if inc is None else inc if e.parent_id == inc.id else by_id[e.parent_id]
+            if not done and screening:
+                if target is None:
+                    continue  # proposed while the baseline trained: screened against it once kept
+                action, needs = self.screener.step(e, target, h, busy)
+                if action == "decided":
+                    return True
+                self.queue += [Want(i, incumbent=kept, priority=1, seed=seed, screen=sc) for i, kept, seed, sc in needs]
+                busy |= {i for i, *_ in needs}
+                continue
             if not done:
                 self.queue.append(Want(e.id, priority=1))
                 continue
-            if inc is None:  # proposed while the baseline trained: judged once the baseline is kept
+            if target is None:  # proposed while the baseline trained: judged once the baseline is kept
                 continue
-            # Stale: the incumbent moved while it ran (state.py): judged against its own parent.
-            target = inc if e.parent_id == inc.id else by_id[e.parent_id]
             if target.id in busy:
                 continue
             step, verdict = self.keeper.judge(e, target, inc, h, stopped)
@@ -141,7 +159,10 @@ class Planner:
             return
         if res.status in FLAGGED:
             n.journal.event(n.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
-        if f.want.incumbent:
+        if f.want.incumbent and f.want.screen:  # a partner at the short budget: the screen reads it
+            if res.status != RunStatus.OK:
+                n.journal.event(n.tag, "screen-partner-failed", f"#{exp.id} run {f.job.run_id}: {res.error}")
+        elif f.want.incumbent:
             self._after_incumbent_run(exp, res, f.want.drift)
         elif res.status != RunStatus.OK and not exp.status.final:
             n.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())

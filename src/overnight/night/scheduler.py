@@ -229,7 +229,10 @@ class Scheduler:
         if want.seed is not None:
             replicate = want.seed - n.cfg.seed
         seed = n.cfg.seed + replicate
-        run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node)
+        # A screen run gets its shorter budget through OVERNIGHT_BUDGET (screen.py); every run's
+        # budget is journaled with it.
+        budget = self.planner.screener.budget if want.screen else n.task.budget
+        run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node, budget=budget, screen=want.screen)
         job = Job(
             run_id,
             RunRequest(
@@ -238,6 +241,7 @@ class Scheduler:
                 run_dir=n.paths.run_dir(exp.id, run_id),
                 worktree=n.paths.run_worktree(exp.id, run_id),
                 protected_hashes=n.protected_hashes,
+                budget=budget if want.screen else None,
             ),
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())

@@ -272,7 +272,7 @@ class Night:
             self.move_branch(exp.commit_sha)
         exp = self.journal.experiment(exp.id)
         if status != ExpStatus.KEPT:  # its checkpoints go (limits: disk); its logs and results stay
-            for run in exp.runs:
+            for run in (*exp.runs, *exp.screens):
                 prune_run_dir(self.paths.run_dir(exp.id, run.id))
         history = self.journal.experiments(self.tag)
         if self.incumbent(history) is not None:

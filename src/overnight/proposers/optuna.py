@@ -23,7 +23,7 @@ from overnight import layout
 from overnight.knobs import Knob
 from overnight.proposers import local
 from overnight.proposers.base import Context, KnobProposer, Proposal
-from overnight.records import Experiment
+from overnight.records import Experiment, ExpStatus
 
 TRIAL_KEY = "_trial"
 STARTUP_TRIALS = 5
@@ -125,7 +125,9 @@ class OptunaProposer(KnobProposer):
         if trial is None or trial.state != TrialState.RUNNING:
             return  # already told (a resumed controller may observe twice)
         value = experiment.value
-        if experiment.status.failed or value is None or not math.isfinite(value):
+        if experiment.status == ExpStatus.SCREENED:  # clearly worse at a short budget: TPE ranks it last
+            study.tell(number, state=TrialState.PRUNED)
+        elif experiment.status.failed or value is None or not math.isfinite(value):
             study.tell(number, state=TrialState.FAIL)
         else:
             study.tell(number, value)

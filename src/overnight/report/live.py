@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from overnight.journal import Journal
+from overnight.night import screen
 from overnight.night.config import Observer
 from overnight.records import Experiment, ExpStatus, RunStatus
 from overnight.report.status import fmt_value, headline, noise_line, status_dict
@@ -170,6 +171,8 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
     if noise_line(d):
         per_kept = f", {d['runs_per_kept']:.1f} runs per kept improvement" if d["runs_per_kept"] else ""
         console.print(noise_line(d) + per_kept)
+    if screen.summary_line(d["screen"]):
+        console.print(screen.summary_line(d["screen"]))
     for msg in d["drift"][-3:]:
         console.print(f"[yellow]drift:[/] {msg}")
     for msg in d["flagged"][-3:]:

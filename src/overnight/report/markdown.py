@@ -12,6 +12,7 @@ from pathlib import Path
 
 from overnight import layout
 from overnight.journal import Journal
+from overnight.night import screen
 from overnight.records import Experiment, ExpStatus
 from overnight.report.status import fmt_value, headline, noise_line, running_best, status_dict
 from overnight.report.usage import usage_markdown
@@ -105,6 +106,8 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
         out.append(f"- total gain: {d['gain']:.6f}{rel}")
     if noise_line(d):
         out.append(f"- {noise_line(d)} (pooled over replicate runs)")
+    if screen.summary_line(d["screen"]):
+        out.append(f"- {screen.summary_line(d['screen'])}")
     if d["runs_per_kept"]:
         out.append(f"- cost: {d['runs_per_kept']:.1f} training runs per kept improvement")
     out += ["", "![progress](progress.png)", "", "## Kept changes", ""]

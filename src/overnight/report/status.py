@@ -17,6 +17,7 @@ from overnight.judges.noise import NoiseJudge, NoiseSettings, noise_of
 from overnight.judges.paired import Design
 from overnight.judges.pooled import paired_noise_of
 from overnight.judges.power import detectable_gain
+from overnight.night import screen
 from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
 from overnight.report.usage import usage_summary
 from overnight.task import Metric
@@ -44,7 +45,7 @@ def slot_status(
     since = started[-1]["time"]
     layout = json.loads(started[-1]["message"])
     now = now or time.time()
-    runs = [(r, e) for e in history for r in e.runs if r.started >= since]
+    runs = [(r, e) for e in history for r in (*e.runs, *e.screens) if r.started >= since]
     live = any(r.status == RunStatus.RUNNING for r, _ in runs)
     end = now if live else max((r.ended for r, _ in runs if r.ended), default=since)
     wall = max(end - since, 1e-9)
@@ -158,6 +159,14 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "crashed": sum(e.status.failed for e in history),
         # candidates with the files of one already measured: answered from the journal, not run
         "duplicates": sum(e.status == ExpStatus.DUPLICATE for e in history),
+        # --screen (night/screen.py): counts, the rank check, and why it turned off; None: never on
+        "screen": screen.summary(
+            journal.events(tag, "screen"),
+            journal.events(tag, "screen-off"),
+            history,
+            info.get("config") or {},
+            metric.improvement,
+        ),
         "running": [
             {"id": e.id, "description": e.description, "since": e.runs[-1].started if e.runs else None} for e in running
         ],

@@ -66,6 +66,8 @@ def run_checkout(
 ) -> RunResult:
     """Run the command in `req.worktree`, already holding the commit's files (a git worktree
     here, an unpacked archive on a Ray worker that has no clone of the repository)."""
+    if req.budget is not None:  # a screen run: OVERNIGHT_BUDGET, the timeout and the budget check follow it
+        task = task.with_budget(req.budget)
     req.run_dir.mkdir(parents=True, exist_ok=True)
     log_path = req.run_dir / "log.txt"
     result_path = req.run_dir / "result.json"

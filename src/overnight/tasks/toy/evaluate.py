@@ -7,7 +7,10 @@ caught by the harness comparing the two.
 
 Environment: OVERNIGHT_SEED (noise draw), OVERNIGHT_RESULT (where the result JSON goes),
 OVERNIGHT_BUDGET (seconds), TOY_NOISE (standard deviation of the Gaussian noise),
-TOY_SLEEP (seconds to "train"; "budget" sleeps the whole budget, for scaling benchmarks).
+TOY_SLEEP (seconds to "train"; "budget" sleeps the whole budget, for scaling benchmarks),
+TOY_SHORT_BELOW (a run with a budget under this many seconds is short: it scores
+TOY_SHORT_OFFSET, default 0.1, worse, for screening tests) and TOY_SHORT_RANKS ("reverse": a
+short run ranks configurations opposite to a full one, a task where screening must not pay).
 """
 
 import ast
@@ -46,6 +49,10 @@ def noisy_loss(constants, seed):
     # seed repeat exactly, two configs under one seed do not share their noise.
     draw = random.Random(f"{seed}:{sorted(constants.items())}").gauss(0.0, 1.0)
     loss = true_loss(constants) + noise * draw
+    if float(os.environ.get("OVERNIGHT_BUDGET", "1")) < float(os.environ.get("TOY_SHORT_BELOW", "0")):
+        loss += float(os.environ.get("TOY_SHORT_OFFSET", "0.1"))
+        if os.environ.get("TOY_SHORT_RANKS") == "reverse":
+            loss = 2 * (BEST_LOSS + 1) - loss  # better at full budget: worse when short
     return loss
 
 
