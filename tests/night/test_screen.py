@@ -50,7 +50,7 @@ def test_a_clearly_worse_candidate_is_screened_out_and_a_better_one_promoted(tmp
     short0 = next(r.value for r in base.screens if r.seed == 0)
     assert short0 == pytest.approx(full0 + 0.1, abs=1e-9)
     assert bad.status == ExpStatus.SCREENED and bad.runs == [] and len(bad.screens) == 1
-    assert bad.reason.startswith("screened out:") and bad.screens[0].budget == 0.25
+    assert bad.reason.startswith("screened out at 25 % of the budget: ") and bad.screens[0].budget == 0.25
     assert good.status == ExpStatus.KEPT and len(good.screens) == 1 and good.runs
     assert better.status == ExpStatus.KEPT and better.parent_id == good.id
     # The new incumbent's own screen run is #4's partner: no extra run.

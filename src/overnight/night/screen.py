@@ -212,13 +212,13 @@ class Screener:
         if sigma is None or sigma <= 0:
             return self._decide(e, "promoted", gain, None, f"not screened: no noise at {pct} measured yet")
         z = gain / sigma
-        said = f"{c:.6g} vs the incumbent's {t:.6g} at {pct} (seed {n.cfg.seed}, z {z:.2f}"
+        said = f"at {pct}: {c:.6g} vs the incumbent's {t:.6g} (seed {n.cfg.seed}, z {z:.2f}"
         if z >= s.z:
-            return self._decide(e, "promoted", gain, z, f"promoted: {said} >= {s.z:g})")
+            return self._decide(e, "promoted", gain, z, f"promoted by the screen {said} >= {s.z:g})")
         dropped = sum(d["verdict"] != "promoted" for d in decisions(n.journal.events(n.tag, "screen")).values())
         if s.audit_every and (dropped + 1) % s.audit_every == 0:
-            return self._decide(e, "audit", gain, z, f"audit: {said} < {s.z:g}) runs at full budget anyway")
-        return self._decide(e, "out", gain, z, f"screened out: {said} < {s.z:g})")
+            return self._decide(e, "audit", gain, z, f"audit: out {said} < {s.z:g}), run at full budget anyway")
+        return self._decide(e, "out", gain, z, f"screened out {said} < {s.z:g})")
 
     def _decide(self, e: Experiment, verdict: str, gain: float | None, z: float | None, why: str) -> dict:
         n = self.night

@@ -1,0 +1,285 @@
+"""The night benchmark: whole nights through the real CLI on the nanogpt cpu preset, each best
+verified on fresh seeds: how much confirmed improvement a night buys per hour.
+
+    python bench/night.py --work DIR [--minutes 30] [--budget 20] [--configs a,b] [--runs 5]
+    python bench/night.py --summary          # the table and the picture from the results
+
+Each configuration is a fresh `overnight init --task nanogpt --preset cpu` repository in
+DIR/<name>, run by `overnight run --hours` for the same wall time, one after another (never
+two at once: they would share the cores). Afterwards the best at every `--every` minutes of
+the night is re-run on the fresh seeds `overnight verify` uses (1000, 1001, ...), paired by
+seed with the baseline's runs on those seeds (measured once per budget: the baseline's files
+are the same in every configuration), so each configuration gets a line of verified gain vs
+hours; for a greedy night each kept change is also taken out of its best (`overnight ablate`'s
+leave-one-out) to count the keeps that contribute nothing.
+
+Results are JSON lines in --out (committed under bench/results/): a configuration already
+there is not run again, so the benchmark spans sessions; a configuration cut off mid-night in
+this session resumes its tag for the minutes it has left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from task_throughput import cpu_line  # noqa: E402
+
+from overnight import gitops  # noqa: E402
+from overnight.journal import Journal  # noqa: E402
+from overnight.layout import journal_path  # noqa: E402
+from overnight.records import ExpStatus, incumbent  # noqa: E402
+from overnight.task_load import load_task  # noqa: E402
+from overnight.tasks import write_task  # noqa: E402
+from overnight.verify import Remeasure, kept_chain, without_change  # noqa: E402
+
+TAG = "bench"
+CONFIGS = {  # name -> (flags of `overnight run`, what it stands for)
+    "optuna-noise": ([], "this project's default (knob search starting at the incumbent)"),
+    "random-noise": (["--proposer", "random"], "the search baseline"),
+    "optuna-greedy": (["--judge", "greedy"], "autoresearch's keep rule with a better proposer"),
+    "optuna-noise-screen": (["--screen"], "screening (issue 16)"),
+    "tpe-noise": (["--knob-search", "global"], "TPE from the first trial (the knob search before issue 16)"),
+}
+OUT = Path(__file__).parent / "results" / "night.jsonl"
+
+
+def rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def append(path: Path, row: dict) -> None:
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+
+
+def make_task(root: Path) -> None:
+    if (root / "overnight.toml").exists():
+        return
+    write_task("nanogpt", root, "cpu", None)
+    gitops.init_repo(root, "nanogpt cpu preset")
+
+
+def night_span(journal: Journal) -> tuple[float, float]:
+    """(start, end) of the tag: its creation to the last run's end or decision."""
+    info = journal.tag_info(TAG)
+    h = journal.experiments(TAG)
+    ends = [r.ended for e in h for r in (*e.runs, *e.screens) if r.ended] + [e.decided for e in h if e.decided]
+    return info["created"], max(ends, default=info["created"])
+
+
+def run_night(root: Path, flags: list[str], minutes: float, budget: float, log: Path) -> float:
+    """Run (or resume) the night for what is left of `minutes`; returns the night's minutes."""
+    left = minutes
+    if journal_path(root).exists():
+        j = Journal(journal_path(root))
+        if j.tag_info(TAG):
+            start, end = night_span(j)
+            left = minutes - (end - start) / 60
+        j.close()
+    if left > 0.5:
+        cmd = ["overnight", "run", str(root), "--tag", TAG, "--hours", f"{left / 60:.4f}", "--budget", f"{budget:g}"]
+        with log.open("a") as f:
+            f.write(f"\n$ {' '.join(cmd + flags + ['--quiet'])}\n")
+            f.flush()
+            subprocess.run([*cmd, *flags, "--quiet"], stdout=f, stderr=subprocess.STDOUT, check=True)
+    j = Journal(journal_path(root))
+    start, end = night_span(j)
+    j.close()
+    return (end - start) / 60
+
+
+def baseline_fresh(out: Path, root: Path, budget: float, runs: int) -> list[float]:
+    for row in rows(out):
+        if row.get("kind") == "baseline-fresh" and row["budget"] == budget and len(row["values"]) >= runs:
+            return row["values"][:runs]
+    rm = remeasure(root, runs)
+    values = rm.values(rm.journal.experiments(TAG)[0].commit_sha, "baseline")
+    append(out, {"kind": "baseline-fresh", "budget": budget, "values": values, "cpu": cpu_line()})
+    return values
+
+
+def remeasure(root: Path, runs: int) -> Remeasure:
+    return Remeasure(root, load_task(root), Journal(journal_path(root)), TAG, runs)
+
+
+def verified_line(root: Path, base: list[float], every: float, minutes: float, runs: int) -> list[dict]:
+    """The best at each checkpoint of the night, verified on the fresh seeds (each distinct best once)."""
+    rm = remeasure(root, runs)
+    h = rm.journal.experiments(TAG)
+    start, _ = night_span(rm.journal)
+    marks = [m for m in frange(every, minutes, every)] + [minutes]
+    measured: dict[int, list[float]] = {}
+    line = []
+    for m in marks:
+        best = incumbent([e for e in h if e.decided is not None and e.decided <= start + m * 60]) or h[0]
+        point = {"minutes": round(m, 2), "best": best.id, "description": best.description[:120]}
+        if best.id != h[0].id:
+            if best.id not in measured:
+                measured[best.id] = rm.values(best.commit_sha, f"best-{best.id}")
+            c = rm.compare(f"#{best.id}", measured[best.id], base)
+            point.update(gain=c.gain, low=c.low, high=c.high, values=measured[best.id])
+        else:
+            point.update(gain=0.0, low=0.0, high=0.0)
+        line.append(point)
+    return line
+
+
+def frange(step: float, stop: float, by: float) -> list[float]:
+    out, x = [], step
+    while x < stop - 1e-9:
+        out.append(x)
+        x += by
+    return out
+
+
+def ablation(root: Path, best_values: list[float], runs: int) -> list[dict]:
+    """Leave-one-out of each kept change of the final best (verify.ablate, reusing the best's runs)."""
+    rm = remeasure(root, runs)
+    h = rm.journal.experiments(TAG)
+    best = incumbent(h)
+    by_id = {e.id: e for e in h}
+    out = []
+    for change in kept_chain(h, best):
+        sha, note = without_change(rm, best, change, by_id[change.parent_id])
+        if sha is None:
+            out.append({"change": change.id, "note": note})
+            continue
+        c = rm.compare(f"#{change.id}", rm.values(sha, f"without-{change.id}"), best_values, note, better="reference")
+        out.append({"change": change.id, "gain": c.gain, "low": c.low, "high": c.high, "note": note})
+    return out
+
+
+def counts(root: Path) -> dict:
+    j = Journal(journal_path(root))
+    h = j.experiments(TAG)
+    j.close()
+    cands = h[1:]
+    by = lambda s: sum(e.status == s for e in cands)  # noqa: E731
+    return {
+        "experiments": len(h),
+        "judged": by(ExpStatus.KEPT) + by(ExpStatus.DISCARDED) + by(ExpStatus.SCREENED),
+        "kept": by(ExpStatus.KEPT),
+        "screened": by(ExpStatus.SCREENED),
+        "duplicates": by(ExpStatus.DUPLICATE),
+        "failed": sum(e.status.failed for e in cands),
+        "undecided": sum(not e.status.final for e in cands),
+        "runs": sum(len(e.runs) for e in h),
+        "screen_runs": sum(len(e.screens) for e in h),
+        "baseline_value": h[0].value,
+    }
+
+
+def run_config(name: str, a: argparse.Namespace) -> None:
+    flags, _ = CONFIGS[name]
+    root = a.work / name
+    make_task(root)
+    load_before = os.getloadavg()
+    minutes = run_night(root, flags, a.minutes, a.budget, a.work / f"{name}.log")
+    base = baseline_fresh(a.out, root, a.budget, a.runs)
+    line = verified_line(root, base, a.every, minutes, a.runs)
+    row = {
+        "kind": "night",
+        "config": name,
+        "flags": flags,
+        "budget": a.budget,
+        "minutes": round(minutes, 2),
+        "target_minutes": a.minutes,
+        **counts(root),
+        "verified": line[-1],
+        "gain_per_hour": line[-1]["gain"] / (minutes / 60),
+        "line": line,
+        "cpu": cpu_line(),
+        "load_before": load_before,
+        "load_after": os.getloadavg(),
+        "commit": gitops.head(Path(__file__).parent.parent)[:7],
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    if "--judge" in flags and "greedy" in flags and line[-1].get("values"):
+        row["ablation"] = ablation(root, line[-1]["values"], a.runs)
+    append(a.out, row)
+    print(summary_row(row), flush=True)
+
+
+def summary_row(r: dict) -> str:
+    v = r["verified"]
+    zero = ""
+    if "ablation" in r:
+        nothing = sum(1 for x in r["ablation"] if "low" not in x or x["low"] <= 0)
+        zero = f"; {nothing} of {len(r['ablation'])} keeps contribute nothing (CI includes 0)"
+    return (
+        f"{r['config']:<20} {r['minutes']:5.1f} min  {r['experiments']:3d} exp  {r['judged']:3d} judged  "
+        f"{r['kept']:2d} kept  {r['screened']:2d} screened  {r['duplicates']:2d} dup  "
+        f"verified gain {v['gain']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]  "
+        f"{r['gain_per_hour']:+.4f}/h{zero}"
+    )
+
+
+def summary(out: Path) -> None:
+    nights = [r for r in rows(out) if r.get("kind") == "night"]
+    if not nights:
+        print(f"no nights in {out} yet")
+        return
+    print(f"cpu: {nights[0]['cpu']}")
+    for r in nights:
+        print(summary_row(r) + f"  (load {r['load_before'][0]:.1f}, {r['date']}, {r['commit']})")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in nights:
+        xs = [0.0] + [p["minutes"] / 60 for p in r["line"]]
+        ys = [0.0] + [p["gain"] for p in r["line"]]
+        lo = [0.0] + [p["gain"] - p["low"] for p in r["line"]]
+        hi = [0.0] + [p["high"] - p["gain"] for p in r["line"]]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=r["config"])
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_xlabel("hours of the night")
+    ax.set_ylabel("verified gain, val_bpb (fresh seeds, 95 % CI)")
+    ax.set_title(f"nanogpt cpu preset, {nights[0]['budget']:g} s runs")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    png = out.with_suffix(".png")
+    fig.savefig(png, dpi=110)
+    print(f"picture: {png}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--work", type=Path, help="where the nights' repositories go (outside this checkout)")
+    ap.add_argument("--out", type=Path, default=OUT, help="JSON lines; configurations there are skipped")
+    ap.add_argument("--minutes", type=float, default=30.0, help="wall minutes of each night")
+    ap.add_argument("--budget", type=float, default=20.0, help="seconds per run (every configuration)")
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="which, in order")
+    ap.add_argument("--runs", type=int, default=5, help="fresh seeds per verified commit")
+    ap.add_argument("--every", type=float, default=10.0, help="minutes between verified checkpoints")
+    ap.add_argument("--summary", action="store_true", help="print the table, draw the picture, stop")
+    a = ap.parse_args()
+    if a.summary:
+        summary(a.out)
+        return
+    if a.work is None:
+        ap.error("--work DIR is needed to run nights")
+    a.work.mkdir(parents=True, exist_ok=True)
+    a.out.parent.mkdir(parents=True, exist_ok=True)
+    print(f"cpu: {cpu_line()}; load {os.getloadavg()}", flush=True)
+    nights = [r for r in rows(a.out) if r.get("kind") == "night"]
+    done = {(r["config"], r["budget"]) for r in nights if r["target_minutes"] >= a.minutes}
+    for name in a.configs.split(","):
+        if (name, a.budget) in done:
+            print(f"{name}: already measured (in {a.out})", flush=True)
+            continue
+        run_config(name, a)
+    summary(a.out)
+
+
+if __name__ == "__main__":
+    main()
