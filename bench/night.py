@@ -62,6 +62,7 @@ def append(path: Path, row: dict) -> None:
 def make_task(root: Path) -> None:
     if (root / "overnight.toml").exists():
         return
+    root.mkdir(parents=True, exist_ok=True)
     write_task("nanogpt", root, "cpu", None)
     gitops.init_repo(root, "nanogpt cpu preset")
 

@@ -72,7 +72,7 @@ def _line(e: Experiment, by_id: dict[int, Experiment], short: bool = False) -> s
         delta = f" ({e.value - parent.value:+.4g} vs #{parent.id})"
     desc = " ".join(e.description.split())[: 80 if short else 140]
     why = ""
-    if (e.status.failed or e.status == ExpStatus.DUPLICATE) and e.reason:
+    if (e.status.failed or e.status in (ExpStatus.DUPLICATE, ExpStatus.SCREENED)) and e.reason:
         why = " — " + " ".join(e.reason.split("\n", 1)[0].split())[: 60 if short else 120]
     who = "" if short else f" [{e.proposer}]"
     return f"#{e.id} {e.status.value} {_v(e.value)}{delta}{who}: {desc}{why}"

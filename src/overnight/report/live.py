@@ -28,6 +28,7 @@ STATUS_STYLE = {
     ExpStatus.OOM: "red",
     ExpStatus.REJECTED: "yellow",
     ExpStatus.DUPLICATE: "bright_black",
+    ExpStatus.SCREENED: "bright_black",
     ExpStatus.RUNNING: "cyan",
     ExpStatus.PROPOSED: "cyan",
 }
