@@ -3,7 +3,9 @@
 # needed): writes the task with the gpu preset and the embedded data, runs train.py once with a
 # short budget, and prints tokens/s, MFU, val_bpb and peak memory.
 #
-# Then, unless SHARE=0, bench/slot_share.py: tokens/s of 2 slots sharing the GPU against 1 slot.
+# Then, unless SHARE=0, bench/slot_share.py: tokens/s of 2 slots sharing the GPU against 1 slot;
+# and unless NIGHT=0, a short night of the default configuration on the gpu preset
+# (bench/night.py: NIGHT_MINUTES=5 of NIGHT_BUDGET=30 s runs, its best verified on 3 fresh seeds).
 #
 # Usage (from the repository root): bash bench/gpu_smoke.sh [BUDGET_SECONDS=60]
 # Files land under $OUT if set (the device runner brings that folder back), else a temp folder.
@@ -49,4 +51,9 @@ EOF
 
 if [ "${SHARE:-1}" != 0 ]; then
     python "$ROOT/bench/slot_share.py" --preset gpu --budget "$BUDGET"
+fi
+
+if [ "${NIGHT:-1}" != 0 ]; then
+    python "$ROOT/bench/night.py" --preset gpu --work "$WORK/nights" --out "$WORK/night.jsonl" \
+        --configs optuna-noise --minutes "${NIGHT_MINUTES:-5}" --budget "${NIGHT_BUDGET:-30}" --runs 3 --every 2
 fi

@@ -3,6 +3,7 @@ verified on fresh seeds: how much confirmed improvement a night buys per hour.
 
     python bench/night.py --work DIR [--minutes 30] [--budget 20] [--configs a,b] [--runs 5]
     python bench/night.py --summary          # the table and the picture from the results
+    python bench/night.py --preset gpu ...   # on a GPU (bench/gpu_smoke.sh runs a short one)
 
 Each configuration is a fresh `overnight init --task nanogpt --preset cpu` repository in
 DIR/<name>, run by `overnight run --hours` for the same wall time, one after another (never
@@ -59,12 +60,12 @@ def append(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def make_task(root: Path) -> None:
+def make_task(root: Path, preset: str) -> None:
     if (root / "overnight.toml").exists():
         return
     root.mkdir(parents=True, exist_ok=True)
-    write_task("nanogpt", root, "cpu", None)
-    gitops.init_repo(root, "nanogpt cpu preset")
+    write_task("nanogpt", root, preset, None)
+    gitops.init_repo(root, f"nanogpt {preset} preset")
 
 
 def night_span(journal: Journal) -> tuple[float, float]:
@@ -85,7 +86,20 @@ def run_night(root: Path, flags: list[str], minutes: float, budget: float, log: 
             left = minutes - (end - start) / 60
         j.close()
     if left > 0.5:
-        cmd = ["overnight", "run", str(root), "--tag", TAG, "--hours", f"{left / 60:.4f}", "--budget", f"{budget:g}"]
+        hours = f"{left / 60:.4f}"
+        cmd = [
+            sys.executable,
+            "-m",
+            "overnight",
+            "run",
+            str(root),
+            "--tag",
+            TAG,
+            "--hours",
+            hours,
+            "--budget",
+            f"{budget:g}",
+        ]
         with log.open("a") as f:
             f.write(f"\n$ {' '.join(cmd + flags + ['--quiet'])}\n")
             f.flush()
@@ -180,7 +194,7 @@ def counts(root: Path) -> dict:
 def run_config(name: str, a: argparse.Namespace) -> None:
     flags, _ = CONFIGS[name]
     root = a.work / name
-    make_task(root)
+    make_task(root, a.preset)
     load_before = os.getloadavg()
     minutes = run_night(root, flags, a.minutes, a.budget, a.work / f"{name}.log")
     base = baseline_fresh(a.out, root, a.budget, a.runs)
@@ -190,6 +204,7 @@ def run_config(name: str, a: argparse.Namespace) -> None:
         "config": name,
         "flags": flags,
         "budget": a.budget,
+        "preset": a.preset,
         "minutes": round(minutes, 2),
         "target_minutes": a.minutes,
         **counts(root),
@@ -245,7 +260,7 @@ def summary(out: Path) -> None:
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("hours of the night")
     ax.set_ylabel("verified gain, val_bpb (fresh seeds, 95 % CI)")
-    ax.set_title(f"nanogpt cpu preset, {nights[0]['budget']:g} s runs")
+    ax.set_title(f"nanogpt {nights[0].get('preset', 'cpu')} preset, {nights[0]['budget']:g} s runs")
     ax.legend(fontsize=8)
     fig.tight_layout()
     png = out.with_suffix(".png")
@@ -262,6 +277,7 @@ def main() -> None:
     ap.add_argument("--configs", default=",".join(CONFIGS), help="which, in order")
     ap.add_argument("--runs", type=int, default=5, help="fresh seeds per verified commit")
     ap.add_argument("--every", type=float, default=10.0, help="minutes between verified checkpoints")
+    ap.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="nanogpt's preset (gpu: see gpu_smoke.sh)")
     ap.add_argument("--summary", action="store_true", help="print the table, draw the picture, stop")
     a = ap.parse_args()
     if a.summary:
