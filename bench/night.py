@@ -121,7 +121,10 @@ def baseline_fresh(out: Path, root: Path, budget: float, runs: int) -> list[floa
 
 
 def remeasure(root: Path, runs: int) -> Remeasure:
-    return Remeasure(root, load_task(root), Journal(journal_path(root)), TAG, runs)
+    """As `overnight verify` does: the commits re-run under the budget the night ran under."""
+    journal = Journal(journal_path(root))
+    task = load_task(root).with_budget(journal.tag_info(TAG)["config"]["budget"])
+    return Remeasure(root, task, journal, TAG, runs)
 
 
 def verified_line(root: Path, base: list[float], every: float, minutes: float, runs: int) -> list[dict]:

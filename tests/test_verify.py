@@ -125,3 +125,27 @@ def test_nothing_kept_is_a_one_line_error(tmp_path):
     with pytest.raises(OvernightError, match="nothing was kept"):
         ablate(rm)
     rm.journal.close()
+
+
+def test_verify_runs_under_the_budget_the_night_ran_under(tmp_path, cli):
+    """`run --budget` overrides overnight.toml's: verify re-runs the commits under the night's
+    budget, as the night measured them (the toy scores a run under 0.5 s of budget 0.1 worse)."""
+    root = write_toy(tmp_path / "toy", env={"TOY_SHORT_BELOW": "0.5"})
+    c = Controller(
+        root,
+        RunConfig(tag="t", experiments=2, budget=0.3, noise=NoiseSettings(baseline_runs=3, remeasure_every=0)),
+        proposer=Scripted(set_knobs(ACTIVATION="gelu")),
+    )
+    c.run()
+    base = c.journal.experiments("t")[0]
+    assert c.journal.experiments("t")[1].status == ExpStatus.KEPT
+    c.journal.close()
+    res = cli("verify", root, "--tag", "t", "--runs", "2")
+    assert res.exit_code == 0, res.output
+    from overnight.night.tags import open_journal
+
+    j = open_journal(root)
+    fresh = latest(j, "t", "verify")["baseline"]
+    j.close()
+    # Under the toy's own 1 s budget the baseline would score about 0.1 better than in the night.
+    assert abs(sum(fresh) / len(fresh) - base.value) < 0.02

@@ -35,7 +35,10 @@ def _open(directory: Path, tag: str | None):
     tag = resolve_tag(journal, tag)
     if journal.tag_info(tag) is None:
         raise OvernightError(f"no run tagged {tag!r} — known tags: {', '.join(journal.tags()) or 'none'}")
-    return root, journal, tag, load_task(root)
+    # The budget the night ran under (`run --budget` overrides overnight.toml's): verify and
+    # ablate re-run its commits under it, as the night measured them.
+    budget = ((journal.tag_info(tag) or {}).get("config") or {}).get("budget")
+    return root, journal, tag, load_task(root).with_budget(budget)
 
 
 @click.command()
