@@ -151,7 +151,7 @@ def verified_line(root: Path, base: list[float], every: float, minutes: float, r
 
 def frange(step: float, stop: float, by: float) -> list[float]:
     out, x = [], step
-    while x < stop - 1e-9:
+    while x < stop - 1.0:  # a mark within a minute of the end is the end's
         out.append(x)
         x += by
     return out
@@ -255,6 +255,11 @@ def summary(out: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for r in nights:
+        r["line"] = [
+            p
+            for i, p in enumerate(r["line"])
+            if i == len(r["line"]) - 1 or r["line"][-1]["minutes"] - p["minutes"] >= 1
+        ]
         xs = [0.0] + [p["minutes"] / 60 for p in r["line"]]
         ys = [0.0] + [p["gain"] for p in r["line"]]
         lo = [0.0] + [p["gain"] - p["low"] for p in r["line"]]
