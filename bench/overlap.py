@@ -128,6 +128,7 @@ def main() -> None:
     cache = Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
     ap.add_argument("--out", type=Path, default=cache / "bench" / "overlap.jsonl", help="default: %(default)s")
     args = ap.parse_args()
+    args.out = args.out.resolve()  # the runs' result paths are read from the task's folder
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     folder = args.out.with_name(args.out.name + ".task")
