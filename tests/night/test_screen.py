@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 
-import psutil
 import pytest
 
 from overnight.errors import OvernightError
@@ -20,7 +18,7 @@ from overnight.records import ExpStatus, RunStatus
 from overnight.report.status import status_dict
 from overnight.testing.gitutil import check_consistent
 from overnight.testing.nights import Scripted, set_knobs
-from overnight.testing.procs import CLI
+from overnight.testing.procs import CLI, kill_controller_when
 from overnight.testing.toy import write_toy
 
 SHORT = {"TOY_SHORT_BELOW": "0.5"}  # the toy's budget is 1 s: a screen run (0.25 s) scores 0.1 worse
@@ -112,36 +110,30 @@ def test_kendall_tau():
     assert kendall_tau([(1, 1), (2, 3), (3, 2), (4, 4)]) == pytest.approx(4 / 6)
 
 
-def _screen_running(root, min_id, timeout=60):
-    db = root / ".overnight" / "journal.db"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if db.exists():
-            con = open_journal(root).db
-            row = con.execute(
-                "SELECT experiment_id FROM runs WHERE screen=1 AND status='running' AND experiment_id >= ?", (min_id,)
-            ).fetchone()
-            con.close()
-            if row:
-                return row[0]
-        time.sleep(0.05)
-    raise AssertionError("no screen run started")
+def _screen_running(root, min_id):
+    """The candidate (id >= min_id) whose screen run is in flight, or None."""
+    if not (root / ".overnight" / "journal.db").exists():
+        return None
+    j = open_journal(root)
+    row = j.db.execute(
+        "SELECT experiment_id FROM runs WHERE screen=1 AND status='running' AND experiment_id >= ?", (min_id,)
+    ).fetchone()
+    j.close()
+    return row[0] if row else None
 
 
 def test_a_screened_night_resumes_after_sigkill(tmp_path):
     root = write_toy(tmp_path / "toy", env={**SHORT, "TOY_SLEEP": "budget"})
     cmd = [*CLI, "run", str(root), "--experiments", "7", "--quiet", "--tag", "night", "--screen", "--seed", "3"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
+    victim = None
+
+    def screening():
+        nonlocal victim
         victim = _screen_running(root, min_id=3)
-        orphans = psutil.Process(proc.pid).children(recursive=True)
-        proc.kill()  # SIGKILL, in the middle of a candidate's screen run
-        proc.wait(10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stdout.close()
-    psutil.wait_procs(orphans, timeout=10)
+        return victim is not None
+
+    kill_controller_when(proc, screening, lambda: "no screen run started", 60)  # SIGKILL mid screen run
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
     assert again.returncode == 0, again.stdout + again.stderr
     j = open_journal(root)

@@ -60,7 +60,8 @@ def ok(run: Run) -> bool:
 
 
 def screen_value(e: Experiment, seed: int) -> float | None:
-    return next((r.value for r in reversed(e.screens) if r.seed == seed and ok(r)), None)
+    run = latest_by_seed(e.screens).get(seed)
+    return None if run is None else run.value
 
 
 def failed_at(e: Experiment, seed: int) -> bool:
@@ -72,20 +73,12 @@ def failed_at(e: Experiment, seed: int) -> bool:
 def sigma_screen(history: list[Experiment], s: ScreenSettings) -> float | None:
     """The sd of a paired difference at the short budget (module docstring), or None."""
     full = noise_of(history)
-    short = pooled_sd([[r.value for r in latest_screens(e).values()] for e in history])
+    short = pooled_sd([[r.value for r in latest_by_seed(e.screens).values()] for e in history])
     if not full.known or full.sd <= 0 or short.df < 1:
         return None
     paired = paired_noise_of(history)
     diff = paired.sd if paired.df >= s.paired_min_df else math.sqrt(2) * full.sd
     return diff * short.sd / full.sd
-
-
-def latest_screens(e: Experiment) -> dict[int, Run]:
-    out: dict[int, Run] = {}
-    for r in sorted(e.screens, key=lambda r: r.started):
-        if ok(r):
-            out[r.seed] = r
-    return out
 
 
 def kendall_tau(pairs: list[tuple[float, float]]) -> float:
@@ -181,7 +174,8 @@ class Screener:
         (experiment id, is a re-run of a kept one, seed or None, screen run?)."""
         n = self.night
         seed = n.cfg.seed
-        d = decisions(n.journal.events(n.tag, "screen")).get(e.id)
+        decided = decisions(n.journal.events(n.tag, "screen"))
+        d = decided.get(e.id)
         if d is None:
             needs = []
             base = history[0]
@@ -198,13 +192,13 @@ class Screener:
             elif needs or c is None or t is None:
                 return "run", needs
             else:
-                d = self._judge(e, c, t, history)
+                d = self._judge(e, c, t, history, decided)
         if d["verdict"] == "out":
             n.finish(e, ExpStatus.SCREENED, d["why"])
             return "decided", []
         return "run", [(e.id, False, None, False)]
 
-    def _judge(self, e: Experiment, c: float, t: float, history: list[Experiment]) -> dict:
+    def _judge(self, e: Experiment, c: float, t: float, history: list[Experiment], decided: dict[int, dict]) -> dict:
         n, s = self.night, self.s
         pct = f"{100 * s.fraction:g} % of the budget"
         gain = n.task.metric.improvement(c, t)
@@ -215,7 +209,7 @@ class Screener:
         said = f"at {pct}: {c:.6g} vs the incumbent's {t:.6g} (seed {n.cfg.seed}, z {z:.2f}"
         if z >= s.z:
             return self._decide(e, "promoted", gain, z, f"promoted by the screen {said} >= {s.z:g})")
-        dropped = sum(d["verdict"] != "promoted" for d in decisions(n.journal.events(n.tag, "screen")).values())
+        dropped = sum(d["verdict"] != "promoted" for d in decided.values())
         if s.audit_every and (dropped + 1) % s.audit_every == 0:
             return self._decide(e, "audit", gain, z, f"audit: out {said} < {s.z:g}), run at full budget anyway")
         return self._decide(e, "out", gain, z, f"screened out {said} < {s.z:g})")
