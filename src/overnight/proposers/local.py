@@ -99,18 +99,17 @@ def moves(ctx: Context, space: list[Knob], pending: set[tuple[int, str, str]] = 
     `pending`: (incumbent id, knob, written value) proposed by this process and not journaled yet."""
     now = current_values(ctx.incumbent_files, space)
     tried = tried_on(ctx, space) | {(n, v) for i, n, v in pending if i == ctx.incumbent.id}
-    last = ctx.incumbent.params.get(MOVE_KEY, "")  # the move that made this incumbent, if one did
+    # The move that made this incumbent, if one did: "KNOB label".
+    last_knob, _, last_label = ctx.incumbent.params.get(MOVE_KEY, "").partition(" ")
     # Within a priority class the search seed orders the knobs: two seeds, two searches.
     rng = random.Random(f"{ctx.seed}:local")
     draw = {k.name: rng.random() for k in space}
-    order = sorted(
-        (k for k in space if k.name in now), key=lambda k: (k.name != last.split(" ")[0], priority(k), draw[k.name])
-    )
+    order = sorted((k for k in space if k.name in now), key=lambda k: (k.name != last_knob, priority(k), draw[k.name]))
     for fine in (False, True):
         for k in order:
             options = steps(k, now[k.name], fine)
-            if k.name == last.split(" ")[0]:
-                options.sort(key=lambda m: m[0] != last.split(" ", 1)[-1])  # the paying direction first
+            if k.name == last_knob:
+                options.sort(key=lambda m: m[0] != last_label)  # the paying direction first
             for label, value in options:
                 if written(value) == written(now[k.name]) or (k.name, written(value)) in tried:
                     continue
