@@ -32,7 +32,7 @@ MODEL_OPTIONS = {
     "--knob-search": (
         "knob_search",
         click.Choice(("local", "global")),
-        "optuna: one constant at a time around the best first, then TPE (local); TPE from the start (global)",
+        "optuna: TPE from the start (global, the default); one constant at a time around the best first (local)",
     ),
     "--price-in": ("price_in", float, "USD per million input tokens, for cost accounting"),
     "--price-out": ("price_out", float, "USD per million output tokens"),

@@ -1,4 +1,4 @@
-"""The knob search that starts at the incumbent (proposers/local.py, optuna's default): its
+"""The knob search that starts at the incumbent (proposers/local.py, `--knob-search local`): its
 first moves stay next to the current best, one constant at a time. Real toy repo, journal, Optuna."""
 
 from __future__ import annotations
@@ -6,13 +6,14 @@ from __future__ import annotations
 import optuna
 
 from overnight import knobs
-from overnight.proposers import make_proposer
+from overnight.proposers import ProposerOptions, make_proposer
 from overnight.proposers.local import MOVE_KEY
 from overnight.proposers.optuna import TRIAL_KEY
 from overnight.records import ExpStatus
 from overnight.testing.nights import ToyNight
 from overnight.testing.toy import write_toy
 
+LOCAL = ProposerOptions(knob_search="local")
 # The toy's 7 knobs: coarse moves 2 each (USE_NORM 1, ACTIVATION 2), fine moves for its 3 floats.
 TOY_MOVES = 13 + 6
 
@@ -28,7 +29,7 @@ def moved(n: ToyNight, proposal) -> dict:
 
 def test_the_first_moves_change_one_constant_next_to_the_incumbent_rates_first(tmp_path):
     n = ToyNight(write_toy(tmp_path / "toy"))
-    p = make_proposer("optuna")
+    p = make_proposer("optuna", LOCAL)
     changes = []
     for _ in range(4):
         prop = p.propose(n.ctx())
@@ -43,7 +44,7 @@ def test_the_first_moves_change_one_constant_next_to_the_incumbent_rates_first(t
 
 def test_a_kept_move_is_followed_and_a_step_back_is_not_proposed(tmp_path):
     n = ToyNight(write_toy(tmp_path / "toy"))
-    p = make_proposer("optuna")
+    p = make_proposer("optuna", LOCAL)
     first = p.propose(n.ctx())
     assert moved(n, first) == {"LEARNING_RATE": (0.01, 0.02)}
     n.keep(first.edits, 1.1, first.params)  # it paid: the incumbent moves
@@ -62,17 +63,17 @@ def test_a_kept_move_is_followed_and_a_step_back_is_not_proposed(tmp_path):
 
 def test_two_slots_and_a_resumed_night_never_repeat_a_move(tmp_path):
     n = ToyNight(write_toy(tmp_path / "toy"))
-    p = make_proposer("optuna")
+    p = make_proposer("optuna", LOCAL)
     a, b = p.propose(n.ctx()), p.propose(n.ctx())  # two slots: nothing journaled in between
     assert a.edits != b.edits
     n.record(a), n.record(b)
-    again = make_proposer("optuna").propose(n.ctx())  # a new controller: what was tried is in the journal
+    again = make_proposer("optuna", LOCAL).propose(n.ctx())  # a new controller: what was tried is in the journal
     assert again.edits not in (a.edits, b.edits)
 
 
 def test_when_every_move_was_tried_tpe_takes_over_knowing_them(tmp_path):
     n = ToyNight(write_toy(tmp_path / "toy"))
-    p = make_proposer("optuna")
+    p = make_proposer("optuna", LOCAL)
     p.observe(n.journal.experiment(1), n.ctx())  # the baseline: the study's first trial
     for i in range(TOY_MOVES):
         prop = p.propose(n.ctx())
@@ -86,10 +87,9 @@ def test_when_every_move_was_tried_tpe_takes_over_knowing_them(tmp_path):
     assert sorted(t.value for t in done if "experiment" in t.user_attrs)[0] == 1.3
 
 
-def test_global_search_is_tpe_from_the_start(tmp_path):
-    from overnight.proposers import ProposerOptions
-
+def test_global_search_the_default_is_tpe_from_the_start(tmp_path):
     n = ToyNight(write_toy(tmp_path / "toy"))
-    prop = make_proposer("optuna", ProposerOptions(knob_search="global")).propose(n.ctx())
+    assert ProposerOptions().knob_search == "global"  # the night benchmark's choice (options.py)
+    prop = make_proposer("optuna").propose(n.ctx())
     assert TRIAL_KEY in prop.params and MOVE_KEY not in prop.params
     n.record(prop, ExpStatus.DISCARDED)

@@ -2,10 +2,11 @@
 
 The study lives in `.overnight/optuna.db` (one study per tag), so `optuna-dashboard
 sqlite:///.overnight/optuna.db` opens it. The baseline is added as a finished trial, so the
-search starts from what the researcher already knew. With `start="incumbent"` (the default,
-`--knob-search local`) every proposal is first a move of one constant around the current best
-(local.py); each such result is added to the study as a finished trial, and TPE takes over
-when every move around the best was tried, already knowing the neighbourhood.
+search starts from what the researcher already knew. With `start="incumbent"` (`--knob-search
+local`) every proposal is first a move of one constant around the current best (local.py); each
+such result is added to the study as a finished trial, and TPE takes over when every move
+around the best was tried, already knowing the neighbourhood. The default is TPE from the
+first trial (`--knob-search global`): the night benchmark's figure (options.py).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def from_param(k: Knob, param: Any) -> Any:
 class OptunaProposer(KnobProposer):
     name = "optuna"
 
-    def __init__(self, sampler: str = "tpe", start: str = "incumbent") -> None:
+    def __init__(self, sampler: str = "tpe", start: str = "global") -> None:
         super().__init__()
         self.sampler_name = sampler
         self.start = start  # "incumbent": local moves first (local.py); "global": TPE from the start
