@@ -232,13 +232,26 @@ def summary_row(r: dict) -> str:
     v = r["verified"]
     zero = ""
     if "ablation" in r:
-        nothing = sum(1 for x in r["ablation"] if "low" not in x or x["low"] <= 0)
-        zero = f"; {nothing} of {len(r['ablation'])} keeps contribute nothing (CI includes 0)"
+        zero = "; " + ablation_words(r["ablation"])
     return (
         f"{r['config']:<20} {r['minutes']:5.1f} min  {r['experiments']:3d} exp  {r['judged']:3d} judged  "
         f"{r['kept']:2d} kept  {r['screened']:2d} screened  {r['duplicates']:2d} dup  "
         f"verified gain {v['gain']:+.4f} [{v['low']:+.4f}, {v['high']:+.4f}]  "
         f"{r['gain_per_hour']:+.4f}/h{zero}"
+    )
+
+
+def ablation_words(parts: list[dict]) -> str:
+    """How many keeps contribute nothing to the best, and why: a superseded keep (later keeps
+    replaced all it changed) adds nothing, a harmful one (CI below 0) takes away, and one whose
+    CI includes 0 cannot be told from nothing."""
+    superseded = sum(1 for x in parts if "low" not in x)
+    harmful = sum(1 for x in parts if "high" in x and x["high"] < 0)
+    unclear = sum(1 for x in parts if "low" in x and x["low"] <= 0 <= x["high"])
+    nothing = superseded + harmful + unclear
+    return (
+        f"{nothing} of {len(parts)} keeps contribute nothing "
+        f"({superseded} superseded, {harmful} harmful, {unclear} not distinguishable from 0)"
     )
 
 
