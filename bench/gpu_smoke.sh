@@ -55,5 +55,5 @@ fi
 
 if [ "${NIGHT:-1}" != 0 ]; then
     python "$ROOT/bench/night.py" --preset gpu --work "$WORK/nights" --out "$WORK/night.jsonl" \
-        --configs optuna-noise --minutes "${NIGHT_MINUTES:-5}" --budget "${NIGHT_BUDGET:-30}" --runs 3 --every 2
+        --configs tpe-noise-screen --minutes "${NIGHT_MINUTES:-5}" --budget "${NIGHT_BUDGET:-30}" --runs 3 --every 2
 fi

@@ -132,10 +132,10 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
 @click.option(
     "--screen/--no-screen",
-    default=RunConfig.screen,
-    show_default=True,
+    default=None,
     help="each candidate first trains at a fraction of the budget; only one not clearly worse there "
-    "gets full-budget runs (noise judge; turns itself off when short and full runs rank changes differently)",
+    "gets full-budget runs (noise judge; turns itself off when short and full runs rank changes "
+    "differently)  [default: on with the noise judge]",
 )
 @click.option(
     "--screen-fraction",

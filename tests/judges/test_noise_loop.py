@@ -25,7 +25,10 @@ from overnight.testing.toy import write_toy
 
 def night(root, *steps, n=None, judge="noise", **settings):
     settings.setdefault("remeasure_every", 0)
-    cfg = RunConfig(tag="t", judge=judge, experiments=n or len(steps) + 1, noise=NoiseSettings(**settings))
+    # Screening off: these tests count the judge's own runs (screening: tests/night/test_screen.py).
+    cfg = RunConfig(
+        tag="t", judge=judge, experiments=n or len(steps) + 1, noise=NoiseSettings(**settings), screen=False
+    )
     c = Controller(root, cfg, proposer=Scripted(*steps))
     c.run()
     return c, {e.id: e for e in c.journal.experiments("t")}

@@ -135,6 +135,7 @@ def test_the_noise_judge_at_the_deadline_starts_no_confirmation_run(tmp_path):
             experiments=2,
             hours=6 / 3600,
             noise=NoiseSettings(baseline_runs=2),
+            screen=False,  # the confirmation runs of a full-budget first run are what is counted
         ),
     )
     c.proposer = Fixed([slow])

@@ -59,7 +59,7 @@ class Controller:
         executor=None,
     ):
         self.root = gitops.toplevel(Path(root).resolve())
-        self.cfg = cfg
+        self.cfg = cfg = cfg.resolved()
         self.obs = observer or Observer()
         self.stop = stop or threading.Event()
         self.started = time.monotonic()  # --hours counts from here (scheduler.py)
