@@ -30,6 +30,7 @@ from overnight.night.controller import Controller
 from overnight.night.screen import ScreenSettings
 from overnight.night.tags import check_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
+from overnight.report.trackers import TRACKERS
 from overnight.run import credentials
 from overnight.tasks import BUILTIN, write_task
 
@@ -73,13 +74,60 @@ def main() -> None:
 
 @main.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--task", "task_name", type=click.Choice(BUILTIN), default="nanogpt", show_default=True)
+@click.option(
+    "--task",
+    "task_name",
+    type=click.Choice(BUILTIN),
+    default=None,
+    help="write this built-in task into a new folder [default: nanogpt; none for an existing repository]",
+)
 @click.option("--preset", type=click.Choice(["cpu", "gpu"]), default=None, help="size for this machine (nanogpt)")
 @click.option("--data", default=None, help="embedded (default), text:PATH, parquet:DIR or hf:DATASET")
-def init(directory: Path, task_name: str, preset: str | None, data: str | None) -> None:
-    """Write a built-in task into DIRECTORY as a new git repository."""
+@click.option("--metric", default=None, help="existing repository: the printed metric's name [guessed]")
+@click.option("--goal", type=click.Choice(["minimize", "maximize"]), default=None, help="existing repository [guessed]")
+@click.option("--command", "command", default=None, help="existing repository: how to run one training [guessed]")
+@click.option(
+    "--editable", multiple=True, help="existing repository: a file proposers may change (repeat for more) [guessed]"
+)
+@click.option("--budget", type=float, default=None, help="existing repository: training seconds per run [guessed]")
+@click.option("--force", is_flag=True, help="existing repository: replace its overnight.toml")
+@click.option(
+    "--commit",
+    "commit",
+    is_flag=True,
+    help="existing repository: commit overnight.toml on the current branch (without it: left for you to commit)",
+)
+def init(
+    directory: Path,
+    task_name: str | None,
+    preset: str | None,
+    data: str | None,
+    metric: str | None,
+    goal: str | None,
+    command: str | None,
+    editable: tuple[str, ...],
+    budget: float | None,
+    force: bool,
+    commit: bool,
+) -> None:
+    """Write a built-in task into a new DIRECTORY, or an overnight.toml into an existing git repository."""
+    adopting = directory.exists() and any(directory.iterdir()) and task_name is None
+    if adopting:
+        return _adopt(directory, metric, goal, command, editable, budget, force, commit)
+    flags = {"--metric": metric, "--goal": goal, "--command": command, "--budget": budget}
+    flags |= {"--editable": editable or None, "--force": force or None, "--commit": commit or None}
+    misplaced = [name for name, value in flags.items() if value is not None]
+    if misplaced:
+        raise OvernightError(
+            f"{', '.join(misplaced)}: only for an existing repository (a built-in task is written into a new "
+            "folder as it is) — drop them, or give the folder of your repository without --task"
+        )
+    task_name = task_name or "nanogpt"
     if directory.exists() and any(directory.iterdir()):
-        raise OvernightError(f"{directory} exists and is not empty — choose a new folder")
+        raise OvernightError(
+            f"{directory} exists and is not empty — choose a new folder for a built-in task, or drop --task "
+            "to write an overnight.toml for the repository there"
+        )
     directory.mkdir(parents=True, exist_ok=True)
     try:
         write_task(task_name, directory, preset=preset, data=data)
@@ -90,6 +138,43 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
     sha = gitops.init_repo(directory, f"overnight init: {task_name} task")
     click.echo(f"wrote the {task_name} task to {directory} (commit {sha[:7]})")
     click.echo(f"next: overnight run {directory}")
+
+
+def _adopt(directory: Path, metric, goal, command, editable, budget, force: bool, commit: bool) -> None:
+    """`overnight init` on an existing repository: adopt.py guesses, adopt_toml.py writes."""
+    from overnight.adopt import inspect_repo
+    from overnight.adopt_toml import write_spec
+
+    if not gitops.is_repo(directory) or gitops.toplevel(directory).resolve() != directory.resolve():
+        raise OvernightError(
+            f"{directory} is not the top of a git repository — run `git init` there and commit your code "
+            "first, or give a new folder for a built-in task"
+        )
+    gitops.head(directory)  # a repository with no commit: one line saying to commit first
+    found = inspect_repo(directory, metric=metric, goal=goal, command=command, editable=tuple(editable), budget=budget)
+    sha = write_spec(directory, found, force=force, commit=commit)
+    click.echo(f"{directory}: {found.layout} layout ({found.why['layout']})")
+    rows = {
+        "command": found.command,
+        "editable": ", ".join(found.editable),
+        "protected": ", ".join(found.protected) or "none",
+        "metric": f"{found.metric}, {found.goal}, read from the output",
+        "budget": f"{found.budget:g} s" + (", fixed by the task's code" if found.fixed_budget else ""),
+        "knobs": f"{len(found.knobs)} constants for the optuna proposer" if found.knobs else "none",
+    }
+    for key, value in rows.items():
+        why = found.why.get(key)
+        click.echo(f"  {key:<10} {value}" + (f"   ({why})" if why else ""))
+    for line in found.undecided:
+        click.echo(f"  undecided: {line}")
+    click.echo("  note: the metric is read from what the run prints; see the comment in overnight.toml")
+    if sha:
+        click.echo(f"wrote and committed overnight.toml (commit {sha[:7]}); next: overnight run {directory}")
+    else:
+        click.echo(
+            f"wrote {directory / 'overnight.toml'} (not committed): read it, then `git -C {directory} add "
+            f"overnight.toml && git -C {directory} commit -m 'overnight.toml'`, then overnight run {directory}"
+        )
 
 
 @main.command()
@@ -130,6 +215,13 @@ def init(directory: Path, task_name: str, preset: str | None, data: str | None) 
     f"[{_NS.remeasure_every}; 0: never]",
 )
 @click.option("--budget", type=float, default=None, help="training seconds per run (default: overnight.toml)")
+@click.option(
+    "--log-to",
+    "log_to",
+    type=click.Choice(TRACKERS),
+    multiple=True,
+    help="also send each experiment to this tracker (repeat for both; its own settings: WANDB_*, MLFLOW_*)",
+)
 @click.option(
     "--screen/--no-screen",
     default=None,
@@ -185,6 +277,7 @@ def run(
     executor: str,
     ray_address: str | None,
     proposer_options: ProposerOptions,
+    log_to: tuple[str, ...] = (),
 ) -> None:
     """Run the loop on the task in DIRECTORY until --experiments or --hours (or Ctrl-C)."""
     from overnight.report.live import LiveView, PlainView
@@ -241,6 +334,7 @@ def run(
         slots=slots,
         gpus=gpu_ids,
         ray_address=ray_address,
+        log_to=tuple(log_to),
     )
     stop = threading.Event()
     view = PlainView() if quiet or not sys.stdout.isatty() else LiveView()

@@ -110,6 +110,9 @@ class TaskSpec:
     # wall-time check (budget + limits.overhead) holds whichever the task chooses.
     clock: str = CLOCKS[0]
     timeout_setting: float | None = None  # task.timeout as written; None means derived from budget
+    # The command does not read OVERNIGHT_BUDGET: its budget is set in its protected code
+    # (autoresearch's TIME_BUDGET). No other budget can be given: no --budget, no screen runs.
+    fixed_budget: bool = False
     env: dict[str, str] = field(default_factory=dict)  # extra environment for the command
     # Credential-looking variables of the user's environment a run may still read (credentials.py)
     pass_env: tuple[str, ...] = ()
@@ -136,8 +139,13 @@ class TaskSpec:
 
     def with_budget(self, budget: float | None) -> TaskSpec:
         """The spec with a budget given on the command line."""
-        if budget is None:
+        if budget is None or budget == self.budget:
             return self
+        if self.fixed_budget:
+            raise TaskSpecError(
+                f"this task's budget is fixed at {self.budget:g} s by its own code (task.fixed_budget) — "
+                "drop --budget, or change the budget in the protected code and in overnight.toml"
+            )
         if not math.isfinite(budget) or budget <= 0:
             raise TaskSpecError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
         return replace(self, budget=float(budget))

@@ -38,6 +38,7 @@ TASK_FIELDS = (
     "pass_env",
     "setup",
     "setup_timeout",
+    "fixed_budget",
 )
 METRIC_FIELDS = ("name", "goal", "source", "pattern")
 
@@ -193,6 +194,9 @@ def load_task(root: Path | str) -> TaskSpec:
         raise TaskSpecError(
             f'{SPEC_FILE}: task.pass_env must be a list of environment variable names, e.g. pass_env = ["HF_TOKEN"]'
         )
+    fixed_budget = task.get("fixed_budget", False)
+    if not isinstance(fixed_budget, bool):
+        raise TaskSpecError(f"{SPEC_FILE}: task.fixed_budget must be true or false")
     watch = task.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
         raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
@@ -208,6 +212,7 @@ def load_task(root: Path | str) -> TaskSpec:
         protected=protected,
         budget=budget,
         clock=clock,
+        fixed_budget=fixed_budget,
         timeout_setting=None if timeout is None else float(timeout),
         metric=Metric(name, goal, source, pattern),
         env={str(k): str(v) for k, v in env.items()},

@@ -5,6 +5,7 @@ full run; the rank check turns screening off where short runs rank changes the o
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 
 import pytest
@@ -21,6 +22,13 @@ from overnight.testing.nights import Scripted, set_knobs
 from overnight.testing.procs import CLI, kill_controller_when
 from overnight.testing.toy import write_toy
 
+GIT_ID = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@t",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@t",
+}
 SHORT = {"TOY_SHORT_BELOW": "0.5"}  # the toy's budget is 1 s: a screen run (0.25 s) scores 0.1 worse
 
 
@@ -150,3 +158,25 @@ def test_a_screened_night_resumes_after_sigkill(tmp_path):
     rows = (root / ".overnight" / "night" / "results.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[0] for r in rows] == [e.commit_sha[:7] for e in h]
     j.close()
+
+
+def test_screening_is_on_by_default_only_where_it_can_work(tmp_path):
+    """The default (issue 16: more verified gain per hour): on with the noise judge; off with
+    greedy (no noise to scale the screen by) and for a task whose code fixes its budget."""
+    from overnight.testing.autoresearch import write_autoresearch
+
+    task = write_toy(tmp_path / "toy")
+    assert Controller(task, RunConfig(tag="a", proposer="random")).cfg.screen is True
+    assert Controller(task, RunConfig(tag="b", proposer="random", judge="greedy")).cfg.screen is False
+    assert Controller(task, RunConfig(tag="c", proposer="random", screen=False)).cfg.screen is False
+    assert open_journal(task).tag_info("a")["config"]["screen"] is True  # journaled as resolved
+    fixed = write_autoresearch(tmp_path / "ar")
+    (fixed / "overnight.toml").write_text(
+        '[task]\ncommand = "python train.py"\neditable = ["train.py"]\nbudget = 1\nfixed_budget = true\n'
+        '[metric]\nname = "val_bpb"\nsource = "stdout"\n'
+    )
+    subprocess.run(["git", "-C", str(fixed), "add", "-A"], check=True)
+    subprocess.run(["git", "-C", str(fixed), "commit", "-qm", "spec"], check=True, env=GIT_ID)
+    assert Controller(fixed, RunConfig(tag="d", proposer="random")).cfg.screen is False
+    with pytest.raises(OvernightError, match="fixed_budget"):
+        Controller(fixed, RunConfig(tag="e", proposer="random", screen=True))

@@ -30,10 +30,16 @@ class RunConfig:
     slots: int | None = None  # runs at once; None: one per GPU (local), the cluster's size (ray), else 1
     gpus: tuple[str, ...] | None = None  # local: pin slots to these device ids; None: detect
     ray_address: str | None = None  # ray: the cluster to join; None: start a local one
+    log_to: tuple[str, ...] = ()  # trackers each finished experiment is sent to (report/trackers.py)
 
-    def resolved(self) -> RunConfig:
-        """The defaults that depend on other fields made explicit (as journaled with the tag)."""
-        return replace(self, screen=self.judge == "noise") if self.screen is None else self
+    def resolved(self, task=None) -> RunConfig:
+        """The defaults that depend on other fields and on the task made explicit (as journaled
+        with the tag): screening needs the noise judge and a task that takes its budget from
+        OVERNIGHT_BUDGET (not `task.fixed_budget`)."""
+        if self.screen is not None:
+            return self
+        fixed = bool(getattr(task, "fixed_budget", False))
+        return replace(self, screen=self.judge == "noise" and not fixed)
 
 
 class Observer:

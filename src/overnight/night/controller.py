@@ -59,11 +59,16 @@ class Controller:
         executor=None,
     ):
         self.root = gitops.toplevel(Path(root).resolve())
-        self.cfg = cfg = cfg.resolved()
+        self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
+        if cfg.screen and self.task.fixed_budget:
+            raise OvernightError(
+                "--screen gives a candidate a shorter budget through OVERNIGHT_BUDGET, and this task's "
+                "budget is fixed by its own code (task.fixed_budget) — drop --screen"
+            )
+        self.cfg = cfg = cfg.resolved(self.task)
         self.obs = observer or Observer()
         self.stop = stop or threading.Event()
         self.started = time.monotonic()  # --hours counts from here (scheduler.py)
-        self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
         if cfg.tag is not None:
             check_tag(cfg.tag)
         self._check_files()
@@ -72,6 +77,8 @@ class Controller:
         gitops.ignore_locally(self.root, f"/{layout.STATE_DIR}/")
         self.journal = open_journal(self.root)
         self.tag = resolve_tag(self.journal, cfg.tag)
+        if cfg.log_to:
+            self.obs = self._tracking(self.obs)
         self.judge: Judge = make_judge(cfg.judge, cfg.noise)
         if cfg.screen and cfg.judge != "noise":
             raise OvernightError(
@@ -90,6 +97,15 @@ class Controller:
         except BaseException:
             self._lock.release()
             raise
+
+    def _tracking(self, inner: Observer) -> Observer:
+        from overnight.report.trackers import TrackingObserver, make_trackers
+
+        trackers, failed = make_trackers(self.cfg.log_to, self.tag, self.root)
+        for text in failed:
+            self.journal.event(self.tag, "tracker", text)
+            inner.message(f"tracker failed to start (the night goes on): {text}")
+        return TrackingObserver(inner, trackers, self.journal, self.tag, self.task.metric.name)
 
     def _set_up(self) -> None:
         self.base_commit = self._start_tag()
@@ -232,6 +248,8 @@ class Controller:
             night.asker.close()  # a proposal in progress is finished, not torn
             night.drain_inbox()
             self.journal.write_results_tsv(self.tag, night.results_path)
+            if hasattr(self.obs, "night_over"):  # the trackers' summary values (report/trackers.py)
+                self.obs.night_over(self.journal.experiments(self.tag))
 
     def _prepare_runs(self) -> None:
         """The held-out slice, and what each run will (not) see, said once."""

@@ -176,6 +176,8 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
         console.print(screen.summary_line(d["screen"]))
     for msg in d["drift"][-3:]:
         console.print(f"[yellow]drift:[/] {msg}")
+    for msg in d.get("tracker", [])[-3:]:
+        console.print(f"[yellow]tracker:[/] {msg[:160]}")
     for msg in d["flagged"][-3:]:
         console.print(f"[yellow]flagged:[/] {msg[:160]}")
     if d["slots"]:

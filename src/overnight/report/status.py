@@ -201,6 +201,7 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "runs_per_kept": len(runs) / kept if kept else None,
         "flagged": [e["message"] for e in journal.events(tag, "ignores-seed")],
         "drift": [e["message"] for e in journal.events(tag, "drift")],
+        "tracker": [e["message"] for e in journal.events(tag, "tracker")],  # --log-to failures (trackers.py)
         # The validation data's guards (heldout_store.py, watch.py): runs that opened the held-out
         # data, candidates whose val gain the held-out slice did not match, and the sandbox in use.
         "heldout": {

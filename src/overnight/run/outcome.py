@@ -88,6 +88,9 @@ def judge_outcome(task: TaskSpec, out: ProcessOutcome, log_path: Path, result_pa
     if data.get("peak_memory_mb") is not None:
         # The task's own figure (e.g. GPU memory) is more precise than sampled RSS.
         res.peak_memory_mb = _float_or_none(data["peak_memory_mb"]) or res.peak_memory_mb
+    elif task.metric.source == "stdout":  # the printed summary is the task's report (autoresearch's peak_vram_mb)
+        printed = res.printed.get("peak_memory_mb", res.printed.get("peak_vram_mb"))
+        res.peak_memory_mb = _float_or_none(printed) or res.peak_memory_mb
     if out.exit_code != 0:
         res.status, res.error = RunStatus.CRASH, f"exit code {out.exit_code}"
         return res
