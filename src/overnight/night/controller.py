@@ -60,12 +60,17 @@ class Controller:
     ):
         self.root = gitops.toplevel(Path(root).resolve())
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
+        self.cfg = cfg = cfg.resolved(self.task)  # screening on by default only where it can work
+        if cfg.screen and cfg.judge != "noise":
+            raise OvernightError(
+                f"--screen needs the noise judge (the screen is scaled by the noise it measures), not "
+                f"--judge {cfg.judge} — drop --screen, or use --judge noise"
+            )
         if cfg.screen and self.task.fixed_budget:
             raise OvernightError(
                 "--screen gives a candidate a shorter budget through OVERNIGHT_BUDGET, and this task's "
                 "budget is fixed by its own code (task.fixed_budget) — drop --screen"
             )
-        self.cfg = cfg = cfg.resolved(self.task)
         self.obs = observer or Observer()
         self.stop = stop or threading.Event()
         self.started = time.monotonic()  # --hours counts from here (scheduler.py)
@@ -80,11 +85,6 @@ class Controller:
         if cfg.log_to:
             self.obs = self._tracking(self.obs)
         self.judge: Judge = make_judge(cfg.judge, cfg.noise)
-        if cfg.screen and cfg.judge != "noise":
-            raise OvernightError(
-                f"--screen needs the noise judge (the screen is scaled by the noise it measures), not "
-                f"--judge {cfg.judge} — drop --screen, or use --judge noise"
-            )
         self.proposer: Proposer = proposer or make_proposer(cfg.proposer, cfg.proposer_options)
         self.executor = executor  # None: built from cfg when the night starts (Ray connects then)
         # Before anything is journaled or git touched: one controller per tag (a second one
@@ -248,7 +248,7 @@ class Controller:
             night.asker.close()  # a proposal in progress is finished, not torn
             night.drain_inbox()
             self.journal.write_results_tsv(self.tag, night.results_path)
-            if hasattr(self.obs, "night_over"):  # the trackers' summary values (report/trackers.py)
+            if self.cfg.log_to:  # the trackers' summary values (report/trackers.py)
                 self.obs.night_over(self.journal.experiments(self.tag))
 
     def _prepare_runs(self) -> None:
