@@ -19,7 +19,7 @@ import click
 
 from overnight import gitops
 from overnight.cli_model import model_options, note, prompt
-from overnight.cli_read import ablate, doctor, report, show, status, verify
+from overnight.cli_read import ablate, doctor, report, serve, show, status, verify
 from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
@@ -382,5 +382,5 @@ def noise_settings(**given) -> NoiseSettings:
 
 main.add_command(note)
 main.add_command(prompt)
-for _command in (status, report, show, verify, ablate, doctor):
+for _command in (status, report, serve, show, verify, ablate, doctor):
     main.add_command(_command)

@@ -1,4 +1,4 @@
-"""The commands that read a night: status, report, show, verify, ablate, and doctor.
+"""The commands that read a night: status, report, serve, show, verify, ablate, and doctor.
 
 Kept apart from cli.py so the core commands (init, run) stay short; cli.py registers these on its
 group, as it does cli_model's. Each opens the journal or the task, calls the library, prints.
@@ -73,10 +73,10 @@ def status(directory: Path, tag: str | None, as_json: bool, follow: bool) -> Non
     "--out",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="folder for report.md and progress.png (default .overnight/<tag>/)",
+    help="folder for report.md, report.html and progress.png (default .overnight/<tag>/)",
 )
 def report(directory: Path, tag: str | None, out: Path | None) -> None:
-    """Write progress.png and report.md: the story of the night."""
+    """Write progress.png, report.md and report.html (one self-contained page): the story of the night."""
     from overnight.report.markdown import write_report
 
     root, journal, tag, task = _open(directory, tag)
@@ -84,6 +84,34 @@ def report(directory: Path, tag: str | None, out: Path | None) -> None:
     paths = write_report(journal, tag, task, root, out)
     for p in paths:
         click.echo(f"wrote {p}")
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
+@click.option("--tag", default=None, help="the night to show (default: the latest, followed as new ones start)")
+@click.option("--port", type=int, default=8765, show_default=True, help="0 picks a free one")
+@click.option("--host", default="127.0.0.1", show_default=True, help="the address to listen on")
+def serve(directory: Path, tag: str | None, port: int, host: str) -> None:
+    """The report as a live page: read-only, refreshing itself while a night runs."""
+    from overnight.report.serve import NightSite, make_server
+
+    root = gitops.toplevel(directory.resolve())
+    if not journal_path(root).is_file():  # serving must not create one
+        raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
+    site = NightSite(root, journal_path(root), tag)
+    server = make_server(site, host, port)
+    bound_host, bound_port = server.server_address[:2]
+    shown = f"[{bound_host}]" if ":" in bound_host else bound_host
+    click.echo(f"serving night {site.tag} at http://{shown}:{bound_port}/ (read-only; Ctrl-C to stop)", nl=True)
+    if not server.RequestHandlerClass.loopback:
+        click.echo(f"note: {host} is not a loopback address: anyone who reaches it can read every diff and log")
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 @click.command()

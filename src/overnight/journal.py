@@ -72,6 +72,23 @@ class Journal:
         self._migrate()
         self.tamper = TamperCheck(self.db)
 
+    @classmethod
+    def reader(cls, path: Path) -> Journal:
+        """A read-only view of a journal another process may be writing (`overnight serve`):
+        opened with SQLite's mode=ro, so no schema, no migration and no write can happen through
+        it. A journal from before a column was added reads with that column's default."""
+        self = cls.__new__(cls)
+        self.path = Path(path)
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        self.db = sqlite3.connect(uri, uri=True, isolation_level=None, timeout=30, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.tamper = TamperCheck(self.db)
+        return self
+
+    def data_version(self) -> int:
+        """SQLite's counter of commits by OTHER connections: a reader's cue that something changed."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     def _migrate(self) -> None:
         """Columns added since the first release, added to an older journal in place (never
         renamed). runs.rescored: journals written when every run was re-scored inside it kept

@@ -1,4 +1,4 @@
-"""The morning report: progress.png (autoresearch's picture) and report.md.
+"""The morning report: progress.png (autoresearch's picture) and report.md (report.html: html.py).
 
 progress.png: every finished experiment as a dot in order (discarded in grey, kept in green
 with its description), the running best as a step line, failures as red crosses at the top.
@@ -174,9 +174,12 @@ def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
 
 
 def write_report(journal: Journal, tag: str, task: TaskSpec, root: Path, out: Path) -> list[Path]:
+    """progress.png, report.md and report.html (report/html.py) in `out`."""
+    from overnight.report.html import write_html
+
     out.mkdir(parents=True, exist_ok=True)
     state = layout.state_dir(root)
     png, md = out / "progress.png", out / "report.md"
     plot_progress(journal.experiments(tag), task, png)
     md.write_text(report_markdown(journal, tag, task, state))
-    return [png, md]
+    return [png, md, write_html(journal, tag, task, state, out / "report.html")]

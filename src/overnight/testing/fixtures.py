@@ -82,3 +82,22 @@ def fake(no_real_keys):
     server = FakeLLM()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def page_night(tmp_path_factory) -> Path:
+    """The llm night of testing/pages.py (kept, rejected, crashed, kept, screened; verified and
+    ablated), with its report written: the root of its toy repository. Shared: read it, and
+    copy it (shutil.copytree) before writing to its journal."""
+    from overnight.testing.pages import llm_night, write_page
+
+    with pytest.MonkeyPatch.context() as mp:
+        for name in REAL_ENDPOINT_VARS:
+            mp.delenv(name, raising=False)
+        server = FakeLLM()
+        try:
+            root = llm_night(tmp_path_factory.mktemp("page-night") / "toy", server)
+        finally:
+            server.close()
+    write_page(root)
+    return root
