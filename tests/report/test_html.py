@@ -198,7 +198,9 @@ def test_gain_interval_is_paired_by_seed_else_welch(page_night):
     other = _exp({7: 0.97, 8: 1.00, 9: 0.95, 10: 0.96})  # no seed in common: Welch
     gain, low, high = page_data.gain_interval(other, parent, metric)
     ci = stats.ttest_ind([1.00, 1.02, 0.99], [0.97, 1.00, 0.95, 0.96], equal_var=False).confidence_interval(0.95)
-    assert (low, high) == pytest.approx((ci.low, ci.high))
-    assert page_data.gain_interval(_exp({0: 0.9}), parent, metric)[1:] == (None, None)
+    assert (low, high) == pytest.approx((ci.low, ci.high)) and gain == pytest.approx((low + high) / 2)
+    assert gain == pytest.approx((1.00 + 1.02 + 0.99) / 3 - (0.97 + 1.00 + 0.95 + 0.96) / 4)
+    one = _exp({0: 0.9})
+    assert page_data.gain_interval(one, parent, metric) == (pytest.approx(parent.value - 0.9), None, None)
     assert page_data.gain_interval(_exp({}), parent, metric) == (None, None, None)
     assert not math.isnan(gain)

@@ -105,22 +105,22 @@ class PageData:
 
 
 def gain_interval(e: Experiment, parent: Experiment | None, metric: Metric) -> tuple[float | None, ...]:
-    """(gain, low, high) of `e` over its parent: paired by seed where they share two or more
-    seeds (as the noise judge compares them), else Welch's interval on the two means; the
-    interval is None with fewer than two runs on a side."""
+    """(gain, low, high) of `e` over its parent, the gain at the interval's centre: paired by
+    seed where they share two or more seeds (as the noise judge compares them), else Welch's
+    interval on the two means of their runs; with fewer than two runs on a side, the difference
+    of the judged values and no interval."""
     if parent is None or e.value is None or parent.value is None:
         return None, None, None
-    gain = metric.improvement(e.value, parent.value)
     mine = {r.seed: r.value for r in e.runs if r.status == RunStatus.OK and r.value is not None}
     theirs = {r.seed: r.value for r in parent.runs if r.status == RunStatus.OK and r.value is not None}
     common = sorted(set(mine) & set(theirs))
     s = metric.sign
     if len(common) >= 2:
-        _, low, high = paired_interval([s * theirs[k] for k in common], [s * mine[k] for k in common])
-        return gain, low, high
+        return paired_interval([s * theirs[k] for k in common], [s * mine[k] for k in common])
     a, b = list(mine.values()), list(theirs.values())
     if len(a) < 2 or len(b) < 2:
-        return gain, None, None
+        return metric.improvement(e.value, parent.value), None, None
+    gain = metric.improvement(sum(a) / len(a), sum(b) / len(b))
     va, vb = _var(a) / len(a), _var(b) / len(b)
     se = math.sqrt(va + vb)
     if se == 0:
