@@ -108,11 +108,11 @@ def paired_interval(a: list[float], b: list[float], level: float = 0.95) -> tupl
     diff = mean(d)
     if len(d) < 2:
         return diff, -math.inf, math.inf
-    half = t_quantile(0.5 + level / 2, len(d) - 1) * math.sqrt(_var(d) / len(d))
+    half = t_quantile(0.5 + level / 2, len(d) - 1) * math.sqrt(sample_var(d) / len(d))
     return diff, diff - half, diff + half
 
 
-def _var(values: list[float]) -> float:
+def sample_var(values: list[float]) -> float:
     if len(values) < 2:
         return 0.0
     m = mean(values)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from overnight.journal import Journal
-from overnight.judges.stats import paired_interval, t_quantile
+from overnight.judges.stats import mean, paired_interval, sample_var, t_quantile
 from overnight.night.state import REBASED_KEY
 from overnight.records import Experiment, ExpStatus, Run, RunStatus
 from overnight.report.status import status_dict
@@ -120,19 +120,14 @@ def gain_interval(e: Experiment, parent: Experiment | None, metric: Metric) -> t
     a, b = list(mine.values()), list(theirs.values())
     if len(a) < 2 or len(b) < 2:
         return metric.improvement(e.value, parent.value), None, None
-    gain = metric.improvement(sum(a) / len(a), sum(b) / len(b))
-    va, vb = _var(a) / len(a), _var(b) / len(b)
+    gain = metric.improvement(mean(a), mean(b))
+    va, vb = sample_var(a) / len(a), sample_var(b) / len(b)
     se = math.sqrt(va + vb)
     if se == 0:
         return gain, gain, gain
     df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
     half = t_quantile(0.975, df) * se  # Welch-Satterthwaite df, fractional as scipy takes it
     return gain, gain - half, gain + half
-
-
-def _var(values: list[float]) -> float:
-    m = sum(values) / len(values)
-    return sum((v - m) ** 2 for v in values) / (len(values) - 1)
 
 
 def _budget_text(runs: list[Run], screens: list[Run], default: float) -> str:
