@@ -2,6 +2,7 @@
 verified on fresh seeds: how much confirmed improvement a night buys per hour.
 
     python bench/night.py --work DIR [--minutes 30] [--budget 20] [--configs a,b] [--runs 5]
+                          [--checks [--wall-runs 10] [--transfer 4]]   # each best in wall time, 4x budget
     python bench/night.py --summary          # the table and the picture from the results
     python bench/night.py --preset gpu ...   # on a GPU (bench/gpu_smoke.sh runs a short one)
 
@@ -33,12 +34,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from task_throughput import cpu_line  # noqa: E402
 
 from overnight import gitops  # noqa: E402
+from overnight.errors import OvernightError  # noqa: E402
 from overnight.journal import Journal  # noqa: E402
 from overnight.layout import journal_path  # noqa: E402
 from overnight.records import ExpStatus, incumbent  # noqa: E402
 from overnight.task_load import load_task  # noqa: E402
 from overnight.tasks import write_task  # noqa: E402
-from overnight.verify import Remeasure, kept_chain, without_change  # noqa: E402
+from overnight.verify import Measured, Remeasure, kept_chain, verify, without_change  # noqa: E402
 
 TAG = "bench"
 CONFIGS = {  # name -> (flags of `overnight run`, what it stands for); knob search and screen spelled
@@ -116,39 +118,57 @@ def run_night(root: Path, flags: list[str], minutes: float, budget: float, log: 
     return (end - start) / 60
 
 
-def baseline_fresh(out: Path, root: Path, budget: float, runs: int) -> list[float]:
-    for row in rows(out):
-        if row.get("kind") == "baseline-fresh" and row["budget"] == budget and len(row["values"]) >= runs:
-            return row["values"][:runs]
+def baseline_fresh(out: Path, root: Path, budget: float, runs: int) -> Measured:
+    """The baseline on the fresh seeds, once per budget and clock (its files are the same in
+    every configuration; under the steps clock each night measured its own cost, so each gets
+    its own)."""
     rm = remeasure(root, runs)
-    values = rm.values(rm.journal.experiments(TAG)[0].commit_sha, "baseline")
-    append(out, {"kind": "baseline-fresh", "budget": budget, "values": values, "cpu": cpu_line()})
-    return values
+    clock = rm.task.clock
+    steps = clock == "steps"
+    for row in rows(out):
+        same = row.get("clock", "tokens") == clock and (not steps or row.get("root") == str(root))
+        if row.get("kind") == "baseline-fresh" and row["budget"] == budget and same and len(row["values"]) >= runs:
+            return Measured(row["values"][:runs], row.get("walls", [float("nan")] * runs)[:runs])
+    (base,) = rm.measure([("baseline", rm.journal.experiments(TAG)[0].commit_sha, None)])
+    append(
+        out,
+        {
+            "kind": "baseline-fresh",
+            "budget": budget,
+            "clock": clock,
+            "root": str(root),
+            "values": base.values,
+            "walls": base.walls,
+            "cpu": cpu_line(),
+        },
+    )
+    return base
 
 
-def remeasure(root: Path, runs: int) -> Remeasure:
-    """As `overnight verify` does: the commits re-run under the budget the night ran under."""
+def remeasure(root: Path, runs: int, clock: str | None = None, budget: float | None = None) -> Remeasure:
+    """As `overnight verify` does: the commits re-run under the budget the night ran under
+    (or `clock`, `budget`)."""
     journal = Journal(journal_path(root))
     task = load_task(root).with_budget(journal.tag_info(TAG)["config"]["budget"])
-    return Remeasure(root, task, journal, TAG, runs)
+    return Remeasure(root, task, journal, TAG, runs, clock=clock, budget=budget)
 
 
-def verified_line(root: Path, base: list[float], every: float, minutes: float, runs: int) -> list[dict]:
+def verified_line(root: Path, base: Measured, every: float, minutes: float, runs: int) -> list[dict]:
     """The best at each checkpoint of the night, verified on the fresh seeds (each distinct best once)."""
     rm = remeasure(root, runs)
     h = rm.journal.experiments(TAG)
     start, _ = night_span(rm.journal)
     marks = [m for m in frange(every, minutes, every)] + [minutes]
-    measured: dict[int, list[float]] = {}
+    measured: dict[int, Measured] = {}
     line = []
     for m in marks:
         best = incumbent([e for e in h if e.decided is not None and e.decided <= start + m * 60]) or h[0]
         point = {"minutes": round(m, 2), "best": best.id, "description": best.description[:120]}
         if best.id != h[0].id:
             if best.id not in measured:
-                measured[best.id] = rm.values(best.commit_sha, f"best-{best.id}")
+                (measured[best.id],) = rm.measure([(f"best-{best.id}", best.commit_sha, h[0].commit_sha)])
             c = rm.compare(f"#{best.id}", measured[best.id], base)
-            point.update(gain=c.gain, low=c.low, high=c.high, values=measured[best.id])
+            point.update(gain=c.gain, low=c.low, high=c.high, values=c.values, walls=measured[best.id].walls)
         else:
             point.update(gain=0.0, low=0.0, high=0.0)
         line.append(point)
@@ -163,7 +183,7 @@ def frange(step: float, stop: float, by: float) -> list[float]:
     return out
 
 
-def ablation(root: Path, best_values: list[float], runs: int) -> list[dict]:
+def ablation(root: Path, best_values: Measured, runs: int) -> list[dict]:
     """Leave-one-out of each kept change of the final best (verify.ablate, reusing the best's runs)."""
     rm = remeasure(root, runs)
     h = rm.journal.experiments(TAG)
@@ -175,7 +195,8 @@ def ablation(root: Path, best_values: list[float], runs: int) -> list[dict]:
         if sha is None:
             out.append({"change": change.id, "note": note})
             continue
-        c = rm.compare(f"#{change.id}", rm.values(sha, f"without-{change.id}"), best_values, note, better="reference")
+        (variant,) = rm.measure([(f"without-{change.id}", sha, best.commit_sha)])
+        c = rm.compare(f"#{change.id}", variant, best_values, note, better="reference")
         out.append({"change": change.id, "gain": c.gain, "low": c.low, "high": c.high, "note": note})
     return out
 
@@ -225,11 +246,60 @@ def run_config(name: str, a: argparse.Namespace) -> None:
         "load_after": os.getloadavg(),
         "commit": gitops.head(Path(__file__).parent.parent)[:7],
         "date": time.strftime("%Y-%m-%d"),
+        "clock": load_task(root).clock,
     }
     if "--judge" in flags and "greedy" in flags and line[-1].get("values"):
-        row["ablation"] = ablation(root, line[-1]["values"], a.runs)
+        row["ablation"] = ablation(root, Measured(line[-1]["values"], line[-1]["walls"]), a.runs)
     append(a.out, row)
     print(summary_row(row), flush=True)
+
+
+def run_checks(name: str, a: argparse.Namespace) -> None:
+    """The night's final best in the user's currency (issue 30): `overnight verify` under the
+    wall clock (--wall-runs fresh seeds) and at --transfer times the budget under the night's
+    clock (--runs): each a "check" row, resumable."""
+    root = a.work / name
+    done = {(r["clock"], r["budget"]) for r in rows(a.out) if r.get("kind") == "check" and r["config"] == name}
+    for clock, budget, runs in (("wall", a.budget, a.wall_runs), (None, a.transfer * a.budget, a.runs)):
+        rm = remeasure(root, runs, clock=clock, budget=budget)
+        if (rm.task.clock, rm.task.budget) in done:
+            rm.journal.close()
+            continue
+        load_before = os.getloadavg()
+        try:
+            base, c = verify(rm)
+        except OvernightError as exc:  # nothing kept: nothing to check
+            print(f"{name}: {exc}", flush=True)
+            return
+        row = {
+            "kind": "check",
+            "config": name,
+            **rm.conditions(),
+            "best": c.label,
+            "gain": c.gain,
+            "low": c.low,
+            "high": c.high,
+            "values": c.values,
+            "baseline": base,
+            "wall": c.wall,
+            "ref_wall": c.ref_wall,
+            "load_before": load_before,
+            "load_after": os.getloadavg(),
+            "cpu": cpu_line(),
+            "commit": gitops.head(Path(__file__).parent.parent)[:7],
+            "date": time.strftime("%Y-%m-%d"),
+        }
+        append(a.out, row)
+        rm.journal.close()
+        print(check_row(row), flush=True)
+
+
+def check_row(r: dict) -> str:
+    return (
+        f"{r['config']:<20} verify {r['best']} ({r['clock']} clock, {r['budget']:g} s, {r['runs']} seeds): "
+        f"gain {r['gain']:+.4f} [{r['low']:+.4f}, {r['high']:+.4f}]; median wall per run best {r['wall']:.1f} s, "
+        f"baseline {r['ref_wall']:.1f} s"
+    )
 
 
 def summary_row(r: dict) -> str:
@@ -285,7 +355,13 @@ def summary(out: Path, as_markdown: bool = False) -> None:
         return
     print(f"cpu: {nights[0]['cpu']}")
     for r in nights:
-        print(summary_row(r) + f"  (load {r['load_before'][0]:.1f}, {r['date']}, {r['commit']})")
+        print(
+            summary_row(r) + f"  ({r.get('clock', 'tokens')} clock, load {r['load_before'][0]:.1f}, "
+            f"{r['date']}, {r['commit']})"
+        )
+    for r in rows(out):
+        if r.get("kind") == "check":
+            print(check_row(r) + f"  (load {r['load_before'][0]:.1f}, {r['date']}, {r['commit']})")
     if as_markdown:
         markdown(nights)
     import matplotlib
@@ -326,6 +402,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="fresh seeds per verified commit")
     ap.add_argument("--every", type=float, default=10.0, help="minutes between verified checkpoints")
     ap.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="nanogpt's preset (gpu: see gpu_smoke.sh)")
+    ap.add_argument(
+        "--checks",
+        action="store_true",
+        help="also verify each night's best under the wall clock and at --transfer x the budget (issue 30)",
+    )
+    ap.add_argument("--wall-runs", type=int, default=10, help="--checks: fresh seeds under the wall clock")
+    ap.add_argument("--transfer", type=float, default=4.0, help="--checks: the longer budget, times --budget")
     ap.add_argument("--summary", action="store_true", help="print the table, draw the picture, stop")
     ap.add_argument("--markdown", action="store_true", help="with --summary: the table as markdown too")
     a = ap.parse_args()
@@ -338,13 +421,24 @@ def main() -> None:
     a.out.parent.mkdir(parents=True, exist_ok=True)
     print(f"cpu: {cpu_line()}; load {os.getloadavg()}", flush=True)
     nights = [r for r in rows(a.out) if r.get("kind") == "night"]
-    done = {(r["config"], r["budget"]) for r in nights if r["target_minutes"] >= a.minutes}
+    # Rows from before the steps clock (2026-12-07) were measured under the tokens clock.
+    done = {(r["config"], r["budget"], r.get("clock", "tokens")) for r in nights if r["target_minutes"] >= a.minutes}
+    clock = load_task_clock(a.preset)
     for name in a.configs.split(","):
-        if (name, a.budget) in done:
-            print(f"{name}: already measured (in {a.out})", flush=True)
-            continue
-        run_config(name, a)
+        if (name, a.budget, clock) in done:
+            print(f"{name}: already measured under the {clock} clock (in {a.out})", flush=True)
+        else:
+            run_config(name, a)
+        if a.checks:
+            run_checks(name, a)
     summary(a.out)
+
+
+def load_task_clock(preset: str) -> str:
+    """The clock a fresh repository of the preset counts its budget with."""
+    from overnight.tasks.nanogpt import PRESETS
+
+    return PRESETS[preset]["clock"]
 
 
 if __name__ == "__main__":

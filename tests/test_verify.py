@@ -9,6 +9,7 @@ The night: four kept changes, each a known true gain on the toy (noise sd 0.001)
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -89,8 +90,9 @@ def test_verify_and_ablate_measure_each_kept_change(night):
     assert latest(rm.journal, "t", "ablate")["best_id"] == 5
 
     md = write_report(rm.journal, "t", load_task(night), night, night / ".overnight" / "t")[1].read_text()
-    assert "## Verified on fresh seeds" in md and "- best #5: gain +" in md and "confirmed" in md
-    assert "## Ablation (each kept change taken out of #5)" in md
+    assert "## Verified on fresh seeds" in md and "- wall clock, 1 s budget: best #5: gain +" in md
+    assert "confirmed" in md and "median wall time per run: best" in md
+    assert "## Ablation (each kept change taken out of #5; wall clock, 1 s budget)" in md
     assert "- #4: not measured (superseded" in md
     assert md.count("— confirmed") >= 4  # verify + three measured changes
     rm.journal.close()
@@ -100,11 +102,13 @@ def test_cli_prints_one_line_per_result(night, cli):
     res = cli("verify", night, "--tag", "t", "--runs", "2")
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("best #5 vs baseline: gain +") and "2 fresh seeds" in lines[0]
+    assert len(lines) == 2 and lines[0].startswith("best #5 vs baseline (wall clock, 1 s budget): gain +")
+    assert "2 fresh seeds" in lines[0] and lines[1].startswith("median wall time per run: best ")
     res = cli("ablate", night, "--tag", "t", "--runs", "2")
     assert res.exit_code == 0, res.output
     lines = res.output.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["#2", "#3", "#4", "#5"]
+    assert "median wall time per run: best without #2" in lines[0]
     assert "not measured (superseded" in lines[2] and "gain +" in lines[0]
     res = cli("verify", night, "--tag", "t", "--runs", "1")
     assert res.exit_code != 0 and "--runs must be at least 2" in res.output
@@ -149,3 +153,40 @@ def test_verify_runs_under_the_budget_the_night_ran_under(tmp_path, cli):
     j.close()
     # Under the toy's own 1 s budget the baseline would score about 0.1 better than in the night.
     assert abs(sum(fresh) / len(fresh) - base.value) < 0.02
+    # --budget: the transfer check runs at another budget (here the toy's full one: 0.1 better),
+    # --clock in another currency; both journaled with the check, both in the report.
+    res = cli("verify", root, "--tag", "t", "--runs", "2", "--budget", "1", "--clock", "cpu")
+    assert res.exit_code == 0, res.output
+    assert res.output.startswith("best #2 vs baseline (cpu clock, 1 s budget): gain +"), res.output
+    j = open_journal(root)
+    checks = [json.loads(e["message"]) for e in j.events("t", "verify")]
+    j.close()
+    assert [(c["clock"], c["budget"], c["runs"]) for c in checks] == [("wall", 0.3, 2), ("cpu", 1.0, 2)]
+    longer = checks[-1]["baseline"]
+    assert sum(longer) / len(longer) < base.value - 0.08
+    folder = root / ".overnight" / "t" / "verify"
+    assert sorted(p.name for p in folder.iterdir() if "-cpu-1s" in p.name) == [
+        "baseline-1-cpu-1s-1000",
+        "baseline-1-cpu-1s-1001",
+        "best-2-cpu-1s-1000",
+        "best-2-cpu-1s-1001",
+    ]
+    # Seed by seed in turn: the baseline's and the best's runs alternate.
+    order = sorted(folder.glob("*-cpu-1s-*"), key=lambda p: (p / "result.json").stat().st_mtime)
+    assert [p.name.split("-")[0] for p in order] == ["baseline", "best", "baseline", "best"]
+    res = cli("report", root, "--tag", "t")
+    assert res.exit_code == 0, res.output
+    md = (root / ".overnight" / "t" / "report.md").read_text()
+    assert "- wall clock, 0.3 s budget: best #2" in md and "- cpu clock, 1 s budget: best #2" in md
+
+
+def test_the_wall_time_each_side_takes_is_said():
+    from overnight.verify import Comparison, wall_text
+
+    same = Comparison("#5", [1.0, 1.1], 0.1, 0.05, 0.15, wall=30.4, ref_wall=29.0)
+    assert wall_text(same, "best", "baseline") == "median wall time per run: best 30.4 s, baseline 29.0 s"
+    dear = Comparison("#5", [1.0, 1.1], 0.1, 0.05, 0.15, wall=36.0, ref_wall=30.0)
+    assert wall_text(dear, "best", "baseline").endswith(
+        "— the best takes 20 % more wall time per run than the baseline"
+    )
+    assert wall_text(Comparison("#5", [1.0], 0.1, 0.0, 0.2), "best", "baseline") == ""  # an older check

@@ -24,6 +24,7 @@ from overnight.layout import journal_path, state_dir
 from overnight.night.config import RunConfig
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers import ProposerOptions
+from overnight.task import CLOCKS
 from overnight.task_load import load_task
 
 
@@ -175,32 +176,57 @@ def _stopped_by_signals():
         signal.signal(signal.SIGTERM, old_term)
 
 
+def _check_options(f):
+    """--clock and --budget of verify and ablate: the currency the check measures in."""
+    f = click.option(
+        "--budget",
+        type=float,
+        default=None,
+        help="seconds of training per run (default: the night's); e.g. 4x the night's, to see if a gain holds",
+    )(f)
+    return click.option(
+        "--clock",
+        type=click.Choice(CLOCKS),
+        default=None,
+        help="what counts the budget (default: the night's); wall = the wall time the user spends",
+    )(f)
+
+
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--tag", default=None)
 @click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for each of baseline and best")
-def verify(directory: Path, tag: str | None, runs: int) -> None:
+@_check_options
+def verify(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Re-measure the baseline and the best on fresh seeds: the confirmed gain with a 95 % CI."""
-    from overnight.verify import Remeasure, describe
+    from overnight.verify import Remeasure, conditions_text, describe, wall_text
     from overnight.verify import verify as do_verify
 
     root, journal, tag, task = _open(directory, tag)
     with _stopped_by_signals() as stop:
-        _, result = do_verify(Remeasure(root, task, journal, tag, runs, stop=stop))
-    click.echo(describe(result, task.metric.name).replace(result.label, f"best {result.label} vs baseline", 1))
+        rm = Remeasure(root, task, journal, tag, runs, stop=stop, clock=clock, budget=budget)
+        _, result = do_verify(rm)
+    where = f"best {result.label} vs baseline ({conditions_text(rm.conditions())})"
+    click.echo(describe(result, task.metric.name).replace(result.label, where, 1))
+    walls = wall_text(result, "best", "baseline")
+    if walls:
+        click.echo(walls)
 
 
 @click.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--tag", default=None)
 @click.option("--runs", type=int, default=5, show_default=True, help="fresh seeds for the best and each variant")
-def ablate(directory: Path, tag: str | None, runs: int) -> None:
+@_check_options
+def ablate(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Take each kept change out of the best in turn and measure what it contributes."""
-    from overnight.verify import Remeasure, describe
+    from overnight.verify import Remeasure, describe, wall_text
     from overnight.verify import ablate as do_ablate
 
     root, journal, tag, task = _open(directory, tag)
     with _stopped_by_signals() as stop:
-        _, results = do_ablate(Remeasure(root, task, journal, tag, runs, stop=stop))
+        rm = Remeasure(root, task, journal, tag, runs, stop=stop, clock=clock, budget=budget)
+        _, results = do_ablate(rm)
     for r in results:
-        click.echo(describe(r, task.metric.name))
+        walls = wall_text(r, f"best without {r.label}", "best")
+        click.echo(describe(r, task.metric.name) + (f"; {walls}" if walls else ""))

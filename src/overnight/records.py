@@ -89,6 +89,10 @@ class RunRequest:
     # the candidate is about to be kept (night/rescorer.py, run/scoring.py, executors/ray.py).
     rescore: bool = True
     budget: float | None = None  # a screen run's shorter budget (OVERNIGHT_BUDGET); None: the task's
+    # The steps clock (`[task] clock = "steps"`): the commit's journaled seconds per token
+    # (OVERNIGHT_COST, None before its first run measured it) and its parent's (OVERNIGHT_COST_REF).
+    cost: float | None = None
+    cost_ref: float | None = None
 
 
 # The facts a run's journal row takes from its RunResult as they are (RunResult.record).
@@ -200,6 +204,19 @@ class Experiment:
         self.status = ExpStatus(self.status)
 
     @property
+    def cost(self) -> float | None:
+        """Seconds per token under the steps clock: what the first of its runs (screens
+        included) that reported one was charged; every later run is given it (OVERNIGHT_COST)."""
+        first = _first_costed(self.screens + self.runs)
+        return first.summary["cost"] if first is not None else None
+
+    @property
+    def cost_ref(self) -> float | None:
+        """The reference that first run was given (OVERNIGHT_COST_REF): later runs get it too."""
+        first = _first_costed(self.screens + self.runs)
+        return first.summary.get("cost_ref") if first is not None else None
+
+    @property
     def ok_values(self) -> list[float]:
         return [r.value for r in self.runs if r.status == RunStatus.OK and r.value is not None]
 
@@ -211,6 +228,11 @@ class Experiment:
     @property
     def last_run(self) -> Run | None:
         return self.runs[-1] if self.runs else None
+
+
+def _first_costed(runs: list[Run]) -> Run | None:
+    costed = [r for r in runs if isinstance((r.summary or {}).get("cost"), (int, float))]
+    return min(costed, key=lambda r: r.id) if costed else None
 
 
 def _json_safe(value):

@@ -47,14 +47,21 @@ class Limits:
     """What the harness enforces from outside the candidate's process (`[limits]`).
 
     A run is over budget when the training time its result reports exceeds
-    `budget * (1 + budget_tolerance) + BUDGET_SLACK`, or when its wall time exceeds
-    `budget + overhead` (start-up and evaluation included): discarded and flagged, whatever
-    its metric. Wall time is measured by the harness, so it holds even against a candidate
-    that fakes its result file; training time only catches honest reporting code.
+    `budget * (1 + budget_tolerance) + BUDGET_SLACK`, when the training time it measured itself
+    (`measured_seconds`, the steps clock) exceeds `budget * (1 + measured_tolerance) +
+    BUDGET_SLACK`, when its wall time exceeds `budget + overhead` (start-up and evaluation
+    included), or when its process tree used more CPU time than its cores can give in that
+    wall time: discarded and flagged, whatever its metric. Wall and CPU time are measured by
+    the harness, so they hold even against a candidate that fakes its result file; the reported
+    figures come from the task's protected code, which runs in the candidate's process.
     """
 
     overhead: float | None = None  # seconds of start-up + evaluation allowed; None: derived
     budget_tolerance: float = 0.1  # relative slack on the reported training time
+    # Relative slack on the training time a run measured itself (`measured_seconds`, the steps
+    # clock's measure) over its budget: a run whose cost was taken from its commit's first run
+    # or its parent (within the task's tolerance) may measure somewhat more; twice is cheating.
+    measured_tolerance: float = 0.35
     memory_mb: float | None = None  # peak RSS of the run's process tree; over -> killed, `oom`
     log_mb: float = 64.0  # the log keeps its first and last log_mb/2; the rest is dropped
     disk_reserve_mb: float = 256.0  # a run is killed when the disk's free space falls below this
@@ -67,6 +74,9 @@ class Limits:
     def training_limit(self, budget: float) -> float:
         return budget * (1 + self.budget_tolerance) + BUDGET_SLACK
 
+    def measured_limit(self, budget: float) -> float:
+        return budget * (1 + self.measured_tolerance) + BUDGET_SLACK
+
 
 BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses the budget
 
@@ -74,8 +84,11 @@ BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses 
 # is the run's own (a GPU); "cpu" in the run's CPU seconds divided by its threads (the wall time
 # it would have taken alone), so other work on a shared CPU cannot shorten its training;
 # "tokens" in the compute the baseline did in the budget, measured once at the task's setup (a
-# seed then trains the same steps twice, whatever the load; a speed-up buys nothing).
-CLOCKS = ("wall", "cpu", "tokens")  # the first is the default
+# seed then trains the same steps twice, whatever the load; a speed-up buys nothing); "steps" in
+# the tokens the budget buys at each commit's own seconds per token, measured by its first run
+# without what others' load added and journaled for its later runs (OVERNIGHT_COST): a change
+# that costs more per step trains less, and a seed trains the same steps twice.
+CLOCKS = ("wall", "cpu", "tokens", "steps")  # the first is the default
 
 
 @dataclass(frozen=True)
@@ -149,6 +162,15 @@ class TaskSpec:
         if not math.isfinite(budget) or budget <= 0:
             raise TaskSpecError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
         return replace(self, budget=float(budget))
+
+
+def with_clock(task: TaskSpec, clock: str | None) -> TaskSpec:
+    """The spec with another clock (`overnight verify --clock`); None keeps the task's."""
+    if clock is None or clock == task.clock:
+        return task
+    if clock not in CLOCKS:
+        raise TaskSpecError(f"--clock {clock!r} is not a clock — use {', '.join(CLOCKS)}")
+    return replace(task, clock=clock)
 
 
 def default_timeout(budget: float) -> float:

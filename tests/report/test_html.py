@@ -132,7 +132,9 @@ def test_summary_answers_what_was_kept_why_and_what_it_cost(page):
         assert f"{change['gain']:+.6f}" in row.find_all("td")[4].text  # each change's contribution
     cards = {c.find("span").text: c.text for c in summary.find_all(cls="card")}
     verified = next(k for k in cards if k.startswith("verified on"))
-    assert verified == "verified on 2 fresh seeds" and "95 % CI" in cards[verified]
+    # Each check names its currency: the clock and budget it ran under, and each side's wall time.
+    assert verified == "verified on 2 fresh seeds (wall clock, 1 s budget)" and "95 % CI" in cards[verified]
+    assert "wall s per run" in cards[verified]
     assert "tokens" in cards["model cost"] and "not priced" in cards["model cost"]
     facts = summary.find("ul", cls="facts").text
     assert "noise: one run's sd" in facts and "smallest confirmable gain" in facts and "screen at 25 %" in facts

@@ -62,7 +62,8 @@ def test_ok_reads_metric_from_result_file(task_repo, tmp_path):
     assert res.exit_code == 0
     assert res.training_seconds == 0.5  # the result file beats the printed summary
     assert res.printed == {"score": 0.25, "training_seconds": 0.1}
-    assert res.summary == {}  # the harness's own facts only
+    assert set(res.summary) == {"cpu_seconds"}  # the harness's own facts only: its CPU time
+    assert 0 < res.summary["cpu_seconds"] < 10 * res.wall_seconds
     assert 0 < res.wall_seconds < 10
     assert Path(res.log_path).read_text().startswith("step 1\n")
     assert "score: 0.25" in res.log_tail
@@ -91,6 +92,7 @@ def test_environment_given_to_the_command(task_repo, tmp_path):
         ("", "", "wall", "unset"),
         ('clock = "cpu"\n', "", "cpu", "PASSIVE"),
         ('clock = "cpu"\n', 'OMP_WAIT_POLICY = "ACTIVE"\n', "cpu", "ACTIVE"),
+        ('clock = "steps"\n', "", "steps", "ACTIVE"),
     ],
 )
 def test_the_task_clock_reaches_the_run(task_repo, tmp_path, monkeypatch, line, env, clock, policy):
@@ -111,6 +113,43 @@ def test_the_task_clock_reaches_the_run(task_repo, tmp_path, monkeypatch, line, 
     res = run(root, tmp_path)
     assert res.status == RunStatus.OK, res.log_tail
     assert json.loads(Path(res.log_path).read_text().splitlines()[0]) == [clock, policy]
+
+
+def test_the_steps_clock_costs_travel_both_ways(task_repo, tmp_path):
+    """A request's costs reach the command (OVERNIGHT_COST, OVERNIGHT_COST_REF: seconds per
+    token); the budget's figures the protected code writes come back in the run's summary."""
+    root = task_repo("""
+        import json, os
+        from evaluate import report
+        print(json.dumps([os.environ.get("OVERNIGHT_COST"), os.environ.get("OVERNIGHT_COST_REF")]))
+        report(score=1.0, clock="steps", cost=6e-05, cost_ref=5.5e-05, measured_cost=6.1e-05,
+               measured_seconds=0.9, num_steps=12)
+    """)
+    res = run(root, tmp_path, cost=6e-05, cost_ref=5.5e-05)
+    assert res.status == RunStatus.OK, res.log_tail
+    assert json.loads(Path(res.log_path).read_text().splitlines()[0]) == ["6e-05", "5.5e-05"]
+    assert {k: res.summary[k] for k in ("clock", "cost", "cost_ref", "measured_cost", "measured_seconds")} == {
+        "clock": "steps",
+        "cost": 6e-05,
+        "cost_ref": 5.5e-05,
+        "measured_cost": 6.1e-05,
+        "measured_seconds": 0.9,
+    }
+    unset = run(root, tmp_path, name="unset")  # no cost known yet: neither variable is set
+    assert json.loads(Path(unset.log_path).read_text().splitlines()[0]) == [None, None]
+
+
+def test_a_run_that_measured_more_than_its_budget_is_over_budget(task_repo, tmp_path):
+    """Under the steps clock a run's charged seconds are its tokens at its commit's cost; what
+    it measured itself (measured_seconds) tells a run that did more per step than the first
+    run of its commit did, which set the cost: over budget, whatever its metric."""
+    root = task_repo("""
+        from evaluate import report
+        report(score=0.1, training_seconds=1.0, measured_seconds=2.6)
+    """)
+    res = run(root, tmp_path)  # budget 1: limit 1 * 1.35 + 1 = 2.35 s
+    assert res.status == RunStatus.OVER_BUDGET and res.value == 0.1
+    assert "trained 2.6 s by its own measure" in res.error and "limits.measured_tolerance" in res.error
 
 
 DEFAULT_ENV_TOML = """\
@@ -390,3 +429,18 @@ def test_leftover_worktree_is_replaced(task_repo, tmp_path):
     assert res.status == RunStatus.OK
     assert not req.worktree.exists()
     assert os.path.exists(res.log_path)
+
+
+def test_a_run_that_used_more_cpu_than_its_cores_give_is_over_budget():
+    """The harness's own CPU measure (wait4 of the run's tree): more CPU seconds than the slot's
+    cores give in budget + overhead is a run that escaped its slot (threads or processes on
+    other slots' cores): over budget. Judged from the numbers alone here."""
+    from overnight.records import RunResult
+    from overnight.run.outcome import _over_budget
+    from overnight.task import Metric, TaskSpec
+
+    task = TaskSpec(root=Path("."), command="x", editable=("train.py",), protected=(), budget=10, metric=Metric())
+    limit = task.limits.wall_limit(10)  # 10 s + 30 s + half the budget
+    used = RunResult(RunStatus.OK, value=1.0, wall_seconds=20.0, summary={"cpu_seconds": limit + 10})
+    assert "more than its 1 core(s) give" in _over_budget(task, used, cores=1)
+    assert _over_budget(task, used, cores=2) == ""

@@ -1,6 +1,7 @@
-"""The nanogpt task's training clock (prepare.training_clock, `[task] clock` as OVERNIGHT_CLOCK):
-the wall clock by default, the process's CPU time per thread under "cpu", which a competing
-process on the same core cannot shorten. Real subprocesses, each importing the task's prepare.py."""
+"""The nanogpt task's training clock (prepare.TrainingBudget, `[task] clock` as OVERNIGHT_CLOCK):
+the wall clock by default; the process's CPU time per thread under "cpu", and under "steps" the
+wall time less what its threads waited for a CPU: two measures a competing process on the same
+core cannot shorten. Real subprocesses, each importing the task's prepare.py."""
 
 from __future__ import annotations
 
@@ -19,15 +20,16 @@ from overnight.tasks import write_task
 
 # Counts work units (a fixed chunk of pure-Python arithmetic) until the clock passes the budget;
 # the count starts on "go", once its competitors run (so they do not slow the imports).
+# Each unit is a "step" of one "token" served through the budget, as train.py's loader does.
 COUNTER = textwrap.dedent("""\
     import sys
-    from prepare import training_clock
-    clock = training_clock()
+    from prepare import training_budget
+    budget = training_budget()
     print("ready", flush=True)
     sys.stdin.readline()
-    budget, units = float(sys.argv[1]), 0
-    start = clock()
-    while clock() - start < budget:
+    units = 0
+    while budget.next_step():
+        budget.serve(1)
         sum(i * i for i in range(2000))
         units += 1
     print(units)
@@ -60,9 +62,9 @@ def count(task: Path, clock: str, budget: float, core: int, competitors: int = 0
     """Work units the counter does in `budget` seconds of `clock` beside `competitors` CPU-bound
     processes, all pinned to `core` (so the clock's divisor is 1: one core, one thread)."""
     proc = subprocess.Popen(
-        [sys.executable, "counter.py", str(budget)],
+        [sys.executable, "counter.py"],
         cwd=task,
-        env=env_of(clock, OMP_NUM_THREADS="1"),
+        env=env_of(clock, OMP_NUM_THREADS="1", OVERNIGHT_BUDGET=str(budget)),
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -83,34 +85,30 @@ def count(task: Path, clock: str, budget: float, core: int, competitors: int = 0
     return int(out.split()[-1])
 
 
-@pytest.mark.parametrize("preset, clock", [("cpu", "tokens"), ("gpu", "wall")])
+@pytest.mark.parametrize("preset, clock", [("cpu", "steps"), ("gpu", "wall")])
 def test_each_preset_has_its_clock(tmp_path, preset, clock):
     write_task("nanogpt", tmp_path, preset, None)
     assert load_task(tmp_path).clock == clock
 
 
 def test_wall_is_the_default_and_a_wrong_clock_is_one_line(task):
-    code = "import prepare, time; c = prepare.training_clock(); print(prepare.CLOCK, c is time.perf_counter)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=task, env=env_of(None), capture_output=True, text=True)
-    assert out.stdout.split() == ["wall", "True"], out.stderr[-2000:]
+    code = "import prepare; print(prepare.CLOCK, prepare.training_budget().budget)"
+    env = {**env_of(None), "OVERNIGHT_BUDGET": "7"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=task, env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["wall", "7.0"], out.stderr[-2000:]
     bad = subprocess.run([sys.executable, "-c", code], cwd=task, env=env_of("process"), capture_output=True, text=True)
-    assert bad.returncode != 0 and bad.stderr.strip() == "error: OVERNIGHT_CLOCK is 'process' — use wall, cpu, tokens"
+    line = "error: OVERNIGHT_CLOCK is 'process' — use wall, cpu, tokens, steps"
+    assert bad.returncode != 0 and bad.stderr.strip() == line
 
 
 @pinning
 def test_cpu_clock_divides_by_the_threads_it_may_use(task):
     # Four threads asked for on one core: the clock divides by one (more threads than cores buy
     # no more time); on two cores with two threads, by two.
-    code = textwrap.dedent("""\
-        import os, time, torch, prepare
-        c = prepare.training_clock()
-        t0, p0 = c(), time.process_time()
-        sum(i * i for i in range(10**6))
-        print(round((time.process_time() - p0) / (c() - t0), 2))
-    """)
+    code = "import prepare; b = prepare.training_budget(); b._sample(); print(b._threads)"
     cores = sorted(os.sched_getaffinity(0))
 
-    def divisor(threads: str, allowed: set[int]) -> float:
+    def divisor(threads: str, allowed: set[int]) -> int:
         out = subprocess.run(
             [sys.executable, "-c", code],
             cwd=task,
@@ -120,26 +118,28 @@ def test_cpu_clock_divides_by_the_threads_it_may_use(task):
             preexec_fn=lambda: os.sched_setaffinity(0, allowed),
         )
         assert out.returncode == 0, out.stderr[-2000:]
-        return float(out.stdout)
+        return int(out.stdout)
 
-    assert divisor("4", {cores[0]}) == 1.0
+    assert divisor("4", {cores[0]}) == 1
     if len(cores) >= 2:
-        assert divisor("2", set(cores[:2])) == 2.0
+        assert divisor("2", set(cores[:2])) == 2
 
 
 @pinning
-def test_the_cpu_clock_under_a_competing_process(task):
+@pytest.mark.parametrize("clock", ["cpu", "steps"])
+def test_a_load_proof_clock_under_a_competing_process(task, clock):
     """Two competing CPU-bound processes on the counter's core take about two thirds of it: the
-    wall clock then counts about a third of the work in its budget, the cpu clock the same work
-    as alone. Whatever else runs on the machine only lowers the wall figure further; the cpu
-    figure moved by up to a fifth between runs alone on this project's busy 2-core VM (cache,
+    wall clock then counts about a third of the work in its budget, the cpu and steps clocks the
+    same work as alone (steps: the wall time less the time the counter waited in the run queue).
+    Whatever else runs on the machine only lowers the wall figure further; the load-proof
+    figures moved by up to a fifth between runs alone on this project's busy 2-core VM (cache,
     steal time), hence the wide band."""
     core = sorted(os.sched_getaffinity(0))[-1]
     budget = 1.0
-    alone = count(task, "cpu", budget, core)
-    cpu_loaded = count(task, "cpu", budget, core, competitors=2)
+    alone = count(task, clock, budget, core)
+    loaded = count(task, clock, budget, core, competitors=2)
     wall_loaded = count(task, "wall", budget, core, competitors=2)
-    figures = f"alone {alone}, cpu clock loaded {cpu_loaded}, wall clock loaded {wall_loaded}"
+    figures = f"alone {alone}, {clock} clock loaded {loaded}, wall clock loaded {wall_loaded}"
     assert alone > 500, figures  # enough units for the ratios to mean something
-    assert 0.7 < cpu_loaded / alone < 1.4, figures
-    assert wall_loaded / alone < 0.6 and cpu_loaded > 1.5 * wall_loaded, figures
+    assert 0.7 < loaded / alone < 1.4, figures
+    assert wall_loaded / alone < 0.6 and loaded > 1.5 * wall_loaded, figures

@@ -193,6 +193,9 @@ class Scheduler:
         while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
             exp = self.night.journal.experiment(want.exp_id)
+            if self._cost_pending(exp):
+                later.append(want)  # its first run is measuring what every later one is given
+                continue
             if not want.incumbent:
                 if exp.status.final:
                     continue
@@ -208,6 +211,16 @@ class Scheduler:
                     continue
             self._start(want, exp, free.pop(0))
         self.queue[:0] = later
+
+    def _cost_pending(self, exp: Experiment) -> bool:
+        """Under the steps clock, whether a run of `exp` is in flight while its cost is unknown:
+        that first run measures the seconds per token every later run of the commit is given,
+        so the next one waits for it (one run's delay, with several slots, once per candidate)."""
+        return (
+            self.night.task.clock == "steps"
+            and exp.cost is None
+            and any(f.want.exp_id == exp.id for f in self.flights.values())
+        )
 
     def _candidate_awaits_judgement(self) -> bool:
         """Whether an undecided candidate has an ended run (before the baseline is kept: it
@@ -232,6 +245,7 @@ class Scheduler:
         # A screen run gets its shorter budget through OVERNIGHT_BUDGET (screen.py); every run's
         # budget is journaled with it.
         budget = self.planner.screener.budget if want.screen else n.task.budget
+        cost, cost_ref = n.costs(exp)  # the steps clock: the commit's seconds per token, once measured
         run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node, budget=budget, screen=want.screen)
         job = Job(
             run_id,
@@ -242,6 +256,8 @@ class Scheduler:
                 worktree=n.paths.run_worktree(exp.id, run_id),
                 protected_hashes=n.protected_hashes,
                 budget=budget if want.screen else None,
+                cost=cost,
+                cost_ref=cost_ref,
             ),
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())

@@ -76,6 +76,19 @@ class Night:
     thread: threading.Thread = field(default_factory=threading.current_thread)  # the journal's writer
     trees: dict[str, str] = field(default_factory=dict)  # commit -> tree, for duplicates.py
 
+    def costs(self, exp: Experiment) -> tuple[float | None, float | None]:
+        """(cost, reference) for a run of `exp` under the steps clock (RunRequest.cost): its
+        journaled seconds per token and the reference its first run was given; before that,
+        none and its parent's cost (the baseline has none: its first run's measure is the
+        night's yardstick). (None, None) under the other clocks."""
+        if self.task.clock != "steps":
+            return None, None
+        if exp.cost is not None:
+            return exp.cost, exp.cost_ref
+        if exp.parent_id is None:
+            return None, None
+        return None, self.journal.experiment(exp.parent_id).cost
+
     @property
     def state(self) -> Path:
         return self.paths.state

@@ -25,6 +25,7 @@ from overnight.report.html_chart import chart_svg
 from overnight.report.html_parts import COLUMNS, events_list, gain_cell, num, panel, row, seconds, signed, when
 from overnight.report.status import headline, noise_line
 from overnight.task import TaskSpec
+from overnight.verify import conditions_text
 
 # The page may load nothing from anywhere (self-contained, and a candidate's text cannot make
 # it call out); only the live page's polls go back to the server it came from.
@@ -48,14 +49,16 @@ def _cards(page: page_data.PageData) -> str:
         b = d["baseline"]["value"]
         rel = f"{100 * d['gain'] / abs(b):+.2f} %" if b else ""
         cards.append(_card("gain during the night", signed(d["gain"]), rel))
-    v = page.verify
-    if v:
+    for v in page.verifications:  # each check in its own currency: the clock and budget it ran under
         verdict = "confirmed" if v["low"] > 0 else "harmful" if v["high"] < 0 else "not distinguishable from 0"
+        walls = (
+            f"; wall s per run {v['wall']:.1f} vs {v['ref_wall']:.1f}" if v.get("wall") and v.get("ref_wall") else ""
+        )
         cards.append(
             _card(
-                f"verified on {len(v['values'])} fresh seeds",
+                f"verified on {len(v['values'])} fresh seeds ({escape(conditions_text(v))})",
                 signed(v["gain"]),
-                f"95 % CI [{signed(v['low'])}, {signed(v['high'])}]: {verdict}",
+                f"95 % CI [{signed(v['low'])}, {signed(v['high'])}]: {verdict}{walls}",
             )
         )
     span = seconds(max(d["updated"] - d["started"], 0))

@@ -8,6 +8,7 @@ Optuna's parameter importances when there are enough trials.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from overnight import layout
@@ -158,17 +159,26 @@ def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path)
 
 
 def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
-    """The latest `overnight verify` and `overnight ablate` results, if any were run."""
-    from overnight.verify import Comparison, describe, latest
+    """Every `overnight verify` (with the clock and budget it ran under) and the latest
+    `overnight ablate`, if any were run."""
+    from overnight.verify import Comparison, conditions_text, describe, latest, wall_text
 
     out = []
-    v = latest(journal, tag, "verify")
-    if v:
+    checks = [json.loads(e["message"]) for e in journal.events(tag, "verify")]
+    if checks:
+        out += ["## Verified on fresh seeds", ""]
+    for v in checks:
         c = Comparison(**{k: v[k] for k in ("label", "values", "gain", "low", "high", "note")})
-        out += ["## Verified on fresh seeds", "", f"- best {describe(c, metric_name)} (vs the baseline)", ""]
+        c.wall, c.ref_wall = v.get("wall"), v.get("ref_wall")
+        walls = wall_text(c, "best", "baseline")
+        out += [
+            f"- {conditions_text(v)}: best {describe(c, metric_name)} (vs the baseline)"
+            + (f"; {walls}" if walls else "")
+        ]
+    out += [""] if checks else []
     a = latest(journal, tag, "ablate")
     if a:
-        out += [f"## Ablation (each kept change taken out of #{a['best_id']})", ""]
+        out += [f"## Ablation (each kept change taken out of #{a['best_id']}; {conditions_text(a)})", ""]
         out += [f"- {describe(Comparison(**c), metric_name)}" for c in a["changes"]] + [""]
     return out
 

@@ -93,6 +93,7 @@ class PageData:
     experiments: list[ExpView]
     chain: list[dict]  # kept changes the best is built from: id, description, gain, contribution
     verify: dict | None  # the latest `overnight verify` result (verify.py's event)
+    verifications: list[dict]  # every one, oldest first: each with its clock and budget
     ablate: dict | None
     guard_events: list[dict]
     other_events: list[dict]
@@ -180,11 +181,19 @@ def _chain(views: dict[int, ExpView], best_id: int | None, ablate: dict | None) 
 
 
 def _latest(events: list[dict], kind: str) -> dict | None:
-    found = [ev for ev in events if ev["kind"] == kind]
-    try:
-        return json.loads(found[-1]["message"]) if found else None
-    except ValueError:
-        return None
+    found = _all(events, kind)
+    return found[-1] if found else None
+
+
+def _all(events: list[dict], kind: str) -> list[dict]:
+    out = []
+    for ev in events:
+        if ev["kind"] == kind:
+            try:
+                out.append(json.loads(ev["message"]))
+            except ValueError:
+                pass
+    return out
 
 
 def build(journal: Journal, tag: str, task: TaskSpec, state_dir: Path, live: bool = False) -> PageData:
@@ -224,6 +233,7 @@ def build(journal: Journal, tag: str, task: TaskSpec, state_dir: Path, live: boo
         experiments=views,
         chain=_chain({v.id: v for v in views}, status["best"]["id"], ablate),
         verify=_latest(events, "verify"),
+        verifications=_all(events, "verify"),
         ablate=ablate,
         guard_events=[ev for ev in loud if ev["kind"] in GUARD_EVENTS],
         other_events=[ev for ev in loud if ev["kind"] not in GUARD_EVENTS],

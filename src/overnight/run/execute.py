@@ -94,7 +94,7 @@ def run_checkout(
         )
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
-    res = judge_outcome(task, outcome, log_path, result_path)
+    res = judge_outcome(task, outcome, log_path, result_path, _slot_cores(req))
     trapped = _traps(req.run_dir)
     if trapped and res.status != RunStatus.INTERRUPTED:
         res.status, res.value = RunStatus.INVALID, None
@@ -118,6 +118,14 @@ def run_checkout(
     return res
 
 
+def _slot_cores(req: RunRequest) -> int | None:
+    """The cores a CPU slot gives its runs (executors/local.py sets OMP_NUM_THREADS); None: all."""
+    try:
+        return max(1, int(req.extra_env.get("OMP_NUM_THREADS", "")))
+    except ValueError:
+        return None
+
+
 def _traps(run_dir: Path) -> list[str]:
     """What the run left in its directory that the harness would read as its own."""
     return runfiles.traps(run_dir, ("log.txt", "result.json")) + [
@@ -128,13 +136,20 @@ def _traps(run_dir: Path) -> list[str]:
 
 
 def clock_env(clock: str) -> dict[str, str]:
-    """What a run under `[task] clock` needs besides OVERNIGHT_CLOCK. Under the cpu clock, OpenMP
-    threads that wait for work sleep instead of spinning (OMP_WAIT_POLICY=PASSIVE): a spinning
-    thread burns CPU time without work, and under load, waiting at a barrier for a thread the
-    scheduler took away, it ran the clock fast (nanogpt's cpu preset, 10 s: 11-18 steps beside a
-    competing process, 20-39 without; passive: 43-49 and 36-49; docs/task-spec.md). A
-    `[task.env]` entry wins."""
-    return {"OMP_WAIT_POLICY": "PASSIVE"} if clock == "cpu" else {}
+    """What a run under `[task] clock` needs besides OVERNIGHT_CLOCK (a `[task.env]` entry wins).
+
+    Under the cpu clock, OpenMP threads that wait for work sleep instead of spinning
+    (OMP_WAIT_POLICY=PASSIVE): a spinning thread burns CPU time without work, and under load,
+    waiting at a barrier for a thread the scheduler took away, it ran the clock fast (nanogpt's
+    cpu preset, 10 s: 11-18 steps beside a competing process, 20-39 without; passive: 43-49 and
+    36-49; docs/task-spec.md). Under the steps and tokens clocks they spin (ACTIVE): a step is
+    timed as its wall time less the time its threads waited for a CPU, which a spinning thread
+    does in the run queue where it is seen, and passive threads cost 1.5x the wall time on a
+    quiet machine (nanogpt cpu preset, 2 cores: 208 vs 135 ms a step), while the default's
+    spin-then-sleep ran 18x slower beside one competing process (2,430 ms a step; ACTIVE 438)."""
+    if clock == "cpu":
+        return {"OMP_WAIT_POLICY": "PASSIVE"}
+    return {"OMP_WAIT_POLICY": "ACTIVE"} if clock in ("steps", "tokens") else {}
 
 
 def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None = None) -> dict:
@@ -159,7 +174,12 @@ def run_env(task: TaskSpec, req: RunRequest, result_path: Path) -> dict:
     """The run's environment; the deferred re-score rebuilds the same one (a fresh marker)."""
     # A night's run directory is <root>/.overnight/<tag>/runs/<exp>-<run>.
     tag_dir = layout.tag_of_run_dir(req.run_dir)  # None outside a night's runs (verify)
-    return {**task_env(task, req.seed, tag_dir, req.extra_env), "OVERNIGHT_RESULT": str(result_path)}
+    costs = {"OVERNIGHT_COST": req.cost, "OVERNIGHT_COST_REF": req.cost_ref}
+    return {
+        **task_env(task, req.seed, tag_dir, req.extra_env),
+        **{name: repr(float(v)) for name, v in costs.items() if v is not None},
+        "OVERNIGHT_RESULT": str(result_path),
+    }
 
 
 def protected_changed(req: RunRequest) -> list[str]:

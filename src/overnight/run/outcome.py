@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 
@@ -51,8 +52,17 @@ def read_metric(task: TaskSpec, log_text: str, result_path: Path) -> tuple[float
         return None, data, f"{task.metric.name} in the result file is not a number"
 
 
-def judge_outcome(task: TaskSpec, out: ProcessOutcome, log_path: Path, result_path: Path) -> RunResult:
-    """The run's result from how its process ended, its log and its result file."""
+# The training budget's figures a task's protected code may write beside its metric (nanogpt's
+# TrainingBudget.summary), copied into the run's summary: the steps clock's costs in seconds per
+# token (`cost` is what every later run of the commit is given), and the seconds it measured.
+BUDGET_FIGURES = ("clock", "cost", "cost_ref", "measured_cost", "measured_seconds")
+
+
+def judge_outcome(
+    task: TaskSpec, out: ProcessOutcome, log_path: Path, result_path: Path, cores: int | None = None
+) -> RunResult:
+    """The run's result from how its process ended, its log and its result file; `cores` (the
+    slot's) bounds the CPU time it may use (None: this machine's)."""
     tail = _tail(log_path)
     res = RunResult(
         RunStatus.OK,
@@ -62,6 +72,8 @@ def judge_outcome(task: TaskSpec, out: ProcessOutcome, log_path: Path, result_pa
         log_path=str(log_path),
         log_tail=tail,
     )
+    if out.cpu is not None:
+        res.summary["cpu_seconds"] = round(out.cpu, 3)
     if out.interrupted:
         res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller"
         return res
@@ -85,6 +97,12 @@ def judge_outcome(task: TaskSpec, out: ProcessOutcome, log_path: Path, result_pa
     res.printed = parse_summary(tail).values
     value, data, err = read_metric(task, log_text, result_path)
     res.training_seconds = _float_or_none(data.get("training_seconds", res.printed.get("training_seconds")))
+    for key in BUDGET_FIGURES:
+        figure = data.get(key)
+        if key == "clock" and isinstance(figure, str):
+            res.summary[key] = figure[:20]
+        elif key != "clock" and (number := _float_or_none(figure)) is not None and math.isfinite(number) and number > 0:
+            res.summary[key] = number
     if data.get("peak_memory_mb") is not None:
         # The task's own figure (e.g. GPU memory) is more precise than sampled RSS.
         res.peak_memory_mb = _float_or_none(data["peak_memory_mb"]) or res.peak_memory_mb
@@ -99,7 +117,7 @@ def judge_outcome(task: TaskSpec, out: ProcessOutcome, log_path: Path, result_pa
         res.error = err or f"{task.metric.name} is {value} (not finite)"
         return res
     res.value = value
-    over = _over_budget(task, res)
+    over = _over_budget(task, res, cores)
     if over:
         res.status, res.error = RunStatus.OVER_BUDGET, over
     if out.log_dropped:
@@ -121,22 +139,40 @@ def reads_heldout(res: RunResult, watch: Watch, when: str) -> bool:
     return True
 
 
-def _over_budget(task: TaskSpec, res: RunResult) -> str:
-    """Why the run broke the budget, or ''. Wall time is the harness's own clock; training
-    time is what the result reports (a candidate that ignores OVERNIGHT_BUDGET while the
-    protected code times it is caught there; one that fakes its report, only by wall time)."""
+def _over_budget(task: TaskSpec, res: RunResult, cores: int | None = None) -> str:
+    """Why the run broke the budget, or ''. Wall and CPU time are the harness's own measures;
+    the training time is what the result reports (a candidate that ignores OVERNIGHT_BUDGET
+    while the protected code times it is caught there; one that fakes its report, only by wall
+    and CPU time), and `measured_seconds` what the protected code measured of it (under the
+    steps clock: a run that does more per step than its commit's first run did, which set its
+    cost, is caught there)."""
     lim, budget = task.limits, task.budget
     if res.training_seconds is not None and res.training_seconds > lim.training_limit(budget):
         return (
             f"over budget: trained {res.training_seconds:.1f} s, budget {budget:g} s "
             f"(limit {lim.training_limit(budget):.1f} s with tolerance)"
         )
+    measured = res.summary.get("measured_seconds")
+    if measured is not None and measured > lim.measured_limit(budget):
+        return (
+            f"over budget: trained {measured:.1f} s by its own measure at the cost per token it was charged, "
+            f"budget {budget:g} s (limit {lim.measured_limit(budget):.1f} s: limits.measured_tolerance)"
+        )
     if res.wall_seconds > lim.wall_limit(budget):
         return (
             f"over budget: ran {res.wall_seconds:.1f} s of wall time, budget {budget:g} s + "
             f"{lim.wall_limit(budget) - budget:g} s start-up/evaluation (limits.overhead)"
         )
+    cpu, cores = res.summary.get("cpu_seconds"), cores or os.cpu_count() or 1
+    if cpu is not None and cpu > cores * lim.wall_limit(budget) + CPU_SLACK:
+        return (
+            f"over budget: used {cpu:.1f} CPU seconds, more than its {cores} core(s) give in budget + "
+            f"limits.overhead ({lim.wall_limit(budget):g} s): processes beyond its slot's cores"
+        )
     return ""
+
+
+CPU_SLACK = 5.0  # CPU seconds: rusage granularity, the interpreter's start
 
 
 def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:

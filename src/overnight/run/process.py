@@ -54,6 +54,7 @@ class ProcessOutcome:
     interrupted: bool
     killed_for: str = ""  # a limit that stopped it: "memory", "disk"
     log_dropped: int = 0  # bytes of output dropped by the log cap
+    cpu: float | None = None  # CPU seconds (user + system) of the process tree, from wait4: what it reaped
 
 
 def start_group(argv: list[str], **popen) -> subprocess.Popen:
@@ -149,11 +150,13 @@ def run_process(
         _sweep_marked(env[MARKER_VAR])
     reader.join(5)
     log.close()
-    code, maxrss_mb = status
+    code, maxrss_mb, cpu = status
     wall = time.monotonic() - start
     # Not rusage's max RSS for the limit: a child forked from a big controller counts the
     # parent's pages until it execs. A spike shorter than one sample (0.1 s) goes unseen.
-    return ProcessOutcome(code, wall, max(peak, maxrss_mb) or None, timed_out, interrupted, killed_for, log.dropped)
+    return ProcessOutcome(
+        code, wall, max(peak, maxrss_mb) or None, timed_out, interrupted, killed_for, log.dropped, cpu
+    )
 
 
 class _CappedLog:
@@ -240,15 +243,16 @@ def _kill_carrying(needle: bytes) -> int:
     return len(killed)
 
 
-def _reap(proc: subprocess.Popen, block: bool) -> tuple[int, float] | None:
+def _reap(proc: subprocess.Popen, block: bool) -> tuple[int, float, float] | None:
     """wait4 instead of Popen.wait: its rusage gives the largest RSS in the process tree, which
-    catches runs too short for the sampler. Returns (exit code, max RSS in MB) or None."""
+    catches runs too short for the sampler, and the CPU time of the child and every descendant
+    it reaped (the reaper reaps them all). Returns (exit code, max RSS in MB, CPU s) or None."""
     pid, status, usage = os.wait4(proc.pid, 0 if block else os.WNOHANG)
     if pid == 0:
         return None
     code = os.waitstatus_to_exitcode(status)
     proc.returncode = code  # tell Popen the child is reaped
-    return code, usage.ru_maxrss / 1024  # Linux reports KiB
+    return code, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime  # Linux reports KiB
 
 
 def kill_group(proc: subprocess.Popen, sig: int) -> bool:

@@ -11,6 +11,7 @@ run, so an experiment starts in seconds. The run's figures go to stdout (`---` t
 """
 
 import base64
+import bisect
 import hashlib
 import json
 import math
@@ -37,7 +38,9 @@ VAL_PERMILLE = 30      # documents (by a hash of their name) held out for valida
 HELDOUT_PERMILLE = 30  # documents in neither split, per 1000: the harness's own held-out slice
 TOKENIZER_CHARS = 2**27  # characters of training text the BPE tokenizer learns from (at most)
 HF_SHARDS = 4          # parquet shards an hf: spec downloads
-EXCLUDED_STEPS = 2     # first training steps (compilation, warm-up) not counted against the budget
+EXCLUDED_STEPS = 2     # first training steps (compilation, warm-up): not timed; charged at the timed steps' rate
+COST_STEPS = 24        # the tokens clock: timed steps over which the setup calibrates it, once per machine
+COST_TOLERANCE = 0.15  # the steps clock: a commit measured within this fraction of its parent's cost pays the parent's
 
 try:  # total_seconds counts from process start: imports, start-up, training, evaluation
     import psutil
@@ -57,31 +60,17 @@ def _default_budget():
 # The harness sets these per run; without them `python train.py` runs with the defaults.
 TIME_BUDGET = float(os.environ.get("OVERNIGHT_BUDGET") or _default_budget())
 SEED = int(os.environ.get("OVERNIGHT_SEED") or 42)
-CLOCK = os.environ.get("OVERNIGHT_CLOCK") or "wall"  # overnight.toml [task] clock: wall | cpu | tokens
-CLOCKS = ("wall", "cpu", "tokens")
-CALIBRATION_SECONDS = 10  # the tokens clock: wall seconds of training the setup times, once per machine
+CLOCK = os.environ.get("OVERNIGHT_CLOCK") or "wall"  # overnight.toml [task] clock: wall | cpu | tokens | steps
+CLOCKS = ("wall", "cpu", "tokens", "steps")
 
 
-def training_clock():
-    """The clock train.py counts its budget with: a function of no arguments giving seconds.
-
-    "wall": the wall clock, right where the device is the run's own (a GPU). "cpu": this
-    process's CPU time (all its threads) divided by the threads it computes with, i.e. the wall
-    time it would have taken alone, so other work on a shared CPU cannot shorten its training.
-    The divisor is fixed here and capped at the cores the process may use: more threads than
-    cores buy no more time. OpenMP's threads must sleep while they wait (OMP_WAIT_POLICY=PASSIVE,
-    set by the harness with the cpu clock): a spinning thread's CPU time is not work. What it
-    does not remove: a slower core under load (shared caches, memory bandwidth) still trains
-    less per second counted."""
-    if CLOCK not in CLOCKS:
-        _fail(f"OVERNIGHT_CLOCK is {CLOCK!r} — use {', '.join(CLOCKS)}")
-    if CLOCK in ("wall", "tokens"):  # tokens: the budget is counted in tokens (training_tokens)
-        return time.perf_counter
-    import torch
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    threads = max(1, min(torch.get_num_threads(), cores))
-    return lambda: time.process_time() / threads
+def _env_seconds(name):
+    """A positive float from the harness's environment (seconds per token), or None."""
+    try:
+        value = float(os.environ.get(name) or "nan")
+    except ValueError:
+        _fail(f"{name} is {os.environ[name]!r} — the harness sets it to seconds per token")
+    return value if math.isfinite(value) and value > 0 else None
 
 
 def training_tokens(model=None):
@@ -411,6 +400,194 @@ def data_hash():
 
 
 # ---------------------------------------------------------------------------
+# The training budget: counted here, where no edit of train.py can move it
+# ---------------------------------------------------------------------------
+
+def _runqueue_seconds():
+    """Seconds this process's threads have spent ready to run but waiting for a CPU that
+    another process held (Linux schedstat, summed over threads); None where the kernel does not
+    say (not Linux, or no schedstats), and then the steps and tokens clocks time the wall."""
+    total, seen = 0, False
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return None
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[1])
+            seen = True
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return total / 1e9 if seen else None
+
+
+class TrainingBudget:
+    """How long train.py may train, decided by this file. The training split's batches come
+    from make_dataloader, which counts their tokens here; train.py's loop asks `next_step()`
+    before each step, and this times the step that just ended. Training ends when the budget
+    (TIME_BUDGET seconds, OVERNIGHT_BUDGET) is spent by the clock's measure (`[task] clock`,
+    OVERNIGHT_CLOCK); a loader asked for more after that refuses, and what report() writes as
+    training_seconds is counted here, never by train.py.
+
+    - wall: the steps' wall time. cpu: their CPU time over the threads (docs/task-spec.md).
+      Under both, the first EXCLUDED_STEPS (compile, warm-up) are not timed and are charged at
+      the median timed step, so a candidate cannot make them big and free.
+    - tokens: the baseline's calibrated compute in tokens of this model (training_tokens).
+    - steps: the tokens the budget buys at this commit's own seconds per token. A step is timed
+      as its wall time less the time its threads waited for a CPU that others held
+      (_runqueue_seconds): about what it would take alone, so load does not make it dear, and
+      sleep, a second pass or a slower model does. A commit's first run trains until its
+      tokens times its median cost per timed token reach the budget, and the harness journals
+      that cost: every later run of the commit gets it (OVERNIGHT_COST) and trains the same
+      tokens, so the same commit under the same seed trains the same steps whatever the load.
+      A first run whose measure is within COST_TOLERANCE of its parent's cost
+      (OVERNIGHT_COST_REF) takes the parent's: a change that leaves the cost alone trains
+      exactly the parent's steps, not a count re-drawn from the noise of one measurement.
+      What it does not charge: a cost difference within the tolerance; what load does to a
+      core's speed (caches, memory bandwidth); waits of a run's threads for CPUs its own other
+      threads hold, which it subtracts as if others held them (the harness's wall-time limit
+      still holds)."""
+
+    def __init__(self):
+        if CLOCK not in CLOCKS:
+            _fail(f"OVERNIGHT_CLOCK is {CLOCK!r} — use {', '.join(CLOCKS)}")
+        self.budget = TIME_BUDGET
+        self.cost = _env_seconds("OVERNIGHT_COST")  # this commit's seconds per token, journaled
+        self.cost_ref = _env_seconds("OVERNIGHT_COST_REF")  # its parent's: what a first measure is compared with
+        self.tokens = 0  # training tokens served, by every training loader of this process
+        self.steps = 0  # steps begun
+        self.step_tokens, self.step_seconds, self.step_wall = [], [], []  # ended steps; seconds by the clock
+        self.limit = None  # tokens, under the tokens clock
+        self.spent_at = None  # tokens served when the budget was found spent
+        self.stop_after = None  # the task's setup: stop after this many steps, whatever the budget
+        self._mark = None  # (tokens, wall, cpu, runqueue) at the last step boundary
+        self._threads = None
+        self._timed_costs = []  # seconds per token of the timed steps, kept sorted (the median at any step)
+        self._timed_seconds = 0.0
+
+    def attach(self, model):
+        """The model trained, for the tokens clock's FLOPs scale; once."""
+        if CLOCK == "tokens" and self.limit is None:
+            self.limit = training_tokens(model)
+        return self
+
+    # --- what train.py calls ---------------------------------------------------------------
+    def next_step(self):
+        """Close the step that just ended (time it) and say whether another may begin."""
+        self._close_step()
+        if self.stop_after is not None and self.steps >= self.stop_after:
+            return self._spent()
+        if self.fraction() >= 1.0:
+            return self._spent()
+        self.steps += 1
+        return True
+
+    def progress(self):
+        """Fraction of the budget spent, 0..1, for the schedules (learning rate, weight decay)."""
+        return min(self.fraction(), 1.0)
+
+    def tokens_per_second(self):
+        """Training throughput over the timed steps, by the wall clock (for display and MFU)."""
+        timed = slice(EXCLUDED_STEPS, None)
+        wall = sum(self.step_wall[timed])
+        return sum(self.step_tokens[timed]) / wall if wall > 0 else 0.0
+
+    # --- what the loader calls -------------------------------------------------------------
+    def serve(self, tokens):
+        cost = self.charged_cost() if CLOCK == "steps" else None  # a loop that never asks next_step(): 2x, then no more
+        if self.spent_at is not None or (cost and self.tokens * cost >= 2 * self.budget):
+            raise SystemExit("error: the training budget is spent — train.py's loop must end when "
+                             "budget.next_step() returns False")
+        self.tokens += tokens
+
+    # --- the accounting --------------------------------------------------------------------
+    def _sample(self):
+        if self._threads is None:
+            import torch
+
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+            self._threads = max(1, min(torch.get_num_threads(), cores))
+        queued = _runqueue_seconds() if CLOCK in ("steps", "tokens") else None
+        return self.tokens, time.perf_counter(), time.process_time() / self._threads, queued
+
+    def _close_step(self):
+        now = self._sample()
+        if self._mark is not None:
+            tokens = now[0] - self._mark[0]
+            if tokens == 0:
+                return  # no batch since the last call: the same step goes on
+            wall = now[1] - self._mark[1]
+            if CLOCK == "cpu":
+                seconds = now[2] - self._mark[2]
+            elif CLOCK == "wall" or now[3] is None or self._mark[3] is None:
+                seconds = wall
+            else:  # steps, tokens: less the time others held the CPUs its threads waited for
+                seconds = wall - min(max(now[3] - self._mark[3], 0.0), wall)
+            self.step_tokens.append(tokens)
+            self.step_seconds.append(seconds)
+            self.step_wall.append(wall)
+            if len(self.step_tokens) > EXCLUDED_STEPS:
+                bisect.insort(self._timed_costs, seconds / tokens)
+                self._timed_seconds += seconds
+        self._mark = now
+
+    def measured_cost(self):
+        """Median seconds per token of the timed steps, by the clock's measure (None before one)."""
+        costs, n = self._timed_costs, len(self._timed_costs)
+        return None if n == 0 else costs[n // 2] if n % 2 else (costs[n // 2 - 1] + costs[n // 2]) / 2
+
+    def measured_seconds(self):
+        """Seconds of training by the clock's measure: the timed steps, and the untimed ones at
+        the median cost per token."""
+        cost = self.measured_cost()
+        untimed = sum(self.step_tokens[:EXCLUDED_STEPS]) * cost if cost is not None else 0.0
+        return self._timed_seconds + untimed
+
+    def charged_cost(self):
+        """The steps clock's seconds per token: the journaled cost, else the parent's when the
+        measure so far is within COST_TOLERANCE of it, else the measure (None before any)."""
+        if self.cost is not None:
+            return self.cost
+        measured = self.measured_cost()
+        if measured is None or self.cost_ref is not None and abs(measured / self.cost_ref - 1) <= COST_TOLERANCE:
+            return self.cost_ref
+        return measured
+
+    def fraction(self):
+        """Fraction of the budget used so far, by the clock."""
+        if CLOCK == "tokens":
+            return self.tokens / self.limit if self.limit else 0.0
+        if CLOCK == "steps":
+            cost = self.charged_cost()
+            return self.tokens * cost / self.budget if cost else 0.0
+        return self.measured_seconds() / self.budget
+
+    def _spent(self):
+        if self.spent_at is None:
+            self.spent_at = self.tokens
+        return False
+
+    def summary(self):
+        """The figures report() writes: the budget charged, and what the run measured."""
+        out = {"training_seconds": self.budget * self.fraction() if CLOCK in ("tokens", "steps")
+               else self.measured_seconds(), "num_steps": len(self.step_tokens), "total_tokens_M": self.tokens / 1e6,
+               "clock": CLOCK}
+        if CLOCK == "steps":  # (the tokens clock charges FLOPs, not time: its seconds are not the budget's)
+            out.update(measured_seconds=self.measured_seconds(), cost=self.charged_cost(), cost_ref=self.cost_ref,
+                       measured_cost=self.measured_cost())
+        return out
+
+
+BUDGET = TrainingBudget()
+
+
+def training_budget(model=None):
+    """The process's training budget (one per run), with the model it trains."""
+    return BUDGET.attach(model) if model is not None else BUDGET
+
+
+# ---------------------------------------------------------------------------
 # Dataloader and evaluation
 # ---------------------------------------------------------------------------
 
@@ -423,6 +600,8 @@ def make_dataloader(batch_size, seq_len=MAX_SEQ_LEN, split="train", seed=SEED, d
     import torch
 
     while True:
+        if split == "train":
+            BUDGET.serve(batch_size * seq_len)  # every training token counts against the budget
         starts = rng.integers(0, len(tokens) - seq_len - 1, size=batch_size)
         chunk = torch.from_numpy(tokens[starts[:, None] + offsets].astype(np.int64))
         if torch.device(device).type == "cuda":
@@ -587,15 +766,22 @@ def peak_memory_mb(device="cpu"):
 
 def report(device="cpu", **figures):
     """The run's summary: `---` then `key: value` lines on stdout, and the same figures as JSON
-    in $OVERNIGHT_RESULT. val_bpb, total_seconds and peak memory are measured here."""
+    in $OVERNIGHT_RESULT. val_bpb, total_seconds, peak memory and the training budget's figures
+    (training_seconds, num_steps, total_tokens_M, ...: TrainingBudget.summary) are measured
+    here; a figure of train.py's by one of those names is ignored."""
     if "val_bpb" not in _measured:
         raise RuntimeError("report() before evaluate_bpb(): there is no metric to report")
-    summary = {"val_bpb": _measured["val_bpb"], "training_seconds": figures.pop("training_seconds"),
-               "total_seconds": time.time() - _T0, "peak_memory_mb": peak_memory_mb(device), **figures}
-    summary = {k: round(v, 6) if isinstance(v, float) else v for k, v in summary.items()}
+    budget = BUDGET.summary()
+    summary = {"val_bpb": _measured["val_bpb"], "training_seconds": budget.pop("training_seconds"),
+               "total_seconds": time.time() - _T0, "peak_memory_mb": peak_memory_mb(device), **budget}
+    summary.update((k, v) for k, v in figures.items() if k not in summary)
+    summary = {k: round(v, 6) if isinstance(v, float) and k not in _EXACT else v for k, v in summary.items()}
     print("---")
     for key, value in summary.items():
-        print(f"{key + ':':<20}{value:.6f}" if isinstance(value, float) else f"{key + ':':<20}{value}")
+        if value is None:
+            continue
+        print(f"{key + ':':<20}{value:.6g}" if key in _EXACT else f"{key + ':':<20}{value:.6f}" if isinstance(value, float)
+              else f"{key + ':':<20}{value}")
     result = os.environ.get("OVERNIGHT_RESULT")
     if result:
         extra = {"data": DATA, "data_hash": data_hash(), "seed": SEED, "budget": TIME_BUDGET}
@@ -604,6 +790,9 @@ def report(device="cpu", **figures):
         os.replace(tmp, result)  # the harness never reads a half-written file
         _save_checkpoint(Path(result).parent / "model.pt")
     return summary
+
+
+_EXACT = ("cost", "cost_ref", "measured_cost")  # seconds per token: far below 1e-6, kept whole
 
 
 def _definitions(path="train.py"):
@@ -692,7 +881,8 @@ def setup():
     train.py for its untimed warm-up steps (EXCLUDED_STEPS + 1) with a one-window evaluation:
     that compiles the model, and the inductor cache then holds the kernels for this shape, so
     no timed run pays a cold compile (a candidate that changes the shape still compiles in its
-    run). Nothing is written where the harness looks for results."""
+    run). Under the tokens clock, the first time on a machine, it trains COST_STEPS more to
+    calibrate the clock. Nothing is written where the harness looks for results."""
     import runpy
 
     t0 = time.time()
@@ -702,33 +892,35 @@ def setup():
     import prepare as module  # the module train.py imports (this file runs as __main__)
 
     calibrate = module.CLOCK == "tokens" and _calibration() is None
-    # The loop stops after its first timed step (0 would divide by zero), or, to calibrate the
-    # tokens clock, after CALIBRATION_SECONDS of wall time.
-    module.TIME_BUDGET = CALIBRATION_SECONDS if calibrate else 1e-9
-    module.CLOCK = "wall"
+    if calibrate:
+        module.CLOCK = "steps"  # timed as the steps clock times a step (load-proof), with no reference
+    module.BUDGET = module.TrainingBudget()
+    module.BUDGET.budget = 1e9  # stop_after ends it: the untimed steps and one timed, or the calibration's
+    module.BUDGET.cost = module.BUDGET.cost_ref = None
+    module.BUDGET.stop_after = EXCLUDED_STEPS + (COST_STEPS if calibrate else 1)
     module.EVAL_TOKENS = module.MAX_SEQ_LEN  # one window: the evaluation is not what warms up
     train = Path(__file__).with_name("train.py")
     if train.exists():
         trained = runpy.run_path(str(train), run_name="__main__")
         if calibrate:
-            _write_calibration(trained)
+            _write_calibration(1 / module.BUDGET.measured_cost(), matmul_flops_per_token(trained["model"]), module.BUDGET)
     print(f"setup done in {time.time() - t0:.1f}s: data cache {folder}, compile cache "
           f"{os.environ['TORCHINDUCTOR_CACHE_DIR']}", flush=True)
 
 
-def _write_calibration(trained):
-    """The tokens clock's rate: tokens per wall second over train.py's timed steps (compile and
-    warm-up excluded), and the model's FLOPs per token, written once; delete the file to measure
-    again (on a quiet machine)."""
-    timed = trained["step"] - EXCLUDED_STEPS
-    rate = timed * trained["tokens_per_step"] / trained["total_training_time"]
+def _write_calibration(rate, flops_per_token, budget):
+    """The tokens clock's rate: tokens per second of the baseline over the setup's timed steps
+    (compile and warm-up excluded), timed as the steps clock times them (less the time others
+    held the CPU), and the model's FLOPs per token; written once per machine (delete the file
+    to measure again)."""
     path = _calibration_path()
     tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"tokens_per_second": rate, "flops_per_token": matmul_flops_per_token(trained["model"]),
-                               "timed_steps": timed,
-                               "seconds": trained["total_training_time"], "measured": time.ctime()}, indent=1))
+    tmp.write_text(json.dumps({"tokens_per_second": rate, "flops_per_token": flops_per_token,
+                               "timed_steps": len(budget.step_tokens) - EXCLUDED_STEPS,
+                               "seconds": budget.measured_seconds(), "measured": time.ctime()}, indent=1))
     os.replace(tmp, path)
-    print(f"tokens clock: {rate:,.0f} tokens/s over {timed} steps, kept in {path}", flush=True)
+    print(f"tokens clock: {rate:,.0f} tokens/s over {len(budget.step_tokens) - EXCLUDED_STEPS} steps, kept in {path}",
+          flush=True)
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--rescore"]:

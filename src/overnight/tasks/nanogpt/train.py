@@ -4,7 +4,7 @@ research edits. The model family of nanochat/autoresearch: rotary embeddings, QK
 ReLU² MLP, value embeddings with per-head gates, per-layer residual and x0 scalars, logit
 soft-cap, untied head; Muon for the matrices, AdamW for embeddings and scalars.
 
-Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_CLOCK, OVERNIGHT_SEED, OVERNIGHT_RESULT)
+Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_CLOCK, OVERNIGHT_SEED, OVERNIGHT_RESULT, ...)
 """
 
 import math
@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import (EXCLUDED_STEPS, MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb,
-                     make_dataloader, report, training_clock, training_tokens)
+from prepare import (MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb, make_dataloader, report,
+                     training_budget)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
@@ -350,21 +350,20 @@ gpu_name = torch.cuda.get_device_name() if device.type == "cuda" else ""
 peak_flops = next((v for k, v in PEAK_FLOPS.items() if k in gpu_name), 0.0)
 
 # ---------------------------------------------------------------------------
-# Training loop: the budget counts training steps only
+# Training loop: prepare.py keeps the budget (it counts the batches and times the steps)
 # ---------------------------------------------------------------------------
 
-clock = training_clock()  # wall time, or on a shared CPU this process's own CPU time: others' load cannot move it
-token_budget = training_tokens(model)  # None; with clock = "tokens" this model's tokens for the compute calibrated at setup
+budget = training_budget(model)  # the step count or time the budget allows, by the clock overnight.toml names
 t_train = time.time()
-step, total_training_time, trained_tokens, smooth_loss, last_log = 0, 0.0, 0, 0.0, 0.0
-while True:
-    t0 = clock()
+step, smooth_loss, last_log = 0, 0.0, 0.0
+while budget.next_step():
+    t0 = time.time()
     for _ in range(grad_accum_steps):
         x, y = next(train_loader)
         with autocast_ctx:
             loss = train_model(x, y)
         (loss / grad_accum_steps).backward()
-    progress = min(trained_tokens / token_budget if token_budget else total_training_time / TIME_BUDGET, 1.0)
+    progress = budget.progress()
     lrm = get_lr_multiplier(progress)
     for opt in (adamw, muon):
         for group in opt.param_groups:
@@ -375,13 +374,10 @@ while True:
     muon.step()
     model.zero_grad(set_to_none=True)
 
-    loss_f = loss.item()  # also waits for the device, so the timing below is honest
+    loss_f = loss.item()  # also waits for the device
     if not math.isfinite(loss_f) or loss_f > 100:
         raise SystemExit(f"FAIL: training diverged at step {step} (loss {loss_f}) — lower the learning rates")
-    dt = clock() - t0
-    if step >= EXCLUDED_STEPS:
-        total_training_time += dt
-        trained_tokens += tokens_per_step
+    dt = time.time() - t0
     smooth_loss = 0.9 * smooth_loss + 0.1 * loss_f
     if time.time() - last_log > 5 or step == 0:
         last_log = time.time()
@@ -389,8 +385,6 @@ while True:
         print(f"step {step:05d} ({100 * progress:.1f}%) | loss {debiased:.4f} | lrm {lrm:.2f} | "
               f"dt {1000 * dt:.0f}ms | tok/s {tokens_per_step / dt:,.0f}", flush=True)
     step += 1
-    if step > EXCLUDED_STEPS and (trained_tokens >= token_budget if token_budget else total_training_time >= TIME_BUDGET):
-        break
 
 # ---------------------------------------------------------------------------
 # Evaluation and summary (measured and written by prepare.py)
@@ -401,17 +395,11 @@ t_eval = time.time()
 with autocast_ctx:
     evaluate_bpb(model, device_batch_size, device=device)
 print(f"evaluated in {time.time() - t_eval:.1f}s; started training after {t_train - t_start:.1f}s")
-timed_steps = max(step - EXCLUDED_STEPS, 1)
-# The seconds charged to the budget: the clock's, or under the tokens clock the tokens' worth at the calibrated rate.
-charged_seconds = TIME_BUDGET * trained_tokens / token_budget if token_budget else total_training_time
-tokens_per_second = timed_steps * tokens_per_step / max(total_training_time, 1e-9)
-report(
+tokens_per_second = budget.tokens_per_second()
+report(  # training_seconds, num_steps and total_tokens_M come from the budget, not from here
     device=device,
-    training_seconds=charged_seconds,
     tokens_per_second=tokens_per_second,
     mfu_percent=100 * flops_per_token * tokens_per_second / peak_flops if peak_flops else 0.0,
-    total_tokens_M=step * tokens_per_step / 1e6,
-    num_steps=step,
     num_params_M=num_params / 1e6,
     depth=DEPTH,
     precision="bf16" if use_bf16 else "fp32",
