@@ -49,6 +49,7 @@ def main() -> None:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-cheats-") as tmp:
             root = Path(tmp) / "task"
+            root.mkdir()
             write_task("nanogpt", root, "cpu", args.data)
             if args.clock:
                 spec = root / "overnight.toml"

@@ -1,6 +1,6 @@
 """A/A on the real thing: the noise judge on the nanogpt CPU preset through the real loop.
 
-    python bench/judge_nanogpt.py --root DIR [--trials 20] [--budget 20] [--clock tokens]
+    python bench/judge_nanogpt.py --root DIR [--trials 20] [--budget 20] [--clock steps]
 
 A `nanogpt --preset cpu` task in DIR (written on the first call, with `[task] clock` set to
 --clock); the baseline runs under the judge's seeds, then each candidate is a change that does
@@ -97,7 +97,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, required=True, help="the task's folder: written once, then resumed")
     ap.add_argument("--trials", type=int, default=20, help="no-op candidates")
     ap.add_argument("--budget", type=float, default=20)
-    ap.add_argument("--clock", default="tokens", choices=CLOCKS)
+    ap.add_argument("--clock", default="steps", choices=CLOCKS)
     ap.add_argument(
         "--sd",
         nargs=2,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -68,11 +69,14 @@ def append(path: Path, row: dict) -> None:
         f.write(json.dumps(row) + "\n")
 
 
-def make_task(root: Path, preset: str) -> None:
+def make_task(root: Path, preset: str, clock: str | None = None) -> None:
     if (root / "overnight.toml").exists():
         return
     root.mkdir(parents=True, exist_ok=True)
     write_task("nanogpt", root, preset, None)
+    if clock:  # another clock than the preset's (e.g. the tokens clock, to compare)
+        toml = root / "overnight.toml"
+        toml.write_text(re.sub(r'(?m)^(clock\s*=\s*)"\w+"', rf'\g<1>"{clock}"', toml.read_text()))
     gitops.init_repo(root, f"nanogpt {preset} preset")
 
 
@@ -224,7 +228,7 @@ def counts(root: Path) -> dict:
 def run_config(name: str, a: argparse.Namespace) -> None:
     flags, _ = CONFIGS[name]
     root = a.work / name
-    make_task(root, a.preset)
+    make_task(root, a.preset, a.clock)
     load_before = os.getloadavg()
     minutes = run_night(root, flags, a.minutes, a.budget, a.work / f"{name}.log")
     base = baseline_fresh(a.out, root, a.budget, a.runs)
@@ -259,7 +263,11 @@ def run_checks(name: str, a: argparse.Namespace) -> None:
     wall clock (--wall-runs fresh seeds) and at --transfer times the budget under the night's
     clock (--runs): each a "check" row, resumable."""
     root = a.work / name
-    done = {(r["clock"], r["budget"]) for r in rows(a.out) if r.get("kind") == "check" and r["config"] == name}
+    done = {
+        (r["clock"], r["budget"])
+        for r in rows(a.out)
+        if r.get("kind") == "check" and r["config"] == name and r.get("root", str(root)) == str(root)
+    }
     for clock, budget, runs in (("wall", a.budget, a.wall_runs), (None, a.transfer * a.budget, a.runs)):
         rm = remeasure(root, runs, clock=clock, budget=budget)
         if (rm.task.clock, rm.task.budget) in done:
@@ -274,6 +282,8 @@ def run_checks(name: str, a: argparse.Namespace) -> None:
         row = {
             "kind": "check",
             "config": name,
+            "root": str(root),
+            "night_clock": load_task(root).clock,
             **rm.conditions(),
             "best": c.label,
             "gain": c.gain,
@@ -402,6 +412,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5, help="fresh seeds per verified commit")
     ap.add_argument("--every", type=float, default=10.0, help="minutes between verified checkpoints")
     ap.add_argument("--preset", default="cpu", choices=("cpu", "gpu"), help="nanogpt's preset (gpu: see gpu_smoke.sh)")
+    ap.add_argument("--clock", default=None, help="the nights' [task] clock (default: the preset's)")
     ap.add_argument(
         "--checks",
         action="store_true",
@@ -423,7 +434,7 @@ def main() -> None:
     nights = [r for r in rows(a.out) if r.get("kind") == "night"]
     # Rows from before the steps clock (2026-12-07) were measured under the tokens clock.
     done = {(r["config"], r["budget"], r.get("clock", "tokens")) for r in nights if r["target_minutes"] >= a.minutes}
-    clock = load_task_clock(a.preset)
+    clock = a.clock or load_task_clock(a.preset)
     for name in a.configs.split(","):
         if (name, a.budget, clock) in done:
             print(f"{name}: already measured under the {clock} clock (in {a.out})", flush=True)

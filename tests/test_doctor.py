@@ -282,3 +282,26 @@ def test_ray_cluster_answers(cli, toy_repo):
         c.shutdown()
     assert line(result, "ray") == f"ok    ray: ray {ray.__version__}; {address} answers: 1 CPUs, 0 GPUs"
     assert result.exit_code == 0, result.output
+
+
+def test_the_steps_clock_says_whether_it_can_see_others_load(cli, toy_repo, monkeypatch):
+    assert "clock" not in lines(cli("doctor", toy_repo))  # the toy's wall clock: nothing to say
+    spec = toy_repo / "overnight.toml"
+    spec.write_text(spec.read_text().replace("[task]\n", '[task]\nclock = "steps"\n', 1))
+    assert line(cli("doctor", toy_repo), "clock").startswith("ok    clock: the steps clock reads run-queue waits")
+    import overnight.doctor as doctor
+
+    real = doctor.Path
+
+    class NoSchedstat(type(real())):  # a kernel without schedstats (or not Linux)
+        def read_text(self, *a, **kw):
+            if str(self).endswith("schedstat"):
+                raise FileNotFoundError(str(self))
+            return super().read_text(*a, **kw)
+
+    monkeypatch.setattr(doctor, "Path", NoSchedstat)
+    warned = line(cli("doctor", toy_repo), "clock")
+    assert (
+        warned.startswith("warn  clock: the steps clock cannot read run-queue waits")
+        and "keep the machine quiet" in warned
+    )

@@ -105,10 +105,29 @@ def checks(
         else Check(OK, "inotify", "works: a run that opens the held-out data is discarded")
     )
     yield _sandbox(wanted=task is not None and task.limits.sandbox)
+    if task is not None and task.clock in ("steps", "tokens"):
+        yield _runqueue_check(task.clock)
     if ray or ray_address:
         yield probes.ray_check(ray_address)
     if llm is not None and llm.base_url:
         yield probes.llm_check(llm)
+
+
+def _runqueue_check(clock: str) -> Check:
+    """The steps and tokens clocks time a step as its wall time less the time its threads
+    waited for a CPU others held (Linux schedstat); where that is not readable they time the
+    wall, and a loaded machine's load is charged to the run."""
+    try:
+        fields = Path(f"/proc/self/task/{os.getpid()}/schedstat").read_text().split()
+        int(fields[1])
+    except (OSError, ValueError, IndexError):
+        return Check(
+            WARN,
+            "clock",
+            f"the {clock} clock cannot read run-queue waits here (no /proc/<pid>/task/<tid>/schedstat)",
+            "it times the wall instead: keep the machine quiet during a night",
+        )
+    return Check(OK, "clock", f"the {clock} clock reads run-queue waits: others' load is not charged to a run")
 
 
 def _root(directory: Path) -> Path:

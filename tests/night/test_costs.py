@@ -54,7 +54,7 @@ def given(run) -> list:
     return json.loads(Path(run.log_path).read_text().splitlines()[0])
 
 
-def test_a_commits_cost_is_measured_once_and_given_to_its_later_runs(tmp_path):
+def test_a_commits_cost_is_measured_once_and_given_to_its_later_runs(tmp_path, cli):
     root = make_task_repo(tmp_path / "task", TRAIN, TOML)
     steps = [set_knobs(COST=0.0011, SCORE=0.9), set_knobs(COST=0.002, SCORE=0.8)]
     noise = NoiseSettings(baseline_runs=4, remeasure_every=0)
@@ -78,3 +78,7 @@ def test_a_commits_cost_is_measured_once_and_given_to_its_later_runs(tmp_path):
         assert all(given(r) == [repr(exp.cost), ref] for r in later), (exp.id, [given(r) for r in later])
         # With two slots, no later run started before the first had measured the cost.
         assert all(r.started >= first.ended for r in later), exp.id
+    # `overnight show` says what a run of it is charged, and each run's CPU seconds.
+    res = cli("show", near.id, root)
+    assert res.exit_code == 0, res.output
+    assert "cost: 1000.00 us per token (its parent's: 1000.00)" in res.output and ", cpu " in res.output

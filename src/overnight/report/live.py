@@ -210,10 +210,15 @@ def render_experiment(exp: Experiment) -> None:
     console.print(f"verdict: {exp.reason or '-'}   value: {fmt_value(exp.value)}")
     if exp.params:
         console.print(f"params: {exp.params}")
+    if exp.cost is not None:  # the steps clock: what each run of it was charged per token
+        ref = f" (its parent's: {1e6 * exp.cost_ref:.2f})" if exp.cost_ref else ""
+        console.print(f"cost: {1e6 * exp.cost:.2f} us per token{ref}")
     for r in exp.runs:
+        cpu = r.summary.get("cpu_seconds")
         console.print(
-            f"  run {r.id} seed {r.seed} {r.status.value}: value {fmt_value(r.value)}, wall {r.wall_seconds or 0:.1f}s,"
-            f" training {r.training_seconds or 0:.1f}s, peak {r.peak_memory_mb or 0:.0f} MB, log {r.log_path}"
+            f"  run {r.id} seed {r.seed} {r.status.value}: value {fmt_value(r.value)}, wall {r.wall_seconds or 0:.1f}s"
+            + (f", cpu {cpu:.1f}s" if cpu is not None else "")
+            + f", training {r.training_seconds or 0:.1f}s, peak {r.peak_memory_mb or 0:.0f} MB, log {r.log_path}"
         )
     if exp.diff:
         console.print(exp.diff, markup=False)
