@@ -3,6 +3,14 @@
 Candidate commits are built with a private index file (`GIT_INDEX_FILE`), so creating one never
 touches the user's working tree, index or HEAD. Each experiment then runs in its own detached
 worktree under `.overnight/worktrees/`.
+
+Every git command the harness runs goes through `run_git`: none of the repository's hooks,
+none of the user's or the system's git configuration, no filesystem monitor, an explicit
+identity and no credentials in its environment. A run may write the repository's hooks or
+`~/.gitconfig` (outside the sandbox): nothing it writes there runs inside the harness's git,
+which would otherwise execute it with the controller's environment, keys included
+(docs/threat-model.md). The repository's own `.git/config` is still git's to read; what a run
+changes there is found and undone by run/outside.py.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from overnight.errors import GitError
+from overnight.run import credentials
 
 # A fixed identity: candidate commits must be creatable on machines with no git config.
 _IDENTITY = {
@@ -28,10 +37,37 @@ _IDENTITY = {
 }
 
 
+# Settings on the command line win over every configuration file: no hooks (the directory
+# /dev/null holds none), no fsmonitor command, no pager, no prompt for a password.
+SAFE_CONFIG = ("-c", "core.hooksPath=/dev/null", "-c", "core.fsmonitor=false", "-c", "core.pager=cat")
+
+
+def git_env(env: dict | None = None) -> dict:
+    """The environment of the harness's git: the user's less credentials and GIT_* settings,
+    with no global or system configuration, the fixed identity, then `env`."""
+    base = {
+        k: v
+        for k, v in credentials.scrub(os.environ, ()).items()
+        if not k.startswith("GIT_") or k in ("GIT_EXEC_PATH",)
+    }
+    return {
+        **base,
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        **_IDENTITY,
+        **(env or {}),
+    }
+
+
+def run_git(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    """`git ARGS` as the harness runs it (see the module docstring); subprocess.run's keywords."""
+    return subprocess.run(["git", *SAFE_CONFIG, *args], env=git_env(env), **kw)
+
+
 def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | None = None, check: bool = True) -> str:
-    full_env = {**os.environ, **_IDENTITY, **(env or {})}
     data = input.encode() if isinstance(input, str) else input
-    proc = subprocess.run(["git", "-C", str(repo), *args], input=data, capture_output=True, env=full_env)
+    proc = run_git(["-C", str(repo), *args], env=env, input=data, capture_output=True)
     if check and proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
         raise GitError(f"git {' '.join(args[:2])} failed: {msg[-1] if msg else proc.returncode}")
@@ -39,7 +75,7 @@ def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | No
 
 
 def is_repo(path: Path) -> bool:
-    return subprocess.run(["git", "-C", str(path), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
+    return run_git(["-C", str(path), "rev-parse", "--git-dir"], capture_output=True).returncode == 0
 
 
 def toplevel(path: Path) -> Path:
@@ -77,7 +113,7 @@ def dirty_files(repo: Path, paths: tuple[str, ...]) -> list[str]:
 
 
 def read_file(repo: Path, commit: str, path: str) -> bytes | None:
-    proc = subprocess.run(["git", "-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
+    proc = run_git(["-C", str(repo), "show", f"{commit}:{path}"], capture_output=True)
     return proc.stdout if proc.returncode == 0 else None
 
 
@@ -113,11 +149,7 @@ def revert_onto(repo: Path, commit: str, patch: str, message: str) -> str | None
         git(repo, "read-tree", commit, env=env)
         patch_file = Path(tmp) / "change.patch"
         patch_file.write_text(patch)
-        proc = subprocess.run(
-            ["git", "-C", str(repo), "apply", "--cached", "-R", str(patch_file)],
-            capture_output=True,
-            env={**os.environ, **env},
-        )
+        proc = run_git(["-C", str(repo), "apply", "--cached", "-R", str(patch_file)], env=env, capture_output=True)
         if proc.returncode != 0:
             return None
         tree = git(repo, "write-tree", env=env).strip()
@@ -221,6 +253,17 @@ def worktree_remove(repo: Path, path: Path) -> None:
         if path.exists():
             shutil.rmtree(path, ignore_errors=True)
         git(repo, "worktree", "prune", check=False)
+
+
+def clean_worktree(path: Path) -> list[str]:
+    """Put worktree `path` back to its commit's files: every untracked or ignored file removed
+    (a module, a `__pycache__` a run left for the next process to import), every tracked one as
+    committed. Returns what was not the commit's."""
+    left = git(path, "status", "--porcelain", "--ignored", "--untracked-files=all").splitlines()
+    if left:
+        git(path, "checkout", "--force", "HEAD", "--", ".", check=False)
+        git(path, "clean", "-ffdxq")
+    return [line[3:] for line in left]
 
 
 def ignore_locally(repo: Path, pattern: str) -> None:

@@ -44,7 +44,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import subprocess
 import threading
 import time
 import uuid
@@ -57,6 +56,7 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.executors import ray_worker
 from overnight.executors.base import Executor, Job, Slot
@@ -146,8 +146,8 @@ class RayExecutor(Executor):
         if commit not in self._archives:
             if len(self._archives) >= ARCHIVE_CACHE:
                 self._archives.pop(next(iter(self._archives)))
-            self._archives[commit] = subprocess.run(
-                ["git", "-C", str(self.task.root), "archive", "--format=tar", commit], capture_output=True, check=True
+            self._archives[commit] = gitops.run_git(
+                ["-C", str(self.task.root), "archive", "--format=tar", commit], capture_output=True, check=True
             ).stdout
         return self._archives[commit]
 

@@ -15,7 +15,6 @@ the held-out slice, the executor. What happens in between is the scheduler's
 from __future__ import annotations
 
 import difflib
-import subprocess
 import threading
 import time
 from dataclasses import asdict
@@ -152,12 +151,8 @@ class Controller:
         head = gitops.head(self.root)
         for p in self.task.editable + self.task.protected:
             if gitops.read_file(self.root, head, p) is None:
-                ignored = (
-                    subprocess.run(
-                        ["git", "-C", str(self.root), "check-ignore", "-q", "--", p], capture_output=True
-                    ).returncode
-                    == 0
-                )
+                ignored = gitops.run_git(["-C", str(self.root), "check-ignore", "-q", "--", p], capture_output=True)
+                ignored = ignored.returncode == 0
                 why = "is git-ignored" if ignored else "is not committed"
                 fix = "un-ignore it and commit it" if ignored else "commit it (git add, git commit)"
                 raise OvernightError(f"{p!r}, named in overnight.toml, {why} — {fix}: runs check out HEAD only")

@@ -38,6 +38,7 @@ from overnight.night.plan import Flight, Planner, Want
 from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
 from overnight.records import Experiment, RunRequest, RunResult, RunStatus
+from overnight.run import outside
 
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
 VIEW_SECONDS = 0.5  # how often the live view hears about the slots
@@ -117,6 +118,14 @@ class Scheduler:
             raise OvernightError(
                 f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
                 "with the same command (the changes stay)"
+            )
+        guard = outside.existing(self.night.root)
+        if guard is not None and guard.unrestorable:  # the run that wrote it is already invalid
+            message = f"a run wrote {guard.unrestorable[0]} into the Python environment, which runs may import"
+            j.event(self.night.tag, "outside-tampered", message)
+            raise OvernightError(
+                f"{message} — the night stops; remove it (and reinstall what it shadows), then resume with "
+                "the same command"
             )
         self.collected.clear()
 

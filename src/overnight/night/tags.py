@@ -6,11 +6,10 @@ from __future__ import annotations
 import fcntl
 import os
 import sqlite3
-import subprocess
 from datetime import date
 from pathlib import Path
 
-from overnight import layout
+from overnight import gitops, layout
 from overnight.errors import OvernightError
 from overnight.journal import Journal
 
@@ -41,7 +40,7 @@ def check_tag(tag: str) -> str:
     """A tag names the branch overnight/<tag>: letters, digits, '-', '_', '.', and a valid git ref."""
     if not tag or not all(c.isalnum() or c in "-_." for c in tag):
         raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.' — pick another --tag")
-    ok = subprocess.run(["git", "check-ref-format", f"refs/heads/overnight/{tag}"], capture_output=True).returncode == 0
+    ok = gitops.run_git(["check-ref-format", f"refs/heads/overnight/{tag}"], capture_output=True).returncode == 0
     if not ok or tag.startswith((".", "-")):
         raise OvernightError(
             f"tag {tag!r} is not a valid git branch name (overnight/{tag}) — pick another "

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from overnight import gitops, layout
 from overnight.records import RunRequest, RunResult, RunStatus
-from overnight.run import credentials, heldout_store, runfiles, sandbox
+from overnight.run import credentials, heldout_store, outside, runfiles, sandbox
 from overnight.run.outcome import judge_outcome, reads_heldout
 from overnight.run.process import MARKER_VAR, TAG_MARKER_VAR, ProgressFn, run_process, tag_mark
 from overnight.run.watch import Watch
@@ -57,15 +57,23 @@ def execute(
     """Materialise the worktree, run the command, collect the outcome; never raises for the
     candidate's faults (a broken candidate is data)."""
     req.run_dir.mkdir(parents=True, exist_ok=True)
+    guard = outside.guard(task.root, task.command)
+    guard.check()  # what an earlier run changed is put back before git reads it (and blamed on that run)
     with gitops.worktree(task.root, req.worktree, req.commit):
-        return run_checkout(task, req, stop, progress)
+        return run_checkout(task, req, stop, progress, guard)
 
 
 def run_checkout(
-    task: TaskSpec, req: RunRequest, stop: threading.Event | None = None, progress: ProgressFn | None = None
+    task: TaskSpec,
+    req: RunRequest,
+    stop: threading.Event | None = None,
+    progress: ProgressFn | None = None,
+    guard: outside.Outside | None = None,
 ) -> RunResult:
     """Run the command in `req.worktree`, already holding the commit's files (a git worktree
-    here, an unpacked archive on a Ray worker that has no clone of the repository)."""
+    here, an unpacked archive on a Ray worker that has no clone of the repository). `guard`:
+    the repository's outside.py guard, checked when the run ends (a Ray worker has none)."""
+    mark = guard.mark() if guard is not None else 0
     if req.budget is not None:  # a screen run: OVERNIGHT_BUDGET, the timeout and the budget check follow it
         task = task.with_budget(req.budget)
     req.run_dir.mkdir(parents=True, exist_ok=True)
@@ -90,11 +98,24 @@ def run_checkout(
             )
         extra = [Path(w).expanduser() for w in task.limits.sandbox_writable]
         command = sandbox.wrap(
-            command, task.root, [req.worktree, req.run_dir, *extra], hidden=heldout_store.hidden_paths(task)
+            command,
+            task.root,
+            [req.worktree, req.run_dir, *extra],
+            hidden=heldout_store.hidden_paths(task),
+            readonly=[Path.home(), *(guard.site_dirs if guard is not None else [])],
         )
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = judge_outcome(task, outcome, log_path, result_path, _slot_cores(req))
+    if guard is not None:
+        guard.check()
+        if guard.since(mark):  # this run's, or one beside it (then both are invalid: it cannot be told)
+            res.status, res.value = RunStatus.INVALID, None
+            res.error = (
+                "tampering: files outside the run directory changed while it ran (put back where a copy was "
+                f"kept): {'; '.join(guard.since(mark)[:5])}"
+            )
+            return res
     trapped = _traps(req.run_dir)
     if trapped and res.status != RunStatus.INTERRUPTED:
         res.status, res.value = RunStatus.INVALID, None
@@ -112,6 +133,8 @@ def run_checkout(
     if res.status == RunStatus.OK and task.rescore and req.rescore:
         from overnight.run import scoring  # imported here: scoring builds on this module (run_env)
 
+        if (req.worktree / ".git").exists():  # a git worktree: the re-score starts from the commit's files only
+            gitops.clean_worktree(req.worktree)
         scoring.rescore(task, req, env, res, stop)
         if res.status == RunStatus.OK:
             scoring.heldout_score(task, req, env, res, stop)
@@ -165,6 +188,7 @@ def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None
         "OVERNIGHT_CLOCK": task.clock,
         "OVERNIGHT_SEED": str(seed),
         "PYTHONUNBUFFERED": "1",
+        "PYTHONNOUSERSITE": "1",  # nothing from the user's site-packages, which a run could write
         MARKER_VAR: secrets.token_hex(8),
         TAG_MARKER_VAR: tag_mark(tag_dir) if tag_dir is not None else "",
     }

@@ -5,9 +5,9 @@ a private tmpfs on /tmp (the scratch dir), writable only the run's worktree and 
 (and `limits.sandbox_writable`, e.g. a compile cache), the held-out data not there at all (an
 empty tmpfs over its folder, /dev/null over a watched file), no network, its own PID namespace,
 killed with its parent. Else `unshare` (util-linux) with user, mount, network and PID
-namespaces (its own /proc): no network, the task repository read-only except the same writable
-directories, the held-out folder covered by an empty tmpfs; writes outside the repository
-(home, /tmp) stay possible. In both, every process of the run dies with the namespace's first
+namespaces (its own /proc): no network, the task repository, HOME and the interpreter's
+site-packages read-only except the same writable directories, the held-out folder covered by an
+empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every process of the run dies with the namespace's first
 process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
 sees no process outside it (not its reaper, not the controller's environment).
 `OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both).
@@ -82,9 +82,17 @@ def unavailable() -> str:
     )
 
 
-def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = (), log: bool = True) -> str:
+def wrap(
+    command: str,
+    root: Path,
+    writable: list[Path],
+    hidden: list[Path] = (),
+    log: bool = True,
+    readonly: list[Path] = (),
+) -> str:
     """`command` inside the sandbox (see the module docstring); raises nothing: call
-    `unavailable()` first."""
+    `unavailable()` first. `readonly`: more directories unshare makes read-only besides the
+    repository (HOME, the interpreter's site-packages: bwrap's whole file system is)."""
     q = lambda p: shlex.quote(str(p))
     which = tool()
     hidden = [Path(h) for h in hidden if Path(h).exists()]
@@ -107,9 +115,13 @@ def wrap(command: str, root: Path, writable: list[Path], hidden: list[Path] = ()
         args += BWRAP_ISOLATION
         inner = f"{note}exec /bin/sh -c {q(command)}"
         return "exec " + " ".join(q(a) for a in args) + ' --chdir "$(pwd)" /bin/sh -c ' + q(inner)
-    mounts = [f"mount --bind {q(root)} {q(root)}"]
+    # Read-only ones bound first, the shorter path first (a repository under HOME stays its own
+    # mount), the writable ones on top while all are still writable (a bind copies its source's
+    # flags), then the first made read-only.
+    ro = sorted({Path(root), *(Path(r) for r in readonly if Path(r).is_dir())}, key=lambda p: len(str(p)))
+    mounts = [f"mount --bind {q(r)} {q(r)}" for r in ro]
     mounts += [f"mount --bind {q(w)} {q(w)}" for w in writable]
-    mounts.append(f"mount -o remount,bind,ro {q(root)}")
+    mounts += [f"mount -o remount,bind,ro {q(r)}" for r in ro]
     mounts += [
         f"mount -t tmpfs -o ro,size=1k none {q(h)}" if h.is_dir() else f"mount --bind /dev/null {q(h)}" for h in hidden
     ]

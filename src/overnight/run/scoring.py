@@ -26,7 +26,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.records import RunRequest, RunResult, RunStatus
-from overnight.run import heldout_store, runfiles, sandbox
+from overnight.run import heldout_store, outside, runfiles, sandbox
 from overnight.run.execute import protected_changed, run_env
 from overnight.run.outcome import read_metric, reads_heldout
 from overnight.run.process import ProcessOutcome, run_process
@@ -39,6 +39,7 @@ def rescore_run(task: TaskSpec, req: RunRequest, value: float, stop: threading.E
     result.json and any saved weights is still there): a fresh worktree of `req.commit`, then
     rescore_checkout. Returns OK with summary["rescored"], MISMATCH with the reason, or
     INTERRUPTED (stop)."""
+    outside.guard(task.root, task.command).check()  # what a run changed outside is put back before git reads it
     with gitops.worktree(task.root, req.worktree, req.commit):
         return rescore_checkout(task, req, value, stop)
 
@@ -123,7 +124,10 @@ def heldout_score(
     }
     command = f"{task.heldout.command} score"
     if task.limits.sandbox and not sandbox.unavailable():
-        command = sandbox.wrap(command, task.root, [scratch], hidden=heldout_store.hidden_paths(task))
+        guard = outside.existing(task.root)
+        readonly = [Path.home(), *(guard.site_dirs if guard is not None else [])]
+        hidden = heldout_store.hidden_paths(task)
+        command = sandbox.wrap(command, task.root, [scratch], hidden=hidden, readonly=readonly)
     fd = heldout_store.memfd(data)
     try:
         with Watch(heldout_store.watched_paths(task)) as watch:

@@ -1,0 +1,228 @@
+"""A run cannot reach outside itself (issue 31): what a candidate writes where git or Python
+will execute it later — the repository's hooks and config, ~/.gitconfig, a `.pth` or a
+`sitecustomize` in the environment's site-packages — never runs, is put back, and the
+experiment is invalid for it. Real nights on the toy task (real git, subprocesses, SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from overnight import gitops
+from overnight.records import ExpStatus
+from overnight.run import outside
+from overnight.run.sandbox import unavailable as sandbox_unavailable
+from overnight.testing.attacks import HONEST, TOY_HEAD, night
+from overnight.testing.gitutil import git_out
+
+
+@pytest.fixture(autouse=True)
+def _fresh_guards():
+    yield
+    outside._GUARDS.clear()
+
+
+def writes(path: str, text: str, mode: int = 0o644) -> str:
+    """A train.py that writes `text` at `path` (an expression of the run's) and trains honestly."""
+    return (
+        "import os, subprocess\n"
+        f"p = {path}\n"
+        "os.makedirs(os.path.dirname(p), exist_ok=True)\n"
+        f"with open(p, 'a') as f:\n    f.write({text!r})\n"
+        f"os.chmod(p, {mode:#o})\n" + TOY_HEAD + HONEST
+    )
+
+
+SECOND = TOY_HEAD + "# a second candidate: runs, ties, discarded\n" + HONEST
+GIT_DIR = "subprocess.run(['git', 'rev-parse', '--git-common-dir'], capture_output=True, text=True).stdout.strip()"
+
+
+def hook(marker: Path) -> str:
+    return f"#!/bin/sh\nenv >> {marker}\necho hook >> {marker}\n"
+
+
+def invalid_for_tampering(history, index: int = 1):
+    e = history[index]
+    assert e.status == ExpStatus.INVALID, (e.status, e.reason)
+    assert "tampering" in e.reason and "outside the run directory" in e.reason, e.reason
+    return e
+
+
+def test_a_git_hook_a_run_plants_never_runs_and_is_gone(toy_task, tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-controller")
+    root = toy_task()
+    marker = tmp_path / "hook-ran.txt"
+    path = f"os.path.join(os.path.abspath({GIT_DIR}), 'hooks', 'post-checkout')"
+    _, h = night(root, writes(path, hook(marker), 0o755), SECOND)
+    invalid_for_tampering(h)
+    assert h[2].status.final and h[2].status != ExpStatus.INVALID, (h[2].status, h[2].reason)  # the next one ran
+    assert not marker.exists()  # the harness's next worktree did not run it
+    assert not (root / ".git" / "hooks" / "post-checkout").exists()  # put back: not there before
+    git_out(root, "checkout", "-q", "-b", "after-the-night")  # the user's own git, after the night
+    assert not marker.exists()
+
+
+def test_a_changed_hook_and_git_config_are_put_back(toy_task, tmp_path):
+    root = toy_task()
+    mine = root / ".git" / "hooks" / "pre-commit"
+    mine.write_text("#!/bin/sh\nexit 0\n")  # the user's own hook, before the night
+    mine.chmod(0o755)
+    config_before = (root / ".git" / "config").read_text()
+    marker = tmp_path / "filter-ran.txt"
+    attack = (
+        "import os, subprocess\n"
+        f"g = os.path.abspath({GIT_DIR})\n"
+        "open(os.path.join(g, 'hooks', 'pre-commit'), 'a').write('echo owned\\n')\n"
+        "open(os.path.join(g, 'config'), 'a').write("
+        f'\'[filter "x"]\\n\\tsmudge = sh -c "echo ran >> {marker}; cat"\\n\')\n'
+        "os.makedirs(os.path.join(g, 'info'), exist_ok=True)\n"
+        "open(os.path.join(g, 'info', 'attributes'), 'a').write('* filter=x\\n')\n" + TOY_HEAD + HONEST
+    )
+    _, h = night(root, attack, SECOND)
+    invalid_for_tampering(h)
+    assert not marker.exists()
+    assert mine.read_text() == "#!/bin/sh\nexit 0\n" and os.access(mine, os.X_OK)
+    assert (root / ".git" / "config").read_text() == config_before
+    assert not (root / ".git" / "info" / "attributes").exists()
+
+
+def test_a_gitconfig_edit_in_home_is_put_back_and_never_read(toy_task, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = The User\n")
+    monkeypatch.setenv("HOME", str(home))
+    hooks = tmp_path / "evil-hooks"
+    hooks.mkdir()
+    marker = tmp_path / "hook-ran.txt"
+    (hooks / "post-checkout").write_text(hook(marker))
+    (hooks / "post-checkout").chmod(0o755)
+    root = toy_task()
+    path = "os.path.expanduser('~/.gitconfig')"
+    _, h = night(root, writes(path, f"[core]\n\thooksPath = {hooks}\n"), SECOND)
+    invalid_for_tampering(h)
+    assert not marker.exists()
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = The User\n"
+
+
+def test_the_harness_git_runs_no_hook_and_sees_no_credential(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-of-the-controller")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("a\n")
+    commit = gitops.init_repo(repo, "init")
+    marker = tmp_path / "ran.txt"
+    for where in (repo / ".git" / "hooks", tmp_path / "global-hooks"):
+        where.mkdir(exist_ok=True)
+        (where / "post-checkout").write_text(hook(marker))
+        (where / "post-checkout").chmod(0o755)
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text(f"[core]\n\thooksPath = {tmp_path / 'global-hooks'}\n")
+    monkeypatch.setenv("HOME", str(home))
+    with gitops.worktree(repo, tmp_path / "wt", commit):
+        pass
+    assert not marker.exists()
+    assert "OPENAI_API_KEY" not in gitops.git_env()
+    # the same checkout by plain git runs the hook, with the key: what the harness avoids
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "-q", "--detach", str(tmp_path / "wt2")], check=True)
+    assert "sk-secret-of-the-controller" in marker.read_text()
+
+
+@pytest.fixture
+def venv_toy(toy_task, tmp_path):
+    """A toy whose runs use a venv of their own (this interpreter's packages seen through it):
+    its site-packages is the one a candidate attacks."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    root = toy_task()
+    spec = root / "overnight.toml"
+    spec.write_text(spec.read_text().replace('"python train.py"', f'"{python} train.py"'))
+    gitops.git(root, "commit", "-qam", "the venv's python")
+    return root, Path(site)
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("zz_evil.pth", "import os; open({marker!r}, 'a').write('pth\\n')\n"),
+        ("sitecustomize.py", "open({marker!r}, 'a').write('sitecustomize\\n')\n"),
+    ],
+)
+def test_a_startup_file_in_site_packages_is_removed_before_any_process_starts(venv_toy, tmp_path, name, text):
+    root, site = venv_toy
+    marker = tmp_path / "startup-ran.txt"
+    _, h = night(root, writes(repr(str(site / name)), text.format(marker=str(marker))), SECOND)
+    invalid_for_tampering(h)
+    assert not (site / name).exists()
+    assert h[2].status != ExpStatus.INVALID, h[2].reason
+    assert not marker.exists()  # no later process (the next run, a re-score) started with it
+
+
+def test_a_new_package_in_site_packages_stops_the_night(venv_toy, tmp_path):
+    root, site = venv_toy
+    path = repr(str(site / "evilpkg" / "__init__.py"))
+    from overnight.errors import OvernightError
+
+    with pytest.raises(OvernightError, match="evilpkg.*the night stops"):
+        night(root, writes(path, "x = 1\n"), SECOND)
+    assert (site / "evilpkg").is_dir()  # left for the user to judge, and named
+
+
+def test_a_worktree_is_put_back_to_its_commit(tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.py").write_text("a = 1\n")
+    (repo / ".gitignore").write_text("__pycache__/\n")
+    commit = gitops.init_repo(repo, "init")
+    with gitops.worktree(repo, tmp_path / "wt", commit) as wt:
+        (wt / "json.py").write_text("raise SystemExit('shadowed')\n")
+        (wt / "__pycache__").mkdir()
+        (wt / "__pycache__" / "a.cpython-311.pyc").write_bytes(b"poison")
+        (wt / "a.py").write_text("a = 2\n")
+        left = gitops.clean_worktree(wt)
+        assert set(left) == {"json.py", "__pycache__/a.cpython-311.pyc", "a.py"}, left
+        assert sorted(p.name for p in wt.iterdir()) == [".git", ".gitignore", "a.py"]
+        assert (wt / "a.py").read_text() == "a = 1\n"
+        assert gitops.clean_worktree(wt) == []
+
+
+@pytest.mark.skipif(bool(sandbox_unavailable()), reason="no sandbox on this machine")
+def test_in_the_sandbox_home_and_site_packages_are_read_only(venv_toy, tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[user]\n\tname = The User\n")
+    monkeypatch.setenv("HOME", str(home))
+    root, site = venv_toy
+    spec = root / "overnight.toml"
+    spec.write_text(spec.read_text() + "\n[limits]\nsandbox = true\n")
+    gitops.git(root, "commit", "-qam", "sandboxed")
+    body = (
+        "import json, os\n"
+        f"targets = {{'gitconfig': os.path.expanduser('~/.gitconfig'), 'pth': {str(site / 'zz.pth')!r}}}\n"
+        "out = {}\n"
+        "for name, path in targets.items():\n"
+        "    try:\n"
+        "        open(path, 'a').write('x = 1\\n')\n"
+        "        out[name] = 'written'\n"
+        "    except OSError as exc:\n"
+        "        out[name] = type(exc).__name__\n"
+        "print('ATTEMPTS', json.dumps(out))\n" + TOY_HEAD + HONEST
+    )
+    _, h = night(root, body)
+    e = h[1]
+    line = next(row for row in Path(e.runs[-1].log_path).read_text().splitlines() if row.startswith("ATTEMPTS "))
+    assert set(json.loads(line.split(" ", 1)[1]).values()) == {"OSError"}, line
+    assert e.status == ExpStatus.DISCARDED, e.reason  # nothing outside changed: an honest tie
+    assert (home / ".gitconfig").read_text() == "[user]\n\tname = The User\n" and not (site / "zz.pth").exists()
