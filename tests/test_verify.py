@@ -23,7 +23,7 @@ from overnight.report.markdown import write_report
 from overnight.task_load import load_task
 from overnight.testing.nights import Scripted, set_knobs
 from overnight.testing.toy import write_toy
-from overnight.verify import FRESH_SEED_BASE, Remeasure, ablate, kept_chain, latest, verify
+from overnight.verify import Remeasure, ablate, kept_chain, latest, verify
 
 
 def lr_term(lr: float) -> float:
@@ -80,13 +80,17 @@ def test_verify_and_ablate_measure_each_kept_change(night):
     assert by["#2"].note == 'constants put back: ACTIVATION="relu"'
     assert by["#4"].values == [] and by["#4"].note.startswith("superseded") and math.isnan(by["#4"].gain)
 
-    # Fresh seeds: none of the night's replicate seeds, the same ones for every variant.
+    # Fresh seeds: none of the night's, the same ones for every variant, new at every check.
     runs = sorted(p.name for p in (night / ".overnight" / "t" / "verify").iterdir())
     assert runs == sorted(
-        f"{label}-{FRESH_SEED_BASE + i}"
-        for label in ("baseline-1", "best-5", "without-2", "without-3", "without-5")
-        for i in range(4)
+        f"{label}-{i}" for label in ("baseline-1", "best-5", "without-2", "without-3", "without-5") for i in range(4)
     )
+    night_seeds = {r.seed for e in rm.journal.experiments("t") for r in e.runs + e.screens}
+    checks = [json.loads(e["message"]) for k in ("verify", "ablate") for e in rm.journal.events("t", k)]
+    fresh = [c["seeds"] for c in checks]
+    assert all(len(set(f)) == len(f) == 4 and not set(f) & night_seeds for f in fresh), (fresh, night_seeds)
+    assert len({tuple(f) for f in fresh}) == 1  # one Remeasure: its verify and ablate share them
+    assert remeasure(night, 4).seeds != rm.seeds  # the next check draws its own
     assert latest(rm.journal, "t", "ablate")["best_id"] == 5
 
     md = write_report(rm.journal, "t", load_task(night), night, night / ".overnight" / "t")[1].read_text()
@@ -166,10 +170,10 @@ def test_verify_runs_under_the_budget_the_night_ran_under(tmp_path, cli):
     assert sum(longer) / len(longer) < base.value - 0.08
     folder = root / ".overnight" / "t" / "verify"
     assert sorted(p.name for p in folder.iterdir() if "-cpu-1s" in p.name) == [
-        "baseline-1-cpu-1s-1000",
-        "baseline-1-cpu-1s-1001",
-        "best-2-cpu-1s-1000",
-        "best-2-cpu-1s-1001",
+        "baseline-1-cpu-1s-0",
+        "baseline-1-cpu-1s-1",
+        "best-2-cpu-1s-0",
+        "best-2-cpu-1s-1",
     ]
     # Seed by seed in turn: the baseline's and the best's runs alternate.
     order = sorted(folder.glob("*-cpu-1s-*"), key=lambda p: (p / "result.json").stat().st_mtime)

@@ -33,11 +33,11 @@ from overnight import gitops, knobs, layout
 from overnight.errors import OvernightError
 from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval
+from overnight.night import seeding
 from overnight.records import Experiment, ExpStatus, RunRequest, RunStatus, incumbent
 from overnight.run.execute import execute, protected_hashes
 from overnight.task import TaskSpec, with_clock
 
-FRESH_SEED_BASE = 1000  # far above the replicate indices the night used
 WALL_WARNING = 0.10  # a side that takes this much more wall time per run than the other is said to
 
 
@@ -83,6 +83,10 @@ class Remeasure:
         night_clock, night_budget = task.clock, task.budget
         task = with_clock(task.with_budget(budget), clock)
         self.root, self.task, self.journal, self.tag, self.runs = root, task, journal, tag, runs
+        # Fresh seeds from a secret of this check's own (night/seeding.py): none a candidate could
+        # have been chosen for, none the night used (but by a 2^-31 chance), new at every check.
+        secret = seeding.new_secret()
+        self.seeds = [seeding.seed(secret, i) for i in range(runs)]
         self.stop = stop
         base = journal.tag_info(tag)["base_commit"]
         self.protected = protected_hashes(task, base)
@@ -106,22 +110,21 @@ class Remeasure:
         Under the steps clock a commit whose cost is unknown measures it on its first run,
         against its reference commit's cost."""
         out = [Measured([], []) for _ in sides]
-        for i in range(self.runs):
-            seed = FRESH_SEED_BASE + i
+        for i, seed in enumerate(self.seeds):
             for (label, commit, ref), got in zip(sides, out):
-                res = self._run(label + self.suffix, commit, ref, seed)
+                res = self._run(label + self.suffix, commit, ref, seed, i)
                 got.values.append(res.value)
                 got.walls.append(res.wall_seconds)
         return out
 
-    def _run(self, label: str, commit: str, ref: str | None, seed: int):
+    def _run(self, label: str, commit: str, ref: str | None, seed: int, i: int):
         self._check_stop()
         cost, cost_ref = self.costs.get(commit, (None, self.costs.get(ref, (None,))[0] if ref else None))
         req = RunRequest(
             commit=commit,
             seed=seed,
-            run_dir=self.paths.verify_dir(label, seed),
-            worktree=self.paths.verify_worktree(label, seed),
+            run_dir=self.paths.verify_dir(label, i),  # by index: a later check reuses the folder
+            worktree=self.paths.verify_worktree(label, i),
             protected_hashes=self.protected,
             cost=cost if self.task.clock == "steps" else None,
             cost_ref=cost_ref if self.task.clock == "steps" else None,
@@ -155,7 +158,7 @@ class Remeasure:
 
     def conditions(self) -> dict:
         """What the check ran under, journaled with its result."""
-        return {"clock": self.task.clock, "budget": self.task.budget, "runs": self.runs}
+        return {"clock": self.task.clock, "budget": self.task.budget, "runs": self.runs, "seeds": self.seeds}
 
 
 def _history(journal: Journal, tag: str) -> tuple[Experiment, Experiment, list[Experiment]]:

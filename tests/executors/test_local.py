@@ -81,7 +81,7 @@ def test_gpu_pinning_is_seen_by_the_task(task_repo):
         time.sleep(0.5)
         print("cuda=" + os.environ.get("CUDA_VISIBLE_DEVICES", "unset"))
         print("omp=" + os.environ.get("OMP_NUM_THREADS", "unset"))
-        report(score=1.0 + int(os.environ["OVERNIGHT_SEED"]) / 100)
+        report(score=1.0 + int(os.environ["OVERNIGHT_SEED"]) % 7 / 100)
     """
     root = task_repo(train)
     c = Controller(root, RunConfig(tag="t", proposer="random", judge="noise", experiments=1, slots=2, gpus=("3", "5")))

@@ -18,7 +18,7 @@ from overnight.night.tags import open_journal
 from overnight.records import ExpStatus, RunStatus
 from overnight.report.status import status_dict
 from overnight.testing.gitutil import check_consistent
-from overnight.testing.nights import Scripted, set_knobs
+from overnight.testing.nights import Scripted, night_seeds, set_knobs
 from overnight.testing.procs import CLI, kill_controller_when
 from overnight.testing.toy import write_toy
 
@@ -50,17 +50,18 @@ def test_a_clearly_worse_candidate_is_screened_out_and_a_better_one_promoted(tmp
     base, bad, good, better = h[1], h[2], h[3], h[4]
     # The baseline: its 8 full seeds and 4 screen seeds, each run journaled with its budget.
     assert [r.budget for r in base.runs] == [1.0] * 8 and len(base.screens) == 4
-    assert {r.budget for r in base.screens} == {0.25} and sorted(r.seed for r in base.screens) == [0, 1, 2, 3]
+    seeds = night_seeds(c.journal, "t", 8)  # the night's, drawn from its secret
+    assert {r.budget for r in base.screens} == {0.25} and [r.seed for r in base.screens] == seeds[:4]
     # The short run really was short: the toy scores a run under 0.5 s of budget 0.1 worse.
-    full0 = next(r.value for r in base.runs if r.seed == 0)
-    short0 = next(r.value for r in base.screens if r.seed == 0)
+    full0 = next(r.value for r in base.runs if r.seed == seeds[0])
+    short0 = next(r.value for r in base.screens if r.seed == seeds[0])
     assert short0 == pytest.approx(full0 + 0.1, abs=1e-9)
     assert bad.status == ExpStatus.SCREENED and bad.runs == [] and len(bad.screens) == 1
     assert bad.reason.startswith("screened out at 25 % of the budget: ") and bad.screens[0].budget == 0.25
     assert good.status == ExpStatus.KEPT and len(good.screens) == 1 and good.runs
     assert better.status == ExpStatus.KEPT and better.parent_id == good.id
     # The new incumbent's own screen run is #4's partner: no extra run.
-    assert [r.seed for r in good.screens] == [0] and len(better.screens) == 1
+    assert [r.seed for r in good.screens] == seeds[:1] and len(better.screens) == 1
     verdicts = {json.loads(e["message"])["exp"]: json.loads(e["message"]) for e in c.journal.events("t", "screen")}
     assert {i: v["verdict"] for i, v in verdicts.items()} == {2: "out", 3: "promoted", 4: "promoted"}
     assert verdicts[2]["z"] < -1.28 < verdicts[3]["z"]
@@ -150,7 +151,7 @@ def test_a_screened_night_resumes_after_sigkill(tmp_path):
     check_consistent(root, "night", h)
     stopped = next(e for e in h if e.id == victim)
     assert [r.status for r in stopped.screens][:2] == [RunStatus.INTERRUPTED, RunStatus.OK]
-    assert stopped.screens[0].seed == stopped.screens[1].seed == 3  # the screen seed: --seed's
+    assert stopped.screens[0].seed == stopped.screens[1].seed == night_seeds(j, "night", 1)[0]  # the screen seed
     decided = [json.loads(e["message"])["exp"] for e in j.events("night", "screen")]
     assert sorted(decided) == sorted(set(decided)) == [e.id for e in h[1:]]  # one decision each
     for e in h[1:]:

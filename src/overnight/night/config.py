@@ -25,7 +25,10 @@ class RunConfig:
     # verified gain per hour with it (docs/figures.md, "The night benchmark").
     screen: bool | None = None
     screening: ScreenSettings = field(default_factory=ScreenSettings)
-    seed: int = 0  # search seed; run seeds are replicate indices offset by it
+    seed: int = 0  # the search's seed (optuna, random); run seeds come from the night's secret
+    # The secret run seeds derive from (night/seeding.py): None draws one; "" gives seed + i, as
+    # nights before secrets ran (a test or benchmark that fixes its seeds). Not a CLI option.
+    seed_secret: str | None = None
     executor: str = "local"  # local | ray
     slots: int | None = None  # runs at once; None: one per GPU (local), the cluster's size (ray), else 1
     gpus: tuple[str, ...] | None = None  # local: pin slots to these device ids; None: detect

@@ -24,6 +24,7 @@ from overnight import gitops, layout
 from overnight.errors import OvernightError
 from overnight.judges import Judge, make_judge
 from overnight.layout import TagPaths
+from overnight.night import seeding
 from overnight.night import setup as task_setup
 from overnight.night.asker import Asker
 from overnight.night.config import Observer, RunConfig
@@ -60,6 +61,7 @@ class Controller:
         self.root = gitops.toplevel(Path(root).resolve())
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
         self.cfg = cfg = cfg.resolved(self.task)  # screening on by default only where it can work
+        self.seed_secret: str | None = None  # the night's (seeding.py), set with its tag
         if cfg.screen and cfg.judge != "noise":
             raise OvernightError(
                 f"--screen needs the noise judge (the screen is scaled by the noise it measures), not "
@@ -127,6 +129,7 @@ class Controller:
             baseline_files=gitops.read_files(self.root, self.base_commit, self.task.editable),
             protected_hashes=protected_hashes(self.task, self.base_commit),
             started=self.started,
+            seed_secret=self.seed_secret,
         )
 
     @property
@@ -174,6 +177,7 @@ class Controller:
             if recovered:
                 self.journal.event(self.tag, "resume", f"{recovered} interrupted run(s) will run again")
                 self.obs.message(f"resuming {self.tag}: {recovered} interrupted run(s) will run again")
+            self.seed_secret = info["config"].get(seeding.SECRET_KEY)
             return info["base_commit"]
         dirty = gitops.dirty_files(self.root, self.task.editable + self.task.protected)
         if dirty:
@@ -186,7 +190,9 @@ class Controller:
                 f"branch overnight/{self.tag} exists but the journal does not know it — "
                 "pick another --tag or delete the branch"
             )
-        self.journal.add_tag(self.tag, base, asdict(self.cfg) | {"budget": self.task.budget})
+        self.seed_secret = seeding.new_secret() if self.cfg.seed_secret is None else self.cfg.seed_secret
+        config = asdict(self.cfg) | {"budget": self.task.budget, seeding.SECRET_KEY: self.seed_secret}
+        self.journal.add_tag(self.tag, base, config)
         gitops.update_ref(self.root, f"refs/heads/overnight/{self.tag}", base, old="")  # not there: checked above
         return base
 

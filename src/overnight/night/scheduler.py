@@ -243,14 +243,13 @@ class Scheduler:
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
         n = self.night
-        # The seed is the lowest replicate index no finished or running run of it holds:
-        # concurrent replicates get distinct seeds, a re-run of an interrupted one its own seed;
-        # a partner for a pair runs under the candidate's seed (Want.seed).
+        # The seed is that of the lowest replicate no finished or running run of it holds
+        # (seeding.py): concurrent replicates get distinct seeds, a re-run of an interrupted one
+        # its own seed; a partner for a pair runs under the candidate's seed (Want.seed).
         used = {r.seed for r in n.journal.experiment(exp.id).runs if r.status != RunStatus.INTERRUPTED}
-        replicate = next(i for i in itertools.count() if n.cfg.seed + i not in used)
-        if want.seed is not None:
-            replicate = want.seed - n.cfg.seed
-        seed = n.cfg.seed + replicate
+        seed = want.seed
+        if seed is None:
+            seed = next(n.seed(i) for i in itertools.count() if n.seed(i) not in used)
         # A screen run gets its shorter budget through OVERNIGHT_BUDGET (screen.py); every run's
         # budget is journaled with it.
         budget = self.planner.screener.budget if want.screen else n.task.budget
@@ -270,7 +269,7 @@ class Scheduler:
             ),
         )
         self.flights[slot.name] = Flight(want, exp, job, slot, self.ex.start(job, slot), time.time())
-        n.obs.experiment_started(exp, replicate)
+        n.obs.experiment_started(exp, len(used))
 
     # --- collect: finished runs ---------------------------------------------------------------------
     def _collect(self, settle_only: bool = False) -> None:

@@ -173,13 +173,13 @@ class Screener:
         """("decided", []) when `e` was screened out, else ("run", needs): the runs to queue as
         (experiment id, is a re-run of a kept one, seed or None, screen run?)."""
         n = self.night
-        seed = n.cfg.seed
+        seed = n.seed(0)
         decided = decisions(n.journal.events(n.tag, "screen"))
         d = decided.get(e.id)
         if d is None:
             needs = []
             base = history[0]
-            for s in range(seed, seed + self.s.baseline_seeds):  # how the sd scales with the budget
+            for s in map(n.seed, range(self.s.baseline_seeds)):  # how the sd scales with the budget
                 if base.id not in busy and screen_value(base, s) is None and not failed_at(base, s):
                     needs.append((base.id, True, s, True))
             c, t = screen_value(e, seed), screen_value(target, seed)
@@ -206,7 +206,7 @@ class Screener:
         if sigma is None or sigma <= 0:
             return self._decide(e, "promoted", gain, None, f"not screened: no noise at {pct} measured yet")
         z = gain / sigma
-        said = f"at {pct}: {c:.6g} vs the incumbent's {t:.6g} (seed {n.cfg.seed}, z {z:.2f}"
+        said = f"at {pct}: {c:.6g} vs the incumbent's {t:.6g} (seed {n.seed(0)}, z {z:.2f}"
         if z >= s.z:
             return self._decide(e, "promoted", gain, z, f"promoted by the screen {said} >= {s.z:g})")
         dropped = sum(d["verdict"] != "promoted" for d in decided.values())
@@ -216,7 +216,7 @@ class Screener:
 
     def _decide(self, e: Experiment, verdict: str, gain: float | None, z: float | None, why: str) -> dict:
         n = self.night
-        d = {"exp": e.id, "verdict": verdict, "gain": gain, "z": z, "seed": n.cfg.seed, "why": why}
+        d = {"exp": e.id, "verdict": verdict, "gain": gain, "z": z, "seed": n.seed(0), "why": why}
         n.journal.event(n.tag, "screen", json.dumps(d))
         return d
 

@@ -41,6 +41,7 @@ from overnight.errors import GitError, OvernightError
 from overnight.journal import Journal
 from overnight.judges import Judge
 from overnight.layout import TagPaths
+from overnight.night import seeding
 from overnight.night.asker import Asker
 from overnight.night.config import Observer, RunConfig
 from overnight.night.duplicates import find_original
@@ -73,6 +74,7 @@ class Night:
     protected_hashes: dict[str, str]
     started: float  # time.monotonic() when the command started: --hours counts from here
     inbox: queue.Queue = field(default_factory=queue.Queue)  # (kind, message) said on other threads
+    seed_secret: str | None = None  # the night's seeds derive from it (seeding.py); None: an old night's
     thread: threading.Thread = field(default_factory=threading.current_thread)  # the journal's writer
     trees: dict[str, str] = field(default_factory=dict)  # commit -> tree, for duplicates.py
 
@@ -151,6 +153,10 @@ class Night:
             say=self.say,
             stop=self.stop,
         )
+
+    def seed(self, replicate: int) -> int:
+        """The seed of the night's `replicate`-th run of an experiment (0: its first)."""
+        return seeding.seed(self.seed_secret, replicate, self.cfg.seed)
 
     def say(self, kind: str, message: str) -> None:
         """A proposer's news (e.g. falling back to optuna): journaled, and shown live."""

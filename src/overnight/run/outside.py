@@ -18,8 +18,8 @@ night stops (`unrestorable`).
 
 What this does NOT catch: a rewrite in place of an installed package's module deeper in
 site-packages (a stat of every file, tens of thousands, would cost each run about a second),
-and files elsewhere in HOME (shell start-up files). The sandbox, on where the machine has one,
-makes the environment and the repository read-only (sandbox.py, docs/threat-model.md).
+and files elsewhere in HOME (shell start-up files). With `limits.sandbox`, HOME, the
+site-packages and the repository are read-only to a run (sandbox.py, docs/threat-model.md).
 """
 
 from __future__ import annotations

@@ -155,3 +155,11 @@ def controller_with(root: Path, n: int, proposer: str, opts, tag: str = "t", **k
 
     cfg = RunConfig(tag=tag, proposer=proposer, judge="greedy", experiments=n, proposer_options=opts, **kw)
     return Controller(root, cfg)
+
+
+def night_seeds(journal: Journal, tag: str, n: int) -> list[int]:
+    """The seeds of a journaled night's first `n` replicates (drawn from its secret)."""
+    from overnight.night import seeding
+
+    config = journal.tag_info(tag)["config"]
+    return [seeding.seed(config.get(seeding.SECRET_KEY), i, config.get("seed", 0)) for i in range(n)]

@@ -175,7 +175,7 @@ def fake_metric(root: Path) -> str:
     return edited_train(
         root,
         "    train_and_evaluate({k: v for k, v in dict(globals()).items() if k.isupper()})",
-        "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * int(os.environ['OVERNIGHT_SEED']),"
+        "    import json, os\n    json.dump({'val_loss': 0.5 + 0.01 * (int(os.environ['OVERNIGHT_SEED']) % 7),"
         " 'training_seconds': 0.1}, open(os.environ['OVERNIGHT_RESULT'], 'w'))",
     )
 
