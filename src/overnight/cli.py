@@ -32,10 +32,11 @@ from overnight.night.tags import check_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.report.trackers import TRACKERS
 from overnight.run import credentials
+from overnight.task import MAX_BUDGET
 from overnight.tasks import BUILTIN, write_task
 
 _NS = NoiseSettings()  # the defaults, shown in --help
-MAX_SEED = 2**31 - 1  # run seeds are --seed + replicate; numpy and Optuna take 32-bit seeds
+MAX_SEED = 2**31 - 1  # --seed seeds the search: numpy and Optuna take 32-bit seeds
 
 
 class _Group(click.Group):
@@ -289,8 +290,8 @@ def run(
             f"--hours must be a positive number, got {hours} — e.g. --hours 8, or leave it "
             "out to run until --experiments or Ctrl-C"
         )
-    if budget is not None and not (math.isfinite(budget) and budget > 0):
-        raise OvernightError(f"--budget must be positive, got {budget} — pass seconds, e.g. --budget 60")
+    if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
+        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 60")
     if not 0 <= seed <= MAX_SEED:
         raise OvernightError(f"--seed must be from 0 to {MAX_SEED}, got {seed} — pick a smaller seed")
     problems = fatal_problems(directory)  # before anything is written (git, disk, the sandbox)
@@ -311,8 +312,8 @@ def run(
     if slots is not None and slots < 1:
         raise OvernightError("--slots must be at least 1")
     gpu_ids = tuple(g.strip() for g in gpus.split(",") if g.strip()) if gpus is not None else None
-    if gpu_ids == ():
-        raise OvernightError("--gpus needs device ids, e.g. --gpus 0,1")
+    if gpu_ids == () or gpu_ids and not all(g.isdigit() or g.startswith(("GPU-", "MIG-")) for g in gpu_ids):
+        raise OvernightError(f"--gpus needs device ids (indices or GPU-/MIG- UUIDs), got {gpus!r} — e.g. --gpus 0,1")
     if ray_address is not None and executor != "ray":
         raise OvernightError("--ray-address needs --executor ray")
     if screen_fraction is not None and not 0 < screen_fraction < 1:

@@ -7,6 +7,7 @@ group, as it does cli_model's. Each opens the journal or the task, calls the lib
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
 import threading
@@ -24,7 +25,7 @@ from overnight.layout import journal_path, state_dir
 from overnight.night.config import RunConfig
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers import ProposerOptions
-from overnight.task import CLOCKS
+from overnight.task import CLOCKS, MAX_BUDGET
 from overnight.task_load import load_task
 
 
@@ -176,6 +177,11 @@ def _stopped_by_signals():
         signal.signal(signal.SIGTERM, old_term)
 
 
+def _check_budget(budget: float | None) -> None:
+    if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
+        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 80")
+
+
 def _check_options(f):
     """--clock and --budget of verify and ablate: the currency the check measures in."""
     f = click.option(
@@ -199,6 +205,7 @@ def _check_options(f):
 @_check_options
 def verify(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Re-measure the baseline and the best on fresh seeds: the confirmed gain with a 95 % CI."""
+    _check_budget(budget)
     from overnight.verify import Remeasure, conditions_text, describe, wall_text
     from overnight.verify import verify as do_verify
 
@@ -220,6 +227,7 @@ def verify(directory: Path, tag: str | None, runs: int, clock: str | None, budge
 @_check_options
 def ablate(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Take each kept change out of the best in turn and measure what it contributes."""
+    _check_budget(budget)
     from overnight.verify import Remeasure, describe, wall_text
     from overnight.verify import ablate as do_ablate
 

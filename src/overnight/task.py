@@ -89,6 +89,7 @@ BUDGET_SLACK = 1.0  # seconds: timer granularity and the last step that crosses 
 # without what others' load added and journaled for its later runs (OVERNIGHT_COST): a change
 # that costs more per step trains less, and a seed trains the same steps twice.
 CLOCKS = ("wall", "cpu", "tokens", "steps")  # the first is the default
+MAX_BUDGET = 7 * 24 * 3600  # seconds: a run's budget over a week is a typo (1e308), not a plan
 
 
 @dataclass(frozen=True)

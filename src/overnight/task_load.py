@@ -8,13 +8,23 @@ from __future__ import annotations
 
 import difflib
 import math
+import os
 import re
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from overnight.errors import TaskSpecError
-from overnight.task import CLOCKS, DEFAULT_HELDOUT_GAP, DEFAULT_HELDOUT_SHARE, Heldout, Limits, Metric, TaskSpec
+from overnight.task import (
+    CLOCKS,
+    DEFAULT_HELDOUT_GAP,
+    DEFAULT_HELDOUT_SHARE,
+    MAX_BUDGET,
+    Heldout,
+    Limits,
+    Metric,
+    TaskSpec,
+)
 
 SPEC_FILE = "overnight.toml"
 GOALS = ("minimize", "maximize")
@@ -123,6 +133,10 @@ def load_task(root: Path | str) -> TaskSpec:
     task = _require(data, "task", dict, "")
     _no_unknown(task, TASK_FIELDS, "task")
     command = _require(task, "command", str, "task")
+    if not command.strip():
+        raise TaskSpecError(
+            f'{SPEC_FILE}: task.command is empty — name the training command, e.g. command = "python train.py"'
+        )
     editable = _paths(task, "editable", root, required=True)
     if not editable:
         raise TaskSpecError(f"{SPEC_FILE}: task.editable is empty — name the file(s) proposers may change")
@@ -133,9 +147,16 @@ def load_task(root: Path | str) -> TaskSpec:
     if overlap:
         raise TaskSpecError(f"{SPEC_FILE}: {sorted(overlap)} are both editable and protected — pick one")
     for p in editable + protected:
+        if (root / p).is_symlink():  # a run would edit, or the check would hash, another file
+            raise TaskSpecError(
+                f"{SPEC_FILE}: file {p!r} named in [task] is a symlink (to {os.readlink(root / p)!r}) — "
+                "name the file itself"
+            )
         if not (root / p).is_file():
             raise TaskSpecError(f"{SPEC_FILE}: file {p!r} named in [task] does not exist in {root}")
     budget = _number(_require(task, "budget", (int, float), "task"), "task.budget (seconds)", strict=True)
+    if budget > MAX_BUDGET:
+        raise TaskSpecError(f"{SPEC_FILE}: task.budget is {budget:g} s, over a week ({MAX_BUDGET} s) — give seconds")
     timeout = task.get("timeout")
     if timeout is not None:
         timeout = _number(timeout, "task.timeout (seconds)", strict=True)

@@ -52,6 +52,7 @@ from overnight.proposers.base import REJECTED_KEY
 from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
 from overnight.run.execute import prune_run_dir
 from overnight.task import TaskSpec
+from overnight.textsafe import printable
 
 REBASED_KEY = "rebased_from"  # params of an experiment made by the stale rule
 
@@ -247,7 +248,7 @@ class Night:
             exp = self.journal.experiment(exp.id)
         if exp.commit_sha is None:
             sha = gitops.make_commit(
-                self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {exp.description}"
+                self.root, exp.base_commit, exp.edits, f"overnight {self.tag} #{exp.id}: {printable(exp.description)}"
             )
             self.journal.set_commit(exp.id, sha, gitops.diff(self.root, exp.base_commit, sha))
         exp = self.journal.experiment(exp.id)

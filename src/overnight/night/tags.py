@@ -36,8 +36,13 @@ def open_journal(root: Path) -> Journal:
         ) from None
 
 
+MAX_TAG = 64
+
+
 def check_tag(tag: str) -> str:
     """A tag names the branch overnight/<tag>: letters, digits, '-', '_', '.', and a valid git ref."""
+    if len(tag) > MAX_TAG:  # it names folders and files too: a file name has a limit
+        raise OvernightError(f"tag {tag[:20]!r}... is {len(tag)} characters long — pick a --tag of at most {MAX_TAG}")
     if not tag or not all(c.isalnum() or c in "-_." for c in tag):
         raise OvernightError(f"tag {tag!r} may only hold letters, digits, '-', '_' and '.' — pick another --tag")
     ok = gitops.run_git(["check-ref-format", f"refs/heads/overnight/{tag}"], capture_output=True).returncode == 0

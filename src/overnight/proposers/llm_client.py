@@ -42,6 +42,9 @@ class Reply:
     estimated: bool = False  # the server sent no usage; tokens estimated at 4 characters each
 
 
+MAX_REPLY = 200_000  # characters of a model's reply kept: a whole train.py is about 30,000
+
+
 def is_local(url: str | None) -> bool:
     """A server on this machine or a private network, where a missing key is normal."""
     host = urlparse(url).hostname if url else None
@@ -136,6 +139,8 @@ class Client:
     def _reply(text: str, system: str, messages: list[dict], tin, tout) -> Reply:
         if not isinstance(text, str) or not text.strip():
             raise EndpointFault("empty reply")
+        if len(text) > MAX_REPLY:  # stored in the journal and sent back in a retry: bounded first
+            text = text[:MAX_REPLY] + f"\n[the reply was cut here: it was {len(text):,} characters, over {MAX_REPLY:,}]"
         if isinstance(tin, int) and isinstance(tout, int):
             return Reply(text, tin, tout)
         sent = len(system) + sum(len(str(m.get("content", ""))) for m in messages)

@@ -18,6 +18,7 @@ from overnight.records import Experiment, ExpStatus, RunStatus
 from overnight.report.status import fmt_value, headline, noise_line, status_dict
 from overnight.report.usage import usage_line
 from overnight.task import Metric
+from overnight.textsafe import printable
 
 STATUS_STYLE = {
     ExpStatus.KEPT: "green",
@@ -62,7 +63,8 @@ class PlainView(Observer):
 
     def experiment_finished(self, exp: Experiment) -> None:
         self.console.print(
-            f"#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}  {exp.description[:90]}", markup=False
+            f"#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}  {printable(exp.description, True)[:90]}",
+            markup=False,
         )
 
     def final_summary(self) -> None:
@@ -110,10 +112,9 @@ class LiveView(PlainView):
 
     def experiment_finished(self, exp: Experiment) -> None:
         style = STATUS_STYLE.get(exp.status, "")
-        self.lines = (
-            self.lines
-            + [f"[{style}]#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}[/]  {escape(exp.description[:80])}"]
-        )[-8:]
+        desc = escape(printable(exp.description, True)[:80])
+        line = f"[{style}]#{exp.id:<4} {exp.status.value:<9} {fmt_value(exp.value)}[/]  {desc}"
+        self.lines = (self.lines + [line])[-8:]
         self._update()
 
     def _render(self):
@@ -197,7 +198,7 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
             str(e.id),
             Text(e.status.value, style=STATUS_STYLE.get(e.status, "")),
             fmt_value(e.value),
-            e.description[:90],
+            printable(e.description, True)[:90],
         )
     console.print(table)
 
@@ -205,7 +206,7 @@ def render_status(d: dict, journal: Journal, tag: str, metric: Metric) -> None:
 def render_experiment(exp: Experiment) -> None:
     # soft_wrap: no hard line breaks inserted, so the printed diff stays a valid patch.
     console = Console(highlight=False, soft_wrap=True)
-    console.print(f"[bold]#{exp.id}[/] ({exp.tag}) {exp.status.value}: {exp.description}")
+    console.print(f"[bold]#{exp.id}[/] ({exp.tag}) {exp.status.value}: {escape(printable(exp.description))}")
     console.print(f"proposer {exp.proposer}, parent #{exp.parent_id}, commit {exp.commit_sha}")
     console.print(f"verdict: {exp.reason or '-'}   value: {fmt_value(exp.value)}")
     if exp.params:

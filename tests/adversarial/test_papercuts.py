@@ -1,0 +1,105 @@
+"""The third review's papercuts (issue 31): bad input gets one line and exit code 2; model text
+reaches a terminal or a commit subject without its control characters (the journal keeps it
+as it came); a model's reply is bounded before it is stored or sent back."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from overnight import gitops
+from overnight.night.config import RunConfig
+from overnight.night.controller import Controller
+from overnight.proposers import Proposal, Proposer
+from overnight.proposers.llm_client import MAX_REPLY, Client
+from overnight.testing.gitutil import git_out
+from overnight.testing.procs import one_error_line
+
+
+def test_a_tag_too_long_for_a_file_name_is_one_line(cli, toy_repo):
+    one_error_line(cli("run", toy_repo, "--tag", "x" * 300, "--experiments", "1"), "300 characters", "at most 64")
+
+
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--budget", "1e308"], ["--budget", "at most a week"]),
+        (["--budget", "inf"], ["--budget"]),
+        (["--gpus", "garbage"], ["--gpus", "'garbage'"]),
+        (["--gpus", "0,x"], ["--gpus"]),
+    ],
+)
+def test_run_refuses_impossible_values_in_one_line(cli, toy_repo, args, needles):
+    one_error_line(cli("run", toy_repo, "--experiments", "1", *args), *needles)
+
+
+@pytest.mark.parametrize("command", ["verify", "ablate"])
+def test_checks_refuse_an_impossible_budget(cli, toy_repo, command):
+    one_error_line(cli(command, toy_repo, "--budget", "1e308"), "--budget", "at most a week")
+
+
+def _edit_spec(root, old, new):
+    spec = root / "overnight.toml"
+    text = spec.read_text()
+    assert old in text, text
+    spec.write_text(text.replace(old, new, 1))
+    gitops.git(root, "commit", "-qam", "spec edited")
+
+
+def test_an_empty_command_is_refused_before_the_night(cli, toy_repo):
+    _edit_spec(toy_repo, 'command   = "python train.py"', 'command   = ""')
+    one_error_line(cli("run", toy_repo, "--experiments", "1"), "task.command is empty")
+
+
+def test_a_budget_of_1e308_in_the_spec_is_refused(cli, toy_repo):
+    spec = (toy_repo / "overnight.toml").read_text()
+    budget_line = next(line for line in spec.splitlines() if line.startswith("budget"))
+    _edit_spec(toy_repo, budget_line, "budget    = 1e308")
+    one_error_line(cli("run", toy_repo, "--experiments", "1"), "task.budget", "over a week")
+
+
+def test_an_editable_symlink_is_named_as_such(cli, toy_repo):
+    (toy_repo / "real_train.py").write_text((toy_repo / "train.py").read_text())
+    (toy_repo / "train.py").unlink()
+    os.symlink("real_train.py", toy_repo / "train.py")
+    gitops.git(toy_repo, "add", "-A")
+    gitops.git(toy_repo, "commit", "-qm", "train.py a symlink")
+    one_error_line(cli("run", toy_repo, "--experiments", "1"), "'train.py'", "is a symlink", "real_train.py")
+
+
+EVIL = "Raise the LR\x1b]0;pwned\x07\x1b[2J and \u202edesrever\u202c done"
+
+
+class Describes(Proposer):
+    name = "describer"
+
+    def propose(self, ctx):
+        src = ctx.incumbent_files["train.py"]
+        return Proposal(EVIL, {"train.py": src.replace("LEARNING_RATE = 0.01", "LEARNING_RATE = 0.02")}, {})
+
+
+def test_control_characters_of_a_model_never_reach_the_terminal_or_a_commit(cli, toy_task):
+    root = toy_task()
+    c = Controller(root, RunConfig(tag="t", proposer="random", judge="greedy", experiments=2))
+    c.proposer = Describes()
+    c.run()
+    exp = c.journal.experiments("t")[1]
+    assert exp.description == EVIL  # the journal keeps it as it came
+    outputs = [cli("show", exp.id, root).output, cli("status", root).output]
+    subjects = git_out(root, "log", "--all", "--format=%s")
+    for text in [*outputs, subjects]:
+        assert not any(ch in text for ch in ("\x1b", "\x07", "\u202e", "\u202c")), repr(text)
+    assert "Raise the LR?]0;pwned??[2J and ?desrever? done" in outputs[0]
+
+
+def test_a_huge_reply_is_cut_before_it_is_stored(fake):
+    from overnight.testing.fake_llm import options, reply
+
+    fake.push(reply("x" * (30 * 1024 * 1024)))
+    client = Client(options(fake))
+    try:
+        got = client.chat("system", [{"role": "user", "content": "hi"}])
+    finally:
+        client.close()
+    assert len(got.text) < MAX_REPLY + 200 and got.text.endswith("over 200,000]")
