@@ -103,3 +103,21 @@ def test_a_huge_reply_is_cut_before_it_is_stored(fake):
     finally:
         client.close()
     assert len(got.text) < MAX_REPLY + 200 and got.text.endswith("over 200,000]")
+
+
+def test_an_editable_file_with_crlf_endings_takes_llm_edits_and_keeps_them(tmp_path, fake):
+    from overnight.testing.fake_llm import GELU_REPLY, options, reply
+    from overnight.testing.nights import controller_with
+    from overnight.testing.toy import write_toy
+
+    root = write_toy(tmp_path / "toy")
+    train = root / "train.py"
+    train.write_bytes(train.read_bytes().replace(b"\n", b"\r\n"))
+    gitops.git(root, "commit", "-qam", "CRLF line endings")
+    fake.push(reply(GELU_REPLY, 1200, 80))  # the model's reply: LF endings, as models write
+    c = controller_with(root, 2, "llm", options(fake, "openai"))
+    c.run()
+    exp = c.journal.experiments("t")[1]
+    assert exp.proposer == "llm" and exp.commit_sha, (exp.status, exp.reason)
+    new = gitops.read_file(root, exp.commit_sha, "train.py")
+    assert b'ACTIVATION = "gelu"' in new and new.count(b"\r\n") == new.count(b"\n")  # every line still CRLF

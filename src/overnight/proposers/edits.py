@@ -102,6 +102,11 @@ def describe(text: str) -> str:
 
 
 def _apply_one(text: str, block: Block) -> str:
+    """`block` applied to `text`; a file with CRLF line endings is matched and edited as if it
+    had LF ones (a model's reply has those) and keeps CRLF."""
+    if "\r\n" in text:
+        lf = Block(block.path, block.search.replace("\r\n", "\n"), block.replace.replace("\r\n", "\n"))
+        return _apply_one(text.replace("\r\n", "\n"), lf).replace("\n", "\r\n")
     lines = text.split("\n")
     search = block.search.split("\n")
     if not block.search.strip():
