@@ -121,3 +121,21 @@ def test_an_editable_file_with_crlf_endings_takes_llm_edits_and_keeps_them(tmp_p
     assert exp.proposer == "llm" and exp.commit_sha, (exp.status, exp.reason)
     new = gitops.read_file(root, exp.commit_sha, "train.py")
     assert b'ACTIVATION = "gelu"' in new and new.count(b"\r\n") == new.count(b"\n")  # every line still CRLF
+
+
+def test_a_worktree_removed_during_a_run_runs_it_again_and_blames_no_one(toy_task, tmp_path):
+    from overnight.testing.attacks import HONEST, TOY_HEAD, night
+
+    once = tmp_path / "removed-once"
+    body = (
+        "import os, shutil, sys\n"
+        f"if not os.path.exists({str(once)!r}):  # the user's rm -rf, the first time only\n"
+        f"    open({str(once)!r}, 'w').close()\n"
+        "    shutil.rmtree(os.getcwd())\n"
+        "    sys.exit(1)\n" + TOY_HEAD + "# a tie\n" + HONEST
+    )
+    c, h = night(toy_task(), body)
+    e = h[1]
+    assert once.exists() and e.status.value == "discarded" and "does not beat" in e.reason, (e.status, e.reason)
+    assert [r.status.value for r in e.runs] == ["interrupted", "ok"]
+    assert "was removed while it ran" in c.journal.events("t", "requeued")[0]["message"]

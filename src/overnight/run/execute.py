@@ -107,6 +107,10 @@ def run_checkout(
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = judge_outcome(task, outcome, log_path, result_path, _slot_cores(req))
+    if not req.worktree.is_dir() and res.status != RunStatus.INTERRUPTED:  # removed by hand: not the candidate's
+        res.status, res.value = RunStatus.INTERRUPTED, None
+        res.error = f"its worktree {req.worktree} was removed while it ran (not by the harness)"
+        return res
     if guard is not None:
         guard.check()
         if guard.since(mark):  # this run's, or one beside it (then both are invalid: it cannot be told)
