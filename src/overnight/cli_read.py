@@ -98,8 +98,10 @@ def serve(directory: Path, tag: str | None, port: int, host: str) -> None:
     from overnight.report.serve import NightSite, make_server
 
     root = gitops.toplevel(directory.resolve())
-    if not journal_path(root).is_file():  # serving must not create one
-        raise OvernightError(f"no journal in {root} — start one with `overnight run {directory}`")
+    try:
+        _wait_for_night(root, tag, f"overnight run {directory}")
+    except KeyboardInterrupt:
+        return
     site = NightSite(root, journal_path(root), tag)
     server = make_server(site, host, port)
     bound_host, bound_port = server.server_address[:2]
@@ -114,6 +116,36 @@ def serve(directory: Path, tag: str | None, port: int, host: str) -> None:
         pass
     finally:
         server.server_close()
+
+
+def _wait_for_night(root: Path, tag: str | None, start: str) -> None:
+    """Return once the journal holds a night (`tag`'s when given): `serve` started before the
+    first night waits for it, without creating the journal (serving writes nothing)."""
+    import sqlite3
+
+    from overnight.journal import Journal
+
+    said = False
+    while True:
+        tags = []
+        if journal_path(root).is_file():
+            try:
+                reader = Journal.reader(journal_path(root))
+                try:
+                    tags = reader.tags()
+                finally:
+                    reader.close()
+            except sqlite3.Error:  # being created by the night's first command
+                pass
+        if (tag in tags) if tag else tags:
+            return
+        if not said:
+            which = f"night {tag!r}" if tag else "a night"
+            known = f" (known tags: {', '.join(tags)})" if tags else ""
+            click.echo(f"waiting for {which} in {root}{known}: start it with `{start}` (Ctrl-C to stop)")
+            sys.stdout.flush()
+            said = True
+        time.sleep(0.5)
 
 
 @click.command()

@@ -105,17 +105,49 @@ def run_serve(*args) -> subprocess.CompletedProcess:
     )
 
 
-def test_one_line_errors(tmp_path, night):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    subprocess.run(["git", "init", "-q", str(empty)], check=True)
-    res = run_serve(empty)
-    assert (
-        res.returncode == 2 and res.stderr.strip().startswith("error: no journal in") and "\n" not in res.stderr.strip()
+def test_serve_started_before_the_first_night_waits_for_it(tmp_path):
+    from overnight.night.config import RunConfig
+    from overnight.night.controller import Controller
+    from overnight.testing.toy import write_toy
+
+    root = write_toy(tmp_path / "toy")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overnight", "serve", str(root), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
-    assert not (empty / ".overnight").exists()  # asking created nothing
-    res = run_serve(night, "--tag", "nope")
-    assert res.returncode == 2 and "known tags: t" in res.stderr
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith(f"waiting for a night in {root}: start it with `overnight run"), first
+        time.sleep(1.0)
+        assert proc.poll() is None and not (root / ".overnight").exists()  # waiting wrote nothing
+        Controller(root, RunConfig(tag="t", judge="greedy", experiments=1)).run()
+        served = proc.stdout.readline()
+        assert "serving night t at http://" in served, served
+        url = served[served.index("http://") :].split()[0]
+        status, page = get(url)
+        assert status == 200 and "baseline" in page
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_one_line_errors(tmp_path, night):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overnight", "serve", str(night), "--tag", "nope", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:  # a tag not (yet) there: it waits for it, naming the ones there are
+        line = proc.stdout.readline()
+        assert line.startswith("waiting for night 'nope'") and "(known tags: t)" in line, line
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        proc.stdout.close()
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

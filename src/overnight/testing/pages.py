@@ -201,6 +201,8 @@ class Served:
             text=True,
         )
         first = self.proc.stdout.readline()
+        while first.startswith("waiting for "):  # started before its night: the URL comes once it exists
+            first = self.proc.stdout.readline()
         if "http://" not in first:
             self.proc.kill()
             raise AssertionError(f"serve did not start: {first!r} {self.proc.stderr.read()!r}")
