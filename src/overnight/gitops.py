@@ -70,6 +70,11 @@ def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | No
     proc = run_git(["-C", str(repo), *args], env=env, input=data, capture_output=True)
     if check and proc.returncode != 0:
         msg = proc.stderr.decode(errors="replace").strip().splitlines()
+        if any("No space left on device" in line for line in msg):
+            raise GitError(
+                f"git {' '.join(args[:2])} failed: the disk of {repo} is full — free space there, then resume "
+                "with the same command (nothing decided is lost)"
+            )
         raise GitError(f"git {' '.join(args[:2])} failed: {msg[-1] if msg else proc.returncode}")
     return proc.stdout.decode(errors="replace")
 

@@ -139,3 +139,36 @@ def test_a_worktree_removed_during_a_run_runs_it_again_and_blames_no_one(toy_tas
     assert once.exists() and e.status.value == "discarded" and "does not beat" in e.reason, (e.status, e.reason)
     assert [r.status.value for r in e.runs] == ["interrupted", "ok"]
     assert "was removed while it ran" in c.journal.events("t", "requeued")[0]["message"]
+
+
+def test_a_damaged_optuna_study_on_resume_is_one_line(cli, toy_task):
+    root = toy_task()
+    args = ("--experiments", "2", "--proposer", "optuna", "--judge", "greedy", "--tag", "t", "--quiet")
+    assert cli("run", root, *args).exit_code == 0
+    db = root / ".overnight" / "optuna.db"
+    assert db.is_file()
+    db.write_bytes(b"not a database, as a full disk can leave it" * 100)
+    resumed = cli("run", root, "--experiments", "4", *args[2:])
+    one_error_line(resumed, "optuna study", "optuna.db", "move the file aside")
+
+
+def test_git_on_a_full_disk_says_so(tmp_path, monkeypatch):
+    import subprocess
+
+    from overnight.errors import GitError
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "a.txt").write_text("a\n")
+    commit = gitops.init_repo(repo, "init")
+    real = gitops.run_git
+
+    def full(args, env=None, **kw):  # what git prints when a write fails for want of space
+        if "hash-object" in args or "commit-tree" in args:
+            said = b"error: unable to write file: No space left on device\n"
+            return subprocess.CompletedProcess(args, 128, b"", said)
+        return real(args, env=env, **kw)
+
+    monkeypatch.setattr(gitops, "run_git", full)
+    with pytest.raises(GitError, match="the disk of .* is full — free space there, then resume"):
+        gitops.make_commit(repo, commit, {"a.txt": "b\n"}, "an edit")

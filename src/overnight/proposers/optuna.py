@@ -21,6 +21,7 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from overnight import layout
+from overnight.errors import OvernightError
 from overnight.knobs import Knob
 from overnight.proposers import local
 from overnight.proposers.base import Context, KnobProposer, Proposal
@@ -83,11 +84,22 @@ class OptunaProposer(KnobProposer):
                     )  # pending trials count, so parallel slots do not duplicate
             else:
                 sampler = optuna.samplers.RandomSampler(seed=seed)
-            storage = f"sqlite:///{layout.optuna_db(ctx.state_dir)}"
+            db = layout.optuna_db(ctx.state_dir)
             direction = "minimize" if ctx.task.metric.goal == "minimize" else "maximize"
-            self._study = optuna.create_study(
-                study_name=ctx.tag, storage=storage, sampler=sampler, direction=direction, load_if_exists=True
-            )
+            try:
+                self._study = optuna.create_study(
+                    study_name=ctx.tag,
+                    storage=f"sqlite:///{db}",
+                    sampler=sampler,
+                    direction=direction,
+                    load_if_exists=True,
+                )
+            except Exception as exc:  # optuna's or SQLAlchemy's: a full disk, a damaged file
+                why = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:120]}"
+                raise OvernightError(
+                    f"the optuna study {db} cannot be opened ({why}) — "
+                    "free disk space, or move the file aside (the search then starts again from the journal's history)"
+                ) from None
             self._fail_orphans(ctx)
         return self._study
 
