@@ -154,7 +154,7 @@ def main() -> None:
     )
     for judge in args.judges.split(","):
         t0 = time.time()
-        base = 100_000 * args.seed  # --seed moves the run seeds too: processes can split a benchmark
+        base = 100_000 * args.seed  # the search seeds; run seeds come from each night's drawn secret
         res, _ = stream(judge, aa, sd, seed=base + 1)
         false_keep = sum(s == ExpStatus.KEPT for _, s, _ in res) / max(1, len(res))
         res, runs = stream(judge, mix, sd, seed=base + 100)
@@ -165,7 +165,7 @@ def main() -> None:
         settled = power_settled(judge, args.settled, sd, seed=base + 5000)
         print(
             f"{judge:<8}{100 * false_keep:>16.1f}%{100 * rate['better']:>13.1f}%{100 * settled:>13.1f}%"
-            f"{100 * rate['neutral']:>13.1f}%{runs / len(res):>16.2f}{time.time() - t0:>6.0f}s",
+            f"{100 * rate['neutral']:>13.1f}%{runs / max(1, len(res)):>16.2f}{time.time() - t0:>6.0f}s",
             flush=True,
         )
         kept = {kind: sum(s == ExpStatus.KEPT for k, s, _ in res if k == kind) for kind in ("better", "neutral")}
