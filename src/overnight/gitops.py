@@ -60,9 +60,25 @@ def git_env(env: dict | None = None) -> dict:
     }
 
 
+_SAFE_DIRECTORIES: list[str] | None = None
+
+
+def _safe_directories() -> list[str]:
+    """The user's `safe.directory` entries (a repository owned by another user, e.g. a mounted
+    volume), read once from their global and system configuration before any run: the one
+    setting of theirs the harness's git keeps, passed on its command line."""
+    global _SAFE_DIRECTORIES
+    if _SAFE_DIRECTORIES is None:
+        argv = ["git", "config", "--get-all", "safe.directory"]  # from /: no repository's own config
+        out = subprocess.run(argv, capture_output=True, text=True, cwd="/").stdout
+        _SAFE_DIRECTORIES = [line for line in out.splitlines() if line.strip()]
+    return _SAFE_DIRECTORIES
+
+
 def run_git(args: list[str], env: dict | None = None, **kw) -> subprocess.CompletedProcess:
     """`git ARGS` as the harness runs it (see the module docstring); subprocess.run's keywords."""
-    return subprocess.run(["git", *SAFE_CONFIG, *args], env=git_env(env), **kw)
+    safe = [a for d in _safe_directories() for a in ("-c", f"safe.directory={d}")]
+    return subprocess.run(["git", *SAFE_CONFIG, *safe, *args], env=git_env(env), **kw)
 
 
 def git(repo: Path, *args: str, input: str | bytes | None = None, env: dict | None = None, check: bool = True) -> str:

@@ -226,3 +226,16 @@ def test_in_the_sandbox_home_and_site_packages_are_read_only(venv_toy, tmp_path,
     assert set(json.loads(line.split(" ", 1)[1]).values()) == {"OSError"}, line
     assert e.status == ExpStatus.DISCARDED, e.reason  # nothing outside changed: an honest tie
     assert (home / ".gitconfig").read_text() == "[user]\n\tname = The User\n" and not (site / "zz.pth").exists()
+
+
+def test_the_users_safe_directories_are_the_one_setting_the_harness_git_keeps(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".gitconfig").write_text("[safe]\n\tdirectory = /mnt/shared/project\n[core]\n\thooksPath = /evil\n")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setattr(gitops, "_SAFE_DIRECTORIES", None)
+    assert gitops._safe_directories() == ["/mnt/shared/project"]
+    seen = gitops.run_git(["config", "--get-all", "safe.directory"], capture_output=True, text=True, cwd="/")
+    assert seen.stdout.split() == ["/mnt/shared/project"]  # on its command line
+    hooks = gitops.run_git(["config", "core.hooksPath"], capture_output=True, text=True, cwd="/")
+    assert hooks.stdout.strip() == "/dev/null"  # not the user's

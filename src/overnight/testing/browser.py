@@ -81,9 +81,14 @@ def screenshot(driver, path: Path) -> Path:
 
 def wait_for(predicate, timeout: float = 20.0, every: float = 0.2, what: str = "the page"):
     """Poll `predicate` until it returns something truthy; its last value, or AssertionError."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     while True:
-        value = predicate()
+        try:
+            value = predicate()
+        except StaleElementReferenceException:  # the live page replaced the element while it was read
+            value = None
         if value:
             return value
         if time.monotonic() > deadline:
