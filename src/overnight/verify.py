@@ -77,6 +77,7 @@ class Remeasure:
         stop: threading.Event | None = None,
         clock: str | None = None,
         budget: float | None = None,
+        seeds: list[int] | None = None,  # a test's own; else drawn
     ):
         if runs < 2:
             raise OvernightError("--runs must be at least 2 for a confidence interval")
@@ -86,7 +87,7 @@ class Remeasure:
         # Fresh seeds from a secret of this check's own (night/seeding.py): none a candidate could
         # have been chosen for, none the night used (but by a 2^-31 chance), new at every check.
         secret = seeding.new_secret()
-        self.seeds = [seeding.seed(secret, i) for i in range(runs)]
+        self.seeds = list(seeds or [seeding.seed(secret, i) for i in range(runs)])[:runs]
         self.stop = stop
         base = journal.tag_info(tag)["base_commit"]
         self.protected = protected_hashes(task, base)

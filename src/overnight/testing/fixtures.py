@@ -24,6 +24,20 @@ def _isolated_cache(tmp_path_factory):
     mp.undo()
 
 
+@pytest.fixture(autouse=True)
+def _repeatable_secrets(monkeypatch):
+    """The secrets nights and checks draw their seeds from (night/seeding.py) come in the same
+    order in every run of a test: seeds no candidate could predict, and outcomes that repeat.
+    (A night run by a subprocess of a test still draws its own.)"""
+    import hashlib
+    import itertools
+
+    from overnight.night import seeding
+
+    count = itertools.count()
+    monkeypatch.setattr(seeding, "new_secret", lambda: hashlib.sha256(f"test {next(count)}".encode()).hexdigest()[:32])
+
+
 @pytest.fixture
 def task_repo(tmp_path):
     """Factory: task_repo(train, toml=None, files=None) -> a committed task repo."""

@@ -52,10 +52,11 @@ def llm_night(root: Path, fake, tag: str = "t", verify_runs: int = 2) -> Path:
         experiments=6,
         proposer_options=options(fake),
         noise=NoiseSettings(remeasure_every=0),
+        seed_secret="",  # fixed seeds, and fixed fresh ones below: the same page every time
     )
     Controller(root, cfg).run()
     journal = open_journal(root)
-    rm = Remeasure(root, load_task(root), journal, tag, verify_runs)
+    rm = Remeasure(root, load_task(root), journal, tag, verify_runs, seeds=[1000 + i for i in range(verify_runs)])
     verify(rm)
     ablate(rm)
     journal.close()
