@@ -19,7 +19,7 @@ import click
 
 from overnight import gitops
 from overnight.cli_model import model_options, note, prompt
-from overnight.cli_read import ablate, doctor, report, serve, show, status, verify
+from overnight.cli_read import ablate, check_budget, doctor, report, serve, show, status, verify
 from overnight.doctor import fatal_problems
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
@@ -32,7 +32,6 @@ from overnight.night.tags import check_tag
 from overnight.proposers import PROPOSERS, ProposerOptions
 from overnight.report.trackers import TRACKERS
 from overnight.run import credentials
-from overnight.task import MAX_BUDGET
 from overnight.tasks import BUILTIN, write_task
 
 _NS = NoiseSettings()  # the defaults, shown in --help
@@ -290,8 +289,7 @@ def run(
             f"--hours must be a positive number, got {hours} — e.g. --hours 8, or leave it "
             "out to run until --experiments or Ctrl-C"
         )
-    if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
-        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 60")
+    check_budget(budget)
     if not 0 <= seed <= MAX_SEED:
         raise OvernightError(f"--seed must be from 0 to {MAX_SEED}, got {seed} — pick a smaller seed")
     problems = fatal_problems(directory)  # before anything is written (git, disk, the sandbox)

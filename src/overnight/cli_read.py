@@ -209,9 +209,10 @@ def _stopped_by_signals():
         signal.signal(signal.SIGTERM, old_term)
 
 
-def _check_budget(budget: float | None) -> None:
+def check_budget(budget: float | None) -> None:
+    """--budget of run, verify and ablate: seconds, above 0 and at most MAX_BUDGET."""
     if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
-        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 80")
+        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 60")
 
 
 def _check_options(f):
@@ -237,7 +238,7 @@ def _check_options(f):
 @_check_options
 def verify(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Re-measure the baseline and the best on fresh seeds: the confirmed gain with a 95 % CI."""
-    _check_budget(budget)
+    check_budget(budget)
     from overnight.verify import Remeasure, conditions_text, describe, wall_text
     from overnight.verify import verify as do_verify
 
@@ -259,7 +260,7 @@ def verify(directory: Path, tag: str | None, runs: int, clock: str | None, budge
 @_check_options
 def ablate(directory: Path, tag: str | None, runs: int, clock: str | None, budget: float | None) -> None:
     """Take each kept change out of the best in turn and measure what it contributes."""
-    _check_budget(budget)
+    check_budget(budget)
     from overnight.verify import Remeasure, describe, wall_text
     from overnight.verify import ablate as do_ablate
 

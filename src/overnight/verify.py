@@ -86,8 +86,10 @@ class Remeasure:
         self.root, self.task, self.journal, self.tag, self.runs = root, task, journal, tag, runs
         # Fresh seeds from a secret of this check's own (night/seeding.py): none a candidate could
         # have been chosen for, none the night used (but by a 2^-31 chance), new at every check.
-        secret = seeding.new_secret()
-        self.seeds = list(seeds or [seeding.seed(secret, i) for i in range(runs)])[:runs]
+        if seeds is None:
+            secret = seeding.new_secret()
+            seeds = [seeding.seed(secret, i) for i in range(runs)]
+        self.seeds = list(seeds)[:runs]
         self.stop = stop
         base = journal.tag_info(tag)["base_commit"]
         self.protected = protected_hashes(task, base)

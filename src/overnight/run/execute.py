@@ -102,7 +102,7 @@ def run_checkout(
             task.root,
             [req.worktree, req.run_dir, *extra],
             hidden=heldout_store.hidden_paths(task),
-            readonly=[Path.home(), *(guard.site_dirs if guard is not None else [])],
+            readonly=outside.sandbox_readonly(task.root),
         )
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)

@@ -161,6 +161,13 @@ def existing(root: Path) -> Outside | None:
     return _GUARDS.get(str(Path(root).resolve()))
 
 
+def sandbox_readonly(root: Path) -> list[Path]:
+    """What the unshare sandbox makes read-only besides the repository: HOME and the site-packages
+    `root`'s guard watches (sandbox.wrap's `readonly`)."""
+    guard = existing(root)
+    return [Path.home(), *(guard.site_dirs if guard is not None else [])]
+
+
 def forget(root: Path) -> None:
     """Drop `root`'s guard (a test's repository, a night that ended)."""
     _GUARDS.pop(str(Path(root).resolve()), None)

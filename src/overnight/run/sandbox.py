@@ -7,8 +7,8 @@ empty tmpfs over its folder, /dev/null over a watched file), no network, its own
 killed with its parent. Else `unshare` (util-linux) with user, mount, network and PID
 namespaces (its own /proc): no network, the task repository, HOME and the interpreter's
 site-packages read-only except the same writable directories, the held-out folder covered by an
-empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every process of the run dies with the namespace's first
-process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
+empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every process of the run dies with
+the namespace's first process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
 sees no process outside it (not its reaper, not the controller's environment).
 `OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both).
 

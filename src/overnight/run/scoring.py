@@ -124,10 +124,10 @@ def heldout_score(
     }
     command = f"{task.heldout.command} score"
     if task.limits.sandbox and not sandbox.unavailable():
-        guard = outside.existing(task.root)
-        readonly = [Path.home(), *(guard.site_dirs if guard is not None else [])]
         hidden = heldout_store.hidden_paths(task)
-        command = sandbox.wrap(command, task.root, [scratch], hidden=hidden, readonly=readonly)
+        command = sandbox.wrap(
+            command, task.root, [scratch], hidden=hidden, readonly=outside.sandbox_readonly(task.root)
+        )
     fd = heldout_store.memfd(data)
     try:
         with Watch(heldout_store.watched_paths(task)) as watch:
