@@ -242,8 +242,14 @@ def test_sandbox_required_but_unavailable(cli, toy_repo, path_with):
     assert not (toy_repo / ".overnight").exists()
 
 
-def test_sandbox_not_asked_for_is_no_failure(cli, toy_repo, path_with):
+def test_no_sandbox_here_is_a_warning_by_default_and_nothing_when_off(cli, toy_repo, path_with):
     path_with("git")
+    result = cli("doctor", toy_repo)  # limits.sandbox = "auto": the runs go on, unsandboxed
+    assert line(result, "sandbox").startswith("warn  sandbox: none works here, runs are not sandboxed (bwrap:")
+    assert "install bubblewrap" in line(result, "sandbox")
+    assert result.exit_code == 0, result.output
+    spec = toy_repo / "overnight.toml"
+    spec.write_text(spec.read_text() + "\n[limits]\nsandbox = false\n")
     result = cli("doctor", toy_repo)
     assert line(result, "sandbox").startswith("info  sandbox: none works here (limits.sandbox is off")
     assert result.exit_code == 0, result.output

@@ -170,7 +170,7 @@ def test_knobs_not_a_table(tmp_path):
 
 def test_limits_and_rescore(tmp_path):
     spec = load_task(write(tmp_path, VALID))
-    assert spec.limits.memory_mb is None and spec.limits.sandbox is False and spec.rescore is None
+    assert spec.limits.memory_mb is None and spec.limits.sandbox == "auto" and spec.rescore is None
     assert spec.limits.wall_limit(300) == 300 + 30 + 150  # start-up/evaluation allowance derived
     assert spec.limits.training_limit(300) == pytest.approx(331)
     text = (
@@ -179,8 +179,10 @@ def test_limits_and_rescore(tmp_path):
         )
         + "\n[limits]\nmemory_mb = 2048\noverhead = 20\nsandbox = true\n"
     )
+    assert load_task(write(tmp_path, text.replace("sandbox = true", "sandbox = false"))).limits.sandbox == "off"
+    assert load_task(write(tmp_path, text.replace("sandbox = true", 'sandbox = "auto"'))).limits.sandbox == "auto"
     spec = load_task(write(tmp_path, text))
-    assert (spec.limits.memory_mb, spec.limits.overhead, spec.limits.sandbox) == (2048.0, 20.0, True)
+    assert (spec.limits.memory_mb, spec.limits.overhead, spec.limits.sandbox) == (2048.0, 20.0, "on")
     assert spec.limits.wall_limit(300) == 320 and spec.rescore == "python prepare.py --rescore"
     assert spec.rescore_tolerance == 1e-4
 
@@ -190,7 +192,8 @@ def test_limits_and_rescore(tmp_path):
     [
         ("memory = 1", "unknown field limits.memory"),
         ("memory_mb = -1", "limits.memory_mb must be a non-negative number"),
-        ("sandbox = 1", "limits.sandbox must be true or false"),
+        ("sandbox = 1", 'limits.sandbox must be true, false or "auto"'),
+        ('sandbox = "yes"', 'limits.sandbox must be true, false or "auto"'),
     ],
 )
 def test_bad_limits(tmp_path, limits, needle):

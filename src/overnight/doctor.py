@@ -26,7 +26,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
-from overnight.layout import state_dir
+from overnight.layout import cache_dir, state_dir
 from overnight.proposers.options import ProposerOptions
 from overnight.run import sandbox, watch
 from overnight.task import TaskSpec
@@ -61,12 +61,6 @@ class Check:
         return f"{self.level.value:<5} {self.text}"
 
 
-def cache_dir() -> Path:
-    """The built-in task's data cache. prepare.py reads the same variable itself: task code
-    runs without the harness installed, so it cannot import this."""
-    return Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
-
-
 def fatal_problems(directory: Path) -> list[str]:
     """What stops any night here, one `what — what to do` each; [] when none. Cheap and
     torch-free. A task that does not load is left to the controller's own one-line error."""
@@ -75,10 +69,10 @@ def fatal_problems(directory: Path) -> list[str]:
         return [git.text]
     root = _root(directory)
     try:
-        sandboxed = load_task(root).limits.sandbox
+        mode = load_task(root).limits.sandbox
     except OvernightError:
-        sandboxed = False
-    found = [*_disks(root), *([_sandbox(wanted=True)] if sandboxed else [])]
+        mode = "auto"
+    found = [*_disks(root), *([_sandbox(mode)] if mode == "on" else [])]
     return [c.text for c in found if c.level is FAIL]
 
 
@@ -104,7 +98,7 @@ def checks(
         if why
         else Check(OK, "inotify", "works: a run that opens the held-out data is discarded")
     )
-    yield _sandbox(wanted=task is not None and task.limits.sandbox)
+    yield _sandbox(task.limits.sandbox if task is not None else "auto")
     if task is not None and task.clock in ("steps", "tokens"):
         yield _runqueue_check(task.clock)
     if ray or ray_address:
@@ -216,12 +210,23 @@ def _disks(root: Path) -> Iterator[Check]:
         )
 
 
-def _sandbox(wanted: bool) -> Check:
+def _sandbox(mode: str) -> Check:
+    """Whether the runs are sandboxed here under `limits.sandbox` = `mode` (run/sandbox.py)."""
     why = sandbox.unavailable()  # says what to do itself, after its ' — '
     if not why:
-        return Check(OK, "sandbox", f"{sandbox.tool()} works (limits.sandbox is {'on' if wanted else 'off'})")
-    if wanted:  # every run would fail with this reason (run/execute.py)
+        if mode == "off":
+            return Check(INFO, "sandbox", f"{sandbox.tool()} works, but limits.sandbox is off: runs are not sandboxed")
+        return Check(OK, "sandbox", f"{sandbox.tool()} works: every run is sandboxed (limits.sandbox is {mode})")
+    if mode == "on":  # every run would fail with this reason (run/execute.py)
         return Check(
             FAIL, "sandbox", f"limits.sandbox is on, but no sandbox works here ({why.replace(' — ', ') — ', 1)}"
         )
-    return Check(INFO, "sandbox", f"none works here (limits.sandbox is off: not needed): {why.split(' — ')[0]}")
+    if mode == "off":
+        return Check(INFO, "sandbox", f"none works here (limits.sandbox is off: not needed): {why.split(' — ')[0]}")
+    return Check(
+        WARN,
+        "sandbox",
+        f"none works here, runs are not sandboxed ({why.split(' — ')[0]})",
+        why.split(" — ", 1)[-1].replace(", or set limits.sandbox = false", "")
+        + " (docs/threat-model.md says what the guard still catches)",
+    )

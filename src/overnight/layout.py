@@ -20,9 +20,19 @@ runner derives a run's tag from its directory; the executor on a Ray node rebuil
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """The built-in task's data and compile cache, outside every repository. prepare.py reads the
+    same variable itself (task code runs without the harness installed, so it cannot import
+    this); a run gets it resolved as OVERNIGHT_CACHE, and `$OVERNIGHT_CACHE` in
+    `limits.sandbox_writable` means it."""
+    return Path(os.environ.get("OVERNIGHT_CACHE") or Path.home() / ".cache" / "overnight")
+
 
 STATE_DIR = ".overnight"
 JOURNAL = "journal.db"

@@ -65,8 +65,13 @@ class Limits:
     memory_mb: float | None = None  # peak RSS of the run's process tree; over -> killed, `oom`
     log_mb: float = 64.0  # the log keeps its first and last log_mb/2; the rest is dropped
     disk_reserve_mb: float = 256.0  # a run is killed when the disk's free space falls below this
-    sandbox: bool = False  # Linux: no network, the repository read-only but for the run's dirs
-    sandbox_writable: tuple[str, ...] = ()  # more directories the sandboxed run may write (e.g. a compile cache)
+    # "auto" (the default): sandboxed where the machine has one (doctor says), else not; "on":
+    # every run fails where none works; "off". Linux: no network, the repository, HOME and the
+    # interpreter's site-packages read-only but for the run's dirs (run/sandbox.py).
+    sandbox: str = "auto"
+    # More directories the sandboxed run may write (e.g. a compile cache); `$OVERNIGHT_CACHE`
+    # and `~` are expanded.
+    sandbox_writable: tuple[str, ...] = ()
 
     def wall_limit(self, budget: float) -> float:
         return budget + (self.overhead if self.overhead is not None else 30.0 + budget / 2)

@@ -270,8 +270,8 @@ def _limits(table: Any) -> Limits:
     _no_unknown(table, known, "limits")
     for key, value in table.items():
         if key == "sandbox":
-            if not isinstance(value, bool):
-                raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox must be true or false")
+            if not isinstance(value, bool) and value != "auto":
+                raise TaskSpecError(f'{SPEC_FILE}: limits.sandbox must be true, false or "auto"')
         elif key == "sandbox_writable":
             if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
                 raise TaskSpecError(f"{SPEC_FILE}: limits.sandbox_writable must be a list of directories")
@@ -279,8 +279,10 @@ def _limits(table: Any) -> Limits:
             raise TaskSpecError(
                 f"{SPEC_FILE}: limits.{key} must be a non-negative number, got {repr(value)[:40]} — fix it"
             )
+    if "sandbox" in table:  # true/false as "on"/"off", so no caller mistakes "off" for true
+        table = {**table, "sandbox": {True: "on", False: "off"}.get(table["sandbox"], "auto")}
     return Limits(
-        **{k: (v if isinstance(v, bool) else tuple(v) if isinstance(v, list) else float(v)) for k, v in table.items()}
+        **{k: (v if isinstance(v, str) else tuple(v) if isinstance(v, list) else float(v)) for k, v in table.items()}
     )
 
 

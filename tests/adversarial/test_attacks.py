@@ -16,6 +16,9 @@ from overnight.records import ExpStatus
 from overnight.run.sandbox import unavailable as sandbox_unavailable
 from overnight.testing.attacks import GREAT, HONEST, TOY_HEAD, night
 
+# the defences that hold without a sandbox (its own test sets limits.sandbox = true)
+pytestmark = pytest.mark.usefixtures("unsandboxed")
+
 
 def one(history, status, needle):
     e = history[-1]

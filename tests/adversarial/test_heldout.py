@@ -21,7 +21,10 @@ from overnight.run import heldout_store, sandbox
 from overnight.run.watch import available as inotify_unavailable
 from overnight.testing.attacks import HONEST, TOY_HEAD, heldout_toy, night, night_allowing_keeps
 
-pytestmark = pytest.mark.skipif(bool(inotify_unavailable()), reason=f"no inotify: {inotify_unavailable()}")
+pytestmark = [
+    pytest.mark.skipif(bool(inotify_unavailable()), reason=f"no inotify: {inotify_unavailable()}"),
+    pytest.mark.usefixtures("unsandboxed"),  # the watch, which holds without a sandbox (its test sets one)
+]
 
 READS_STORE = """import glob, os
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])

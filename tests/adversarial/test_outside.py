@@ -1,7 +1,11 @@
 """A run cannot reach outside itself (issue 31): what a candidate writes where git or Python
 will execute it later — the repository's hooks and config, ~/.gitconfig, a `.pth` or a
 `sitecustomize` in the environment's site-packages — never runs, is put back, and the
-experiment is invalid for it. Real nights on the toy task (real git, subprocesses, SQLite)."""
+experiment is invalid for it. Real nights on the toy task (real git, subprocesses, SQLite).
+
+Where a sandbox works (the default, limits.sandbox = "auto") these writes fail inside the run;
+the guard is what catches them where none does, so its tests run with OVERNIGHT_SANDBOX=off
+and the sandbox's own test with the default."""
 
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ from overnight.testing.gitutil import git_out
 
 
 @pytest.fixture(autouse=True)
-def _fresh_guards():
+def _fresh_guards(monkeypatch):
+    monkeypatch.setenv("OVERNIGHT_SANDBOX", "off")  # the guard alone, as on a machine without a sandbox
     yield
     outside._GUARDS.clear()
 
@@ -199,18 +204,19 @@ def test_a_worktree_is_put_back_to_its_commit(tmp_path):
 
 
 @pytest.mark.skipif(bool(sandbox_unavailable()), reason="no sandbox on this machine")
-def test_in_the_sandbox_home_and_site_packages_are_read_only(venv_toy, tmp_path, monkeypatch):
+def test_by_default_the_sandbox_makes_hooks_home_and_site_packages_read_only(venv_toy, tmp_path, monkeypatch):
+    monkeypatch.delenv("OVERNIGHT_SANDBOX")  # the default: limits.sandbox = "auto", and one works here
     home = tmp_path / "home"
     home.mkdir()
     (home / ".gitconfig").write_text("[user]\n\tname = The User\n")
     monkeypatch.setenv("HOME", str(home))
     root, site = venv_toy
-    spec = root / "overnight.toml"
-    spec.write_text(spec.read_text() + "\n[limits]\nsandbox = true\n")
-    gitops.git(root, "commit", "-qam", "sandboxed")
+    assert "[limits]" not in (root / "overnight.toml").read_text()
+    hook_path = root / ".git" / "hooks" / "post-checkout"
     body = (
         "import json, os\n"
-        f"targets = {{'gitconfig': os.path.expanduser('~/.gitconfig'), 'pth': {str(site / 'zz.pth')!r}}}\n"
+        f"targets = {{'gitconfig': os.path.expanduser('~/.gitconfig'), 'pth': {str(site / 'zz.pth')!r},"
+        f" 'hook': {str(hook_path)!r}}}\n"
         "out = {}\n"
         "for name, path in targets.items():\n"
         "    try:\n"
@@ -225,7 +231,9 @@ def test_in_the_sandbox_home_and_site_packages_are_read_only(venv_toy, tmp_path,
     line = next(row for row in Path(e.runs[-1].log_path).read_text().splitlines() if row.startswith("ATTEMPTS "))
     assert set(json.loads(line.split(" ", 1)[1]).values()) == {"OSError"}, line
     assert e.status == ExpStatus.DISCARDED, e.reason  # nothing outside changed: an honest tie
+    assert e.runs[-1].summary.get("sandbox") == "unshare" or e.runs[-1].summary.get("sandbox") == "bwrap"
     assert (home / ".gitconfig").read_text() == "[user]\n\tname = The User\n" and not (site / "zz.pth").exists()
+    assert not hook_path.exists()
 
 
 def test_the_users_safe_directories_are_the_one_setting_the_harness_git_keeps(tmp_path, monkeypatch):

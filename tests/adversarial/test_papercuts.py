@@ -16,6 +16,9 @@ from overnight.proposers.llm_client import MAX_REPLY, Client
 from overnight.testing.gitutil import git_out
 from overnight.testing.procs import one_error_line
 
+# unsandboxed: its worktree-removed case has the run remove its own worktree, which a sandbox forbids
+pytestmark = pytest.mark.usefixtures("unsandboxed")
+
 
 def test_a_tag_too_long_for_a_file_name_is_one_line(cli, toy_repo):
     one_error_line(cli("run", toy_repo, "--tag", "x" * 300, "--experiments", "1"), "300 characters", "at most 64")

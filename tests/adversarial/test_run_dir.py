@@ -18,6 +18,9 @@ from overnight.records import ExpStatus
 from overnight.run.sandbox import unavailable as sandbox_unavailable
 from overnight.testing.attacks import GREAT, HONEST, TOY_HEAD, heldout_toy, night, night_allowing_keeps
 
+# the run-directory checks, which hold without a sandbox (its own test sets limits.sandbox = true)
+pytestmark = pytest.mark.usefixtures("unsandboxed")
+
 FAKE = f"""import json, os
 json.dump({{"val_loss": {GREAT}, "training_seconds": 0.1}}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 run = os.path.dirname(os.environ["OVERNIGHT_RESULT"])
@@ -202,6 +205,7 @@ def test_a_report_shaded_within_the_rescore_tolerance_wins_nothing(toy_task):
         + """# nothing changed but this comment
 import json, os
 from evaluate import noisy_loss
+
 v = noisy_loss(constants, int(os.environ["OVERNIGHT_SEED"]))
 json.dump({"val_loss": v * (1 - 9e-7), "training_seconds": 0.1}, open(os.environ["OVERNIGHT_RESULT"], "w"))
 """

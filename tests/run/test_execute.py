@@ -19,6 +19,9 @@ from overnight.task_load import load_task
 from overnight.testing.gitutil import git_out
 from overnight.testing.toy import DEFAULT_TOML
 
+# the runner's own mechanics; run/test_sandbox.py runs it sandboxed
+pytestmark = pytest.mark.usefixtures("unsandboxed")
+
 
 def request(root: Path, tmp_path: Path, commit: str | None = None, name: str = "r", **kw) -> RunRequest:
     commit = commit or gitops.head(root)

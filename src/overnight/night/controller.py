@@ -265,8 +265,15 @@ class Controller:
                 f"credentials withheld from runs and the agent: {', '.join(hidden)} "
                 "(a task that needs one lists it in [task] pass_env)"
             )
-        if self.task.limits.sandbox:  # say which one, or why none (each run then fails with the reason)
-            self.obs.message(f"sandbox: {sandbox.tool() or 'unavailable: ' + sandbox.unavailable()}")
+        which, why = sandbox.choose(self.task.limits.sandbox)  # which one, or why none
+        if which:
+            self.obs.message(f"sandbox: {which} (limits.sandbox = {self.task.limits.sandbox})")
+        elif why:  # on, and none works: each run fails with the reason
+            self.obs.message(f"sandbox: {why}")
+        elif self.task.limits.sandbox == "auto":
+            self.obs.message(
+                f"sandbox: none works here, runs are not sandboxed ({sandbox.unavailable().split(' — ')[0]})"
+            )
 
     def _setup(self) -> None:
         """The task's setup command, before any run and outside every run's clock (task_setup.py)."""

@@ -89,21 +89,9 @@ def run_checkout(
             error=f"protected file(s) differ from the task's: {', '.join(bad)}",
         )
     env = run_env(task, req, result_path)
-    command = task.command
-    if task.limits.sandbox:
-        why = sandbox.unavailable()
-        if why:
-            return RunResult(
-                RunStatus.CRASH, log_path=str(log_path), error=f"limits.sandbox is on but unavailable here: {why}"
-            )
-        extra = [Path(w).expanduser() for w in task.limits.sandbox_writable]
-        command = sandbox.wrap(
-            command,
-            task.root,
-            [req.worktree, req.run_dir, *extra],
-            hidden=heldout_store.hidden_paths(task),
-            readonly=outside.sandbox_readonly(task.root),
-        )
+    command, which, why = confine(task, task.command, [req.worktree, req.run_dir])
+    if why:
+        return RunResult(RunStatus.CRASH, log_path=str(log_path), error=why)
     with Watch(heldout_store.watched_paths(task)) as watch:
         outcome = run_process(command, req.worktree, env, log_path, task.timeout, stop, progress, task.limits)
     res = judge_outcome(task, outcome, log_path, result_path, _slot_cores(req))
@@ -125,8 +113,8 @@ def run_checkout(
         res.status, res.value = RunStatus.INVALID, None
         res.error = f"the run left traps in its run directory: {'; '.join(trapped)}"
         return res
-    if task.limits.sandbox:
-        res.summary["sandbox"] = sandbox.tool()  # which one ran it (its first log line says so too)
+    if which:
+        res.summary["sandbox"] = which  # which one ran it (its first log line says so too)
     if reads_heldout(res, watch, "while it ran"):
         return res
     changed = protected_changed(req) if res.status not in (RunStatus.INTERRUPTED, RunStatus.TIMEOUT) else []
@@ -143,6 +131,34 @@ def run_checkout(
         if res.status == RunStatus.OK:
             scoring.heldout_score(task, req, env, res, stop)
     return res
+
+
+def confine(task: TaskSpec, command: str, writable: list[Path], log: bool = True) -> tuple[str, str, str]:
+    """(`command` as run, the sandbox that wraps it or '', why it cannot run or '') under
+    `limits.sandbox`: writable only `writable` and `limits.sandbox_writable` (made if missing),
+    the held-out data hidden, HOME and the site-packages read-only (unshare; bwrap: everything)."""
+    which, why = sandbox.choose(task.limits.sandbox)
+    if not which:
+        return command, "", why
+    extra = [sandbox_dir(w) for w in task.limits.sandbox_writable]
+    for w in extra:
+        w.mkdir(parents=True, exist_ok=True)  # a bind needs it (a compile cache not made yet)
+    wrapped = sandbox.wrap(
+        command,
+        task.root,
+        [*writable, *extra],
+        hidden=heldout_store.hidden_paths(task),
+        log=log,
+        readonly=outside.sandbox_readonly(task.root),
+    )
+    return wrapped, which, ""
+
+
+def sandbox_dir(entry: str) -> Path:
+    """A `limits.sandbox_writable` entry as a path: `$OVERNIGHT_CACHE` (resolved as the run's
+    OVERNIGHT_CACHE is), other variables and `~` expanded."""
+    text = entry.replace("${OVERNIGHT_CACHE}", "$OVERNIGHT_CACHE").replace("$OVERNIGHT_CACHE", str(layout.cache_dir()))
+    return Path(os.path.expandvars(text)).expanduser()
 
 
 def _slot_cores(req: RunRequest) -> int | None:
@@ -184,6 +200,7 @@ def task_env(task: TaskSpec, seed: int, tag_dir: Path | None, extra: dict | None
     user's credentials withheld unless `[task] pass_env` names them (credentials.py), `extra`
     (a slot's pinning), the budget, its clock and the seed, a fresh run marker and the tag's marker."""
     return {
+        "OVERNIGHT_CACHE": str(layout.cache_dir()),  # resolved, as `$OVERNIGHT_CACHE` in sandbox_writable is
         **credentials.scrub(os.environ, task.pass_env),
         **clock_env(task.clock),
         **task.env,

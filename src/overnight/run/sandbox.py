@@ -1,4 +1,6 @@
-"""The optional sandbox of a run (`limits.sandbox = true`, Linux): what the machine offers.
+"""The sandbox of a run (Linux): what the machine offers. `limits.sandbox = "auto"` (the
+default) sandboxes every run where one works here (`overnight doctor` says which), `true`
+fails each run where none does, `false` never sandboxes.
 
 `bwrap` (bubblewrap), when it is installed and works here: the whole file system read-only,
 a private tmpfs on /tmp (the scratch dir), writable only the run's worktree and run directory
@@ -10,7 +12,8 @@ site-packages read-only except the same writable directories, the held-out folde
 empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every process of the run dies with
 the namespace's first process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
 sees no process outside it (not its reaper, not the controller's environment).
-`OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both).
+`OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both); `off` makes
+"auto" run unsandboxed, as on a machine without one.
 
 Neither is a security boundary against a determined attacker with a kernel exploit; both keep
 a candidate from the journal, the protected files, the held-out slice and the network.
@@ -82,6 +85,17 @@ def unavailable() -> str:
     )
 
 
+def choose(mode: str) -> tuple[str, str]:
+    """(the tool that sandboxes a run, why the run cannot go on) under `limits.sandbox` = `mode`:
+    "on" and none works here -> ('', the reason); "auto" -> the tool, or '' where none works."""
+    if mode == "off" or (mode == "auto" and os.environ.get("OVERNIGHT_SANDBOX") == "off"):
+        return "", ""
+    which = tool()
+    if which or mode == "auto":
+        return which, ""
+    return "", f"limits.sandbox is on but unavailable here: {unavailable()}"
+
+
 def wrap(
     command: str,
     root: Path,
@@ -99,7 +113,8 @@ def wrap(
     note = (
         (
             f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"
-            f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden)' >&2; "
+            f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden; more with "
+            "limits.sandbox_writable, none with limits.sandbox = false)' >&2; "
         )
         if log
         else ""

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.records import RunRequest, RunResult, RunStatus
-from overnight.run import heldout_store, outside, runfiles, sandbox
-from overnight.run.execute import protected_changed, run_env
+from overnight.run import heldout_store, outside, runfiles
+from overnight.run.execute import confine, protected_changed, run_env
 from overnight.run.outcome import read_metric, reads_heldout
 from overnight.run.process import ProcessOutcome, run_process
 from overnight.run.watch import Watch
@@ -80,7 +80,11 @@ def rescore(task: TaskSpec, req: RunRequest, env: dict, res: RunResult, stop: th
     runfiles.remove(out_path)
     log_path = req.run_dir / "rescore.txt"
     renv = {**env, "OVERNIGHT_RESULT": str(out_path), "OVERNIGHT_RESCORE": str(req.run_dir / "result.json")}
-    out = run_process(task.rescore, req.worktree, renv, log_path, task.timeout, stop, None, task.limits)
+    command, _, why = confine(task, task.rescore, [req.worktree, req.run_dir], log=False)
+    if why:
+        res.status, res.error = RunStatus.MISMATCH, f"the protected re-score cannot run: {why}"
+        return
+    out = run_process(command, req.worktree, renv, log_path, task.timeout, stop, None, task.limits)
     if out.interrupted:
         res.status, res.error = RunStatus.INTERRUPTED, "stopped by the controller (during the re-score)"
         return
@@ -123,11 +127,7 @@ def heldout_score(
         "OVERNIGHT_RESCORE": str(req.run_dir / "result.json"),
     }
     command = f"{task.heldout.command} score"
-    if task.limits.sandbox and not sandbox.unavailable():
-        hidden = heldout_store.hidden_paths(task)
-        command = sandbox.wrap(
-            command, task.root, [scratch], hidden=hidden, readonly=outside.sandbox_readonly(task.root)
-        )
+    command, _, _ = confine(task, command, [scratch], log=False)  # on where a run was: its own run wrapped it
     fd = heldout_store.memfd(data)
     try:
         with Watch(heldout_store.watched_paths(task)) as watch:

@@ -39,6 +39,13 @@ def _repeatable_secrets(monkeypatch):
 
 
 @pytest.fixture
+def unsandboxed(monkeypatch):
+    """Runs under limits.sandbox = "auto" go unsandboxed, as on a machine where none works: for
+    the tests of what holds without one (the reaper, the guard, the run-directory checks)."""
+    monkeypatch.setenv("OVERNIGHT_SANDBOX", "off")
+
+
+@pytest.fixture
 def task_repo(tmp_path):
     """Factory: task_repo(train, toml=None, files=None) -> a committed task repo."""
     counter = iter(range(1000))
