@@ -255,6 +255,9 @@ def worktree_add(repo: Path, path: Path, commit: str) -> None:
         if path.exists():  # left over by a killed controller
             worktree_remove(repo, path)
         git(repo, "worktree", "add", "--detach", "--force", str(path), commit)
+        # Verified clean before any process starts in it: nothing but the commit's files, whatever
+        # the checkout ran (a filter of the repository's own config) or left behind.
+        clean_worktree(path)
 
 
 @contextlib.contextmanager

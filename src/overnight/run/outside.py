@@ -33,6 +33,8 @@ import sys
 import threading
 from pathlib import Path
 
+from overnight.layout import cache_dir
+
 # Site-packages files that run code at every interpreter start; their content is snapshotted.
 STARTUP = ("sitecustomize.py", "usercustomize.py")
 HOME_FILES = (".gitconfig", ".config/git", ".pydistutils.cfg", ".config/pip", ".pip")
@@ -85,7 +87,8 @@ class Outside:
             changed = []
             for path, old in was["files"].items():
                 cur = now["files"].get(path)
-                if cur is None or cur[0] != old[0] or cur[2] != old[2] or (old[0] is None and cur[3] != old[3]):
+                moved = cur is None or cur[1] != old[1] or cur[2] != old[2]  # a chmod +x of a sample hook too
+                if moved or cur[0] != old[0] or (old[0] is None and cur[3] != old[3]):
                     changed.append(f"{path} {'removed' if cur is None else 'changed'}")
                     _put_back(Path(path), old)
             for path in now["files"].keys() - was["files"].keys():
@@ -162,10 +165,12 @@ def existing(root: Path) -> Outside | None:
 
 
 def sandbox_readonly(root: Path) -> list[Path]:
-    """What the unshare sandbox makes read-only besides the repository: HOME and the site-packages
-    `root`'s guard watches (sandbox.wrap's `readonly`)."""
+    """What the unshare sandbox makes read-only besides the repository (sandbox.wrap's
+    `readonly`): HOME, the data cache wherever OVERNIGHT_CACHE puts it (a module planted there
+    for the next run to import), and the git directory and site-packages `root`'s guard watches."""
     guard = existing(root)
-    return [Path.home(), *(guard.site_dirs if guard is not None else [])]
+    watched = [guard.git_dir, *guard.site_dirs] if guard is not None else []
+    return [Path.home(), cache_dir(), *watched]
 
 
 def forget(root: Path) -> None:
