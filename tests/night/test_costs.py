@@ -16,6 +16,7 @@ from overnight.judges.noise import NoiseSettings
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.records import ExpStatus
+from overnight.run import sandbox
 from overnight.testing.nights import Scripted, set_knobs
 from overnight.testing.toy import make_task_repo
 
@@ -51,7 +52,8 @@ name = "score"
 
 
 def given(run) -> list:
-    return json.loads(Path(run.log_path).read_text().splitlines()[0])
+    lines = Path(run.log_path).read_text().splitlines()
+    return json.loads(next(line for line in lines if not line.startswith(sandbox.NOTE)))  # past the sandbox's note
 
 
 def test_a_commits_cost_is_measured_once_and_given_to_its_later_runs(tmp_path, cli):

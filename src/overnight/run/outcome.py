@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from overnight.records import RunResult, RunStatus
-from overnight.run import runfiles
+from overnight.run import runfiles, sandbox
 from overnight.run.process import ProcessOutcome
 from overnight.run.summary import parse_summary
 from overnight.run.watch import Watch
@@ -180,8 +180,9 @@ def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
         data = runfiles.read_capped(path, runfiles.TAIL_CAP, tail=True).decode(errors="replace")
     except OSError:
         return ""
+    kept = [line for line in data.splitlines() if not line.startswith(sandbox.NOTE)]  # the harness's, not the run's
     # Keep the final newline: the summary parser reads a last line without one as cut off.
-    return "\n".join(data.splitlines()[-lines:]) + ("\n" if data.endswith("\n") else "")
+    return "\n".join(kept[-lines:]) + ("\n" if data.endswith("\n") else "")
 
 
 def _float_or_none(x) -> float | None:

@@ -32,6 +32,10 @@ from pathlib import Path
 # nothing of it outlives the run, and it sees no process outside it.
 UNSHARE = ("--user", "--map-root-user", "--net", "--mount", "--pid", "--fork", "--mount-proc")
 
+# The first line of a sandboxed run's log (stderr): the harness's, so left out of the tail a
+# crash's reason quotes (run/outcome.py).
+NOTE = "[overnight] sandbox: "
+
 _CHECKED: dict[tuple, str] = {}  # (tool, its path) -> '' (works) or why not
 
 
@@ -112,7 +116,7 @@ def wrap(
     hidden = [Path(h) for h in hidden if Path(h).exists()]
     note = (
         (
-            f"echo '[overnight] sandbox: {which} (no network; writable: worktree, run dir"
+            f"echo '{NOTE}{which} (no network; writable: worktree, run dir"
             f"{', private /tmp' if which == 'bwrap' else ''}; held-out data hidden; more with "
             "limits.sandbox_writable, none with limits.sandbox = false)' >&2; "
         )
