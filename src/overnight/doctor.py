@@ -216,7 +216,8 @@ def _sandbox(mode: str) -> Check:
     if not why:
         if mode == "off":
             return Check(INFO, "sandbox", f"{sandbox.tool()} works, but limits.sandbox is off: runs are not sandboxed")
-        return Check(OK, "sandbox", f"{sandbox.tool()} works: every run is sandboxed (limits.sandbox is {mode})")
+        which = sandbox.choose(mode)[0] or sandbox.tool()  # auto takes unshare before bwrap (sandbox.py)
+        return Check(OK, "sandbox", f"{which} works: every run is sandboxed (limits.sandbox is {mode})")
     if mode == "on":  # every run would fail with this reason (run/execute.py)
         return Check(
             FAIL, "sandbox", f"limits.sandbox is on, but no sandbox works here ({why.replace(' — ', ') — ', 1)}"

@@ -150,6 +150,7 @@ def confine(task: TaskSpec, command: str, writable: list[Path], log: bool = True
         hidden=heldout_store.hidden_paths(task),
         log=log,
         readonly=outside.sandbox_readonly(task.root),
+        which=which,
     )
     return wrapped, which, ""
 

@@ -68,10 +68,19 @@ def _works(tool: str) -> str:
     return _CHECKED[key]
 
 
-def tool() -> str:
-    """'bwrap' or 'unshare', whichever works here (bwrap first), or '' for neither."""
+# `limits.sandbox = true` asks for the strictest that works; "auto" (the default) for the one
+# that changes least of what a task may rely on: unshare leaves /tmp and the rest of the file
+# system as they are (the repository, HOME, the data cache and the site-packages read-only),
+# bwrap makes everything read-only and /tmp private, which hides a task's data kept under /tmp.
+STRICT_FIRST = ("bwrap", "unshare")
+LENIENT_FIRST = ("unshare", "bwrap")
+
+
+def tool(order: tuple[str, ...] = STRICT_FIRST) -> str:
+    """'bwrap' or 'unshare', the first in `order` that works here (OVERNIGHT_SANDBOX picks one),
+    or '' for neither."""
     forced = os.environ.get("OVERNIGHT_SANDBOX", "")
-    for t in [forced] if forced in ("bwrap", "unshare") else ["bwrap", "unshare"]:
+    for t in [forced] if forced in ("bwrap", "unshare") else order:
         if not _works(t):
             return t
     return ""
@@ -94,7 +103,7 @@ def choose(mode: str) -> tuple[str, str]:
     "on" and none works here -> ('', the reason); "auto" -> the tool, or '' where none works."""
     if mode == "off" or (mode == "auto" and os.environ.get("OVERNIGHT_SANDBOX") == "off"):
         return "", ""
-    which = tool()
+    which = tool(LENIENT_FIRST if mode == "auto" else STRICT_FIRST)
     if which or mode == "auto":
         return which, ""
     return "", f"limits.sandbox is on but unavailable here: {unavailable()}"
@@ -107,12 +116,14 @@ def wrap(
     hidden: list[Path] = (),
     log: bool = True,
     readonly: list[Path] = (),
+    which: str = "",
 ) -> str:
     """`command` inside the sandbox (see the module docstring); raises nothing: call
     `unavailable()` first. `readonly`: more directories unshare makes read-only besides the
-    repository (HOME, the interpreter's site-packages: bwrap's whole file system is)."""
+    repository (HOME, the interpreter's site-packages: bwrap's whole file system is). `which`:
+    the tool (choose's), else the strictest that works."""
     q = lambda p: shlex.quote(str(p))
-    which = tool()
+    which = which or tool()
     hidden = [Path(h) for h in hidden if Path(h).exists()]
     note = (
         (
