@@ -2,16 +2,18 @@
 default) sandboxes every run where one works here (`overnight doctor` says which), `true`
 fails each run where none does, `false` never sandboxes.
 
-`bwrap` (bubblewrap), when it is installed and works here: the whole file system read-only,
+Two tools, `true` taking bwrap first and "auto" unshare first (STRICT_FIRST, LENIENT_FIRST).
+`bwrap` (bubblewrap): the whole file system read-only,
 a private tmpfs on /tmp (the scratch dir), writable only the run's worktree and run directory
 (and `limits.sandbox_writable`, e.g. a compile cache), the held-out data not there at all (an
 empty tmpfs over its folder, /dev/null over a watched file), no network, its own PID namespace,
-killed with its parent. Else `unshare` (util-linux) with user, mount, network and PID
-namespaces (its own /proc): no network, the task repository, HOME and the interpreter's
-site-packages read-only except the same writable directories, the held-out folder covered by an
-empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every process of the run dies with
-the namespace's first process: one that detaches (setsid, a cleared environment) cannot outlive the run, and the run
-sees no process outside it (not its reaper, not the controller's environment).
+killed with its parent. `unshare` (util-linux) with user, mount, network and PID
+namespaces (its own /proc): no network, the task repository, its git directory, HOME, the data
+cache and the interpreter's site-packages read-only except the same writable directories, the
+held-out folder covered by an empty tmpfs; writes elsewhere (/tmp) stay possible. In both, every
+process of the run dies with the namespace's first process: one that detaches (setsid, a
+cleared environment) cannot outlive the run, and the run sees no process outside it (not its
+reaper, not the controller's environment).
 `OVERNIGHT_SANDBOX=unshare|bwrap` picks one (tests use it to exercise both); `off` makes
 "auto" run unsandboxed, as on a machine without one.
 
