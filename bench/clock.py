@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from task_throughput import cpu_line, make_task, run_once, setup  # noqa: E402
 
 from overnight import knobs  # noqa: E402
-from overnight.run.execute import clock_env  # noqa: E402
+from overnight.run.environ import clock_env  # noqa: E402
 from overnight.task import CLOCKS  # noqa: E402
 
 LOADS = ("quiet", "loaded")

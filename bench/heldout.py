@@ -23,7 +23,8 @@ from pathlib import Path
 from overnight import gitops
 from overnight.records import RunRequest
 from overnight.run import heldout_store
-from overnight.run.execute import execute, protected_hashes
+from overnight.run.environ import protected_hashes
+from overnight.run.execute import execute
 from overnight.task_load import load_task
 from overnight.tasks import write_task
 from overnight.testing.val_fitter import val_fitter  # the attack, shared with the slow adversarial test

@@ -28,7 +28,8 @@ from task_throughput import cpu_line, make_task, setup  # noqa: E402
 from overnight import gitops  # noqa: E402
 from overnight.records import RunRequest, RunStatus  # noqa: E402
 from overnight.run import sandbox  # noqa: E402
-from overnight.run.execute import execute, protected_hashes  # noqa: E402
+from overnight.run.environ import protected_hashes
+from overnight.run.execute import execute  # noqa: E402
 from overnight.task_load import load_task  # noqa: E402
 from overnight.testing.toy import make_toy  # noqa: E402
 

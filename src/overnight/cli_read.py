@@ -179,7 +179,8 @@ def show(experiment_id: int, directory: Path) -> None:
 def doctor(directory: Path, executor: str, ray_address: str | None, proposer_options: ProposerOptions) -> None:
     """Check this machine and the task in DIRECTORY for a night: one line per check; exit 1 when
     the night cannot run. With --base-url, also whether the LLM endpoint answers."""
-    from overnight.doctor import Level, checks
+    from overnight.doctor import checks
+    from overnight.doctor_check import Level
 
     failed = False
     for check in checks(directory, ray=executor == "ray", ray_address=ray_address, llm=proposer_options):

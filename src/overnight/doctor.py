@@ -17,14 +17,12 @@ from __future__ import annotations
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 from overnight import gitops
+from overnight.doctor_check import FAIL, INFO, OK, WARN, Check, first_line
 from overnight.errors import OvernightError
 from overnight.layout import cache_dir, state_dir
 from overnight.proposers.options import ProposerOptions
@@ -36,29 +34,6 @@ from overnight.task_load import load_task
 # worktrees and logs would fill the disk within hours; below LOW_FREE_GB (or that floor) a warning.
 MIN_FREE_GB = 1.0
 LOW_FREE_GB = 5.0  # a tokenized corpus plus a night of logs takes a few GiB
-
-
-class Level(Enum):
-    OK, INFO, WARN, FAIL = "ok", "info", "warn", "FAIL"
-
-
-OK, INFO, WARN, FAIL = Level.OK, Level.INFO, Level.WARN, Level.FAIL
-
-
-@dataclass(frozen=True)
-class Check:
-    level: Level
-    name: str
-    detail: str
-    fix: str = ""  # what to do; empty when there is nothing to do (or `detail` already says it)
-
-    @property
-    def text(self) -> str:
-        text = f"{self.name}: {self.detail}" + (f" — {self.fix}" if self.fix else "")
-        return " ".join(text.splitlines())  # one line, whatever a tool's message held
-
-    def __str__(self) -> str:
-        return f"{self.level.value:<5} {self.text}"
 
 
 def fatal_problems(directory: Path) -> list[str]:
@@ -127,14 +102,6 @@ def _runqueue_check(clock: str) -> Check:
 def _root(directory: Path) -> Path:
     path = Path(directory).resolve()
     return gitops.toplevel(path) if gitops.is_repo(path) else path
-
-
-def first_line(argv: list[str]) -> str:
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return (out.strip().splitlines() or [""])[0]
 
 
 def _git() -> Check:

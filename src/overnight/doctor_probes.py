@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from overnight.doctor import FAIL, OK, WARN, Check, first_line
+from overnight.doctor_check import FAIL, OK, WARN, Check, first_line
 from overnight.errors import OvernightError
 from overnight.proposers.options import ProposerOptions
 from overnight.run import credentials

@@ -35,7 +35,8 @@ from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval
 from overnight.night import seeding
 from overnight.records import Experiment, ExpStatus, RunRequest, RunStatus, incumbent
-from overnight.run.execute import execute, protected_hashes
+from overnight.run.environ import protected_hashes
+from overnight.run.execute import execute
 from overnight.task import TaskSpec, with_clock
 
 WALL_WARNING = 0.10  # a side that takes this much more wall time per run than the other is said to

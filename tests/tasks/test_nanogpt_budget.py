@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from overnight.run.execute import clock_env
+from overnight.run.environ import clock_env
 
 DRIVER = textwrap.dedent("""\
     import json, sys, time

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from overnight.run.execute import clock_env
+from overnight.run.environ import clock_env
 from overnight.task_load import load_task
 from overnight.tasks import write_task
 

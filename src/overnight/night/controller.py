@@ -33,7 +33,7 @@ from overnight.night.tags import TagLock, check_tag, open_journal, resolve_tag, 
 from overnight.proposers import Context, Proposer, make_proposer
 from overnight.records import Experiment, incumbent
 from overnight.run import credentials, heldout_store, sandbox, watch
-from overnight.run.execute import protected_hashes
+from overnight.run.environ import protected_hashes
 from overnight.run.process import kill_tag_survivors
 from overnight.task import TaskSpec
 from overnight.task_load import load_task

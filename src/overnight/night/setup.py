@@ -21,7 +21,7 @@ from pathlib import Path
 from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.layout import TagPaths
-from overnight.run.execute import task_env
+from overnight.run.environ import task_env
 from overnight.run.process import run_process
 from overnight.task import TaskSpec
 

@@ -204,9 +204,7 @@ def render(page: page_data.PageData) -> str:
 
 
 def write_html(journal: Journal, tag: str, task: TaskSpec, state_dir: Path, path: Path) -> Path:
-    from overnight.report.markdown import importances
-
     page = page_data.build(journal, tag, task, state_dir)
-    page.importances = importances(state_dir, tag)
+    page.importances = page_data.importances(state_dir, tag)
     path.write_text(render(page))
     return path

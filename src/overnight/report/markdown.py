@@ -15,11 +15,11 @@ from overnight import layout
 from overnight.journal import Journal
 from overnight.night import screen
 from overnight.records import Experiment, ExpStatus
+from overnight.report.html import write_html
+from overnight.report.page_data import importances
 from overnight.report.status import fmt_value, headline, noise_line, running_best, status_dict
 from overnight.report.usage import usage_markdown
 from overnight.task import TaskSpec
-
-MIN_TRIALS_FOR_IMPORTANCE = 8
 
 
 def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None:
@@ -66,26 +66,6 @@ def plot_progress(history: list[Experiment], task: TaskSpec, path: Path) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def importances(state_dir: Path, tag: str) -> dict[str, float] | None:
-    """Optuna's parameter importances for the tag's study, when there are enough trials."""
-    db = layout.optuna_db(state_dir)
-    if not db.exists():
-        return None
-    import optuna
-
-    try:
-        study = optuna.load_study(study_name=tag, storage=f"sqlite:///{db}")
-    except KeyError:
-        return None
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
-        return None
-    try:
-        return optuna.importance.get_param_importances(study)
-    except (ValueError, RuntimeError):
-        return None
 
 
 def report_markdown(journal: Journal, tag: str, task: TaskSpec, state_dir: Path) -> str:
@@ -185,8 +165,6 @@ def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
 
 def write_report(journal: Journal, tag: str, task: TaskSpec, root: Path, out: Path) -> list[Path]:
     """progress.png, report.md and report.html (report/html.py) in `out`."""
-    from overnight.report.html import write_html
-
     out.mkdir(parents=True, exist_ok=True)
     state = layout.state_dir(root)
     png, md = out / "progress.png", out / "report.md"

@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from overnight import layout
 from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval, sample_var, t_quantile
 from overnight.night.state import REBASED_KEY
@@ -244,3 +245,27 @@ def build(journal: Journal, tag: str, task: TaskSpec, state_dir: Path, live: boo
 def rebased_from(e: Experiment) -> int | None:
     value = e.params.get(REBASED_KEY)
     return value if isinstance(value, int) else None
+
+
+# Below this many complete trials optuna's importances say more about the noise than the knobs.
+MIN_TRIALS_FOR_IMPORTANCE = 8
+
+
+def importances(state_dir: Path, tag: str) -> dict[str, float] | None:
+    """Optuna's parameter importances for the tag's study, when there are enough trials."""
+    db = layout.optuna_db(state_dir)
+    if not db.exists():
+        return None
+    import optuna
+
+    try:
+        study = optuna.load_study(study_name=tag, storage=f"sqlite:///{db}")
+    except KeyError:
+        return None
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < MIN_TRIALS_FOR_IMPORTANCE:
+        return None
+    try:
+        return optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError):
+        return None

@@ -27,7 +27,7 @@ from pathlib import Path
 from overnight import gitops
 from overnight.records import RunRequest, RunResult, RunStatus
 from overnight.run import heldout_store, outside, runfiles
-from overnight.run.execute import confine, protected_changed, run_env
+from overnight.run.environ import confine, protected_changed, run_env
 from overnight.run.outcome import read_metric, reads_heldout
 from overnight.run.process import ProcessOutcome, run_process
 from overnight.run.watch import Watch

@@ -22,7 +22,7 @@ import pytest
 from overnight import gitops
 from overnight.executors.base import Job
 from overnight.records import RunRequest, RunResult, RunStatus
-from overnight.run.execute import protected_hashes
+from overnight.run.environ import protected_hashes
 from overnight.task_load import load_task
 from overnight.testing.toy import make_task_repo
 
