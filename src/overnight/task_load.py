@@ -34,22 +34,8 @@ DEFAULT_PATTERN = r"^{name}:\s*([-+0-9.eEinfa]+)"
 
 # The fields each table may hold; anything else is a typo, named with the closest known name.
 SECTIONS = ("task", "metric", "knobs", "limits", "heldout")
-TASK_FIELDS = (
-    "command",
-    "editable",
-    "protected",
-    "budget",
-    "clock",
-    "timeout",
-    "env",
-    "rescore",
-    "rescore_tolerance",
-    "watch",
-    "pass_env",
-    "setup",
-    "setup_timeout",
-    "fixed_budget",
-)
+TASK_FIELDS = ("command", "editable", "protected", "budget", "clock", "timeout", "env", "rescore")
+TASK_FIELDS += ("rescore_tolerance", "watch", "pass_env", "setup", "setup_timeout", "fixed_budget")
 METRIC_FIELDS = ("name", "goal", "source", "pattern")
 
 
@@ -120,6 +106,36 @@ def _paths(table: dict, key: str, root: Path, required: bool) -> tuple[str, ...]
 def load_task(root: Path | str) -> TaskSpec:
     """Read and validate `overnight.toml` in `root`."""
     root = Path(root).resolve()
+    data = _read(root)
+    _no_unknown(data, SECTIONS, "")
+    task = _require(data, "task", dict, "")
+    _no_unknown(task, TASK_FIELDS, "task")
+    command = _require(task, "command", str, "task")
+    if not command.strip():
+        raise TaskSpecError(
+            f'{SPEC_FILE}: task.command is empty — name the training command, e.g. command = "python train.py"'
+        )
+    editable, protected = _files(task, root)
+    budget, timeout, clock = _budget(task)
+    return TaskSpec(
+        root=root,
+        command=command,
+        editable=editable,
+        protected=protected,
+        budget=budget,
+        clock=clock,
+        timeout_setting=timeout,
+        metric=_metric(data),
+        env=_env(task),
+        knobs=_knobs(data),
+        limits=_limits(data.get("limits", {})),
+        heldout=_heldout(data.get("heldout")),
+        **_commands(task),
+    )
+
+
+def _read(root: Path) -> dict:
+    """overnight.toml of `root` as a dict, or one line saying what is wrong with the file."""
     path = root / SPEC_FILE
     if not path.is_file():
         raise TaskSpecError(f"no {SPEC_FILE} in {root} — run `overnight init DIR` or write one (see docs/task-spec.md)")
@@ -129,14 +145,11 @@ def load_task(root: Path | str) -> TaskSpec:
         raise TaskSpecError(f"{SPEC_FILE} is not UTF-8 text (byte {exc.start}) — save it as UTF-8") from None
     except tomllib.TOMLDecodeError as exc:
         raise TaskSpecError(f"{SPEC_FILE} is not valid TOML: {exc} — fix the syntax") from None
-    _no_unknown(data, SECTIONS, "")
-    task = _require(data, "task", dict, "")
-    _no_unknown(task, TASK_FIELDS, "task")
-    command = _require(task, "command", str, "task")
-    if not command.strip():
-        raise TaskSpecError(
-            f'{SPEC_FILE}: task.command is empty — name the training command, e.g. command = "python train.py"'
-        )
+    return data
+
+
+def _files(task: dict, root: Path) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The editable and the protected files (the spec itself always protected), each a file."""
     editable = _paths(task, "editable", root, required=True)
     if not editable:
         raise TaskSpecError(f"{SPEC_FILE}: task.editable is empty — name the file(s) proposers may change")
@@ -154,6 +167,11 @@ def load_task(root: Path | str) -> TaskSpec:
             )
         if not (root / p).is_file():
             raise TaskSpecError(f"{SPEC_FILE}: file {p!r} named in [task] does not exist in {root}")
+    return editable, protected
+
+
+def _budget(task: dict) -> tuple[float, float | None, str]:
+    """The budget in seconds, the timeout setting (None: derived) and the clock."""
     budget = _number(_require(task, "budget", (int, float), "task"), "task.budget (seconds)", strict=True)
     if budget > MAX_BUDGET:
         raise TaskSpecError(f"{SPEC_FILE}: task.budget is {budget:g} s, over a week ({MAX_BUDGET} s) — give seconds")
@@ -168,6 +186,10 @@ def load_task(root: Path | str) -> TaskSpec:
             f"{SPEC_FILE}: task.clock is {repr(clock)[:40]} — use {' or '.join(repr(c) for c in CLOCKS)} "
             '("cpu": training time in CPU seconds, for a CPU shared with other work)'
         )
+    return budget, None if timeout is None else float(timeout), clock
+
+
+def _env(task: dict) -> dict[str, str]:
     env = task.get("env", {})
     if not isinstance(env, dict):
         raise TaskSpecError(f'{SPEC_FILE}: task.env must be a table of NAME = "value"')
@@ -178,6 +200,10 @@ def load_task(root: Path | str) -> TaskSpec:
             )
         if isinstance(value, (dict, list)) or "\0" in str(value):
             raise TaskSpecError(f"{SPEC_FILE}: task.env.{key} must be a plain value without NUL — fix it")
+    return {str(k): str(v) for k, v in env.items()}
+
+
+def _metric(data: dict) -> Metric:
     metric_table = _require(data, "metric", dict, "")
     _no_unknown(metric_table, METRIC_FIELDS, "metric")
     name = _require(metric_table, "name", str, "metric")
@@ -196,12 +222,20 @@ def load_task(root: Path | str) -> TaskSpec:
         re.compile(pattern, re.MULTILINE)
     except re.error as exc:
         raise TaskSpecError(f"{SPEC_FILE}: metric.pattern is not a valid regex ({exc})") from None
+    return Metric(name, goal, source, pattern)
+
+
+def _knobs(data: dict) -> dict:
     knobs = data.get("knobs", {})
     if not isinstance(knobs, dict):
         raise TaskSpecError(f"{SPEC_FILE}: [knobs] must be a table")
     for knob_name, spec in knobs.items():
         _check_knob(knob_name, spec)
-    limits = _limits(data.get("limits", {}))
+    return knobs
+
+
+def _commands(task: dict) -> dict:
+    """The re-score and setup commands and the task's other optional fields, as TaskSpec's."""
     rescore = task.get("rescore")
     if rescore is not None and not (isinstance(rescore, str) and rescore.strip()):
         raise TaskSpecError(f"{SPEC_FILE}: task.rescore must be a command line")
@@ -221,27 +255,15 @@ def load_task(root: Path | str) -> TaskSpec:
     watch = task.get("watch", [])
     if not isinstance(watch, list) or not all(isinstance(w, str) and w for w in watch):
         raise TaskSpecError(f"{SPEC_FILE}: task.watch must be a list of file paths")
-    return TaskSpec(
-        heldout=_heldout(data.get("heldout")),
-        watch=tuple(watch),
-        root=root,
-        limits=limits,
-        rescore=rescore,
-        rescore_tolerance=float(tol),
-        command=command,
-        editable=editable,
-        protected=protected,
-        budget=budget,
-        clock=clock,
-        fixed_budget=fixed_budget,
-        timeout_setting=None if timeout is None else float(timeout),
-        metric=Metric(name, goal, source, pattern),
-        env={str(k): str(v) for k, v in env.items()},
-        knobs=knobs,
-        pass_env=tuple(pass_env),
-        setup=setup,
-        setup_timeout=float(setup_timeout),
-    )
+    return {
+        "rescore": rescore,
+        "rescore_tolerance": float(tol),
+        "setup": setup,
+        "setup_timeout": float(setup_timeout),
+        "pass_env": tuple(pass_env),
+        "fixed_budget": fixed_budget,
+        "watch": tuple(watch),
+    }
 
 
 def _heldout(table: Any) -> Heldout | None:

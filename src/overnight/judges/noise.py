@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 from overnight.judges.base import Judge, Verdict
 from overnight.judges.drift import drift_message, remeasure_due
+from overnight.judges.gain import measure_gain
 from overnight.judges.paired import Design, choose, spread_p
 from overnight.judges.pooled import before, differences, noise_of, ok_runs, paired_noise_of
 from overnight.judges.seeds import SEED_VAR, ignores_seed_why
@@ -230,41 +231,22 @@ class NoiseJudge(Judge):
                 more_incumbent_runs=len(missing),
                 incumbent_seeds=tuple(missing),
             )
-        if design.paired:
-            pnoise = self.yardstick(design, history)
-            sd = pnoise.sd or 1e-12 * max(1.0, abs(value))  # no noise left within a seed: exact
-            k = len(pairs)
-            raw_gain = mean([metric.improvement(c, i) for _, c, i in pairs])
-            se = sd / math.sqrt(k)
-            crit = self.critical_t(pnoise.df, PAIRED, self.screen_for(design))
-            df = pnoise.df
-            over = f"over {k} pair(s) with #{incumbent.id}"
-            noise_said = (
-                f"paired sd {pnoise.sd:.3g} (df {pnoise.df}), run sd {noise.sd:.3g} (df {noise.df}); {design.why}"
-            )
-        else:
-            k = n
-            raw_gain = metric.improvement(value, mean(inc_values))
-            se = noise.sd * math.sqrt(1 / n + 1 / n_inc)
-            crit = self.critical_t(noise.df, n_inc)
-            df = noise.df
-            over = f"over {n} run(s) vs {len(inc_values)} of #{incumbent.id}"
-            noise_said = f"noise sd {noise.sd:.3g} (df {noise.df}); {design.why}"
-        gain = raw_gain - self.s.line_price * max(lines, 0)
-        t = gain / se
+        g = measure_gain(self, design, pairs, values, inc_values, n_inc, noise, history, metric, incumbent.id)
+        gain = g.raw_gain - self.s.line_price * max(lines, 0)
+        t = gain / g.se
         simplification = self.s.simplify and lines < 0
         # Non-inferiority for simplifications: t shifted by the margin (in run sds), against
         # one-sided 1 - alpha.
-        t_ni = (gain + self.s.simplify_margin * noise.sd) / se
-        crit_ni = t_quantile(1 - self.s.alpha, df)
+        t_ni = (gain + self.s.simplify_margin * noise.sd) / g.se
+        crit_ni = t_quantile(1 - self.s.alpha, g.df)
         why = (
-            f"gain {gain:+.4g} (raw {raw_gain:+.4g}, {lines:+d} lines) {over}; "
-            f"se {se:.3g}, t {t:.2f}, need {crit:.2f}; {noise_said}"
+            f"gain {gain:+.4g} (raw {g.raw_gain:+.4g}, {lines:+d} lines) {g.over}; "
+            f"se {g.se:.3g}, t {t:.2f}, need {g.crit:.2f}; {g.noise_said}"
         )
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
         verdict = self._decide(
-            k, simplification, t, crit, why, value, t_ni > crit_ni, design.paired, self.screen_for(design)
+            g.k, simplification, t, g.crit, why, value, t_ni > crit_ni, design.paired, self.screen_for(design)
         )
         if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most

@@ -129,6 +129,20 @@ def _detectable(history: list, info: dict) -> tuple[float | None, Design | None]
     return detectable_gain(NoiseJudge(settings), history)
 
 
+def _noise(history: list[Experiment], design: Design | None) -> dict:
+    """The night's noise as `status --json` shows it (judges/pooled.py)."""
+    noise, paired = noise_of(history), paired_noise_of(history)
+    return {
+        "sd": noise.sd if noise.known else None,
+        "df": noise.df,
+        "paired_sd": paired.sd if paired.df else None,  # of a difference of two runs under one seed
+        "paired_df": paired.df,
+        # how the noise judge compares the next candidate (judges/paired.py), and why
+        "design": None if design is None else ("paired" if design.paired else "unpaired"),
+        "design_why": None if design is None else design.why,
+    }
+
+
 def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     history = journal.experiments(tag)
     info = journal.tag_info(tag) or {}
@@ -141,8 +155,6 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
     hours = max(last - started, 1e-9) / 3600
     running = [e for e in history if e.status == ExpStatus.RUNNING]
     kept = sum(e.status == ExpStatus.KEPT for e in history if e.parent_id is not None)
-    noise = noise_of(history)
-    paired = paired_noise_of(history)
     detectable, design = _detectable(history, info)
     gain = None
     if baseline is not None and best is not None and baseline.value is not None and best.value is not None:
@@ -186,15 +198,7 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         },
         "gain": gain,
         "experiments_per_hour": len(finished) / hours if finished else 0.0,
-        "noise": {
-            "sd": noise.sd if noise.known else None,
-            "df": noise.df,
-            "paired_sd": paired.sd if paired.df else None,  # of a difference of two runs under one seed
-            "paired_df": paired.df,
-            # how the noise judge compares the next candidate (judges/paired.py), and why
-            "design": None if design is None else ("paired" if design.paired else "unpaired"),
-            "design_why": None if design is None else design.why,
-        },
+        "noise": _noise(history, design),
         # The gain the noise judge would keep with 80 % probability now (judges/power.py), in
         # metric units; None before the noise is measured, or under another judge.
         "detectable_gain": detectable,

@@ -76,6 +76,22 @@ def stop_group(proc: subprocess.Popen, grace: float) -> None:
     proc.wait()
 
 
+def _end(proc: subprocess.Popen, status, runaway: bool):
+    """The process's status once it and its group are gone: a runaway killed at once, anything
+    else asked to stop (SIGTERM) and given KILL_GRACE_SECONDS, the group swept after either."""
+    if status is None and runaway:
+        kill_group(proc, signal.SIGKILL)  # a runaway gets no grace: it is filling memory or disk
+    if status is None:
+        kill_group(proc, signal.SIGTERM)
+        deadline = time.monotonic() + KILL_GRACE_SECONDS
+        while status is None and time.monotonic() < deadline:
+            status = _reap(proc, block=False)
+            time.sleep(0.02)
+    # Always sweep the group: children that outlive a clean exit must not keep a GPU busy.
+    kill_group(proc, signal.SIGKILL)
+    return status if status is not None else _reap(proc, block=True)
+
+
 def run_process(
     command: str,
     cwd: Path,
@@ -134,18 +150,7 @@ def run_process(
             break
         # Short polls at first: a sub-second run should not pay 50 ms of harness latency.
         time.sleep(min(POLL_SECONDS, 0.002 + (now - start) / 50))
-    if status is None and killed_for:
-        kill_group(proc, signal.SIGKILL)  # a runaway gets no grace: it is filling memory or disk
-    if status is None:
-        kill_group(proc, signal.SIGTERM)
-        deadline = time.monotonic() + KILL_GRACE_SECONDS
-        while status is None and time.monotonic() < deadline:
-            status = _reap(proc, block=False)
-            time.sleep(0.02)
-    # Always sweep the group: children that outlive a clean exit must not keep a GPU busy.
-    kill_group(proc, signal.SIGKILL)
-    if status is None:
-        status = _reap(proc, block=True)
+    status = _end(proc, status, runaway=bool(killed_for))
     if MARKER_VAR in env:
         _sweep_marked(env[MARKER_VAR])
     reader.join(5)
