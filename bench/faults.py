@@ -38,8 +38,9 @@ import time
 from pathlib import Path
 
 from overnight import gitops
-from overnight.journal import TSV_STATUS, Journal
+from overnight.journal import Journal
 from overnight.records import ExpStatus
+from overnight.results_tsv import TSV_STATUS
 from overnight.testing.procs import CLI
 from overnight.testing.toy import make_toy
 

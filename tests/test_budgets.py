@@ -23,6 +23,19 @@ EXEMPT = ("tasks/",)
 # Named in the map by their folder's line rather than one by one: the test helpers and the
 # packages' registries.
 UNLISTED = ("testing/", "__init__.py", "__main__.py")
+# Still over, with the size they may not pass: the night's loop and the CLI's `run` are being
+# reshaped (one lifecycle function, RunConfig validating its own options: issue 32). An entry
+# fails the test when it grows, and when it is no longer over (take it out then).
+STILL_OVER = {"cli.py": 385, "night/scheduler.py": 374, "cli.py:run": 107}
+
+
+def over_budget(found: dict[str, int], limit: int) -> list[str]:
+    """What breaks the budget: over `limit` and not a STILL_OVER entry at or under its size, or
+    a STILL_OVER entry of this kind that is back under `limit` (the list is kept current)."""
+    bad = [f"{k} {n} > {STILL_OVER.get(k, limit)}" for k, n in found.items() if n > STILL_OVER.get(k, limit)]
+    kind = [k for k in STILL_OVER if (":" in k) == (limit == MAX_FUNCTION_LINES)]
+    bad += [f"{k} is under {limit} now: take it out of STILL_OVER" for k in kind if found.get(k, 0) <= limit]
+    return bad
 
 
 def modules() -> list[Path]:
@@ -36,19 +49,20 @@ def dotted(path: Path) -> str:
 
 
 def test_every_module_is_under_its_line_budget():
-    over = {str(p.relative_to(SRC)): n for p in modules() if (n := len(p.read_text().splitlines())) > MAX_MODULE_LINES}
-    assert not over, f"modules over {MAX_MODULE_LINES} lines: {over}"
+    found = {str(p.relative_to(SRC)): len(p.read_text().splitlines()) for p in modules()}
+    bad = over_budget(found, MAX_MODULE_LINES)
+    assert not bad, f"modules over {MAX_MODULE_LINES} lines: {bad}"
 
 
 def test_every_function_is_under_its_line_budget():
-    over = {}
+    found = {}
     for p in modules():
         for node in ast.walk(ast.parse(p.read_text())):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-                lines = node.end_lineno - node.lineno + 1
-                if lines > MAX_FUNCTION_LINES:
-                    over[f"{p.relative_to(SRC)}:{node.name}"] = lines
-    assert not over, f"functions over {MAX_FUNCTION_LINES} lines: {over}"
+                name = f"{p.relative_to(SRC)}:{node.name}"
+                found[name] = max(found.get(name, 0), node.end_lineno - node.lineno + 1)
+    bad = over_budget(found, MAX_FUNCTION_LINES)
+    assert not bad, f"functions over {MAX_FUNCTION_LINES} lines: {bad}"
 
 
 def test_the_readme_is_under_its_size_budget():

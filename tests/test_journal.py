@@ -6,8 +6,9 @@ import sqlite3
 
 import pytest
 
-from overnight.journal import TSV_HEADER, Journal
+from overnight.journal import Journal
 from overnight.records import ExpStatus, RunResult, RunStatus
+from overnight.results_tsv import TSV_HEADER
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

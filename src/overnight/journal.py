@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from overnight.records import Experiment, ExpStatus, Run, RunResult, RunStatus
+from overnight.results_tsv import write_results_tsv
 from overnight.tamper import TamperCheck, own_write
 
 SCHEMA = """
@@ -45,16 +46,6 @@ CREATE TABLE IF NOT EXISTS events (
 CREATE INDEX IF NOT EXISTS experiments_by_tag ON experiments(tag, id);
 CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment_id, id);
 """
-
-
-# autoresearch's results.tsv knows three statuses.
-TSV_STATUS = {
-    ExpStatus.KEPT: "keep",
-    ExpStatus.DISCARDED: "discard",
-    ExpStatus.DUPLICATE: "discard",
-    ExpStatus.SCREENED: "discard",
-}
-TSV_HEADER = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\n"
 
 
 class Journal:
@@ -337,21 +328,5 @@ class Journal:
 
     # --- export -----------------------------------------------------------------------------
     def write_results_tsv(self, tag: str, path: Path) -> None:
-        """autoresearch's results.tsv: one row per finished experiment, written atomically."""
-        lines = [TSV_HEADER]
-        for e in self.experiments(tag):
-            if not e.status.final:
-                continue
-            status = TSV_STATUS.get(e.status, "crash")
-            value = e.value if (e.value is not None and status != "crash") else 0.0
-            mem = (e.peak_memory_mb or 0.0) / 1024
-            desc = " ".join(e.description.split()).replace("\t", " ")
-            if e.status == ExpStatus.SCREENED:  # its only value is a short run's (not comparable)
-                short = [r for r in e.screens if r.value is not None]
-                value = short[-1].value if short else 0.0
-                given = f" at {short[-1].budget:g} s" if short and short[-1].budget else ""
-                desc += f" [screened out{given}]"
-            lines.append(f"{(e.commit_sha or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{status}\t{desc}\n")
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text("".join(lines))
-        tmp.replace(path)
+        """autoresearch's results.tsv of the tag (results_tsv.py), written atomically."""
+        write_results_tsv(self.experiments(tag), path)
