@@ -7,7 +7,6 @@ group, as it does cli_model's. Each opens the journal or the task, calls the lib
 from __future__ import annotations
 
 import json
-import math
 import signal
 import sys
 import threading
@@ -22,10 +21,10 @@ from overnight.cli_model import model_options
 from overnight.errors import OvernightError
 from overnight.executors import EXECUTORS
 from overnight.layout import journal_path, state_dir
-from overnight.night.config import RunConfig
+from overnight.night.config import RunConfig, check_budget
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers import ProposerOptions
-from overnight.task import CLOCKS, MAX_BUDGET
+from overnight.task import CLOCKS
 from overnight.task_load import load_task
 
 
@@ -208,12 +207,6 @@ def _stopped_by_signals():
     finally:
         signal.signal(signal.SIGINT, old_int)
         signal.signal(signal.SIGTERM, old_term)
-
-
-def check_budget(budget: float | None) -> None:
-    """--budget of run, verify and ablate: seconds, above 0 and at most MAX_BUDGET."""
-    if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
-        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 60")
 
 
 def _check_options(f):

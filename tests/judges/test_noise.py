@@ -343,7 +343,7 @@ def test_make_judge_passes_settings():
 
 
 def test_cli_flags_reach_the_settings():
-    from overnight.cli import noise_settings
+    from overnight.cli_run import noise_settings
 
     assert noise_settings(correct_selection=None, baseline_runs=None) == NoiseSettings()
     s = noise_settings(correct_selection=False, simplify=False, remeasure_every=0)

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
+from overnight.errors import OvernightError
 from overnight.judges.noise import NoiseSettings
 from overnight.night.screen import ScreenSettings
+from overnight.night.tags import check_tag
 from overnight.proposers import ProposerOptions
 from overnight.records import Experiment
+from overnight.task import MAX_BUDGET
+
+MAX_SEED = 2**31 - 1  # --seed seeds the search: numpy and Optuna take 32-bit seeds
+
+
+def check_budget(budget: float | None) -> None:
+    """--budget of run, verify and ablate: seconds, above 0 and at most MAX_BUDGET."""
+    if budget is not None and not (math.isfinite(budget) and 0 < budget <= MAX_BUDGET):
+        raise OvernightError(f"--budget must be seconds, above 0 and at most a week, got {budget:g} — e.g. --budget 60")
 
 
 @dataclass(frozen=True)
@@ -34,6 +46,36 @@ class RunConfig:
     gpus: tuple[str, ...] | None = None  # local: pin slots to these device ids; None: detect
     ray_address: str | None = None  # ray: the cluster to join; None: start a local one
     log_to: tuple[str, ...] = ()  # trackers each finished experiment is sent to (report/trackers.py)
+
+    def __post_init__(self) -> None:
+        """Every option checked where it is defined, in the words of the CLI flag that sets it:
+        a bad value is one line and exit code 2 before anything is written (the CLI only parses)."""
+        if self.experiments is not None and self.experiments < 1:
+            raise OvernightError("--experiments must be at least 1 (the baseline counts as one)")
+        if self.hours is not None and not (math.isfinite(self.hours) and self.hours > 0):
+            raise OvernightError(
+                f"--hours must be a positive number, got {self.hours} — e.g. --hours 8, or leave it "
+                "out to run until --experiments or Ctrl-C"
+            )
+        check_budget(self.budget)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise OvernightError(f"--seed must be from 0 to {MAX_SEED}, got {self.seed} — pick a smaller seed")
+        if self.tag is not None:
+            check_tag(self.tag)
+        self.proposer_options.check_numbers()
+        if self.slots is not None and self.slots < 1:
+            raise OvernightError("--slots must be at least 1")
+        if self.gpus is not None and (
+            not self.gpus or not all(g.isdigit() or g.startswith(("GPU-", "MIG-")) for g in self.gpus)
+        ):
+            raise OvernightError(
+                f"--gpus needs device ids (indices or GPU-/MIG- UUIDs), got {','.join(self.gpus)!r} — e.g. --gpus 0,1"
+            )
+        if self.ray_address is not None and self.executor != "ray":
+            raise OvernightError("--ray-address needs --executor ray")
+        fraction = self.screening.fraction
+        if not 0 < fraction < 1:
+            raise OvernightError(f"--screen-fraction must be between 0 and 1, got {fraction} — e.g. 0.25")
 
     def resolved(self, task=None) -> RunConfig:
         """The defaults that depend on other fields and on the task made explicit (as journaled
