@@ -18,7 +18,7 @@ from overnight.errors import OvernightError
 from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.options import PROVIDERS, ProposerOptions
-from overnight.records import Experiment, ExpStatus, incumbent
+from overnight.records import EventKind, Experiment, ExpStatus, incumbent
 from overnight.task_load import load_task
 
 # flag -> (ProposerOptions field, click type, help)
@@ -80,7 +80,7 @@ def note(text: str, directory: Path, tag: str | None) -> None:
     if tag is not None and tag not in known:
         raise OvernightError(f"no run tagged {tag!r} — known tags: {', '.join(known) or 'none'}")
     target = resolve_tag(journal, tag) if known else None  # None: for the first run to come
-    journal.event(target, "note", text.strip())
+    journal.event(target, EventKind.NOTE, text.strip())
     where = f"run {target}" if target else "the next run"
     click.echo(f"noted for {where}: the next llm/agent prompts carry it (see `overnight prompt`)")
 

@@ -15,7 +15,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from overnight.records import Experiment, ExpStatus, Run, RunResult, RunStatus
+from overnight.records import EventKind, Experiment, ExpStatus, Run, RunResult, RunStatus
 from overnight.results_tsv import write_results_tsv
 from overnight.tamper import TamperCheck, own_write
 
@@ -273,16 +273,16 @@ class Journal:
     def set_mismatch(self, tag: str, run_id: int, error: str) -> None:
         """The protected re-score disagreed or failed: the run becomes `mismatch`, with the
         `rescore-mismatch` event in the same transaction (a kill between them loses neither)."""
-        self._rerule(tag, run_id, RunStatus.MISMATCH, error, "rescore-mismatch")
+        self._rerule(tag, run_id, RunStatus.MISMATCH, error, EventKind.RESCORE_MISMATCH)
 
     def set_lost(self, tag: str, run_id: int, error: str) -> None:
         """An ended run that can no longer be re-scored (its run directory went with a Ray
         node, or with the controller that knew where it was): it becomes `interrupted`, so it
         counts for nothing and is run again, with the `requeued` event in the same transaction."""
-        self._rerule(tag, run_id, RunStatus.INTERRUPTED, error, "requeued")
+        self._rerule(tag, run_id, RunStatus.INTERRUPTED, error, EventKind.REQUEUED)
 
     @own_write
-    def _rerule(self, tag: str, run_id: int, status: RunStatus, error: str, kind: str) -> None:
+    def _rerule(self, tag: str, run_id: int, status: RunStatus, error: str, kind: EventKind) -> None:
         """An ended run's status changed after the fact, and the event saying why, atomically."""
         self.db.execute("UPDATE runs SET status=?, error=? WHERE id=?", (status.value, error, run_id))
         exp_id = self.db.execute("SELECT experiment_id FROM runs WHERE id=?", (run_id,)).fetchone()[0]

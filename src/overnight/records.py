@@ -66,6 +66,44 @@ FAILED_STATUS = {
 }
 
 
+class EventKind(str, Enum):
+    """The kind of a journal event (journal.py's `events` table); the stored strings are what
+    `status --json`, report.html and a user's own queries read, so they never change."""
+
+    ABLATE = "ablate"
+    BASELINE = "baseline"  # older journals only
+    DRIFT = "drift"
+    DUPLICATE = "duplicate"
+    ENDPOINT = "endpoint"
+    FALLBACK = "fallback"
+    FALLBACK_END = "fallback-end"
+    FITS_VALIDATION = "fits-validation"
+    HELDOUT = "heldout"
+    IGNORES_SEED = "ignores-seed"
+    INCUMBENT_FAILED = "incumbent-failed"
+    JOURNAL_TAMPERED = "journal-tampered"
+    NO_HELDOUT = "no-heldout"
+    NOTE = "note"
+    OOM = "oom"
+    OUTSIDE_TAMPERED = "outside-tampered"
+    OVER_BUDGET = "over-budget"
+    READS_HELDOUT = "reads-heldout"
+    REQUEUED = "requeued"
+    RESCORE_MISMATCH = "rescore-mismatch"
+    RESUME = "resume"
+    SCREEN = "screen"
+    SCREEN_OFF = "screen-off"
+    SCREEN_PARTNER_FAILED = "screen-partner-failed"
+    SETUP = "setup"
+    SLOTS = "slots"
+    SURVIVORS = "survivors"
+    TRACKER = "tracker"
+    VERIFY = "verify"
+
+    def __str__(self) -> str:  # the stored string, in f-strings and SQL parameters alike
+        return self.value
+
+
 class VerdictAction(str, Enum):
     """A judge's answer (judges/base.py): keep, discard, or measure more first."""
 

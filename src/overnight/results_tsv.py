@@ -24,8 +24,8 @@ def write_results_tsv(experiments: list[Experiment], path: Path) -> None:
     for e in experiments:
         if not e.status.final:
             continue
-        status = TSV_STATUS.get(e.status, "crash")
-        value = e.value if (e.value is not None and status != "crash") else 0.0
+        word = TSV_STATUS.get(e.status, "crash")  # autoresearch's word for it
+        value = e.value if (e.value is not None and e.status in TSV_STATUS) else 0.0
         mem = (e.peak_memory_mb or 0.0) / 1024
         desc = " ".join(e.description.split()).replace("\t", " ")
         if e.status == ExpStatus.SCREENED:  # its only value is a short run's (not comparable)
@@ -33,7 +33,7 @@ def write_results_tsv(experiments: list[Experiment], path: Path) -> None:
             value = short[-1].value if short else 0.0
             given = f" at {short[-1].budget:g} s" if short and short[-1].budget else ""
             desc += f" [screened out{given}]"
-        lines.append(f"{(e.commit_sha or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{status}\t{desc}\n")
+        lines.append(f"{(e.commit_sha or '0000000')[:7]}\t{value:.6f}\t{mem:.1f}\t{word}\t{desc}\n")
     tmp = path.with_suffix(".tmp")
     tmp.write_text("".join(lines))
     tmp.replace(path)

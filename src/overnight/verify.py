@@ -34,7 +34,7 @@ from overnight.errors import OvernightError
 from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval
 from overnight.night import seeding
-from overnight.records import Experiment, ExpStatus, RunRequest, RunStatus, incumbent
+from overnight.records import EventKind, Experiment, ExpStatus, RunRequest, RunStatus, incumbent
 from overnight.run.environ import protected_hashes
 from overnight.run.execute import execute
 from overnight.task import TaskSpec, with_clock
@@ -186,7 +186,9 @@ def verify(rm: Remeasure) -> tuple[list[float], Comparison]:
     )
     result = rm.compare(f"#{best.id}", top, base)
     rm.journal.event(
-        rm.tag, "verify", json.dumps({"baseline": base.values, "best_id": best.id, **asdict(result), **rm.conditions()})
+        rm.tag,
+        EventKind.VERIFY,
+        json.dumps({"baseline": base.values, "best_id": best.id, **asdict(result), **rm.conditions()}),
     )
     return base.values, result
 
@@ -251,7 +253,7 @@ def ablate(rm: Remeasure) -> tuple[list[float], list[Comparison]]:
         results.append(rm.compare(f"#{change.id}", next(rest), top, note, better="reference"))
     rm.journal.event(
         rm.tag,
-        "ablate",
+        EventKind.ABLATE,
         json.dumps(
             {"best_id": best.id, "best": top.values, "changes": [asdict(r) for r in results], **rm.conditions()}
         ),

@@ -59,7 +59,7 @@ from overnight.judges.stats import (
     t_quantile,
     z_to_t,
 )
-from overnight.records import Experiment, ExpStatus, Run, RunStatus, VerdictAction
+from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus, VerdictAction
 from overnight.task import Metric
 
 
@@ -200,7 +200,7 @@ class NoiseJudge(Judge):
                 VerdictAction.DISCARD,
                 f"ignores {SEED_VAR}: {pinned}; one seed's luck is not a gain",
                 value,
-                flags=("ignores-seed",),
+                flags=(EventKind.IGNORES_SEED,),
             )
         inc_values = [v for _, v in inc_runs]
         noise = noise_of(history)

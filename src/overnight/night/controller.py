@@ -31,7 +31,7 @@ from overnight.night.config import Observer, RunConfig
 from overnight.night.state import Night
 from overnight.night.tags import TagLock, check_tag, open_journal, resolve_tag, state_folder
 from overnight.proposers import Context, Proposer, make_proposer
-from overnight.records import Experiment, incumbent
+from overnight.records import EventKind, Experiment, incumbent
 from overnight.run import credentials, heldout_store, sandbox, watch
 from overnight.run.environ import protected_hashes
 from overnight.run.process import kill_tag_survivors
@@ -104,7 +104,7 @@ class Controller:
 
         trackers, failed = make_trackers(self.cfg.log_to, self.tag, self.root)
         for text in failed:
-            self.journal.event(self.tag, "tracker", text)
+            self.journal.event(self.tag, EventKind.TRACKER, text)
             inner.message(f"tracker failed to start (the night goes on): {text}")
         return TrackingObserver(inner, trackers, self.journal, self.tag, self.task.metric.name)
 
@@ -175,7 +175,7 @@ class Controller:
         if info is not None:
             recovered = self.journal.recover(self.tag)
             if recovered:
-                self.journal.event(self.tag, "resume", f"{recovered} interrupted run(s) will run again")
+                self.journal.event(self.tag, EventKind.RESUME, f"{recovered} interrupted run(s) will run again")
                 self.obs.message(f"resuming {self.tag}: {recovered} interrupted run(s) will run again")
             self.seed_secret = info["config"].get(seeding.SECRET_KEY)
             return info["base_commit"]
@@ -205,7 +205,7 @@ class Controller:
         killed = kill_tag_survivors(self.paths.folder)
         if killed:
             text = f"killed {killed} process(es) of {self.tag} left running by a previous controller"
-            self.journal.event(self.tag, "survivors", text)
+            self.journal.event(self.tag, EventKind.SURVIVORS, text)
             self.obs.message(text)
 
     def _sweep_worktrees(self) -> None:
@@ -282,7 +282,7 @@ class Controller:
         self.obs.message(f"setup: {self.task.setup} (once, before the runs; log in {self.tag}/setup.txt)")
         seconds = task_setup.run_setup(self.task, self.base_commit, self.paths, self.cfg.seed, self.stop)
         if seconds is not None:
-            self.journal.event(self.tag, "setup", f"{self.task.setup}: done in {seconds:.1f} s")
+            self.journal.event(self.tag, EventKind.SETUP, f"{self.task.setup}: done in {seconds:.1f} s")
             self.obs.message(f"setup done in {seconds:.1f} s")
 
     def _replay(self) -> None:

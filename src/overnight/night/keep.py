@@ -28,7 +28,7 @@ from overnight.judges.base import Verdict
 from overnight.judges.stats import mean
 from overnight.night.rescorer import Rescorer
 from overnight.night.state import Night
-from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus, VerdictAction
+from overnight.records import FAILED_STATUS, EventKind, Experiment, ExpStatus, RunResult, RunStatus, VerdictAction
 from overnight.run import heldout_store
 
 
@@ -196,17 +196,17 @@ class Keeper:
             scored[exp.id] = rows
         if not scored[e.id] and heldout_store.loaded(task) is not None:
             # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
-            n.journal.event(n.tag, "heldout", f"#{e.id}: no held-out score by the harness: not kept")
+            n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: no held-out score by the harness: not kept")
             return replace(
                 verdict,
                 action=VerdictAction.DISCARD,
-                flags=(*verdict.flags, "no-heldout"),
+                flags=(*verdict.flags, EventKind.NO_HELDOUT),
                 reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
             )
         if not scored[e.id] or not scored[target.id]:
             n.journal.event(
                 n.tag,
-                "heldout",
+                EventKind.HELDOUT,
                 f"#{e.id}: no held-out score for it or #{target.id} (scored before [heldout] existed?): not checked",
             )
             return verdict
@@ -225,12 +225,12 @@ class Keeper:
             f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
             f"{how})"
         )
-        n.journal.event(n.tag, "heldout", f"#{e.id}: {figures}")
+        n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: {figures}")
         if ho_gain >= need:
             return verdict
         return replace(
             verdict,
             action=VerdictAction.DISCARD,
-            flags=(*verdict.flags, "fits-validation"),
+            flags=(*verdict.flags, EventKind.FITS_VALIDATION),
             reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
         )

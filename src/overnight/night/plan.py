@@ -25,16 +25,16 @@ from overnight.errors import OvernightError
 from overnight.executors.base import Job, Slot
 from overnight.judges.stats import mean
 from overnight.night.keep import Keeper, Step
-from overnight.night.screen import Screener
+from overnight.night.screen import Screener, ScreenStep
 from overnight.night.state import Night
-from overnight.records import FAILED_STATUS, Experiment, ExpStatus, RunResult, RunStatus
+from overnight.records import FAILED_STATUS, EventKind, Experiment, ExpStatus, RunResult, RunStatus
 
 MAX_INCUMBENT_FAILURES = 3
 FLAGGED = {
-    RunStatus.OVER_BUDGET: "over-budget",
-    RunStatus.OOM: "oom",
-    RunStatus.MISMATCH: "rescore-mismatch",
-    RunStatus.READS_HELDOUT: "reads-heldout",
+    RunStatus.OVER_BUDGET: EventKind.OVER_BUDGET,
+    RunStatus.OOM: EventKind.OOM,
+    RunStatus.MISMATCH: EventKind.RESCORE_MISMATCH,
+    RunStatus.READS_HELDOUT: EventKind.READS_HELDOUT,
 }
 
 
@@ -109,7 +109,7 @@ class Planner:
                 if target is None:
                     continue  # proposed while the baseline trained: screened against it once kept
                 action, needs = self.screener.step(e, target, h, busy)
-                if action == "decided":
+                if action == ScreenStep.DECIDED:
                     return True
                 self.queue += [Want(i, incumbent=kept, priority=1, seed=seed, screen=sc) for i, kept, seed, sc in needs]
                 busy |= {i for i, *_ in needs}
@@ -151,7 +151,7 @@ class Planner:
             if not stopping and not n.stop.is_set():  # lost by the executor: run it again
                 n.journal.event(
                     n.tag,
-                    "requeued",
+                    EventKind.REQUEUED,
                     f"run {f.job.run_id} of #{exp.id} on slot {f.slot.name} was lost ({res.error}); it runs again",
                 )
                 n.obs.message(f"#{exp.id}: run lost on slot {f.slot.name} ({res.error}); running it again")
@@ -161,7 +161,7 @@ class Planner:
             n.journal.event(n.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
         if f.want.incumbent and f.want.screen:  # a partner at the short budget: the screen reads it
             if res.status != RunStatus.OK:
-                n.journal.event(n.tag, "screen-partner-failed", f"#{exp.id} run {f.job.run_id}: {res.error}")
+                n.journal.event(n.tag, EventKind.SCREEN_PARTNER_FAILED, f"#{exp.id} run {f.job.run_id}: {res.error}")
         elif f.want.incumbent:
             self._after_incumbent_run(exp, res, f.want.drift)
         elif res.status != RunStatus.OK and not exp.status.final:
@@ -177,7 +177,7 @@ class Planner:
         n = self.night
         if res.status != RunStatus.OK:
             failures = sum(r.status not in (RunStatus.OK, RunStatus.INTERRUPTED, RunStatus.RUNNING) for r in inc.runs)
-            n.journal.event(n.tag, "incumbent-failed", f"#{inc.id} failed when re-run: {res.error}")
+            n.journal.event(n.tag, EventKind.INCUMBENT_FAILED, f"#{inc.id} failed when re-run: {res.error}")
             if failures >= MAX_INCUMBENT_FAILURES:
                 raise OvernightError(
                     f"the incumbent #{inc.id} failed {failures} times when re-run — the task "
@@ -188,5 +188,5 @@ class Planner:
         if drift:
             message = n.judge.drift(n.journal.experiment(inc.id), n.journal.experiments(n.tag))
             if message:
-                n.journal.event(n.tag, "drift", message)
+                n.journal.event(n.tag, EventKind.DRIFT, message)
                 n.obs.message(f"drift: {message}")

@@ -37,7 +37,7 @@ from overnight.night.keep import Keeper
 from overnight.night.plan import Flight, Planner, Want
 from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
-from overnight.records import Experiment, RunRequest, RunResult, RunStatus
+from overnight.records import EventKind, Experiment, RunRequest, RunResult, RunStatus
 from overnight.run import outside
 
 WAIT_SECONDS = 0.1  # longest sleep between looks at the slots (a finished run wakes it at once)
@@ -67,9 +67,8 @@ class Scheduler:
 
     def run(self) -> None:
         n = self.night
-        n.journal.event(
-            n.tag, "slots", json.dumps({"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]})
-        )
+        slots = {"executor": self.ex.name, "slots": [s.describe() for s in self.ex.slots]}
+        n.journal.event(n.tag, EventKind.SLOTS, json.dumps(slots))
         try:
             # A resumed night: runs a keep may still need re-scored, wherever the executor left them.
             history = n.journal.experiments(n.tag)
@@ -114,7 +113,7 @@ class Scheduler:
                 f"the journal's experiments or runs of {self.night.tag} were changed by another process while "
                 f"{', '.join(f'#{i}' for i in suspects) or 'nothing'} ran"
             )
-            j.event(self.night.tag, "journal-tampered", message)
+            j.event(self.night.tag, EventKind.JOURNAL_TAMPERED, message)
             raise OvernightError(
                 f"{message} — the night stops; inspect them (`overnight show ID`), then resume "
                 "with the same command (the changes stay)"
@@ -122,7 +121,7 @@ class Scheduler:
         guard = outside.existing(self.night.root)
         if guard is not None and guard.unrestorable:  # the run that wrote it is already invalid
             message = f"a run wrote {guard.unrestorable[0]} into the Python environment, which runs may import"
-            j.event(self.night.tag, "outside-tampered", message)
+            j.event(self.night.tag, EventKind.OUTSIDE_TAMPERED, message)
             raise OvernightError(
                 f"{message} — the night stops; remove it (and reinstall what it shadows), then resume with "
                 "the same command"

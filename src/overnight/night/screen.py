@@ -30,10 +30,12 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from enum import Enum
+from typing import NamedTuple
 
 from overnight.judges.pooled import latest_by_seed, noise_of, paired_noise_of
 from overnight.judges.stats import pooled_sd
-from overnight.records import Experiment, ExpStatus, Run, RunStatus
+from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,32 @@ class ScreenSettings:
     paired_min_df: int = 4  # the judge's paired sd counts once measured on this many df
 
 
-@dataclass(frozen=True)
-class Decision:
-    verdict: str  # "out" | "promoted" | "audit"
-    gain: float | None  # the paired gain at the short budget (metric units, positive: better)
-    z: float | None
-    why: str
+class ScreenVerdict(str, Enum):
+    """What the screen decided of a candidate (journaled in its `screen` event as the string)."""
+
+    OUT = "out"  # clearly worse at the short budget: screened out, never run at full budget
+    PROMOTED = "promoted"  # not clearly worse: full-budget runs and the judge
+    AUDIT = "audit"  # would be out, run at full budget anyway: the screen's own check
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class ScreenStep(str, Enum):
+    """What `Screener.step` asks of the scheduler."""
+
+    RUN = "run"  # start the runs it names (none: wait for those running)
+    DECIDED = "decided"  # the candidate is finished (screened out)
+
+
+class Need(NamedTuple):
+    """A run the screen needs: of experiment `exp_id` (`incumbent`: a re-measure of a reference
+    rather than the candidate), under `seed` (None: the next), as a screen run or a full one."""
+
+    exp_id: int
+    incumbent: bool
+    seed: int | None
+    screen: bool
 
 
 def ok(run: Run) -> bool:
@@ -108,7 +130,7 @@ def agreement(history: list[Experiment], decided: dict[int, dict], improvement) 
     pairs = []
     for exp_id, d in sorted(decided.items()):
         e, gain = by_id.get(exp_id), d.get("gain")
-        if e is None or gain is None or d["verdict"] == "out" or e.parent_id not in by_id:
+        if e is None or gain is None or d["verdict"] == ScreenVerdict.OUT or e.parent_id not in by_id:
             continue
         mine, theirs = latest_by_seed(e.runs), latest_by_seed(by_id[e.parent_id].runs)
         seed = d["seed"]
@@ -124,7 +146,7 @@ def off_reason(
     by_id = {e.id: e for e in history}
     for exp_id, d in sorted(decided.items()):
         e = by_id.get(exp_id)
-        if d["verdict"] == "audit" and e is not None and e.status == ExpStatus.KEPT:
+        if d["verdict"] == ScreenVerdict.AUDIT and e is not None and e.status == ExpStatus.KEPT:
             return (
                 f"#{exp_id} was kept at full budget although the screen would have dropped it "
                 f"(short gain {d['gain']:+.4g}, z {d['z']:.2f}): short runs miss real gains here",
@@ -154,7 +176,7 @@ class Screener:
     @property
     def on(self) -> bool:
         n = self.night
-        return n.cfg.screen and not n.journal.events(n.tag, "screen-off")
+        return n.cfg.screen and not n.journal.events(n.tag, EventKind.SCREEN_OFF)
 
     @property
     def budget(self) -> float:
@@ -163,40 +185,44 @@ class Screener:
     def check(self, history: list[Experiment]) -> None:
         """The rank check: turn screening off (for good: an event) when it stopped paying."""
         n = self.night
-        decided = decisions(n.journal.events(n.tag, "screen"))
+        decided = decisions(n.journal.events(n.tag, EventKind.SCREEN))
         why, _, _ = off_reason(history, decided, n.task.metric.improvement, self.s)
         if why:
-            n.journal.event(n.tag, "screen-off", why)
+            n.journal.event(n.tag, EventKind.SCREEN_OFF, why)
             n.obs.message(f"screening off: {why}")
 
-    def step(self, e: Experiment, target: Experiment, history: list[Experiment], busy: set[int]):
-        """("decided", []) when `e` was screened out, else ("run", needs): the runs to queue as
+    def step(
+        self, e: Experiment, target: Experiment, history: list[Experiment], busy: set[int]
+    ) -> tuple[ScreenStep, list[Need]]:
+        """(DECIDED, []) when `e` was screened out, else (RUN, needs): the runs to queue as
         (experiment id, is a re-run of a kept one, seed or None, screen run?)."""
         n = self.night
         seed = n.seed(0)
-        decided = decisions(n.journal.events(n.tag, "screen"))
+        decided = decisions(n.journal.events(n.tag, EventKind.SCREEN))
         d = decided.get(e.id)
         if d is None:
             needs = []
             base = history[0]
             for s in map(n.seed, range(self.s.baseline_seeds)):  # how the sd scales with the budget
                 if base.id not in busy and screen_value(base, s) is None and not failed_at(base, s):
-                    needs.append((base.id, True, s, True))
+                    needs.append(Need(base.id, True, s, True))
             c, t = screen_value(e, seed), screen_value(target, seed)
             if c is None:
-                needs.append((e.id, False, seed, True))
+                needs.append(Need(e.id, False, seed, True))
             if t is None and not failed_at(target, seed) and target.id not in busy and target.id != base.id:
-                needs.append((target.id, True, seed, True))
+                needs.append(Need(target.id, True, seed, True))
             if failed_at(target, seed):
-                d = self._decide(e, "promoted", None, None, "the incumbent's screen run failed: not screened")
+                d = self._decide(
+                    e, ScreenVerdict.PROMOTED, None, None, "the incumbent's screen run failed: not screened"
+                )
             elif needs or c is None or t is None:
-                return "run", needs
+                return ScreenStep.RUN, needs
             else:
                 d = self._judge(e, c, t, history, decided)
-        if d["verdict"] == "out":
+        if d["verdict"] == ScreenVerdict.OUT:
             n.finish(e, ExpStatus.SCREENED, d["why"])
-            return "decided", []
-        return "run", [(e.id, False, None, False)]
+            return ScreenStep.DECIDED, []
+        return ScreenStep.RUN, [Need(e.id, False, None, False)]
 
     def _judge(self, e: Experiment, c: float, t: float, history: list[Experiment], decided: dict[int, dict]) -> dict:
         n, s = self.night, self.s
@@ -204,20 +230,22 @@ class Screener:
         gain = n.task.metric.improvement(c, t)
         sigma = sigma_screen(history, s)
         if sigma is None or sigma <= 0:
-            return self._decide(e, "promoted", gain, None, f"not screened: no noise at {pct} measured yet")
+            return self._decide(e, ScreenVerdict.PROMOTED, gain, None, f"not screened: no noise at {pct} measured yet")
         z = gain / sigma
         said = f"at {pct}: {c:.6g} vs the incumbent's {t:.6g} (seed {n.seed(0)}, z {z:.2f}"
         if z >= s.z:
-            return self._decide(e, "promoted", gain, z, f"promoted by the screen {said} >= {s.z:g})")
-        dropped = sum(d["verdict"] != "promoted" for d in decided.values())
+            return self._decide(e, ScreenVerdict.PROMOTED, gain, z, f"promoted by the screen {said} >= {s.z:g})")
+        dropped = sum(d["verdict"] != ScreenVerdict.PROMOTED for d in decided.values())
         if s.audit_every and (dropped + 1) % s.audit_every == 0:
-            return self._decide(e, "audit", gain, z, f"audit: out {said} < {s.z:g}), run at full budget anyway")
-        return self._decide(e, "out", gain, z, f"screened out {said} < {s.z:g})")
+            return self._decide(
+                e, ScreenVerdict.AUDIT, gain, z, f"audit: out {said} < {s.z:g}), run at full budget anyway"
+            )
+        return self._decide(e, ScreenVerdict.OUT, gain, z, f"screened out {said} < {s.z:g})")
 
-    def _decide(self, e: Experiment, verdict: str, gain: float | None, z: float | None, why: str) -> dict:
+    def _decide(self, e: Experiment, verdict: ScreenVerdict, gain: float | None, z: float | None, why: str) -> dict:
         n = self.night
         d = {"exp": e.id, "verdict": verdict, "gain": gain, "z": z, "seed": n.seed(0), "why": why}
-        n.journal.event(n.tag, "screen", json.dumps(d))
+        n.journal.event(n.tag, EventKind.SCREEN, json.dumps(d))
         return d
 
 
@@ -234,14 +262,14 @@ def summary(events_screen: list[dict], events_off: list[dict], history: list[Exp
     return {
         "on": bool(config.get("screen")) and not events_off,
         "fraction": s.fraction,
-        "screened_out": verdicts.count("out"),
-        "promoted": verdicts.count("promoted"),
-        "audits": verdicts.count("audit"),
+        "screened_out": verdicts.count(ScreenVerdict.OUT),
+        "promoted": verdicts.count(ScreenVerdict.PROMOTED),
+        "audits": verdicts.count(ScreenVerdict.AUDIT),
         "rank_tau": tau,  # Kendall's tau, short vs full gains (None below 2 candidates)
         "rank_pairs": pairs,
         "off": events_off[0]["message"] if events_off else None,
         # full-budget runs the screen spared, net of its own short runs (in full-run units)
-        "runs_saved": verdicts.count("out") - s.fraction * sum(len(e.screens) for e in history),
+        "runs_saved": verdicts.count(ScreenVerdict.OUT) - s.fraction * sum(len(e.screens) for e in history),
     }
 
 

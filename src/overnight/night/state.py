@@ -49,7 +49,7 @@ from overnight.night.duplicates import reason as duplicate_reason
 from overnight.night.guards import seed_only_change
 from overnight.proposers import Context, Proposal, Proposer
 from overnight.proposers.base import REJECTED_KEY
-from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
+from overnight.records import EventKind, Experiment, ExpStatus, RunStatus, incumbent
 from overnight.run.execute import prune_run_dir
 from overnight.task import TaskSpec
 from overnight.textsafe import printable
@@ -256,7 +256,7 @@ class Night:
         # Checked before its first run only: once it runs, it is the measurement.
         original = None if exp.runs else find_original(self.root, exp, history, self.trees)
         if original is not None:
-            self.journal.event(self.tag, "duplicate", f"#{exp.id} has the files of #{original.id}: not run")
+            self.journal.event(self.tag, EventKind.DUPLICATE, f"#{exp.id} has the files of #{original.id}: not run")
             self.finish(exp, ExpStatus.DUPLICATE, duplicate_reason(original), original.value)
             return None
         return exp

@@ -25,7 +25,7 @@ from overnight.proposers import edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.llm_client import Client, EndpointFault, EndpointRefused, Reply
 from overnight.proposers.options import ProposerOptions
-from overnight.records import Experiment
+from overnight.records import EventKind, Experiment
 
 MAX_BACKOFF = 60.0
 RETRY_PROMPT = (
@@ -110,19 +110,19 @@ class LLMProposer(Proposer):
                 break  # waiting will not change a refusal
             except EndpointFault as exc:
                 last = exc
-                ctx.say("endpoint", f"{self.name}: try {attempt + 1}/{tries} failed: {exc}")
+                ctx.say(EventKind.ENDPOINT, f"{self.name}: try {attempt + 1}/{tries} failed: {exc}")
                 if attempt + 1 < tries:
                     self.sleep(min(self.opts.backoff * 2**attempt, MAX_BACKOFF))
                 continue
             self.answered += 1
             if self.on_fallback:
                 self.on_fallback = False
-                ctx.say("fallback-end", f"{self.name}: the endpoint answers again; the model proposes again")
+                ctx.say(EventKind.FALLBACK_END, f"{self.name}: the endpoint answers again; the model proposes again")
             return reply
         if not self.on_fallback:
             self.on_fallback, self.since_fallback = True, 0
             ctx.say(
-                "fallback",
+                EventKind.FALLBACK,
                 f"{self.name}: the endpoint failed {tries} time(s) ({last}); continuing with "
                 f"optuna, trying the endpoint again every {self.opts.probe_every} proposals",
             )

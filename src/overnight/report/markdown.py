@@ -14,7 +14,7 @@ from pathlib import Path
 from overnight import layout
 from overnight.journal import Journal
 from overnight.night import screen
-from overnight.records import Experiment, ExpStatus
+from overnight.records import EventKind, Experiment, ExpStatus
 from overnight.report.html import write_html
 from overnight.report.page_data import importances
 from overnight.report.status import fmt_value, headline, noise_line, running_best, status_dict
@@ -144,7 +144,7 @@ def _second_opinion(journal: Journal, tag: str, metric_name: str) -> list[str]:
     from overnight.verify import Comparison, conditions_text, describe, latest, wall_text
 
     out = []
-    checks = [json.loads(e["message"]) for e in journal.events(tag, "verify")]
+    checks = [json.loads(e["message"]) for e in journal.events(tag, EventKind.VERIFY)]
     if checks:
         out += ["## Verified on fresh seeds", ""]
     for v in checks:

@@ -19,7 +19,7 @@ from overnight import layout
 from overnight.journal import Journal
 from overnight.judges.stats import mean, paired_interval, sample_var, t_quantile
 from overnight.night.state import REBASED_KEY
-from overnight.records import Experiment, ExpStatus, Run, RunStatus
+from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus
 from overnight.report.status import status_dict
 from overnight.task import Metric, TaskSpec
 
@@ -31,18 +31,26 @@ OK_TAIL_LINES = 12  # lines of a run that went well: its summary block and the l
 
 # Events that say a guard fired or the machine moved: shown in the summary's first list.
 GUARD_EVENTS = (
-    "drift",
-    "reads-heldout",
-    "fits-validation",
-    "no-heldout",
-    "rescore-mismatch",
-    "ignores-seed",
-    "journal-tampered",
-    "incumbent-failed",
-    "heldout",
+    EventKind.DRIFT,
+    EventKind.READS_HELDOUT,
+    EventKind.FITS_VALIDATION,
+    EventKind.NO_HELDOUT,
+    EventKind.RESCORE_MISMATCH,
+    EventKind.IGNORES_SEED,
+    EventKind.JOURNAL_TAMPERED,
+    EventKind.INCUMBENT_FAILED,
+    EventKind.HELDOUT,
 )
 # Bookkeeping, shown elsewhere on the page (slots, screening, verify/ablate) or not at all.
-QUIET_EVENTS = ("slots", "setup", "baseline", "screen", "verify", "ablate", "survivors")
+QUIET_EVENTS = (
+    EventKind.SLOTS,
+    EventKind.SETUP,
+    EventKind.BASELINE,
+    EventKind.SCREEN,
+    EventKind.VERIFY,
+    EventKind.ABLATE,
+    EventKind.SURVIVORS,
+)
 _MENTION = re.compile(r"#(\d+)\b")
 
 

@@ -18,7 +18,7 @@ from overnight.judges.paired import Design
 from overnight.judges.pooled import paired_noise_of
 from overnight.judges.power import detectable_gain
 from overnight.night import screen
-from overnight.records import Experiment, ExpStatus, RunStatus, incumbent
+from overnight.records import EventKind, Experiment, ExpStatus, RunStatus, incumbent
 from overnight.report.usage import usage_summary
 from overnight.task import Metric
 
@@ -39,7 +39,7 @@ def slot_status(
     going counts its elapsed time and a finished one its training_seconds (its wall time when
     the task reports none). A slot holding a re-score (night/rescorer.py) is busy but trains
     nothing: that time counts as not training. Returns (slots, mean duty cycle over the slots)."""
-    started = journal.events(tag, "slots")
+    started = journal.events(tag, EventKind.SLOTS)
     if not started:
         return [], None
     since = started[-1]["time"]
@@ -173,8 +173,8 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         "duplicates": sum(e.status == ExpStatus.DUPLICATE for e in history),
         # --screen (night/screen.py): counts, the rank check, and why it turned off; None: never on
         "screen": screen.summary(
-            journal.events(tag, "screen"),
-            journal.events(tag, "screen-off"),
+            journal.events(tag, EventKind.SCREEN),
+            journal.events(tag, EventKind.SCREEN_OFF),
             history,
             info.get("config") or {},
             metric.improvement,
@@ -203,14 +203,14 @@ def status_dict(journal: Journal, tag: str, metric: Metric) -> dict:
         # metric units; None before the noise is measured, or under another judge.
         "detectable_gain": detectable,
         "runs_per_kept": len(runs) / kept if kept else None,
-        "flagged": [e["message"] for e in journal.events(tag, "ignores-seed")],
-        "drift": [e["message"] for e in journal.events(tag, "drift")],
-        "tracker": [e["message"] for e in journal.events(tag, "tracker")],  # --log-to failures (trackers.py)
+        "flagged": [e["message"] for e in journal.events(tag, EventKind.IGNORES_SEED)],
+        "drift": [e["message"] for e in journal.events(tag, EventKind.DRIFT)],
+        "tracker": [e["message"] for e in journal.events(tag, EventKind.TRACKER)],  # --log-to failures (trackers.py)
         # The validation data's guards (heldout_store.py, watch.py): runs that opened the held-out
         # data, candidates whose val gain the held-out slice did not match, and the sandbox in use.
         "heldout": {
-            "reads": [e["message"] for e in journal.events(tag, "reads-heldout")],
-            "fits_validation": [e["message"] for e in journal.events(tag, "fits-validation")],
+            "reads": [e["message"] for e in journal.events(tag, EventKind.READS_HELDOUT)],
+            "fits_validation": [e["message"] for e in journal.events(tag, EventKind.FITS_VALIDATION)],
         },
         "started": started,
         "updated": last,

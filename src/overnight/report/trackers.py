@@ -15,7 +15,7 @@ import os
 
 from overnight.errors import OvernightError
 from overnight.night.config import Observer
-from overnight.records import Experiment, ExpStatus
+from overnight.records import EventKind, Experiment, ExpStatus
 
 TRACKERS = ("wandb", "mlflow")
 PACKAGES = {"wandb": "wandb", "mlflow": "mlflow"}
@@ -211,5 +211,5 @@ class TrackingObserver(Observer):
             call()
         except Exception as exc:  # a tracker's failure is a warning, never the night's end
             text = f"{tracker.name}: {type(exc).__name__}: {str(exc)[:200]}"
-            self.journal.event(self.tag, "tracker", text)
+            self.journal.event(self.tag, EventKind.TRACKER, text)
             self.inner.message(f"tracker failed (the night goes on): {text}")

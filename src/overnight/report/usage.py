@@ -7,9 +7,9 @@ prices were set), so these figures are a pure function of the journal: `status -
 
 from __future__ import annotations
 
-from overnight.records import Experiment, ExpStatus
+from overnight.records import EventKind, Experiment, ExpStatus
 
-FALLBACK_EVENTS = ("fallback", "fallback-end")
+FALLBACK_EVENTS = (EventKind.FALLBACK, EventKind.FALLBACK_END)
 
 
 def usage_summary(history: list[Experiment], events: list[dict]) -> dict:
@@ -30,9 +30,11 @@ def usage_summary(history: list[Experiment], events: list[dict]) -> dict:
         "cost_usd": cost,
         "kept": kept,
         "cost_per_kept": cost / kept if cost is not None and kept else None,
-        "fallback": bool(switches) and switches[-1]["kind"] == "fallback",
+        "fallback": bool(switches) and switches[-1]["kind"] == EventKind.FALLBACK,
         "fallback_proposals": sum("fallback_for" in e.params for e in history),
-        "fallback_message": switches[-1]["message"] if switches and switches[-1]["kind"] == "fallback" else None,
+        "fallback_message": switches[-1]["message"]
+        if switches and switches[-1]["kind"] == EventKind.FALLBACK
+        else None,
     }
 
 

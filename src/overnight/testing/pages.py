@@ -17,7 +17,7 @@ import random
 from pathlib import Path
 
 from overnight.journal import Journal
-from overnight.records import ExpStatus, RunResult, RunStatus
+from overnight.records import EventKind, ExpStatus, RunResult, RunStatus
 from overnight.tasks import write_task
 from overnight.testing.fake_llm import GELU_REPLY, edit_reply, options, reply
 
@@ -97,7 +97,7 @@ def synthetic_night(root: Path, n: int = 1000, tag: str = "big", seed: int = 0) 
     state = root / ".overnight"
     j = Journal(state / "journal.db")
     j.add_tag(tag, "0" * 40, {"budget": 20.0, "judge": "noise", "proposer": "hybrid"})
-    j.event(tag, "slots", '{"executor": "local", "slots": [{"slot": "0", "node": "local", "gpu": 0}]}')
+    j.event(tag, EventKind.SLOTS, '{"executor": "local", "slots": [{"slot": "0", "node": "local", "gpu": 0}]}')
     inc_id = inc_value = None
     for i in range(n):
         kind = (
@@ -152,7 +152,7 @@ def synthetic_night(root: Path, n: int = 1000, tag: str = "big", seed: int = 0) 
         )
         if better:
             inc_id, inc_value = eid, mean
-    j.event(tag, "drift", f"#{inc_id}'s re-measure moved 3.1 sd: the machine may have changed")
+    j.event(tag, EventKind.DRIFT, f"#{inc_id}'s re-measure moved 3.1 sd: the machine may have changed")
     j.close()
     return root
 
