@@ -72,7 +72,9 @@ class NoiseSettings:
     selection_floor: float = 1.25  # ... corrected by at most this many se (see judges/selection.py)
     fresh_incumbent: bool = False  # ... or use only runs made after it was kept
     max_runs: int = 4  # a candidate's runs at most
-    screen: float = 0.15  # first run must beat the incumbent's mean by this many se
+    # The first run's cut: it must beat the incumbent's mean by this many se, else "screened
+    # out:" at once. Not --screen's short runs (night/screen.py); the field keeps its journaled name.
+    screen: float = 0.15
     futility: float = 0.5  # from the second run on, t below this discards at once
     line_price: float = 0.0  # metric units a net added line must buy (0: off)
     simplify: bool = True  # keep code removals that are not worse by more than simplify_margin
@@ -148,13 +150,13 @@ class NoiseJudge(Judge):
                         gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
                     observed = gain / noise.sd
                     offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
-                    crit = self.critical_t(noise.df, n_inc, self.screen_for(design))
+                    crit = self.critical_t(noise.df, n_inc, self.first_run_cut(design))
                     fair = corrected_gain(
                         round(observed, 6),
                         n_keep,
                         n_inc,
                         round(crit, 6),
-                        self.screen_for(design),
+                        self.first_run_cut(design),
                         self.s.futility,
                         self.s.max_runs,
                         round(offset, 6),
@@ -167,7 +169,7 @@ class NoiseJudge(Judge):
         self._shifts[key] = shift
         return shift
 
-    def screen_for(self, design: Design | None) -> float:
+    def first_run_cut(self, design: Design | None) -> float:
         """The first run's screen: none while the paired sd is only bounded (every candidate
         then gets a second run, which measures the paired noise: with the loose bound a screen
         would stop nearly every candidate at one run, and the bound would never lift)."""
@@ -246,7 +248,7 @@ class NoiseJudge(Judge):
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
         verdict = self._decide(
-            g.k, simplification, t, g.crit, why, value, t_ni > crit_ni, design.paired, self.screen_for(design)
+            g.k, simplification, t, g.crit, why, value, t_ni > crit_ni, design.paired, self.first_run_cut(design)
         )
         if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most

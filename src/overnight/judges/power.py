@@ -84,7 +84,7 @@ def detectable_gain(judge, history: list, power: float = 0.8) -> tuple[float | N
     if sd.sd == 0:
         return 0.0, design
     n_sim = PAIRED if design.paired else n_inc
-    screen = judge.screen_for(design)
+    screen = judge.first_run_cut(design)
     crit = judge.critical_t(sd.df, n_sim, screen)
     sds = detectable_sds(n_sim, round(crit, 6), screen, s.futility, s.max_runs, power)
     return (sds * sd.sd if math.isfinite(sds) else None), design

@@ -94,7 +94,7 @@ class Controller:
         self._lock = TagLock(self.paths.lock)
         self._lock.acquire(self.tag)
         try:
-            self._set_up()
+            self._open_night()
         except BaseException:
             self._lock.release()
             raise
@@ -108,7 +108,9 @@ class Controller:
             inner.message(f"tracker failed to start (the night goes on): {text}")
         return TrackingObserver(inner, trackers, self.journal, self.tag, self.task.metric.name)
 
-    def _set_up(self) -> None:
+    def _open_night(self) -> None:
+        """The tag started or resumed and claimed, survivors of a killed controller swept, the
+        night's state built (`_run_task_setup` is the task's own setup command, later)."""
         self.base_commit = self._start_tag()
         self.journal.claim(self.tag)  # from here on, only this controller writes the tag's rows
         self._kill_survivors()
@@ -235,7 +237,7 @@ class Controller:
         night.proposer, night.asker = self.proposer, Asker(self.proposer)
         try:
             self._replay()
-            self._setup()
+            self._run_task_setup()
             if self.stop.is_set():
                 return
             self._prepare_runs()
@@ -275,7 +277,7 @@ class Controller:
                 f"sandbox: none works here, runs are not sandboxed ({sandbox.unavailable().split(' — ')[0]})"
             )
 
-    def _setup(self) -> None:
+    def _run_task_setup(self) -> None:
         """The task's setup command, before any run and outside every run's clock (task_setup.py)."""
         if not self.task.setup:
             return

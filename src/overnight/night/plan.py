@@ -43,7 +43,7 @@ class Want:
     """A run waiting for a slot: one more seeded replicate of `exp_id`."""
 
     exp_id: int
-    incumbent: bool = False  # a re-measure of a kept experiment (its status stays kept)
+    remeasure: bool = False  # a re-measure of a kept experiment (its status stays kept)
     drift: bool = False  # a drift check: compare it with the earlier runs when it ends
     priority: int = 0  # 0: finishes a decision in progress; 1: a candidate's first run
     seed: int | None = None  # the seed it must run under (a partner for a pair); None: the lowest unused
@@ -111,7 +111,9 @@ class Planner:
                 action, needs = self.screener.step(e, target, h, busy)
                 if action == ScreenStep.DECIDED:
                     return True
-                self.queue += [Want(i, incumbent=kept, priority=1, seed=seed, screen=sc) for i, kept, seed, sc in needs]
+                self.queue += [
+                    Want(i, remeasure=again, priority=1, seed=seed, screen=sc) for i, again, seed, sc in needs
+                ]
                 busy |= {i for i, *_ in needs}
                 continue
             if not done:
@@ -125,7 +127,7 @@ class Planner:
             if step == Step.MORE:
                 given = verdict.incumbent_seeds
                 seeds = [*given, *[None] * (verdict.more_incumbent_runs - len(given))]
-                more = [Want(target.id, incumbent=True, seed=seed) for seed in seeds]
+                more = [Want(target.id, remeasure=True, seed=seed) for seed in seeds]
                 more += [Want(e.id) for _ in range(verdict.more_candidate_runs)]
                 self.queue += more or [Want(e.id)]
                 busy |= {e.id, target.id}
@@ -142,7 +144,7 @@ class Planner:
         h = self.night.journal.experiments(self.night.tag)
         inc = self.night.incumbent(h)
         if inc is not None and inc.id not in self.busy() and self.night.judge.remeasure_due(inc, h):
-            self.queue.append(Want(inc.id, incumbent=True, drift=True))
+            self.queue.append(Want(inc.id, remeasure=True, drift=True))
 
     def after_run(self, f: Flight, res: RunResult, stopping: bool) -> None:
         n = self.night
@@ -159,10 +161,10 @@ class Planner:
             return
         if res.status in FLAGGED:
             n.journal.event(n.tag, FLAGGED[res.status], f"#{exp.id} run {f.job.run_id}: {res.error}")
-        if f.want.incumbent and f.want.screen:  # a partner at the short budget: the screen reads it
+        if f.want.remeasure and f.want.screen:  # a partner at the short budget: the screen reads it
             if res.status != RunStatus.OK:
                 n.journal.event(n.tag, EventKind.SCREEN_PARTNER_FAILED, f"#{exp.id} run {f.job.run_id}: {res.error}")
-        elif f.want.incumbent:
+        elif f.want.remeasure:
             self._after_incumbent_run(exp, res, f.want.drift)
         elif res.status != RunStatus.OK and not exp.status.final:
             n.finish(exp, FAILED_STATUS[res.status], f"{res.error}\n{res.log_tail[-2000:]}".strip())

@@ -204,7 +204,7 @@ class Scheduler:
             if self._cost_pending(exp):
                 later.append(want)  # its first run is measuring what every later one is given
                 continue
-            if not want.incumbent:
+            if not want.remeasure:
                 if exp.status.final:
                     continue
                 if self.asker.thinking and self.night.needs_rebase(exp, self.history):

@@ -68,11 +68,12 @@ class ScreenStep(str, Enum):
 
 
 class Need(NamedTuple):
-    """A run the screen needs: of experiment `exp_id` (`incumbent`: a re-measure of a reference
-    rather than the candidate), under `seed` (None: the next), as a screen run or a full one."""
+    """A run the screen needs: of experiment `exp_id` (`remeasure`: of a reference, the
+    baseline or the incumbent, rather than the candidate), under `seed` (None: the next), as a
+    screen run or a full one."""
 
     exp_id: int
-    incumbent: bool
+    remeasure: bool
     seed: int | None
     screen: bool
 

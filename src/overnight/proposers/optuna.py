@@ -3,7 +3,7 @@
 The study lives in `.overnight/optuna.db` (one study per tag), so `optuna-dashboard
 sqlite:///.overnight/optuna.db` opens it. The baseline is added as a finished trial, so the
 search starts from what the researcher already knew. With `start="incumbent"` (`--knob-search
-local`) every proposal is first a move of one constant around the current best (local.py); each
+local`) every proposal is first a move of one constant around the current best (nearby.py); each
 such result is added to the study as a finished trial, and TPE takes over when every move
 around the best was tried, already knowing the neighbourhood. The default is TPE from the
 first trial (`--knob-search global`): the night benchmark's figure (options.py).
@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from overnight import layout
 from overnight.errors import OvernightError
 from overnight.knobs import Knob
-from overnight.proposers import local
+from overnight.proposers import nearby
 from overnight.proposers.base import Context, KnobProposer, Proposal
 from overnight.records import Experiment, ExpStatus
 
@@ -55,7 +55,7 @@ class OptunaProposer(KnobProposer):
     def __init__(self, sampler: str = "tpe", start: str = "global") -> None:
         super().__init__()
         self.sampler_name = sampler
-        self.start = start  # "incumbent": local moves first (local.py); "global": TPE from the start
+        self.start = start  # "incumbent": local moves first (nearby.py); "global": TPE from the start
         self._pending: set[tuple[int, str, str]] = set()  # local moves proposed here (parallel slots)
         self._study: optuna.Study | None = None
 
@@ -115,11 +115,11 @@ class OptunaProposer(KnobProposer):
         study = self.study(ctx)
         space = self.knob_space(ctx)
         if self.start == "incumbent":
-            for name, value, label in local.moves(ctx, space, self._pending):
-                self._pending.add((ctx.incumbent.id, name, local.written(value)))
+            for name, value, label in nearby.moves(ctx, space, self._pending):
+                self._pending.add((ctx.incumbent.id, name, nearby.written(value)))
                 p = self.apply(ctx, {name: value}, "optuna local")
-                if not local.seen(ctx, p.edits):
-                    return Proposal(p.description, p.edits, {**p.params, local.MOVE_KEY: label})
+                if not nearby.seen(ctx, p.edits):
+                    return Proposal(p.description, p.edits, {**p.params, nearby.MOVE_KEY: label})
         trial = study.ask({k.name: distribution(k) for k in space})
         values = {k.name: from_param(k, trial.params[k.name]) for k in space}
         proposal = self.apply(ctx, values, f"optuna #{trial.number}")
@@ -131,7 +131,7 @@ class OptunaProposer(KnobProposer):
         if number is None:
             if experiment.parent_id is None and experiment.value is not None:
                 self._add_baseline(study, ctx, experiment.value)
-            elif local.MOVE_KEY in experiment.params:
+            elif nearby.MOVE_KEY in experiment.params:
                 self._add_move(study, ctx, experiment)
             return
         trial = study.trials[number] if number < len(study.trials) else None
@@ -168,7 +168,7 @@ class OptunaProposer(KnobProposer):
         if any(t.user_attrs.get("experiment") == experiment.id for t in study.get_trials(deepcopy=False)):
             return
         space = self.knob_space(ctx)
-        values = local.current_values({**ctx.incumbent_files, **experiment.edits}, space)
+        values = nearby.current_values({**ctx.incumbent_files, **experiment.edits}, space)
         try:
             trial = optuna.trial.create_trial(
                 params={k.name: to_param(k, values[k.name]) for k in space if k.name in values},

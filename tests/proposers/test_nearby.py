@@ -1,4 +1,4 @@
-"""The knob search that starts at the incumbent (proposers/local.py, `--knob-search local`): its
+"""The knob search that starts at the incumbent (proposers/nearby.py, `--knob-search local`): its
 first moves stay next to the current best, one constant at a time. Real toy repo, journal, Optuna."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import optuna
 
 from overnight import knobs
 from overnight.proposers import ProposerOptions, make_proposer
-from overnight.proposers.local import MOVE_KEY
+from overnight.proposers.nearby import MOVE_KEY
 from overnight.proposers.optuna import TRIAL_KEY
 from overnight.records import ExpStatus
 from overnight.testing.nights import ToyNight
