@@ -26,7 +26,7 @@ UNLISTED = ("testing/", "__init__.py", "__main__.py")
 # Still over, with the size it may not pass: the night's loop is being reshaped (one lifecycle
 # function: issue 32). An entry fails the test when it grows, and when it is no longer over
 # (take it out then).
-STILL_OVER = {"night/scheduler.py": 373}
+STILL_OVER = {"night/scheduler.py": 365}
 
 
 def over_budget(found: dict[str, int], limit: int) -> list[str]:

@@ -72,3 +72,19 @@ def test_event_kinds_are_stored_as_their_strings(tmp_path):
     row = j.db.execute("SELECT kind, typeof(kind) FROM events").fetchone()
     assert tuple(row) == ("screen-off", "text")
     assert [e["kind"] for e in j.events("t", EventKind.SCREEN_OFF)] == [EventKind.SCREEN_OFF]
+
+
+def test_the_scheduler_reads_nothing_private_of_the_asker_or_the_rescorer():
+    """It asks them (asker.idle, failed, futures; rescorer.idle, busy, released, held_by), it
+    does not reach into their state: their bookkeeping can change without the loop noticing."""
+    private = {"asking", "pending", "holding", "checks", "waiting", "owner"}
+    tree = ast.parse((SRC / "night" / "scheduler.py").read_text())
+    reached = [
+        f"{node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr in private
+        and isinstance(node.value, ast.Attribute)
+        and node.value.attr in ("asker", "rescorer")
+    ]
+    assert not reached, reached

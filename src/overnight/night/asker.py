@@ -45,6 +45,19 @@ class Asker:
         """A proposal is being made (not merely waiting to be taken)."""
         return self.asking is not None and not self.asking[0].done()
 
+    @property
+    def idle(self) -> bool:
+        """Nothing asked: no proposal being made nor waiting to be taken."""
+        return self.asking is None
+
+    def failed(self) -> bool:
+        """The proposal asked for ended in an error (taken by `answer`, which raises it)."""
+        return self.asking is not None and self.asking[0].done() and self.asking[0].exception() is not None
+
+    def futures(self) -> list[Future]:
+        """What to wait on for the proposal being made (none once it is done)."""
+        return [self.asking[0]] if self.thinking else []
+
     def answer(self) -> tuple[Proposal, Context] | None:
         """The finished proposal and the context it was made in, or None while still thinking."""
         if self.asking is None or not self.asking[0].done():

@@ -185,6 +185,20 @@ class Rescorer:
                 del self.holding[name]
         return set(self.holding)
 
+    def released(self) -> set[str]:
+        """The slots whose re-score ended since the last look: free for runs again."""
+        before = set(self.holding)
+        return before - self.held()
+
+    def held_by(self, slot: str) -> Held | None:
+        """The re-score holding `slot` (it may have just ended), or None."""
+        return self.holding.get(slot)
+
+    @property
+    def idle(self) -> bool:
+        """No re-score pending, the baseline's check included."""
+        return not self.pending
+
     def stop_waiting(self) -> None:
         """The night stops: re-scores still waiting for a slot never start (INTERRUPTED: nothing
         journaled, re-done on resume, like those stop_rescores stops)."""

@@ -76,7 +76,7 @@ class Scheduler:
             self.ex.adopt(r for e in history for r in e.runs if r.status == RunStatus.OK and may_be_rescored(e, r, inc))
             while True:
                 self._collect()
-                freed = set(self.rescorer.holding) - self.rescorer.held()  # a re-score's slot is free again
+                freed = self.rescorer.released()  # a re-score's slot is free again
                 if self.keeper.collect_rescores(self.stopping) or freed:
                     self.next_plan = 0.0
                 self._check_journal()
@@ -93,7 +93,7 @@ class Scheduler:
                         self.ex.stop_all()
                         self.rescorer.stop_waiting()
                         self.ex.stop_rescores()
-                    if not self.flights and not self.rescorer.pending:
+                    if not self.flights and self.rescorer.idle:
                         break
                 elif self._take_proposal() or time.monotonic() >= self.next_plan:
                     if self._step():
@@ -157,7 +157,7 @@ class Scheduler:
         if self._past_deadline():
             # Work the judge would need next (more runs, a keep's re-scores) is not started
             # after the deadline: the night ends once what runs has ended and been judged.
-            if self.flights or set(self.rescorer.pending) - self.rescorer.checks:
+            if self.flights or self.rescorer.busy:
                 return False  # (the baseline's check holds nothing: stopped, not waited for)
             if active:
                 self.night.obs.message(
@@ -171,8 +171,8 @@ class Scheduler:
             and not active
             and not self.flights
             and not self.queue
-            and not self.rescorer.pending
-            and self.asker.asking is None
+            and self.rescorer.idle
+            and self.asker.idle
             and self.night.done(self.history, self.deadline)
         )
 
@@ -288,13 +288,7 @@ class Scheduler:
 
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:
-        asking = self.asker.asking
-        if (
-            asking is not None
-            and asking[0].done()
-            and asking[0].exception() is not None
-            and self.night.incumbent(self.history) is None
-        ):
+        if self.asker.failed() and self.night.incumbent(self.history) is None:
             return False  # asked while the baseline trained: the baseline's own outcome is told first
         got = self.asker.answer()
         if got is None:
@@ -306,7 +300,7 @@ class Scheduler:
 
     def _ask(self) -> None:
         n, h = self.night, self.history
-        if self.asker.asking is not None or not h or n.done(h, self.deadline):
+        if not self.asker.idle or not h or n.done(h, self.deadline):
             return
         inc = n.incumbent(h)
         if inc is None:  # the baseline still trains: a knob search can propose on its files already
@@ -334,7 +328,7 @@ class Scheduler:
         rows = []
         for s in self.ex.slots:
             f = self.flights.get(s.name)
-            held = self.rescorer.holding.get(s.name)
+            held = self.rescorer.held_by(s.name)
             rows.append(
                 {
                     **s.describe(),
@@ -351,9 +345,7 @@ class Scheduler:
         self.night.obs.slots(rows)
 
     def _wait(self) -> None:
-        futures = [f.future for f in self.flights.values()] + self.rescorer.futures()
-        if self.asker.asking is not None and not self.asker.asking[0].done():  # a done one is taken, or held
-            futures.append(self.asker.asking[0])
+        futures = [f.future for f in self.flights.values()] + self.rescorer.futures() + self.asker.futures()
         if futures:
             wait(futures, timeout=WAIT_SECONDS, return_when=FIRST_COMPLETED)
         else:
