@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,7 @@ FAILED_STATUS = {
 }
 
 
-class EventKind(str, Enum):
+class EventKind(StrEnum):
     """The kind of a journal event (journal.py's `events` table); the stored strings are what
     `status --json`, report.html and a user's own queries read, so they never change."""
 
@@ -99,9 +99,6 @@ class EventKind(str, Enum):
     SURVIVORS = "survivors"
     TRACKER = "tracker"
     VERIFY = "verify"
-
-    def __str__(self) -> str:  # the stored string, in f-strings and SQL parameters alike
-        return self.value
 
 
 class VerdictAction(str, Enum):

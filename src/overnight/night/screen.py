@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import NamedTuple
 
 from overnight.judges.pooled import latest_by_seed, noise_of, paired_noise_of
@@ -49,18 +49,15 @@ class ScreenSettings:
     paired_min_df: int = 4  # the judge's paired sd counts once measured on this many df
 
 
-class ScreenVerdict(str, Enum):
+class ScreenVerdict(StrEnum):
     """What the screen decided of a candidate (journaled in its `screen` event as the string)."""
 
     OUT = "out"  # clearly worse at the short budget: screened out, never run at full budget
     PROMOTED = "promoted"  # not clearly worse: full-budget runs and the judge
     AUDIT = "audit"  # would be out, run at full budget anyway: the screen's own check
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class ScreenStep(str, Enum):
+class ScreenStep(StrEnum):
     """What `Screener.step` asks of the scheduler."""
 
     RUN = "run"  # start the runs it names (none: wait for those running)
