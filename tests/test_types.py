@@ -88,3 +88,36 @@ def test_the_scheduler_reads_nothing_private_of_the_asker_or_the_rescorer():
         and node.value.attr in ("asker", "rescorer")
     ]
     assert not reached, reached
+
+
+def finish_calls(source: str) -> list[str]:
+    """Calls of a `.finish(...)` in `source`, but a tracker run's (`run.finish()`: W&B, MLflow)."""
+    return [
+        ast.unparse(node)
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr == "finish"
+        and ast.unparse(node.func.value) != "run"
+    ]
+
+
+def test_a_candidates_fate_is_decided_in_the_lifecycle_alone():
+    """Night.finish (journal, branch, proposer told) has one caller: Lifecycle.finish, which the
+    rest of the lifecycle and the planner go through. A new path to an experiment's end must be
+    a request the lifecycle applies, not a call from elsewhere."""
+    elsewhere = {
+        str(p.relative_to(SRC)): calls
+        for p in SRC.rglob("*.py")
+        if str(p.relative_to(SRC)) != "night/lifecycle.py" and (calls := finish_calls(p.read_text()))
+    }
+    plan = finish_calls((SRC / "night" / "plan.py").read_text())
+    assert set(elsewhere) == {"night/plan.py"} and all(c.startswith("self.lifecycle.finish(") for c in plan), elsewhere
+    inside = finish_calls((SRC / "night" / "lifecycle.py").read_text())
+    night_calls = [c for c in inside if not c.startswith("self.finish(")]
+    assert night_calls == ["n.finish(e, fin.status, reason, fin.value)"], inside
+    # and the check sees what it is for
+    assert finish_calls("n.finish(e, s, r)\nrun.finish()\nself.night.finish(x)\n") == [
+        "n.finish(e, s, r)",
+        "self.night.finish(x)",
+    ]

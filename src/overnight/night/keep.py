@@ -1,41 +1,31 @@
-"""The keep pipeline: how a candidate becomes the incumbent, in one place.
+"""What a keep needs beyond the judge's verdict: its re-scores' outcome and the held-out rule.
 
-    judge       the judge's verdict on the candidate's runs against its yardstick (the
-                incumbent, or its own parent when it went stale): keep, discard or more runs
-    re-score    a "keep" lands only once every run it counts has been re-scored by the task's
+The lifecycle (lifecycle.py) asks for these; it alone decides the candidate's fate.
+
+    re-scores   a "keep" lands only once every run it counts has been re-scored by the task's
                 protected code in a fresh process (rescorer.py, in a slot); under
                 `[heldout]` the yardstick's paired runs are re-scored too, for their held-out
-                score. A re-score that disagrees discards the candidate (`rescore-mismatch`);
-                when all agree the judge is asked again on the re-scored values
+                score. `collect_rescores` journals each outcome: an agreeing value is the one
+                judged from then on (journal.set_rescored); a disagreement is flagged
+                (`rescore-mismatch`) and handed back, for the lifecycle to discard the
+                candidate; when all agree, the lifecycle asks the judge again
     held-out    under `[heldout]`: a gain on the metric the held-out slice does not share is a
                 discard (`fits-validation`); no held-out score by the harness, no keep
-    branch      `Night.finish(KEPT)`: the journal first, then overnight/<tag> moves to the
-                candidate's commit, then the proposer is told. A stale winner is discarded and
-                its change goes on as a new experiment on the current incumbent
-                (`Night.rebase_stale`, the stale rule in state.py)
 
-The judge stays a pure function of the journaled runs, and nothing here decides on numbers a
-run wrote about itself: the re-scored value is the one judged (journal.set_rescored).
+Nothing here decides on numbers a run wrote about itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from enum import Enum
 
 from overnight.errors import OvernightError
 from overnight.judges.base import Verdict
 from overnight.judges.stats import mean
 from overnight.night.rescorer import Rescorer
 from overnight.night.state import Night
-from overnight.records import FAILED_STATUS, EventKind, Experiment, ExpStatus, RunResult, RunStatus, VerdictAction
+from overnight.records import EventKind, Experiment, RunResult, RunStatus, VerdictAction
 from overnight.run import heldout_store
-
-
-class Step(Enum):
-    MORE = "more"  # the judge wants more runs (Verdict.more_*)
-    WAIT = "wait"  # a keep waits for its re-scores
-    DECIDED = "decided"  # kept or discarded: the journal changed
 
 
 def watch_hit(res: RunResult) -> bool:
@@ -44,79 +34,77 @@ def watch_hit(res: RunResult) -> bool:
     return res.status == RunStatus.MISMATCH and (res.error or "").startswith("reads-heldout:")
 
 
+def heldout_check(n: Night, e: Experiment, target: Experiment, verdict: Verdict) -> Verdict:
+    """The verdict, turned into a discard flagged `fits-validation` when `e`'s gain on the
+    metric over `target` is not matched on the held-out slice (run/heldout_store.py says
+    what the slice is and how it is kept from the runs). Journals the figures."""
+    task = n.task
+    if task.heldout is None or verdict.action != VerdictAction.KEEP:
+        return verdict
+    scored = {}  # experiment id -> {seed: (value, held-out value)}
+    for exp in (e, target):
+        rows = {}
+        for r in exp.runs:
+            h = heldout_store.run_values(task, r)
+            if h is not None and r.value is not None:
+                rows.setdefault(r.seed, (r.value, h))
+        scored[exp.id] = rows
+    if not scored[e.id] and heldout_store.loaded(task) is not None:
+        # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
+        n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: no held-out score by the harness: not kept")
+        return replace(
+            verdict,
+            action=VerdictAction.DISCARD,
+            flags=(*verdict.flags, EventKind.NO_HELDOUT),
+            reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
+        )
+    if not scored[e.id] or not scored[target.id]:
+        n.journal.event(
+            n.tag,
+            EventKind.HELDOUT,
+            f"#{e.id}: no held-out score for it or #{target.id} (scored before [heldout] existed?): not checked",
+        )
+        return verdict
+    # Seed for seed where both have runs: the same seed is the same data order, and at a short
+    # budget the order moves val and held-out apart far more than any honest change does
+    # (bench/heldout.py: honest gaps 0.002-0.006 bpb paired, up to 0.135 across seeds).
+    common = sorted(set(scored[e.id]) & set(scored[target.id]))
+    mine = [scored[e.id][s] for s in common] or list(scored[e.id].values())
+    theirs = [scored[target.id][s] for s in common] or list(scored[target.id].values())
+    val_gain = task.metric.improvement(mean([v for v, _ in mine]), mean([v for v, _ in theirs]))
+    ho_gain = task.metric.improvement(mean([h for _, h in mine]), mean([h for _, h in theirs]))
+    how = f"paired on {len(common)} seed(s)" if common else f"means of {len(mine)} and {len(theirs)} run(s)"
+    need = task.heldout.min_share * val_gain - task.heldout.max_gap
+    figures = (
+        f"{task.metric.name} gain {val_gain:+.4f} over #{target.id}, held-out gain {ho_gain:+.4f} "
+        f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
+        f"{how})"
+    )
+    n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: {figures}")
+    if ho_gain >= need:
+        return verdict
+    return replace(
+        verdict,
+        action=VerdictAction.DISCARD,
+        flags=(*verdict.flags, EventKind.FITS_VALIDATION),
+        reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
+    )
+
+
 class Keeper:
     def __init__(self, night: Night, rescorer: Rescorer):
         self.night = night
         self.rescorer = rescorer
 
-    def judge(
-        self, e: Experiment, target: Experiment, inc: Experiment, history: list[Experiment], stopped: bool
-    ) -> tuple[Step, Verdict]:
-        """One pass of the pipeline for candidate `e` against `target`; `stopped`: past the
-        deadline, where no new re-score starts (left for a resumed night)."""
-        n = self.night
-        verdict = n.judge.judge(e, target, n.task.metric, history)
-        if verdict.action == VerdictAction.MORE:
-            return Step.MORE, verdict
-        # A stale winner is re-scored too: its change would be measured again as a new
-        # experiment, and a cheat is better caught (and flagged) before that.
-        if verdict.action == VerdictAction.KEEP and self._rescore_first(e, target, stopped):
-            return Step.WAIT, verdict
-        self._decide(e, verdict, target, inc, history)
-        return Step.DECIDED, verdict
-
-    def _rescore_first(self, e: Experiment, target: Experiment, stopped: bool) -> bool:
-        """Start the re-scores a keep of `e` over `target` still needs (its own runs', and the
-        held-out scores of the yardstick's runs it is paired with); True while any is needed
-        (the keep waits: the judge is asked again once they agree, see collect_rescores)."""
-        yard = self.rescorer.yardstick_runs(e, target)
-        if {r.id for r in yard} & self.rescorer.running():
-            return True  # another keep's re-score of them is running: wait for it, never two at once
-        runs = self.rescorer.needed(e) + yard
-        if runs and not stopped:
-            self.rescorer.start(e, runs, {target.id: target})
-        return bool(runs)
-
-    def check_rescore(self, base: Experiment, stopped: bool) -> None:
-        """One run of the kept baseline re-scored (in a slot, before the first candidate's run),
-        holding no decision: a task whose re-score command is broken stops the night now, in
-        one line, not after a night of winners discarded as `rescore-mismatch`. (With
-        `[heldout]` that run, seed 0 like every candidate's first run, also has its held-out
-        score ready for the first keep.)"""
-        runs = self.rescorer.needed(base)[:1]
-        if runs and not stopped:
-            self.rescorer.start(base, runs, check=True)
-
-    def _decide(
-        self, e: Experiment, verdict: Verdict, target: Experiment, inc: Experiment, history: list[Experiment]
-    ) -> None:
-        n = self.night
-        verdict = self._heldout_check(e, target, verdict)
-        for flag in verdict.flags:
-            n.journal.event(n.tag, flag, f"#{e.id}: {verdict.reason}")
-        if e.parent_id == inc.id:
-            status = ExpStatus.KEPT if verdict.action == VerdictAction.KEEP else ExpStatus.DISCARDED
-            n.finish(e, status, verdict.reason, verdict.value)
-            return
-        why = f"stale: #{inc.id} was kept while it ran; against its parent #{target.id}: {verdict.reason}"
-        if verdict.action == VerdictAction.KEEP:
-            new = n.rebase_stale(e, history)
-            why += (
-                f"; its change goes on as #{new.id}, rebased onto #{inc.id}"
-                if new
-                else f"; its change is already in (or cannot be merged onto) #{inc.id}: not carried over"
-            )
-        n.finish(e, ExpStatus.DISCARDED, why, verdict.value)
-
     # --- the re-scores' outcome ------------------------------------------------------------------
-    def collect_rescores(self, stopping: bool) -> bool:
-        """Journal the re-scores of each experiment whose every re-score has ended. A mismatch
-        (or a failed re-score) discards it; otherwise the next plan asks the judge again.
-        True when a decision may have changed (the scheduler plans again)."""
-        n, replan = self.night, False
+    def collect_rescores(self, stopping: bool) -> tuple[bool, list[tuple[Experiment, RunResult]]]:
+        """Journal the re-scores of each experiment whose every re-score has ended. Returns
+        (whether a decision may have changed: the scheduler plans again, the experiments whose
+        re-score disagreed or failed, each with the first such result: the lifecycle ends them)."""
+        n, replan, bad_ones = self.night, False, []
         for exp_id, results in self.rescorer.finished():
             exp = n.journal.experiment(exp_id)
-            check = exp.parent_id is None and exp.status.final  # the kept baseline's (check_rescore)
+            check = exp.parent_id is None and exp.status.final  # the kept baseline's (lifecycle: check)
             replan |= not check  # a check decides nothing: no re-plan (and no early ask)
             if stopping:
                 # Stopping: what ends now journals nothing, whether the stop cut it (INTERRUPTED)
@@ -139,17 +127,9 @@ class Keeper:
                     n.journal.set_lost(n.tag, run_id, f"not re-scored: {res.error}")
                     n.obs.message(f"#{exp_id}: run {run_id} cannot be re-scored ({res.error}); running it again")
                 # INTERRUPTED (Ctrl-C): nothing journaled, re-done on resume
-            exp = n.journal.experiment(exp_id)
-            if bad is not None and exp.parent_id is None:  # the early check (check_rescore)
-                if not any(e.status == ExpStatus.KEPT for e in n.journal.experiments(n.tag) if e.parent_id):
-                    n.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)  # resume says: new tag
-                raise OvernightError(
-                    f"the baseline's re-score failed ({bad.error}) — fix the task's "
-                    f"rescore command first; log: {bad.log_path}"
-                )
-            if bad is not None and not exp.status.final:
-                n.finish(exp, FAILED_STATUS[RunStatus.MISMATCH], bad.error)
-        return replan
+            if bad is not None:
+                bad_ones.append((n.journal.experiment(exp_id), bad))
+        return replan, bad_ones
 
     def _yardstick_rescored(self, exp: Experiment, run_id: int, res: RunResult) -> None:
         """A run of a kept experiment, re-scored for the keep of `exp`. Agreed: journaled with its
@@ -177,60 +157,3 @@ class Keeper:
             n.obs.message(
                 f"#{exp.id}: run {run_id} of #{owner.id} cannot be re-scored ({res.error}); its seed goes unpaired"
             )
-
-    # --- the held-out rule ----------------------------------------------------------------------
-    def _heldout_check(self, e: Experiment, target: Experiment, verdict: Verdict) -> Verdict:
-        """The verdict, turned into a discard flagged `fits-validation` when `e`'s gain on the
-        metric over `target` is not matched on the held-out slice (run/heldout_store.py says
-        what the slice is and how it is kept from the runs). Journals the figures."""
-        n, task = self.night, self.night.task
-        if task.heldout is None or verdict.action != VerdictAction.KEEP:
-            return verdict
-        scored = {}  # experiment id -> {seed: (value, held-out value)}
-        for exp in (e, target):
-            rows = {}
-            for r in exp.runs:
-                h = heldout_store.run_values(task, r)
-                if h is not None and r.value is not None:
-                    rows.setdefault(r.seed, (r.value, h))
-            scored[exp.id] = rows
-        if not scored[e.id] and heldout_store.loaded(task) is not None:
-            # No keep without a held-out score the harness itself ran (a run cannot opt out of it).
-            n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: no held-out score by the harness: not kept")
-            return replace(
-                verdict,
-                action=VerdictAction.DISCARD,
-                flags=(*verdict.flags, EventKind.NO_HELDOUT),
-                reason=f"no held-out score by the harness for its runs; the judge said: {verdict.reason}",
-            )
-        if not scored[e.id] or not scored[target.id]:
-            n.journal.event(
-                n.tag,
-                EventKind.HELDOUT,
-                f"#{e.id}: no held-out score for it or #{target.id} (scored before [heldout] existed?): not checked",
-            )
-            return verdict
-        # Seed for seed where both have runs: the same seed is the same data order, and at a short
-        # budget the order moves val and held-out apart far more than any honest change does
-        # (bench/heldout.py: honest gaps 0.002-0.006 bpb paired, up to 0.135 across seeds).
-        common = sorted(set(scored[e.id]) & set(scored[target.id]))
-        mine = [scored[e.id][s] for s in common] or list(scored[e.id].values())
-        theirs = [scored[target.id][s] for s in common] or list(scored[target.id].values())
-        val_gain = task.metric.improvement(mean([v for v, _ in mine]), mean([v for v, _ in theirs]))
-        ho_gain = task.metric.improvement(mean([h for _, h in mine]), mean([h for _, h in theirs]))
-        how = f"paired on {len(common)} seed(s)" if common else f"means of {len(mine)} and {len(theirs)} run(s)"
-        need = task.heldout.min_share * val_gain - task.heldout.max_gap
-        figures = (
-            f"{task.metric.name} gain {val_gain:+.4f} over #{target.id}, held-out gain {ho_gain:+.4f} "
-            f"(needed {need:+.4f} = {task.heldout.min_share:g} x gain - {task.heldout.max_gap:g}; "
-            f"{how})"
-        )
-        n.journal.event(n.tag, EventKind.HELDOUT, f"#{e.id}: {figures}")
-        if ho_gain >= need:
-            return verdict
-        return replace(
-            verdict,
-            action=VerdictAction.DISCARD,
-            flags=(*verdict.flags, EventKind.FITS_VALIDATION),
-            reason=f"fits the validation data: {figures}; the judge said: {verdict.reason}",
-        )

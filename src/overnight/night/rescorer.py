@@ -36,7 +36,7 @@ run directory lives, which is never pruned before the decision, in a fresh workt
 candidate's commit (the run's own is removed when the run ends). The local executor re-scores
 with the slot's pinning; on a Ray cluster the run directory lives on the worker's node and the
 re-score runs there, asking Ray for what a run asks (executors/ray.py), or comes back LOST
-(INTERRUPTED, summary["lost"]) when it is gone; the keep pipeline then turns the run into an
+(INTERRUPTED, summary["lost"]) when it is gone; keep.collect_rescores then turns the run into an
 interrupted one, run again.
 """
 
@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from overnight.executors.base import Executor, Slot
 from overnight.night.state import Night
 from overnight.records import Experiment, Run, RunRequest, RunResult, RunStatus
+from overnight.task import TaskSpec
 
 
 def _result(f: Future) -> RunResult:
@@ -70,7 +71,7 @@ class Held:
 
 
 def _chain(done: Future, out: Future) -> None:
-    """`out` (the future the keep pipeline holds) resolves as the executor's re-score did."""
+    """`out` (the future the rescorer holds for the keep) resolves as the executor's re-score did."""
     exc = done.exception()
     if exc is not None:
         out.set_exception(exc)
@@ -94,6 +95,25 @@ def may_be_rescored(exp: Experiment, run: Run, incumbent: Experiment | None) -> 
     return run.rescored is None and (not exp.status.final or (incumbent is not None and exp.id == incumbent.id))
 
 
+def needed(task: TaskSpec, exp: Experiment) -> list[Run]:
+    """The runs of `exp` a keep of it needs re-scored (none when the task has no re-score)."""
+    return unscored(exp) if task.rescore else []
+
+
+def yardstick_runs(task: TaskSpec, exp: Experiment, target: Experiment, unavailable: set[int]) -> list[Run]:
+    """The runs of `target` (the yardstick `exp` beat) that the held-out check pairs with
+    `exp`'s, seed for seed, and that have no held-out score yet (`unavailable`: runs whose
+    directory is gone, paired without). The baseline is kept without re-scores: it is the
+    user's own code, the reference, not a candidate, and eight re-scores plus eight held-out
+    scores cost a CPU night minutes before the first candidate was judged. Its runs get their
+    held-out score (with the re-score it comes after) the first time a keep needs it, and only
+    those."""
+    if task.heldout is None or not task.rescore or target.id == exp.id:
+        return []
+    seeds = {r.seed for r in counted(exp)}
+    return [r for r in unscored(target) if r.seed in seeds and r.id not in unavailable]
+
+
 class Rescorer:
     def __init__(self, night: Night, executor: Executor):
         self.night = night
@@ -108,21 +128,6 @@ class Rescorer:
         self.checks: set[int] = set()  # experiments whose re-score holds nothing (the baseline's check)
         self.owner: dict[int, int] = {}  # run id -> the experiment it is a run of (a yardstick's too)
 
-    def needed(self, exp: Experiment) -> list[Run]:
-        return unscored(exp) if self.night.task.rescore else []
-
-    def yardstick_runs(self, exp: Experiment, target: Experiment) -> list[Run]:
-        """The runs of `target` (the yardstick `exp` beat) that the held-out check pairs with
-        `exp`'s, seed for seed, and that have no held-out score yet. The baseline is kept
-        without re-scores: it is the user's own code, the reference, not a candidate, and eight
-        re-scores plus eight held-out scores cost a CPU night minutes before the first
-        candidate was judged. Its runs get their held-out score (with the re-score it comes
-        after) the first time a keep needs it, and only those."""
-        if self.night.task.heldout is None or not self.night.task.rescore or target.id == exp.id:
-            return []
-        seeds = {r.seed for r in counted(exp)}
-        return [r for r in unscored(target) if r.seed in seeds and r.id not in self.unavailable]
-
     def running(self) -> set[int]:
         """Runs whose re-score is in progress, whichever keep asked for it."""
         return {run_id for runs in self.pending.values() for run_id, f in runs.items() if not f.done()}
@@ -133,7 +138,7 @@ class Rescorer:
         """Ask for re-scores of `runs` for the keep of `exp`: its own, and any of the experiments
         in `others` (its yardstick's, see yardstick_runs); each starts when it gets a slot
         (`dispatch`). `check`: a kept baseline's run, checked off the critical path
-        (keep.check_rescore): `exp` is not busy meanwhile."""
+        (Lifecycle.finish returns it): `exp` is not busy meanwhile."""
         n = self.night
         if check:
             self.checks.add(exp.id)

@@ -4,10 +4,10 @@ One loop on the controller's thread:
 
     collect   finished runs -> journal; a failed run ends its experiment; a run the executor
               lost (a dead Ray node) is journaled `interrupted` and queued again
-    plan      each undecided experiment with nothing queued or in flight gets its next runs
-              (the baseline's seeds all at once, a candidate's first run, what the judge asks
-              for: more runs of the candidate and of its yardstick), or its decision (plan.py,
-              and the keep pipeline in keep.py)
+    plan      each undecided experiment with nothing queued or in flight is asked what it
+              needs (lifecycle.py, the one place its fate is decided): its runs are queued
+              (the baseline's seeds all at once, a candidate's screen run or first run, what
+              the judge asks for), its re-scores started, or its end applied (plan.py)
     dispatch  free slots take a keep's re-scores first, then queued runs: runs that finish a
               decision, then candidates
     ask       the proposer works on its own thread, so a candidate is journaled and waiting
@@ -33,8 +33,8 @@ from concurrent.futures import FIRST_COMPLETED, wait
 
 from overnight.errors import OvernightError
 from overnight.executors.base import Executor, Job, Slot
-from overnight.night.keep import Keeper
-from overnight.night.plan import Flight, Planner, Want
+from overnight.night.plan import Flight, Planner
+from overnight.night.requests import Want
 from overnight.night.rescorer import Rescorer, may_be_rescored
 from overnight.night.state import Night
 from overnight.records import EventKind, Experiment, RunRequest, RunResult, RunStatus
@@ -53,8 +53,7 @@ class Scheduler:
         self.flights: dict[str, Flight] = {}  # slot name -> its run
         self.asker = night.asker
         self.rescorer = Rescorer(night, executor)
-        self.keeper = Keeper(night, self.rescorer)
-        self.planner = Planner(night, self.keeper, self.queue, self._busy)
+        self.planner = Planner(night, self.rescorer, self._busy)
         hours = night.cfg.hours
         # --hours counts from the command's start (the task's setup included). At the deadline
         # nothing new starts; what runs may end within one run's timeout, then it is stopped.
@@ -77,7 +76,7 @@ class Scheduler:
             while True:
                 self._collect()
                 freed = self.rescorer.released()  # a re-score's slot is free again
-                if self.keeper.collect_rescores(self.stopping) or freed:
+                if self.planner.after_rescores(self.stopping) or freed:
                     self.next_plan = 0.0
                 self._check_journal()
                 n.drain_inbox()
@@ -141,7 +140,9 @@ class Scheduler:
             )
             if not self._past_deadline() and self._over():
                 return True
-            if not self.planner.plan(self.history, self._past_deadline()):
+            planned = self.planner.plan(self.history, self._past_deadline())
+            self.queue += planned.wants
+            if not planned.again:
                 break
         if self._past_deadline() and self._over():  # after the judge decided what it could
             return True
@@ -196,49 +197,27 @@ class Scheduler:
         # baseline is kept (its runs or its re-score still going) a candidate that has run
         # waits to be judged, and may be kept: the next one waits too, else it starts on the
         # baseline and is stale at once (seen: one night in five with one slot, greedy judge).
-        hold = self.rescorer.moves(inc.id) if inc is not None else self._candidate_awaits_judgement()
+        hold = self.rescorer.moves(inc.id) if inc is not None else self.planner.candidate_awaits_judgement(self.history)
         later: list[Want] = []
         while free and self.queue and not (hold and self.queue[0].priority >= 1):
             want = self.queue.pop(0)
             exp = self.night.journal.experiment(want.exp_id)
-            if self._cost_pending(exp):
+            if self.planner.cost_pending(exp, self.flights):
                 later.append(want)  # its first run is measuring what every later one is given
                 continue
-            if not want.remeasure:
-                if exp.status.final:
-                    continue
-                if self.asker.thinking and self.night.needs_rebase(exp, self.history):
+            if not want.remeasure and not exp.status.final and self.asker.thinking:
+                if self.night.needs_rebase(exp, self.history):
                     # The rebase is the proposer's call, on its thread (asker.py): once the
                     # proposal it is making now is done. Other queued runs go first.
                     later.append(want)
                     continue
-                exp = self.night.materialise(exp, self.history)
-                if exp is None:  # rejected: nothing of it may run
-                    self.queue[:] = [w for w in self.queue if w.exp_id != want.exp_id]
-                    self.next_plan = 0.0
-                    continue
+            exp = self.planner.begin(want, self.history)  # its commit, or its end (the lifecycle's)
+            if exp is None:  # ended (rejected, a duplicate) or decided: no run of it starts (a re-measure may)
+                self.queue[:] = [w for w in self.queue if w.exp_id != want.exp_id or w.remeasure]
+                self.next_plan = 0.0
+                continue
             self._start(want, exp, free.pop(0))
         self.queue[:0] = later
-
-    def _cost_pending(self, exp: Experiment) -> bool:
-        """Under the steps clock, whether a run of `exp` is in flight while its cost is unknown:
-        that first run measures the seconds per token every later run of the commit is given,
-        so the next one waits for it (one run's delay, with several slots, once per candidate)."""
-        return (
-            self.night.task.clock == "steps"
-            and exp.cost is None
-            and any(f.want.exp_id == exp.id for f in self.flights.values())
-        )
-
-    def _candidate_awaits_judgement(self) -> bool:
-        """Whether an undecided candidate has an ended run (before the baseline is kept: it
-        waits to be judged against it)."""
-        return any(
-            e.parent_id is not None
-            and not e.status.final
-            and any(r.status not in (RunStatus.RUNNING, RunStatus.INTERRUPTED) for r in e.runs)
-            for e in self.history
-        )
 
     def _start(self, want: Want, exp: Experiment, slot: Slot) -> None:
         n = self.night
@@ -251,7 +230,7 @@ class Scheduler:
             seed = next(n.seed(i) for i in itertools.count() if n.seed(i) not in used)
         # A screen run gets its shorter budget through OVERNIGHT_BUDGET (screen.py); every run's
         # budget is journaled with it.
-        budget = self.planner.screener.budget if want.screen else n.task.budget
+        budget = self.planner.screen_budget if want.screen else n.task.budget
         cost, cost_ref = n.costs(exp)  # the steps clock: the commit's seconds per token, once measured
         run_id = n.journal.start_run(exp.id, seed, slot=slot.name, node=slot.node, budget=budget, screen=want.screen)
         job = Job(
@@ -284,7 +263,7 @@ class Scheduler:
             if node and node != f.slot.node:
                 self.night.journal.set_run_node(f.job.run_id, node)
             if not settle_only:
-                self.planner.after_run(f, res, self.stopping)
+                self.queue[:0] = self.planner.after_run(f, res, self.stopping)
 
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:

@@ -31,10 +31,10 @@ import json
 import math
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import NamedTuple
 
 from overnight.judges.pooled import latest_by_seed, noise_of, paired_noise_of
 from overnight.judges.stats import pooled_sd
+from overnight.night.requests import Finish, Runs, Want
 from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus
 
 
@@ -55,24 +55,6 @@ class ScreenVerdict(StrEnum):
     OUT = "out"  # clearly worse at the short budget: screened out, never run at full budget
     PROMOTED = "promoted"  # not clearly worse: full-budget runs and the judge
     AUDIT = "audit"  # would be out, run at full budget anyway: the screen's own check
-
-
-class ScreenStep(StrEnum):
-    """What `Screener.step` asks of the scheduler."""
-
-    RUN = "run"  # start the runs it names (none: wait for those running)
-    DECIDED = "decided"  # the candidate is finished (screened out)
-
-
-class Need(NamedTuple):
-    """A run the screen needs: of experiment `exp_id` (`remeasure`: of a reference, the
-    baseline or the incumbent, rather than the candidate), under `seed` (None: the next), as a
-    screen run or a full one."""
-
-    exp_id: int
-    remeasure: bool
-    seed: int | None
-    screen: bool
 
 
 def ok(run: Run) -> bool:
@@ -189,38 +171,36 @@ class Screener:
             n.journal.event(n.tag, EventKind.SCREEN_OFF, why)
             n.obs.message(f"screening off: {why}")
 
-    def step(
-        self, e: Experiment, target: Experiment, history: list[Experiment], busy: set[int]
-    ) -> tuple[ScreenStep, list[Need]]:
-        """(DECIDED, []) when `e` was screened out, else (RUN, needs): the runs to queue as
-        (experiment id, is a re-run of a kept one, seed or None, screen run?)."""
+    def step(self, e: Experiment, target: Experiment, history: list[Experiment], busy: set[int]) -> Finish | Runs:
+        """What candidate `e`, with no full-budget run yet, needs from the screen against
+        `target`: its screen runs and the references' (Runs; none: wait for those running),
+        its first full run once promoted, or its end when screened out (Finish)."""
         n = self.night
         seed = n.seed(0)
         decided = decisions(n.journal.events(n.tag, EventKind.SCREEN))
         d = decided.get(e.id)
         if d is None:
-            needs = []
+            wants = []
             base = history[0]
             for s in map(n.seed, range(self.s.baseline_seeds)):  # how the sd scales with the budget
                 if base.id not in busy and screen_value(base, s) is None and not failed_at(base, s):
-                    needs.append(Need(base.id, True, s, True))
+                    wants.append(Want(base.id, remeasure=True, priority=1, seed=s, screen=True))
             c, t = screen_value(e, seed), screen_value(target, seed)
             if c is None:
-                needs.append(Need(e.id, False, seed, True))
+                wants.append(Want(e.id, priority=1, seed=seed, screen=True))
             if t is None and not failed_at(target, seed) and target.id not in busy and target.id != base.id:
-                needs.append(Need(target.id, True, seed, True))
+                wants.append(Want(target.id, remeasure=True, priority=1, seed=seed, screen=True))
             if failed_at(target, seed):
                 d = self._decide(
                     e, ScreenVerdict.PROMOTED, None, None, "the incumbent's screen run failed: not screened"
                 )
-            elif needs or c is None or t is None:
-                return ScreenStep.RUN, needs
+            elif wants or c is None or t is None:
+                return Runs(tuple(wants))
             else:
                 d = self._judge(e, c, t, history, decided)
         if d["verdict"] == ScreenVerdict.OUT:
-            n.finish(e, ExpStatus.SCREENED, d["why"])
-            return ScreenStep.DECIDED, []
-        return ScreenStep.RUN, [Need(e.id, False, None, False)]
+            return Finish(ExpStatus.SCREENED, d["why"])
+        return Runs((Want(e.id, priority=1),))
 
     def _judge(self, e: Experiment, c: float, t: float, history: list[Experiment], decided: dict[int, dict]) -> dict:
         n, s = self.night, self.s

@@ -1,10 +1,11 @@
 """The night's state and its transitions: what the scheduler may do to the experiments.
 
-`Night` is the narrow, typed view the scheduler, the rescorer and the keep pipeline get (never
+`Night` is the narrow, typed view the scheduler, the rescorer and the lifecycle get (never
 the controller, which sets a night up and tears it down): the journal and the tag, the task,
 the judge, the proposer's thread (`asker`: every proposer call goes through it), and the
 transitions of an experiment: journaled (`add_baseline`, `add_proposal`), committed
-(`materialise`, `rebase_stale`) and decided (`finish`, which moves the branch on a keep).
+(`materialise`, `rebase_stale`) and decided (`finish`, which moves the branch on a keep; only
+the lifecycle calls it, lifecycle.py, which decides every experiment's fate).
 Every state change is a journal write first and an action second. The controller's thread is
 the only writer of the journal: a proposer's news (`ctx.say`) comes back through a queue.
 
@@ -47,6 +48,7 @@ from overnight.night.config import Observer, RunConfig
 from overnight.night.duplicates import find_original
 from overnight.night.duplicates import reason as duplicate_reason
 from overnight.night.guards import seed_only_change
+from overnight.night.requests import Finish
 from overnight.proposers import Context, Proposal, Proposer
 from overnight.proposers.base import REJECTED_KEY
 from overnight.records import EventKind, Experiment, ExpStatus, RunStatus, incumbent
@@ -215,34 +217,29 @@ class Night:
         measured = any(r.status != RunStatus.INTERRUPTED for r in exp.runs)
         return exp.parent_id is not None and inc is not None and exp.parent_id != inc.id and not measured
 
-    def materialise(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
-        """Make the candidate's commit (idempotent) on top of the current incumbent; reject
-        edits outside the editable files, and candidates whose rebase is empty; answer a
-        candidate whose files were already measured from the journal (duplicates.py)."""
+    def materialise(self, exp: Experiment, history: list[Experiment]) -> Experiment | Finish:
+        """Make the candidate's commit (idempotent) on top of the current incumbent. Or its end,
+        for the lifecycle to apply: rejected, for edits outside the editable files, a rebase that
+        is empty; a duplicate, for files already measured (answered from the journal)."""
         if exp.params.get(REJECTED_KEY) and exp.commit_sha is None:  # a failed proposal: never run
-            self.finish(exp, ExpStatus.REJECTED, exp.params[REJECTED_KEY])
-            return None
+            return Finish(ExpStatus.REJECTED, exp.params[REJECTED_KEY])
         outside = sorted(set(exp.edits) - set(self.task.editable))
         if outside and exp.commit_sha is None:
-            self.finish(exp, ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
-            return None
+            return Finish(ExpStatus.REJECTED, f"edits non-editable file(s): {', '.join(outside)}")
         seed_only = exp.commit_sha is None and seed_only_change(
             gitops.read_files(self.root, exp.base_commit, list(exp.edits)), exp.edits
         )
         if seed_only:
-            self.finish(exp, ExpStatus.REJECTED, seed_only)
-            return None
+            return Finish(ExpStatus.REJECTED, seed_only)
         if self.needs_rebase(exp, history):
             inc = self.incumbent(history)
             edits = self.rebased_edits(exp, history)
             if edits is None:
-                self.finish(
-                    exp,
+                return Finish(
                     ExpStatus.REJECTED,
                     f"stale: proposed on #{exp.parent_id}; its change is already "
                     f"in (or cannot be merged onto) #{inc.id}, kept since",
                 )
-                return None
             desc = re.sub(r" \(rebased onto #\d+\)$", "", exp.description) + f" (rebased onto #{inc.id})"
             self.journal.rebase_experiment(exp.id, inc.id, inc.commit_sha, edits, desc)
             exp = self.journal.experiment(exp.id)
@@ -257,8 +254,7 @@ class Night:
         original = None if exp.runs else find_original(self.root, exp, history, self.trees)
         if original is not None:
             self.journal.event(self.tag, EventKind.DUPLICATE, f"#{exp.id} has the files of #{original.id}: not run")
-            self.finish(exp, ExpStatus.DUPLICATE, duplicate_reason(original), original.value)
-            return None
+            return Finish(ExpStatus.DUPLICATE, duplicate_reason(original), original.value)
         return exp
 
     def rebase_stale(self, exp: Experiment, history: list[Experiment]) -> Experiment | None:
@@ -286,7 +282,9 @@ class Night:
         return self.journal.experiment(exp_id)
 
     def finish(self, exp: Experiment, status: ExpStatus, reason: str, value: float | None = None) -> None:
-        # Journal first, then the branch: a crash between the two is repaired on resume.
+        """Record `exp`'s fate (called by the lifecycle alone, lifecycle.py): the journal first,
+        then the branch on a keep (a crash between the two is repaired on resume), its
+        checkpoints pruned unless kept, the proposer told, results.tsv and the view updated."""
         self.journal.set_status(exp.id, status, reason, value)
         if status == ExpStatus.KEPT:
             self.move_branch(exp.commit_sha)

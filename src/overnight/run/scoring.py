@@ -110,7 +110,7 @@ def heldout_score(
     """The run's weights scored on the held-out slice (`[heldout]`, heldout_store.py) by harness
     code in a fresh process that reads the tokens from stdin (a memfd: the stored file is not
     opened). Writes `heldout.json` in the run directory and `summary["heldout_<metric>"]`; the
-    keep pipeline compares it (night/keep.py). Skipped where this process holds no held-out slice
+    held-out rule compares it (night/keep.py). Skipped where this process holds no held-out slice
     and is handed none (`data`: a Ray worker gets it with the re-score), as in `verify`. The
     candidate's model code runs in this process and sees the tokens: in the bwrap sandbox it
     can write nothing but a private /tmp."""
