@@ -125,6 +125,7 @@ def test_cpu_clock_divides_by_the_threads_it_may_use(task):
         assert divisor("2", set(cores[:2])) == 2
 
 
+@pytest.mark.slow  # 17 s each: two training processes side by side (the default run stays under 10 min)
 @pinning
 @pytest.mark.parametrize("clock", ["cpu", "steps"])
 def test_a_load_proof_clock_under_a_competing_process(task, clock):

@@ -55,6 +55,7 @@ def test_other_clocks_have_no_token_budget(tokens_task, tmp_path):
         assert out.stdout.strip() == "None", out.stderr[-2000:]
 
 
+@pytest.mark.slow  # 20 s: a calibration, then runs beside a competing process (the default run stays under 10 min)
 def test_setup_calibrates_once_and_load_cannot_move_a_run(tokens_task, cache, tmp_path):
     first = setup(tokens_task, cache)
     (path,) = cache.glob("tokens-clock-*.json")
