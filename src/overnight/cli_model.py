@@ -17,7 +17,9 @@ from overnight import gitops
 from overnight.errors import OvernightError
 from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
-from overnight.proposers.options import PROVIDERS, ProposerOptions
+from overnight.proposers.agent_presets import PRESETS
+from overnight.proposers.llm import RETRY_ROOM
+from overnight.proposers.options import PROVIDERS, REPLY_FORMATS, ProposerOptions
 from overnight.records import EventKind, Experiment, ExpStatus, incumbent
 from overnight.task_load import load_task
 
@@ -26,6 +28,7 @@ MODEL_OPTIONS = {
     "--model": ("model", str, "model name for llm/hybrid (env OVERNIGHT_MODEL)"),
     "--provider": ("provider", click.Choice(PROVIDERS), "protocol [openai; anthropic for claude-* models]"),
     "--base-url": ("base_url", str, "OpenAI-compatible or Anthropic endpoint, e.g. http://127.0.0.1:11434/v1"),
+    "--agent": ("agent", click.Choice(tuple(PRESETS)), "agent: a coding agent CLI by name (docs/proposers.md)"),
     "--agent-cmd": ("agent_cmd", str, "agent command; {prompt_file} and {description_file} are filled in"),
     "--agent-timeout": ("agent_timeout", float, "seconds one agent invocation may take"),
     "--hybrid-trials": ("hybrid_trials", int, "hybrid: Optuna trials after each LLM move"),
@@ -38,6 +41,16 @@ MODEL_OPTIONS = {
     "--price-out": ("price_out", float, "USD per million output tokens"),
     "--llm-retries": ("retries", int, "tries after the first, per proposal, before the fallback"),
     "--max-tokens": ("max_tokens", int, "reply token cap (Anthropic)"),
+    "--context-tokens": (
+        "context_tokens",
+        int,
+        "the model's context window in tokens: prompts sized to fit [asked of a local server, else 8192]",
+    ),
+    "--reply-format": (
+        "reply_format",
+        click.Choice(REPLY_FORMATS),
+        "the edit as JSON where the server takes a schema, else text (auto); json; text [auto]",
+    ),
 }
 assert {f for f, _, _ in MODEL_OPTIONS.values()} <= {f.name for f in fields(ProposerOptions)}
 
@@ -129,14 +142,32 @@ def preview_context(root: Path, tag: str | None):
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path), default=".")
 @click.option("--tag", default=None, help="the run whose history to use (default: the latest)")
 @click.option("--proposer", type=click.Choice(["llm", "hybrid", "agent"]), default="llm", show_default=True)
-def prompt(directory: Path, tag: str | None, proposer: str) -> None:
+@click.option("--context-tokens", type=int, default=None, help="size it to this context window, as a night would")
+@click.option("--reply-format", type=click.Choice(["json", "text"]), default="json", show_default=True)
+def prompt(directory: Path, tag: str | None, proposer: str, context_tokens: int | None, reply_format: str) -> None:
     """Print the prompt the model would see next (a dry run: nothing is sent or written)."""
     from overnight.proposers import prompt as promptlib
+    from overnight.proposers import window
 
+    if context_tokens is not None:
+        ProposerOptions(context_tokens=context_tokens).check_numbers()
     ctx = preview_context(_root(directory), tag)
-    system, user = promptlib.build(ctx, proposer, description_file="<description file>")
+    desc = "<description file>"
+    win = None if context_tokens is None else window.Window.of(context_tokens, "--context-tokens", 8192)
+    if win is None or proposer == "agent":
+        system, user = promptlib.build(ctx, proposer, desc, reply_format=reply_format)
+        shortened = []
+    else:
+        limit = win.prompt_chars - RETRY_ROOM
+        system, user, shortened = promptlib.fit(ctx, proposer, limit, desc, reply_format=reply_format)
     if system:
         click.echo("=== system ===\n" + system + "\n\n=== user ===")
     click.echo(user, nl=False)
     n = promptlib.size(system, user)
-    click.echo(f"prompt: {n} characters (~{n // 4} tokens; cap {promptlib.PROMPT_CAP})", err=True)
+    est = f"~{window.tokens(n):,} tokens at {window.CHARS_PER_TOKEN:g} characters a token"
+    if win is None:
+        cap = f"cap {promptlib.PROMPT_CAP:,}; --context-tokens N sizes it"
+        click.echo(f"prompt: {n:,} characters ({est}; {cap})", err=True)
+    else:
+        cut = f"; shortened: {', '.join(shortened)}" if shortened else "; nothing shortened"
+        click.echo(f"prompt: {n:,} characters ({est}) of a {win.describe()}{cut}", err=True)

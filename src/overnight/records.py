@@ -82,12 +82,16 @@ class EventKind(StrEnum):
     IGNORES_SEED = "ignores-seed"
     INCUMBENT_FAILED = "incumbent-failed"
     JOURNAL_TAMPERED = "journal-tampered"
+    MODEL_UNUSABLE = "model-unusable"  # the model's last proposals could not be used: optuna stands in
+    MODEL_USABLE = "model-usable"  # ... and one could again: the model proposes again
     NO_HELDOUT = "no-heldout"
     NOTE = "note"
     OOM = "oom"
     OUTSIDE_TAMPERED = "outside-tampered"
     OVER_BUDGET = "over-budget"
+    PROMPT_WINDOW = "prompt-window"  # the model's context window the prompts are sized to
     READS_HELDOUT = "reads-heldout"
+    REPLY_FORMAT = "reply-format"  # structured (JSON) replies refused by the server: text from then on
     REQUEUED = "requeued"
     RESCORE_MISMATCH = "rescore-mismatch"
     RESUME = "resume"

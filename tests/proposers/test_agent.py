@@ -65,5 +65,5 @@ def test_wall_clock_limit(night):
 def test_missing_agent_command_is_one_clear_error():
     with pytest.raises(OvernightError, match="'no-such-agent' not found on PATH"):
         AgentProposer(ProposerOptions(agent_cmd="no-such-agent -p {prompt_file}"))
-    with pytest.raises(OvernightError, match="needs --agent-cmd"):
+    with pytest.raises(OvernightError, match="needs --agent NAME"):
         AgentProposer(ProposerOptions())

@@ -32,19 +32,31 @@ def test_end_to_end_on_toy(tmp_path, fake, provider):
     assert '-ACTIVATION = "relu"' in exp.diff and '+ACTIVATION = "gelu"' in exp.diff
     assert git_out(root, "rev-parse", "overnight/t").strip() == exp.commit_sha
     assert 'ACTIVATION = "gelu"' in git_out(root, "show", "overnight/t:train.py")
-    assert exp.params["usage"] | {"prompt_chars": 0} == {
+    usage = exp.params["usage"]
+    assert usage | {"prompt_chars": 0, "prompt_tokens_est": 0, "seconds": 0} == {
         "model": "any",
         "calls": 1,
         "tokens_in": 1200,
         "tokens_out": 80,
         "cost_usd": None,
         "prompt_chars": 0,
+        "format": "json_schema",  # asked for by default; the SEARCH/REPLACE text it got is read too
+        "window": 8192,  # a server on this machine that says nothing of its window
+        "prompt_tokens_est": 0,
+        "shortened": [],
+        "largest_prompt": 1200,  # the server's count for the largest call
+        "seconds": 0,
     }
+    assert usage["prompt_tokens_est"] == -(-usage["prompt_chars"] // 3)
     path = "/v1/messages" if provider == "anthropic" else "/v1/chat/completions"
     assert fake.paths == [path]
     req = fake.requests[0]
     system = req["system"] if provider == "anthropic" else req["messages"][0]["content"]
-    assert "<<<<<<< SEARCH" in system and "Minimise `val_loss`" in user_text(req) and RELU in user_text(req)
+    assert '"edits": [{"path"' in system and "Minimise `val_loss`" in user_text(req) and RELU in user_text(req)
+    asked = (
+        req["tools"][0]["input_schema"] if provider == "anthropic" else req["response_format"]["json_schema"]["schema"]
+    )
+    assert asked["properties"]["edits"]["items"]["properties"]["path"]["enum"] == ["train.py"]
     headers = {k.lower(): v for k, v in fake.headers[0].items()}
     assert "overnight-local" in headers.get(
         "x-api-key", headers.get("authorization", "")
@@ -116,7 +128,7 @@ def test_endpoint_fault_is_retried(night, fake, provider, name):
     p = LLMProposer(options(fake, provider, request_timeout=0.3))
     proposal = p.propose(night.ctx())
     assert proposal.proposer == "llm" and 'ACTIVATION = "gelu"' in proposal.edits["train.py"]
-    assert len(fake.requests) == 2 and [k for k, _ in night.said] == ["endpoint"]
+    assert len(fake.requests) == 2 and [k for k, _ in night.said if k != "prompt-window"] == ["endpoint"]
     p.close()
 
 
@@ -136,7 +148,9 @@ def test_connection_refused_falls_back_to_optuna(night, fake):
     assert proposal.proposer == "optuna" and proposal.params["fallback_for"] == "llm"
     assert proposal.description.startswith("optuna ")  # a local move or a TPE trial
     kinds = [k for k, _ in night.said]
-    assert kinds == ["endpoint", "endpoint", "fallback"] and "continuing with optuna" in night.said[-1][1]
+    assert (
+        kinds == ["prompt-window", "endpoint", "endpoint", "fallback"] and "continuing with optuna" in night.said[-1][1]
+    )
     p.close()
 
 

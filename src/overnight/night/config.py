@@ -63,6 +63,9 @@ class RunConfig:
         if self.tag is not None:
             check_tag(self.tag)
         self.proposer_options.check_numbers()
+        agent = self.proposer_options.agent
+        if agent is not None and self.proposer != "agent":
+            raise OvernightError(f"--agent {agent} picks the coding agent of --proposer agent — add --proposer agent")
         if self.slots is not None and self.slots < 1:
             raise OvernightError("--slots must be at least 1")
         if self.gpus is not None and (

@@ -1,13 +1,15 @@
 """`agent`: an external coding-agent command edits a checkout of the current best.
 
-    overnight run --proposer agent --agent-cmd 'claude -p "$(cat {prompt_file})"'
+    overnight run --proposer agent --agent claude          (agent_presets.py: claude, codex, aider, gemini)
+    overnight run --proposer agent --agent-cmd 'my-agent --prompt {prompt_file}'
 
 For each proposal the harness makes a fresh git worktree of the current best in a temporary
 folder (outside the task repository, away from the journal), writes the prompt to a file, and
 runs the command there under a wall-clock limit. `{prompt_file}` and `{description_file}` in
-the command are replaced by (quoted) paths, and the prompt is also on the command's stdin, so
-`claude -p` or `codex exec -` read it either way. Afterwards the harness takes the diff of the
-editable files against the current best and validates it as the llm proposer does (only
+the command are replaced by (quoted) paths, `{editable_files}` by the task's editable files, and
+the prompt is also on the command's stdin, so `claude -p` or `codex exec -` read it either way.
+Afterwards the harness takes the diff of the editable files against the current best and
+validates it as the llm proposer does (only
 editable files changed, Python compiles, something changed); a rejected change is sent back
 once, with the error, in the same worktree.
 
@@ -30,10 +32,11 @@ from pathlib import Path
 
 from overnight import gitops, layout
 from overnight.errors import OvernightError
-from overnight.proposers import edits, prompt
+from overnight.proposers import agent_presets, edits, prompt
 from overnight.proposers.base import Context, Proposal, Proposer
 from overnight.proposers.options import ProposerOptions
 from overnight.run import credentials, process
+from overnight.task import TaskSpec
 
 KILL_GRACE_SECONDS = 5.0
 STOP_POLL_SECONDS = 0.2  # how soon a stopping night ends the agent
@@ -45,14 +48,14 @@ class AgentProposer(Proposer):
     def __init__(self, opts: ProposerOptions):
         opts.check(self.name)
         self.opts = opts
+        self.command = opts.agent_cmd or agent_presets.command(opts.agent)
+        flag = "--agent-cmd" if opts.agent_cmd else f"--agent {opts.agent}"
         try:
-            program = shlex.split(opts.agent_cmd)[0]
+            program = shlex.split(self.command)[0]
         except (ValueError, IndexError):
-            raise OvernightError(
-                f"--agent-cmd {opts.agent_cmd!r} is not a valid shell command — check its quotes"
-            ) from None
+            raise OvernightError(f"{flag}: {self.command!r} is not a valid shell command — check its quotes") from None
         if "=" not in program and shutil.which(program) is None:
-            raise OvernightError(f"agent command {program!r} not found on PATH — install it or fix --agent-cmd")
+            raise OvernightError(f"agent command {program!r} not found on PATH ({flag}) — install it or fix {flag}")
 
     def propose(self, ctx: Context) -> Proposal:
         run_dir = layout.TagPaths(Path(ctx.state_dir), ctx.tag).agent_dir(len(ctx.history) + 1)
@@ -70,7 +73,7 @@ class AgentProposer(Proposer):
                 if attempt:
                     text += f"\n# Your previous change was rejected\n\n{error}\nFix it in place.\n"
                 prompt_file.write_text(text)
-                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task.pass_env, stop=ctx.stop)
+                failure = self._run(checkout, prompt_file, desc_file, log, params, ctx.task, stop=ctx.stop)
                 description = self._description(desc_file, log)
                 if failure:
                     return Proposal.failed(description, failure, params, proposer=self.name)
@@ -94,20 +97,22 @@ class AgentProposer(Proposer):
         desc_file: Path,
         log: Path,
         params: dict,
-        pass_env: tuple[str, ...] = (),
+        task: TaskSpec,
         stop: threading.Event | None = None,
     ) -> str | None:
         """Run the command; None when it exited 0 in time, else why it failed. `stop` (Ctrl-C,
         SIGTERM) ends it at once, as --agent-timeout does."""
-        cmd = self.opts.agent_cmd.replace("{prompt_file}", shlex.quote(str(prompt_file))).replace(
-            "{description_file}", shlex.quote(str(desc_file))
+        cmd = (
+            self.command.replace("{prompt_file}", shlex.quote(str(prompt_file)))
+            .replace("{description_file}", shlex.quote(str(desc_file)))
+            .replace("{editable_files}", " ".join(shlex.quote(p) for p in task.editable))
         )
         # The agent gets none of the harness's run variables: it is not a training run. Nor the
         # user's credentials, but for those the task's pass_env or the command line itself names
         # (credentials.agent_env: an agent needing its API key is given it explicitly).
         env = {
             k: v
-            for k, v in credentials.agent_env(self.opts.agent_cmd, pass_env).items()
+            for k, v in credentials.agent_env(self.command, task.pass_env).items()
             if not k.startswith("OVERNIGHT_")
         }
         env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))

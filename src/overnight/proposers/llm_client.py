@@ -13,11 +13,13 @@ key, model or URL) will not get better by waiting.
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
 from overnight.errors import OvernightError
+from overnight.proposers.llm_reply import TOOL_NAME
 from overnight.proposers.options import ProposerOptions
 
 # The key a local server gets when none is set: Ollama, vLLM and llama.cpp ignore it, and the
@@ -32,6 +34,10 @@ class EndpointFault(Exception):
 
 class EndpointRefused(Exception):
     """The endpoint said no (bad key, unknown model, bad request): retrying will not help."""
+
+    def __init__(self, message: str, code: int | None = None):
+        super().__init__(message)
+        self.code = code  # 400 or 422 may be a server that takes no JSON schema (llm.py)
 
 
 @dataclass(frozen=True)
@@ -102,24 +108,43 @@ class Client:
             kwargs["base_url"] = base_url
         self.client = cls(**kwargs)
 
-    def chat(self, system: str, messages: list[dict]) -> Reply:
+    def chat(
+        self,
+        system: str,
+        messages: list[dict],
+        schema: dict | None = None,
+        max_tokens: int | None = None,
+        flavour: str = "json_schema",
+    ) -> Reply:
+        """`schema`: the reply asked for as JSON of that schema, the `flavour` way (llm_reply.py);
+        `max_tokens`: the reply's cap (a local model's window: window.py)."""
         try:
             if self.provider == "anthropic":
-                return self._anthropic(system, messages)
-            return self._openai(system, messages)
+                return self._anthropic(system, messages, schema, max_tokens)
+            return self._openai(system, messages, schema, max_tokens, flavour)
         except self.sdk.APIStatusError as exc:
             code = exc.status_code
             if code >= 500 or code in RETRYABLE_STATUS:
                 raise EndpointFault(f"HTTP {code}: {_short(exc)}") from None
-            raise EndpointRefused(f"HTTP {code}: {_short(exc)}") from None
+            raise EndpointRefused(f"HTTP {code}: {_short(exc)}", code) from None
         except self.sdk.APIError as exc:  # connection refused, timeouts, a body that is not JSON
             raise EndpointFault(f"{type(exc).__name__}: {_short(exc)}") from None
         except (ValueError, TypeError, AttributeError, IndexError, KeyError) as exc:
             raise EndpointFault(f"malformed reply: {type(exc).__name__}: {_short(exc)}") from None
 
-    def _openai(self, system: str, messages: list[dict]) -> Reply:
+    def _openai(
+        self, system: str, messages: list[dict], schema: dict | None, max_tokens: int | None, flavour: str
+    ) -> Reply:
+        kw: dict = {}
+        if schema is not None and flavour == "json_object":
+            kw["response_format"] = {"type": "json_object", "schema": schema}
+        elif schema is not None:
+            spec = {"name": "edit", "schema": schema, "strict": True}
+            kw["response_format"] = {"type": "json_schema", "json_schema": spec}
+        if max_tokens is not None:
+            kw["max_tokens"] = max_tokens
         resp = self.client.chat.completions.create(
-            model=self.opts.model, messages=[{"role": "system", "content": system}, *messages]
+            model=self.opts.model, messages=[{"role": "system", "content": system}, *messages], **kw
         )
         if not getattr(resp, "choices", None):
             raise EndpointFault("malformed reply: no choices")
@@ -127,11 +152,19 @@ class Client:
         usage = resp.usage
         return self._reply(text, system, messages, usage and usage.prompt_tokens, usage and usage.completion_tokens)
 
-    def _anthropic(self, system: str, messages: list[dict]) -> Reply:
+    def _anthropic(self, system: str, messages: list[dict], schema: dict | None, max_tokens: int | None) -> Reply:
+        kw: dict = {}
+        if schema is not None:  # forced tool use: the tool's input is the edit
+            kw["tools"] = [{"name": TOOL_NAME, "description": "Propose one change.", "input_schema": schema}]
+            kw["tool_choice"] = {"type": "tool", "name": TOOL_NAME}
         resp = self.client.messages.create(
-            model=self.opts.model, max_tokens=self.opts.max_tokens, system=system, messages=messages
+            model=self.opts.model, max_tokens=max_tokens or self.opts.max_tokens, system=system, messages=messages, **kw
         )
-        text = "".join(getattr(b, "text", "") for b in (resp.content or []) if getattr(b, "type", "") == "text")
+        blocks = resp.content or []
+        text = "".join(getattr(b, "text", "") for b in blocks if getattr(b, "type", "") == "text")
+        tool = next((b for b in blocks if getattr(b, "type", "") == "tool_use"), None)
+        if tool is not None:
+            text = json.dumps(tool.input)
         usage = resp.usage
         return self._reply(text, system, messages, usage and usage.input_tokens, usage and usage.output_tokens)
 

@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 from overnight.errors import OvernightError
 
 PROVIDERS = ("openai", "anthropic")
+REPLY_FORMATS = ("auto", "json", "text")
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,10 @@ class ProposerOptions:
     price_in: float | None = None  # USD per million input tokens (cost accounting when set)
     price_out: float | None = None  # USD per million output tokens
     agent_cmd: str | None = None  # shell command; {prompt_file} and {description_file} are filled in
+    agent: str | None = None  # a coding agent by name (agent_presets.py): its command line, when no agent_cmd
+    context_tokens: int | None = None  # the model's window (window.py); None: asked of a local server
+    reply_format: str = "auto"  # the edit as JSON where the server takes a schema (auto), always, or text
+    unusable_after: int = 5  # proposals in a row the model's edit could not be used: optuna stands in
     agent_timeout: float = 1800.0  # wall-clock limit of one agent invocation, seconds
     hybrid_trials: int = 4  # Optuna trials on the current best after each LLM move (0: LLM only)
     # optuna: "global" is TPE over the whole space from the start; "local" moves one constant at
@@ -48,14 +53,17 @@ class ProposerOptions:
         """One clear error for a missing or wrong flag, before the night starts."""
         if self.provider is not None and self.provider not in PROVIDERS:
             raise OvernightError(f"unknown provider {self.provider!r} — use openai or anthropic")
+        if self.reply_format not in REPLY_FORMATS:
+            raise OvernightError(f"unknown reply format {self.reply_format!r} — use {', '.join(REPLY_FORMATS)}")
         if proposer in ("llm", "hybrid") and not self.model:
             raise OvernightError(
                 f"--proposer {proposer} needs --model — e.g. --model gpt-4.1, "
                 "--model claude-sonnet-4-5, or the name your local server serves"
             )
-        if proposer == "agent" and not self.agent_cmd:
+        if proposer == "agent" and not self.agent_cmd and not self.agent:
             raise OvernightError(
-                "--proposer agent needs --agent-cmd — e.g. --agent-cmd 'claude -p \"$(cat {prompt_file})\"'"
+                "--proposer agent needs --agent NAME (claude, codex, aider, gemini) or --agent-cmd — "
+                "e.g. --agent claude"
             )
         if self.base_url is not None and urlparse(self.base_url).scheme not in ("http", "https"):
             raise OvernightError(f"--base-url {self.base_url!r} is not an http(s) URL — e.g. http://127.0.0.1:11434/v1")
@@ -65,6 +73,13 @@ class ProposerOptions:
         """The numeric flags, whichever proposer: finite and in range (never NaN, never negative)."""
         if self.retries < 0 or self.hybrid_trials < 0 or self.probe_every < 1:
             raise OvernightError("--llm-retries and --hybrid-trials must be >= 0 — pass a count")
+        if self.context_tokens is not None and self.context_tokens < 1024:
+            raise OvernightError(
+                f"--context-tokens must be at least 1024, got {self.context_tokens} — the model's context "
+                "window in tokens (e.g. 8192)"
+            )
+        if self.unusable_after < 1:
+            raise OvernightError("the count of unusable replies before optuna stands in must be >= 1")
         if self.max_tokens < 1:
             raise OvernightError(f"--max-tokens must be at least 1, got {self.max_tokens} — pass a token count")
         for name, price in (("--price-in", self.price_in), ("--price-out", self.price_out)):

@@ -128,6 +128,7 @@ def _facts(page: page_data.PageData) -> str:
         items.append(
             f"model: {u['proposals']} proposals ({u['rejected']} rejected edits), {u['calls']} calls{per}"
             + (f"; {u['fallback_proposals']} proposals from the optuna fallback" if u["fallback_proposals"] else "")
+            + (f"; the model's edits could not be used: {escape(u['unusable_message'])}" if u.get("unusable") else "")
         )
     return '<ul class="facts">' + "".join(f"<li>{i}</li>" for i in items) + "</ul>"
 

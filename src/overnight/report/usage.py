@@ -10,6 +10,13 @@ from __future__ import annotations
 from overnight.records import EventKind, Experiment, ExpStatus
 
 FALLBACK_EVENTS = (EventKind.FALLBACK, EventKind.FALLBACK_END)
+BENCH_EVENTS = (EventKind.MODEL_UNUSABLE, EventKind.MODEL_USABLE)
+
+
+def _last(events: list[dict], kinds: tuple[EventKind, EventKind]) -> str | None:
+    """The message of the latest of `kinds` when it is the first kind (the state is on), else None."""
+    switches = [ev for ev in events if ev["kind"] in kinds]
+    return switches[-1]["message"] if switches and switches[-1]["kind"] == kinds[0] else None
 
 
 def usage_summary(history: list[Experiment], events: list[dict]) -> dict:
@@ -19,7 +26,7 @@ def usage_summary(history: list[Experiment], events: list[dict]) -> dict:
     # Every kept improvement counts, whoever proposed it: in hybrid the tuner's gains build on
     # the model's moves, and a fallback's gains were paid for by the model's failures too.
     kept = sum(e.status == ExpStatus.KEPT and e.parent_id is not None for e in history)
-    switches = [ev for ev in events if ev["kind"] in FALLBACK_EVENTS]
+    down, benched = _last(events, FALLBACK_EVENTS), _last(events, BENCH_EVENTS)
     return {
         "proposals": len(usages),
         "rejected": sum(e.status == ExpStatus.REJECTED and "usage" in e.params for e in history),
@@ -30,11 +37,13 @@ def usage_summary(history: list[Experiment], events: list[dict]) -> dict:
         "cost_usd": cost,
         "kept": kept,
         "cost_per_kept": cost / kept if cost is not None and kept else None,
-        "fallback": bool(switches) and switches[-1]["kind"] == EventKind.FALLBACK,
+        "fallback": down is not None,
         "fallback_proposals": sum("fallback_for" in e.params for e in history),
-        "fallback_message": switches[-1]["message"]
-        if switches and switches[-1]["kind"] == EventKind.FALLBACK
-        else None,
+        "fallback_message": down,
+        # the model's edits could not be used, proposals in a row: optuna stands in (llm.py)
+        "unusable": benched is not None,
+        "unusable_message": benched,
+        "unusable_spells": sum(ev["kind"] == EventKind.MODEL_UNUSABLE for ev in events),
     }
 
 
@@ -55,6 +64,10 @@ def usage_markdown(u: dict) -> list[str]:
     if u["fallback_proposals"] or u["fallback"]:
         now = " — still on the fallback now" if u["fallback"] else ""
         out.append(f"- endpoint down: {u['fallback_proposals']} proposals came from the optuna fallback{now}")
+    if u["unusable_spells"]:
+        now = f" — still now: {u['unusable_message']}" if u["unusable"] else " (it recovered)"
+        spells = u["unusable_spells"]
+        out.append(f"- the model could not follow the edit format: {spells} spell(s) of unusable replies{now}")
     return out + [""]
 
 
@@ -69,4 +82,6 @@ def usage_line(u: dict) -> str | None:
     )
     if u["fallback"]:
         line += "; endpoint down, proposing with optuna"
+    if u["unusable"]:
+        line += "; the model's edits could not be used: optuna stands in"
     return line

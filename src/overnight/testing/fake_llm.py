@@ -2,7 +2,10 @@
 
 Scripted per test: `push(...)` queues what the next request gets (a reply, or a fault on
 demand); when the queue is empty `default(request)` answers. Every request body is kept in
-`requests`, so tests read exactly what the SDK clients sent. `options` points the real SDK
+`requests`, so tests read exactly what the SDK clients sent. As a llama.cpp server it answers
+GET /props with `props`, as Ollama POST /api/show with `show`, when a test sets them (404
+otherwise, as a hosted API does); `refuse_schema` answers a request with a response_format or
+tools with HTTP 400, as a server without structured output does. `options` points the real SDK
 clients at it (small timeouts); GELU_REPLY is a good edit of the toy task.
 """
 
@@ -47,6 +50,12 @@ def reply(text: str, tokens_in: int = 1000, tokens_out: int = 50) -> dict:
     return {"text": text, "usage": (tokens_in, tokens_out)}
 
 
+def json_reply(description: str, *edits: tuple[str, str], path: str = "train.py", **usage) -> dict:
+    """A structured reply: as a forced tool use (Anthropic) or JSON text (OpenAI)."""
+    body = {"description": description, "edits": [{"path": path, "search": a, "replace": b} for a, b in edits]}
+    return {"text": json.dumps(body), "tool": body, "usage": usage.get("usage", (1000, 50))}
+
+
 def fault(kind: str, **kw) -> dict:
     """kind: status (code=...), malformed, empty, sleep (seconds=...), drop."""
     return {"fault": kind, **kw}
@@ -66,6 +75,10 @@ class FakeLLM:
         self.paths: list[str] = []
         self.headers: list[dict] = []
         self.default = lambda request: fault("status", code=500)
+        self.props: dict | None = None  # GET /props (llama.cpp)
+        self.show: dict | None = None  # POST /api/show (Ollama)
+        self.probes: list[str] = []  # the paths of those requests
+        self.refuse_schema = False
         self.lock = threading.Lock()
         handler = type("Handler", (_Handler,), {"fake": self})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -106,9 +119,24 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:  # keep test output clean
         pass
 
+    def do_GET(self) -> None:
+        self.fake.probes.append(self.path)
+        if self.path.rstrip("/").endswith("/props") and self.fake.props is not None:
+            return self._send(200, json.dumps(self.fake.props).encode())
+        self._send(404, b'{"error": "not found"}')
+
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
         anthropic = self.path.rstrip("/").endswith("/messages")
+        if not anthropic and not self.path.rstrip("/").endswith("/chat/completions"):
+            self.fake.probes.append(self.path)
+            if self.path.rstrip("/").endswith("/api/show") and self.fake.show is not None:
+                return self._send(200, json.dumps(self.fake.show).encode())
+            return self._send(404, b'{"error": "not found"}')
+        if self.fake.refuse_schema and ("response_format" in body or "tools" in body):
+            self.fake.requests.append(body)
+            err = {"type": "error", "error": {"type": "invalid_request_error", "message": "no response_format"}}
+            return self._send(400, json.dumps(err).encode())
         self.fake.paths.append(self.path)
         self.fake.headers.append(dict(self.headers))
         action = self.fake.next_action(body)
@@ -132,6 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
         model = body.get("model", "any")
         if anthropic:
             content = [{"type": "text", "text": text}] if text else []
+            if action.get("tool") is not None and "tools" in body:
+                content = [{"type": "tool_use", "id": "toolu_1", "name": "propose_edit", "input": action["tool"]}]
             out = {
                 "id": "msg_1",
                 "type": "message",
