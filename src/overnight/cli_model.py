@@ -40,6 +40,11 @@ MODEL_OPTIONS = {
     "--price-in": ("price_in", float, "USD per million input tokens, for cost accounting"),
     "--price-out": ("price_out", float, "USD per million output tokens"),
     "--llm-retries": ("retries", int, "tries after the first, per proposal, before the fallback"),
+    "--llm-unusable-after": (
+        "unusable_after",
+        int,
+        "model proposals in a row whose edit cannot be used before optuna stands in",
+    ),
     "--max-tokens": ("max_tokens", int, "reply token cap (Anthropic)"),
     "--context-tokens": (
         "context_tokens",

@@ -91,7 +91,7 @@ def test_prompt_dry_run(cli, toy_repo):
     cli("note", "prefer small changes", toy_repo)
     r = cli("prompt", toy_repo)
     assert r.exit_code == 0
-    assert r.stdout.startswith("=== system ===") and '"edits": [{"path"' in r.stdout  # JSON first (auto)
+    assert r.stdout.startswith("=== system ===") and "one JSON object with two fields" in r.stdout  # JSON first (auto)
     assert "<<<<<<< SEARCH" in cli("prompt", toy_repo, "--reply-format", "text").stdout
     assert "Minimise `val_loss`" in r.stdout and "- prefer small changes" in r.stdout
     assert 'ACTIVATION = "relu"' in r.stdout and "Only the baseline so far" in r.stdout

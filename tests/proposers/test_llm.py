@@ -52,7 +52,8 @@ def test_end_to_end_on_toy(tmp_path, fake, provider):
     assert fake.paths == [path]
     req = fake.requests[0]
     system = req["system"] if provider == "anthropic" else req["messages"][0]["content"]
-    assert '"edits": [{"path"' in system and "Minimise `val_loss`" in user_text(req) and RELU in user_text(req)
+    assert "one JSON object with two fields" in system
+    assert "Minimise `val_loss`" in user_text(req) and RELU in user_text(req)
     asked = (
         req["tools"][0]["input_schema"] if provider == "anthropic" else req["response_format"]["json_schema"]["schema"]
     )

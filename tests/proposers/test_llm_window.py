@@ -189,3 +189,12 @@ def test_reply_format_json_refused_everywhere_is_one_line(night, fake):
     with pytest.raises(OvernightError, match="refused structured replies .* use --reply-format auto or text"):
         p.propose(night.ctx())
     p.close()
+
+
+def test_a_json_reply_with_raw_newlines_in_its_strings_is_read_as_meant():
+    from overnight.proposers.llm_reply import parse_reply
+
+    edit = '{"path": "train.py", "search": "A = 1\nB = 2", "replace": "A = 2\tB"}'  # raw control characters
+    text = '{"description": "two lines", "edits": [' + edit + "]}"
+    description, (block,) = parse_reply(text)
+    assert description == "two lines" and block.search == "A = 1\nB = 2" and block.replace == "A = 2\tB"

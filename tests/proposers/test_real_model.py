@@ -20,5 +20,7 @@ def test_a_real_model_proposes_through_a_real_server_that_dies_and_returns(tmp_p
     if why:
         pytest.skip(why)
     result = night(python, "toy", proposals=6, kill_at=2, work=tmp_path)
-    assert result["model_proposals"] == 6 and result["fallback_proposals"] == 5
+    # Optuna stands in from the failed call to the probe that finds the server back: the 5th
+    # proposal after it (the 10th, if the server took longer to start than five toy runs).
+    assert result["fallback_proposals"] in (5, 10) and result["model_proposals"] == 11 - result["fallback_proposals"]
     assert result["server_restarted_after"] and result["largest_prompt_tokens"] > 0

@@ -66,7 +66,7 @@ def parse_reply(text: str) -> tuple[str, list[Block]]:
     if not body.startswith("{"):
         return parse(text)
     try:
-        data = json.loads(body)
+        data = json.loads(body, strict=False)  # a raw newline or tab inside a string: what the model meant
     except ValueError as exc:
         raise EditError(f"the reply is not valid JSON ({exc}) — reply with one JSON object as described") from None
     if not isinstance(data, dict) or not isinstance(data.get("edits"), list) or not data["edits"]:

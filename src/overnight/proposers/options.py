@@ -79,7 +79,7 @@ class ProposerOptions:
                 "window in tokens (e.g. 8192)"
             )
         if self.unusable_after < 1:
-            raise OvernightError("the count of unusable replies before optuna stands in must be >= 1")
+            raise OvernightError("--llm-unusable-after must be at least 1 — a count of proposals")
         if self.max_tokens < 1:
             raise OvernightError(f"--max-tokens must be at least 1, got {self.max_tokens} — pass a token count")
         for name, price in (("--price-in", self.price_in), ("--price-out", self.price_out)):

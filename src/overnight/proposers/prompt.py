@@ -55,12 +55,12 @@ SYSTEM_JSON = """You are an ML researcher running experiments overnight. Each re
 the editable files; a harness commits it, trains under a fixed time budget, measures the metric
 and keeps the change only if it is really better.
 
-Reply format (strict): one JSON object and nothing else:
-{"description": "one short paragraph: what you change and why you expect it to help",
- "edits": [{"path": "train.py", "search": "exact lines copied from the current file", "replace": "the new lines"}]}
-
-Each "search" must match the current file exactly (indentation and newlines included) and occur
-once; keep it short but unique. Edit only the editable files. Do not rewrite whole files."""
+Reply format (strict): one JSON object with two fields. "description": one short paragraph
+saying what you change and why you expect it to help. "edits": a list of edits, each with
+"path" (an editable file), "search" (lines copied exactly from that file as shown below,
+indentation and newlines included, occurring once in it: keep them short but unique) and
+"replace" (the lines that take their place). Edit only the editable files. Do not rewrite whole
+files."""
 
 AGENT = """You are working in a git checkout of the current best version of the task. Make ONE
 change by editing the editable files in place ({editable}). Do not edit any other file, do not

@@ -86,18 +86,18 @@ def experiments(db: Path) -> tuple[list[dict], list[dict]]:
 
 
 def kill_and_restart(server: Server, db: Path, at: int, done: threading.Event, said: dict) -> None:
-    """Kill the server once `at` model proposals are journaled; start it again two later."""
+    """Kill the server once `at` model proposals are journaled; start it again as soon as the
+    night has said it goes on with optuna (event `fallback`), so the model's next probe finds it."""
     while not done.is_set():
-        rows, _ = experiments(db)
-        model = [r for r in rows if r["proposer"] == "llm"]
-        if len(model) >= at and "killed" not in said:
+        rows, events = experiments(db)
+        if "killed" not in said and sum(r["proposer"] == "llm" for r in rows) >= at:
             server.stop()
             said["killed"] = len(rows)
-        if "killed" in said and len(rows) >= said["killed"] + 2 and "restarted" not in said:
+        if "killed" in said and any(e["kind"] == "fallback" for e in events):
             server.start()
             said["restarted"] = len(rows)
             return
-        time.sleep(0.5)
+        time.sleep(0.2)
 
 
 def stage(reason: str) -> str:
@@ -162,7 +162,9 @@ def night(
     n = proposals + 1 + (5 if kill_at else 0)
     cmd = [sys.executable, "-m", "overnight", "run", str(root), "--proposer", "llm", "--model", "smollm2"]
     cmd += ["--base-url", server.url, "--judge", "greedy", "--experiments", str(n), "--tag", "real", "--quiet"]
-    cmd += ["--reply-format", reply_format, "--llm-retries", "1"]
+    cmd += ["--context-tokens", str(n_ctx)]  # llama-cpp-python's server does not say its window
+    # Every proposal asks the model (none benched for unusable edits): the figures are the model's.
+    cmd += ["--reply-format", reply_format, "--llm-retries", "1", "--llm-unusable-after", "100000"]
     if task == "nanogpt":
         cmd += ["--budget", str(budget or 10)]
     db = root / ".overnight" / "journal.db"
