@@ -31,7 +31,10 @@ def standins(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
-def test_each_preset_edits_the_worktree_unattended(night, standins, name):
+def test_each_preset_edits_the_worktree_unattended(night, standins, name, monkeypatch):
+    set_keys = {"ANTHROPIC_API_KEY", "OPENAI_API_KEY", "GEMINI_API_KEY", "AWS_SESSION_TOKEN"}
+    for key in set_keys:
+        monkeypatch.setenv(key, "sk-test")
     p = AgentProposer(ProposerOptions(agent=name))
     proposal = p.propose(night.ctx())
     assert proposal.rejected is None, proposal.rejected
@@ -39,6 +42,8 @@ def test_each_preset_edits_the_worktree_unattended(night, standins, name):
     assert proposal.description == f"{name}: switched the activation to gelu"  # its last line
     (seen,) = [json.loads(line) for line in standins.read_text().splitlines()]
     assert seen["name"] == name and "overnight-agent-" in seen["cwd"]  # a worktree outside the task
+    # The keys that CLI reads, and no other credential.
+    assert seen["keys"] == sorted(set(PRESETS[name].keys) & set_keys) and "AWS_SESSION_TOKEN" not in seen["keys"]
     if name == "aider":
         assert seen["args"][-1] == "train.py"  # {editable_files}
 

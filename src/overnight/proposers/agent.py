@@ -49,6 +49,8 @@ class AgentProposer(Proposer):
         opts.check(self.name)
         self.opts = opts
         self.command = opts.agent_cmd or agent_presets.command(opts.agent)
+        # A preset's own keys (agent_presets.py); --agent-cmd names the ones it needs itself.
+        self.keys = () if opts.agent_cmd else agent_presets.PRESETS[opts.agent].keys
         flag = "--agent-cmd" if opts.agent_cmd else f"--agent {opts.agent}"
         try:
             program = shlex.split(self.command)[0]
@@ -112,7 +114,7 @@ class AgentProposer(Proposer):
         # (credentials.agent_env: an agent needing its API key is given it explicitly).
         env = {
             k: v
-            for k, v in credentials.agent_env(self.command, task.pass_env).items()
+            for k, v in credentials.agent_env(self.command, [*task.pass_env, *self.keys]).items()
             if not k.startswith("OVERNIGHT_")
         }
         env.update(OVERNIGHT_PROMPT_FILE=str(prompt_file), OVERNIGHT_DESCRIPTION_FILE=str(desc_file))

@@ -5,7 +5,8 @@ It checks the flags it was given as the real CLI would parse them (an unknown fl
 value, or a mode that would stop and ask a human, fails with exit 2 and says which), reads the
 prompt where that CLI reads it (stdin, or aider's --message-file), then edits the toy's train.py
 as the agent would (ACTIVATION relu -> gelu), prints a last line (the description the harness
-falls back to), and appends what it was given to $STANDIN_LOG. Run by path; importing it does
+falls back to), and appends what it was given (its arguments, the names of the keys in its
+environment) to $STANDIN_LOG. Run by path; importing it does
 nothing.
 """
 
@@ -112,7 +113,8 @@ def main() -> None:
     train.write_text(train.read_text().replace('ACTIVATION = "relu"', 'ACTIVATION = "gelu"'))
     print(f"{name}: switched the activation to gelu")
     with open(os.environ["STANDIN_LOG"], "a") as log:
-        log.write(json.dumps({"name": name, "args": sys.argv[2:], "cwd": os.getcwd()}) + "\n")
+        keys = sorted(k for k in os.environ if k.endswith(("_API_KEY", "_TOKEN")))
+        log.write(json.dumps({"name": name, "args": sys.argv[2:], "cwd": os.getcwd(), "keys": keys}) + "\n")
 
 
 if __name__ == "__main__":
