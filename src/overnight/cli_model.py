@@ -18,7 +18,6 @@ from overnight.errors import OvernightError
 from overnight.layout import journal_path, state_dir
 from overnight.night.tags import open_journal, resolve_tag
 from overnight.proposers.agent_presets import PRESETS
-from overnight.proposers.llm import RETRY_ROOM
 from overnight.proposers.options import PROVIDERS, REPLY_FORMATS, ProposerOptions
 from overnight.records import EventKind, Experiment, ExpStatus, incumbent
 from overnight.task_load import load_task
@@ -154,17 +153,17 @@ def prompt(directory: Path, tag: str | None, proposer: str, context_tokens: int 
     from overnight.proposers import prompt as promptlib
     from overnight.proposers import window
 
-    if context_tokens is not None:
-        ProposerOptions(context_tokens=context_tokens).check_numbers()
+    opts = ProposerOptions(context_tokens=context_tokens)
+    opts.check_numbers()
     ctx = preview_context(_root(directory), tag)
     desc = "<description file>"
-    win = None if context_tokens is None else window.Window.of(context_tokens, "--context-tokens", 8192)
+    # As a night sizes it (llm.py), given the window: no server asked (nothing is sent).
+    win = window.resolve(opts.context_tokens, None, None, opts.max_tokens)
     if win is None or proposer == "agent":
         system, user = promptlib.build(ctx, proposer, desc, reply_format=reply_format)
         shortened = []
     else:
-        limit = win.prompt_chars - RETRY_ROOM
-        system, user, shortened = promptlib.fit(ctx, proposer, limit, desc, reply_format=reply_format)
+        system, user, shortened = promptlib.fit(ctx, proposer, win.first_prompt_chars, desc, reply_format=reply_format)
     if system:
         click.echo("=== system ===\n" + system + "\n\n=== user ===")
     click.echo(user, nl=False)

@@ -117,10 +117,9 @@ class Planner:
             return None
         return self.lifecycle.begin(exp, history)
 
-    def after_run(self, f: Flight, res: RunResult, stopping: bool) -> list[Want]:
-        """What a run's end means (the lifecycle's call); the runs to queue first (a lost one)."""
-        again = self.lifecycle.run_ended(f.want, f.job.run_id, f.slot.name, res, stopping)
-        return list(again.wants) if again is not None else []
+    def after_run(self, f: Flight, res: RunResult, stopping: bool) -> Runs | None:
+        """What a run's end means (the lifecycle's call); the runs to queue again (a lost one)."""
+        return self.lifecycle.run_ended(f.want, f.job.run_id, f.slot.name, res, stopping)
 
     def after_rescores(self, stopping: bool) -> bool:
         """Journal the re-scores that ended; True when a decision may have changed."""

@@ -263,7 +263,10 @@ class Scheduler:
             if node and node != f.slot.node:
                 self.night.journal.set_run_node(f.job.run_id, node)
             if not settle_only:
-                self.queue[:0] = self.planner.after_run(f, res, self.stopping)
+                again = self.planner.after_run(f, res, self.stopping)
+                if again is not None:  # a lost run: queued again, at the front when it asks to be
+                    at = 0 if again.first else len(self.queue)
+                    self.queue[at:at] = again.wants
 
     # --- ask: the next proposal, prepared while the slots train ------------------------------------
     def _take_proposal(self) -> bool:

@@ -48,7 +48,6 @@ RETRY_PROMPT = {
         "object: its description and edits whose search text matches the current files exactly."
     ),
 }
-RETRY_ROOM = 2_000  # characters a sized prompt leaves for the one retry: the reply, clipped, and why
 
 
 class LLMProposer(Proposer):
@@ -100,8 +99,7 @@ class LLMProposer(Proposer):
         if self.window is None:
             system, user = prompt.build(ctx, mode, reply_format=self.asking)
             return system, user, {}
-        limit = self.window.prompt_chars - RETRY_ROOM
-        system, user, shortened = prompt.fit(ctx, mode, limit, reply_format=self.asking)
+        system, user, shortened = prompt.fit(ctx, mode, self.window.first_prompt_chars, reply_format=self.asking)
         est = window.tokens(prompt.size(system, user))
         return system, user, {"window": self.window.tokens, "prompt_tokens_est": est, "shortened": shortened}
 

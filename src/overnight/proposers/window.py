@@ -28,6 +28,7 @@ CHARS_PER_TOKEN = 3.0
 DEFAULT_LOCAL_WINDOW = 8192
 OLLAMA_DEFAULT_WINDOW = 4096  # what Ollama gives a model whose num_ctx is not set
 MIN_REPLY_TOKENS = 512
+RETRY_ROOM = 2_000  # characters a sized prompt leaves for the one retry: the reply, clipped, and why
 PROBE_TIMEOUT = 3.0
 
 
@@ -50,6 +51,12 @@ class Window:
     def prompt_chars(self) -> int:
         """The most characters the prompt (system message included) may have."""
         return int((self.tokens - self.reply) * CHARS_PER_TOKEN)
+
+    @property
+    def first_prompt_chars(self) -> int:
+        """The most characters a conversation's first prompt may have: RETRY_ROOM less, so the
+        retry (the reply shown again, clipped, and what was wrong) fits too."""
+        return self.prompt_chars - RETRY_ROOM
 
     def describe(self) -> str:
         return f"{self.tokens:,} tokens ({self.source}), {self.reply:,} kept for the reply"

@@ -15,7 +15,7 @@ import os
 import sys
 from pathlib import Path
 
-# name -> (flags taking a value, with the values accepted (None: any); flags alone; positionals)
+# name -> (flags taking a value, with the values accepted (None: any); flags alone)
 SPECS = {
     "claude": (
         {
@@ -24,9 +24,8 @@ SPECS = {
             "--disallowedTools": None,
         },
         {"-p", "--print"},
-        "none",
     ),
-    "codex": ({"--sandbox": {"workspace-write"}}, {"--skip-git-repo-check", "--ephemeral"}, "exec -"),
+    "codex": ({"--sandbox": {"workspace-write"}}, {"--skip-git-repo-check", "--ephemeral"}),
     "aider": (
         {"--message-file": None},
         {
@@ -40,9 +39,8 @@ SPECS = {
             "--no-pretty",
             "--no-stream",
         },
-        "files",
     ),
-    "gemini": ({"--approval-mode": {"auto_edit", "yolo"}, "-p": None}, set(), "none"),
+    "gemini": ({"--approval-mode": {"auto_edit", "yolo"}, "-p": None}, set()),
 }
 REQUIRED = {
     "claude": ({"--permission-mode", "--disallowedTools"}, {"-p"}),
@@ -58,7 +56,7 @@ def fail(name: str, why: str) -> None:
 
 
 def parse(name: str, args: list[str]) -> tuple[dict, set, list]:
-    valued, alone, _ = SPECS[name]
+    valued, alone = SPECS[name]
     got, flags, rest = {}, set(), []
     i = 0
     while i < len(args):

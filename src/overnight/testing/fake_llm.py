@@ -50,10 +50,12 @@ def reply(text: str, tokens_in: int = 1000, tokens_out: int = 50) -> dict:
     return {"text": text, "usage": (tokens_in, tokens_out)}
 
 
-def json_reply(description: str, *edits: tuple[str, str], path: str = "train.py", **usage) -> dict:
+def json_reply(
+    description: str, *edits: tuple[str, str], path: str = "train.py", usage: tuple[int, int] = (1000, 50)
+) -> dict:
     """A structured reply: as a forced tool use (Anthropic) or JSON text (OpenAI)."""
     body = {"description": description, "edits": [{"path": path, "search": a, "replace": b} for a, b in edits]}
-    return {"text": json.dumps(body), "tool": body, "usage": usage.get("usage", (1000, 50))}
+    return {"text": json.dumps(body), "tool": body, "usage": usage}
 
 
 def fault(kind: str, **kw) -> dict:
