@@ -19,6 +19,7 @@ from pathlib import Path
 
 from overnight import gitops
 from overnight.errors import OvernightError
+from overnight.knob_uses import report_only
 from overnight.knobs import discover, find_constants
 
 AUTORESEARCH_FILES = ("train.py", "prepare.py")
@@ -53,6 +54,7 @@ class Found:
     overhead: float | None = None
     fixed_budget: bool = False
     knobs: list = field(default_factory=list)  # knobs.Knob found in the editable files
+    idle: dict = field(default_factory=dict)  # NAME -> why: constants left out of the search (knob_uses.py)
     why: dict[str, str] = field(default_factory=dict)
     undecided: list[str] = field(default_factory=list)  # what the user should look at
 
@@ -76,7 +78,8 @@ def inspect_repo(
     _apply_flags(found, root, metric=metric, goal=goal, command=command, editable=editable, budget=budget)
     found.protected = [p for p in found.protected if p not in found.editable]
     sources = {p: (root / p).read_text(errors="replace") for p in found.editable if p.endswith(".py")}
-    found.knobs = discover({p: text for p, text in sources.items() if constants_of(text)})
+    found.knobs = discover({p: text for p, text in sources.items() if constants_of(text)}, metric=found.metric)
+    found.idle = {name: why for (_, name), why in report_only(sources, found.metric).items()}
     if not found.knobs:
         found.undecided.append(
             f"no UPPER_CASE constants in {', '.join(found.editable)}: the optuna proposer has nothing to "

@@ -79,6 +79,8 @@ def render(found: Found) -> str:
     if found.overhead is not None:
         text += ["", "[limits]"] + _lines([("overhead", found.overhead, why.get("overhead", ""))])
     text += ["", "[knobs]"] + _knob_comment(found)
+    for name, reason in sorted(found.idle.items()):  # said, and frozen: a hand-edit can give it a range
+        text.append(f"{name} = false  # not searched: {reason}")
     return "\n".join(text) + "\n"
 
 

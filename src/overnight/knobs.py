@@ -157,11 +157,19 @@ def _declared_knob(name: str, file: str, value: Any, spec: Any) -> Knob:
 
 
 def discover(
-    files: dict[str, str], declared: dict[str, Any] | None = None, exclude: re.Pattern = DEFAULT_EXCLUDE
+    files: dict[str, str],
+    declared: dict[str, Any] | None = None,
+    exclude: re.Pattern = DEFAULT_EXCLUDE,
+    metric: str = "",
 ) -> list[Knob]:
     """The knob space of the editable files. `declared` maps a knob name to a range, a list
-    of choices, or `false` to leave it alone; declared names override inference."""
+    of choices, or `false` to leave it alone; declared names override inference. A constant
+    whose value only reaches a report (knob_uses.py: printed, logged, MFU) that does not name
+    `metric` is no knob unless declared: a trial on it changes nothing."""
+    from overnight.knob_uses import report_only
+
     declared = declared or {}
+    idle = report_only(files, metric)
     knobs: list[Knob] = []
     for file, source in sorted(files.items()):
         if not file.endswith(".py"):
@@ -173,7 +181,7 @@ def discover(
                 spec = declared.get(name, declared.get(const.name) if i is None else None)
                 if spec is None and declared.get(const.name) is False:
                     spec = False  # `NAME = false` leaves every element of a tuple alone
-                if spec is False or (spec is None and exclude.search(const.name)):
+                if spec is False or (spec is None and (exclude.search(const.name) or (file, const.name) in idle)):
                     continue
                 knob = _declared_knob(name, file, value, spec) if spec is not None else infer_knob(name, file, value)
                 if knob is not None:

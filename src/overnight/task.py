@@ -61,7 +61,9 @@ class Limits:
     # Relative slack on the training time a run measured itself (`measured_seconds`, the steps
     # clock's measure) over its budget: a run whose cost was taken from its commit's first run
     # or its parent (within the task's tolerance) may measure somewhat more; twice is cheating.
-    measured_tolerance: float = 0.35
+    # A shared machine drifts too: on a 2-core VM the same baseline commit measured 36 % more
+    # per token three minutes after its first run, quiet (2026-12-08), which 0.35 called cheating.
+    measured_tolerance: float = 1.0
     memory_mb: float | None = None  # peak RSS of the run's process tree; over -> killed, `oom`
     log_mb: float = 64.0  # the log keeps its first and last log_mb/2; the rest is dropped
     disk_reserve_mb: float = 256.0  # a run is killed when the disk's free space falls below this

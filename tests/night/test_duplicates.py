@@ -94,3 +94,37 @@ def test_optuna_is_told_a_duplicates_result(tmp_path):
 
 def gitops_tree(root, commit):
     return gitops.trees(root, [commit])[commit]
+
+
+def test_a_discard_for_want_of_evidence_is_run_again_then_answered(tmp_path):
+    """ "not confirmed in N runs" found the change not better, not worse: the same files proposed
+    again are measured again, UNDECIDED_TRIES times in all; a futility discard answers at once."""
+    from dataclasses import replace
+
+    from overnight.judges.noise import UNDECIDED
+    from overnight.night.duplicates import UNDECIDED_TRIES, find_original
+    from overnight.testing.judges import experiment
+
+    root = write_toy(tmp_path / "toy", env={"TOY_NOISE": "0"})
+    base = gitops.head(root)
+    (root / "note.txt").write_text("same files\n")
+    gitops.git(root, "add", "note.txt")
+    gitops.git(root, "commit", "-qm", "a")
+    a = gitops.head(root)
+    gitops.git(root, "commit", "-q", "--allow-empty", "-m", "b: same tree")
+    b = gitops.head(root)
+    baseline = replace(experiment(1, None, [1.0, 1.1], status=ExpStatus.KEPT), commit_sha=base)
+
+    def tried(i, sha, reason):
+        return replace(experiment(i, 1, [0.9], status=ExpStatus.DISCARDED), commit_sha=sha, reason=reason)
+
+    cache: dict[str, str] = {}
+    history = [baseline, tried(2, a, f"{UNDECIDED} 8 runs: gain ...")]
+    new = replace(experiment(3, 1), commit_sha=b)
+    assert find_original(root, new, [*history, new], cache) is None  # measured again
+    history.append(tried(3, b, f"{UNDECIDED} 8 runs: gain ..."))
+    assert UNDECIDED_TRIES == 2
+    new = replace(experiment(4, 1), commit_sha=a)
+    assert find_original(root, new, [*history, new], cache).id == 3  # twice undecided: the latest answers
+    futile = [baseline, tried(2, a, "not confirmed: gain -0.1 ...")]
+    assert find_original(root, new, [*futile, new], cache).id == 2

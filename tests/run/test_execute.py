@@ -148,11 +148,11 @@ def test_a_run_that_measured_more_than_its_budget_is_over_budget(task_repo, tmp_
     run of its commit did, which set the cost: over budget, whatever its metric."""
     root = task_repo("""
         from evaluate import report
-        report(score=0.1, training_seconds=1.0, measured_seconds=2.6)
+        report(score=0.1, training_seconds=1.0, measured_seconds=3.2)
     """)
-    res = run(root, tmp_path)  # budget 1: limit 1 * 1.35 + 1 = 2.35 s
+    res = run(root, tmp_path)  # budget 1: limit 1 * 2.0 + 1 = 3.0 s
     assert res.status == RunStatus.OVER_BUDGET and res.value == 0.1
-    assert "trained 2.6 s by its own measure" in res.error and "limits.measured_tolerance" in res.error
+    assert "trained 3.2 s by its own measure" in res.error and "limits.measured_tolerance" in res.error
 
 
 DEFAULT_ENV_TOML = """\

@@ -45,7 +45,7 @@ def measure_gain(
             k,
             mean([metric.improvement(c, i) for _, c, i in pairs]),
             sd / math.sqrt(k),
-            judge.critical_t(pnoise.df, PAIRED, judge.first_run_cut(design)),
+            judge.critical_t(pnoise.df, PAIRED, judge.first_run_cut(design), judge.max_runs(design), design.bound),
             pnoise.df,
             f"over {k} pair(s) with #{incumbent_id}",
             f"paired sd {pnoise.sd:.3g} (df {pnoise.df}), run sd {noise.sd:.3g} (df {noise.df}); {design.why}",

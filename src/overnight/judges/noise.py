@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from overnight.judges.base import Judge, Verdict
 from overnight.judges.drift import drift_message, remeasure_due
 from overnight.judges.gain import measure_gain
-from overnight.judges.paired import Design, choose, spread_p
+from overnight.judges.paired import Design, choose, own_pairs_boundary, spread_p
 from overnight.judges.pooled import before, differences, noise_of, ok_runs, paired_noise_of
 from overnight.judges.seeds import SEED_VAR, ignores_seed_why
 from overnight.judges.selection import corrected_gain
@@ -62,16 +62,26 @@ from overnight.judges.stats import (
 from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus, VerdictAction
 from overnight.task import Metric
 
+UNDECIDED = "not confirmed in"  # a discard at the last run, t between futility and the keep threshold
+
 
 @dataclass(frozen=True)
 class NoiseSettings:
     alpha: float = 0.05  # false-keep rate for a change that does nothing
-    baseline_runs: int = 8  # seeds for the baseline: the first noise estimate
+    # Seeds for the baseline before the first candidate: the fewest that give a run sd. Pairs
+    # top it up on the seeds they need; the unpaired design on `incumbent_runs`.
+    baseline_runs: int = 2
     incumbent_runs: int = 5  # the incumbent's mean is over at least this many runs
     correct_selection: bool = True  # read a kept change's runs at their selection-corrected mean
     selection_floor: float = 1.25  # ... corrected by at most this many se (see judges/selection.py)
     fresh_incumbent: bool = False  # ... or use only runs made after it was kept
     max_runs: int = 4  # a candidate's runs at most
+    # ... while the night has no paired noise of its own (the design's sd only bounded): its own
+    # pairs estimate the paired sd, and it gets the runs that evidence needs, up to this many.
+    own_evidence_runs: int = 8
+    # ... held to this share of alpha: a night's first candidates would otherwise add to the
+    # false keeps the night promises (its A/A rate, below the nominal alpha: 1.7 %).
+    own_alpha_share: float = 0.5
     # The first run's cut: it must beat the incumbent's mean by this many se, else "screened
     # out:" at once. Not --screen's short runs (night/screen.py); the field keeps its journaled name.
     screen: float = 0.15
@@ -82,7 +92,9 @@ class NoiseSettings:
     remeasure_every: int = 10  # candidates between re-measurements of the incumbent (0: never)
     drift_z: float = 3.0  # a re-measure this many se off the incumbent's mean is drift
     paired: bool = True  # compare seed for seed where it pays (judges/paired.py)
-    paired_min_df: int = 4  # ... measured on this many degrees of freedom first (bounded until then)
+    # ... measured on this many degrees of freedom first (until then each candidate is judged on
+    # its own pairs: at fewer df the known-sd boundary moved to t keeps too many no-ops)
+    paired_min_df: int = 8
     pair_p: float = 0.01  # differences spread beyond the paired noise at this chance: unpaired
     seed_p: float = 1e-3  # runs this unlikely steady across seeds ignore the seed (judges/seeds.py)
 
@@ -150,7 +162,9 @@ class NoiseJudge(Judge):
                         gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
                     observed = gain / noise.sd
                     offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
-                    crit = self.critical_t(noise.df, n_inc, self.first_run_cut(design))
+                    crit = self.critical_t(
+                        noise.df, n_inc, self.first_run_cut(design), self.max_runs(design), bool(design.bound)
+                    )
                     fair = corrected_gain(
                         round(observed, 6),
                         n_keep,
@@ -158,7 +172,7 @@ class NoiseJudge(Judge):
                         round(crit, 6),
                         self.first_run_cut(design),
                         self.s.futility,
-                        self.s.max_runs,
+                        self.max_runs(design),
                         round(offset, 6),
                         self.s.selection_floor,
                     )
@@ -169,17 +183,34 @@ class NoiseJudge(Judge):
         self._shifts[key] = shift
         return shift
 
+    def max_runs(self, design: Design | None) -> int:
+        """A candidate's runs at most: more while the paired noise is only bounded, when its own
+        pairs are the evidence (a Pocock boundary over those looks keeps alpha)."""
+        if design is not None and design.bound:
+            return max(self.s.max_runs, self.s.own_evidence_runs)
+        return self.s.max_runs
+
     def first_run_cut(self, design: Design | None) -> float:
         """The first run's screen: none while the paired sd is only bounded (every candidate
         then gets a second run, which measures the paired noise: with the loose bound a screen
         would stop nearly every candidate at one run, and the bound would never lift)."""
         return -math.inf if design is not None and design.bound else self.s.screen
 
-    def critical_t(self, df: int, n_incumbent: int, screen: float | None = None) -> float:
+    def critical_t(
+        self,
+        df: int,
+        n_incumbent: int,
+        screen: float | None = None,
+        max_runs: int | None = None,
+        own: bool = False,
+    ) -> float:
         """The keep threshold for t: the group-sequential z boundary for this design, moved to
         the t scale with the pooled degrees of freedom (the sd is estimated, not known)."""
         screen = self.s.screen if screen is None else screen
-        z = sequential_boundary(self.s.alpha, n_incumbent, self.s.max_runs, screen, self.s.futility)
+        looks = self.s.max_runs if max_runs is None else max_runs
+        if own:  # judged on its own pairs: t at few df has heavy tails the z design does not carry
+            return z_to_t(own_pairs_boundary(self.s.alpha * self.s.own_alpha_share, looks, self.s.futility), df)
+        z = sequential_boundary(self.s.alpha, n_incumbent, looks, screen, self.s.futility)
         return z_to_t(z, df)
 
     def judge(self, candidate: Experiment, incumbent: Experiment, metric: Metric, history: list[Experiment]) -> Verdict:
@@ -248,12 +279,22 @@ class NoiseJudge(Judge):
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
         verdict = self._decide(
-            g.k, simplification, t, g.crit, why, value, t_ni > crit_ni, design.paired, self.first_run_cut(design)
+            g.k,
+            simplification,
+            t,
+            g.crit,
+            why,
+            value,
+            t_ni > crit_ni,
+            design.paired,
+            self.first_run_cut(design),
+            self.max_runs(design),
         )
         if verdict.action == VerdictAction.MORE:
             # The incumbent is topped up only for candidates that survive the screen: most
-            # candidates are screened out, so most keeps never cost incumbent runs.
-            deficit = max(0, self.s.incumbent_runs - len(inc_values))
+            # candidates are screened out, so most keeps never cost incumbent runs. Paired, its
+            # mean is not read: it runs only on the seeds the pairs need (asked above).
+            deficit = 0 if design.paired else max(0, self.s.incumbent_runs - len(inc_values))
             verdict = Verdict(
                 VerdictAction.MORE,
                 verdict.reason,
@@ -269,10 +310,16 @@ class NoiseJudge(Judge):
         whose runs are left out of a paired sd, e.g. the candidate's own excess)."""
         if not design.paired:
             return noise_of(history)
+        skipped = {skip} if skip is not None else frozenset()
         if design.bound:
+            # The night measured no paired noise when the candidate began: the differences measured
+            # since (its own pairs among them) are the evidence; until there are any, a bound.
+            own = paired_noise_of(history, skip=skipped)
+            if own.df >= 1:
+                return own
             run = noise_of([e for e in history if e.id != skip])
             return Noise(math.sqrt(2) * run.sd, run.df)
-        return paired_noise_of(history, skip={skip} if skip is not None else frozenset())
+        return paired_noise_of(history, skip=skipped)
 
     def _design(
         self, candidate: Experiment, inc_runs: list[tuple[Run, float]], n_inc: int, history: list[Experiment]
@@ -309,6 +356,7 @@ class NoiseJudge(Judge):
         non_inferior: bool = False,
         paired: bool = False,
         screen: float | None = None,
+        max_runs: int | None = None,
     ) -> Verdict:
         if n == 1:
             screen = self.s.screen if screen is None else screen
@@ -318,13 +366,15 @@ class NoiseJudge(Judge):
             return Verdict(VerdictAction.MORE, "looks better, confirming: " + why, value, more_candidate_runs=1)
         if t > crit:
             return Verdict(VerdictAction.KEEP, ("confirmed (paired): " if paired else "confirmed: ") + why, value)
-        last = n >= self.s.max_runs
+        last = n >= (self.s.max_runs if max_runs is None else max_runs)
         if simplification and last and non_inferior:
             return Verdict(
                 VerdictAction.KEEP, f"simplification, not worse by {self.s.simplify_margin:g} sd: " + why, value
             )
-        if last or (t < self.s.futility and not simplification):
+        if t < self.s.futility and not simplification:
             return Verdict(VerdictAction.DISCARD, "not confirmed: " + why, value)
+        if last:  # for want of evidence: the same files proposed again are run again (duplicates.py)
+            return Verdict(VerdictAction.DISCARD, f"{UNDECIDED} {n} runs: " + why, value)
         return Verdict(VerdictAction.MORE, "confirming: " + why, value, more_candidate_runs=1)
 
     # --- drift (drift.py) -------------------------------------------------------------------

@@ -87,7 +87,31 @@ class RunConfig:
         if self.screen is not None:
             return self
         fixed = bool(getattr(task, "fixed_budget", False))
-        return replace(self, screen=self.judge == "noise" and not fixed)
+        return replace(self, screen=self.judge == "noise" and not fixed and not ignores_budget(task))
+
+
+BUDGET_VAR = "OVERNIGHT_BUDGET"
+
+
+def ignores_budget(task) -> str | None:
+    """Why a screen run of `task` would not be short (None where it may be): neither its command
+    nor any file committed in its repository names OVERNIGHT_BUDGET, so a run given a quarter of
+    the budget trains as long as a full one, and a screen would pay for each candidate twice."""
+    root = getattr(task, "root", None)
+    if root is None or BUDGET_VAR in getattr(task, "command", ""):
+        return None
+    from overnight import gitops
+
+    found = gitops.run_git(
+        ["-C", str(root), "grep", "-q", "-I", "-F", BUDGET_VAR, "--", ".", ":(exclude)overnight.toml"],
+        capture_output=True,
+    )
+    if found.returncode != 1:  # 0: named somewhere; anything else: git could not say, so assume it is read
+        return None
+    return (
+        f"no file of the task names {BUDGET_VAR} (nor its command): a shorter budget would not make a "
+        "run shorter, so candidates are not screened"
+    )
 
 
 class Observer:

@@ -27,7 +27,7 @@ from overnight.layout import TagPaths
 from overnight.night import seeding
 from overnight.night import setup as task_setup
 from overnight.night.asker import Asker
-from overnight.night.config import Observer, RunConfig
+from overnight.night.config import Observer, RunConfig, ignores_budget
 from overnight.night.state import Night
 from overnight.night.tags import TagLock, check_tag, open_journal, resolve_tag, state_folder
 from overnight.proposers import Context, Proposer, make_proposer
@@ -60,6 +60,9 @@ class Controller:
     ):
         self.root = gitops.toplevel(Path(root).resolve())
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
+        self._no_screen = ignores_budget(self.task) if cfg.screen is None and cfg.judge == "noise" else None
+        if self.task.fixed_budget:
+            self._no_screen = None  # said by the spec itself (task.fixed_budget)
         self.cfg = cfg = cfg.resolved(self.task)  # screening on by default only where it can work
         self.seed_secret: str | None = None  # the night's (seeding.py), set with its tag
         if cfg.screen and cfg.judge != "noise":
@@ -267,6 +270,9 @@ class Controller:
                 f"credentials withheld from runs and the agent: {', '.join(hidden)} "
                 "(a task that needs one lists it in [task] pass_env)"
             )
+        if self._no_screen and not self.journal.events(self.tag, EventKind.SCREEN_OFF):  # once a night
+            self.journal.event(self.tag, EventKind.SCREEN_OFF, self._no_screen)
+            self.obs.message(f"screening off: {self._no_screen}")
         which, why = sandbox.choose(self.task.limits.sandbox)  # which one, or why none
         if which:
             self.obs.message(f"sandbox: {which} (limits.sandbox = {self.task.limits.sandbox})")

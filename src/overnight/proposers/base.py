@@ -101,7 +101,7 @@ class KnobProposer(Proposer):
 
     def knob_space(self, ctx: Context) -> list[knoblib.Knob]:
         if self._knobs is None:
-            self._knobs = knoblib.discover(ctx.baseline_files, ctx.task.knobs)
+            self._knobs = knoblib.discover(ctx.baseline_files, ctx.task.knobs, metric=ctx.task.metric.name)
             if not self._knobs:
                 from overnight.errors import OvernightError
 

@@ -103,6 +103,10 @@ def judge_outcome(
             res.summary[key] = figure[:20]
         elif key != "clock" and (number := _float_or_none(figure)) is not None and math.isfinite(number) and number > 0:
             res.summary[key] = number
+    phases = data.get("phases")  # where the run's own time went, by phase (nanogpt's prepare.phases)
+    if isinstance(phases, dict):
+        kept = {str(k)[:20]: n for k, v in list(phases.items())[:12] if (n := _float_or_none(v)) is not None}
+        res.summary["phases"] = {k: n for k, n in kept.items() if math.isfinite(n)}
     if data.get("peak_memory_mb") is not None:
         # The task's own figure (e.g. GPU memory) is more precise than sampled RSS.
         res.peak_memory_mb = _float_or_none(data["peak_memory_mb"]) or res.peak_memory_mb

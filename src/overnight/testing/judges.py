@@ -19,7 +19,8 @@ from dataclasses import replace
 from scipy.stats import chi2, norm
 from scipy.stats import t as student_t
 
-from overnight.judges.noise import NoiseJudge, NoiseSettings
+from overnight.judges.noise import UNDECIDED, NoiseJudge, NoiseSettings
+from overnight.judges.paired import own_pairs_boundary
 from overnight.judges.stats import net_added_lines, sequential_boundary
 from overnight.records import Experiment, ExpStatus, Run, VerdictAction
 from overnight.task import Metric
@@ -107,6 +108,7 @@ def reference(
     sd, df = _pool(groups)
     n, m = len(cand), len(inc)
     k, crit, df_used, screen = n, critical_t(s, m, df), df, s.screen
+    looks, paired_used = s.max_runs, False
     gain = statistics.fmean(inc) - statistics.fmean(cand) - s.line_price * max(lines, 0)
     se = sd * math.sqrt(1 / n + 1 / m)
     if pairing is not None and s.paired:
@@ -117,10 +119,14 @@ def reference(
         bar = sd_then * math.sqrt(1 + 1 / m) * critical_t(s, m, df_then) if df_then else 0.0
         measured = df_then > 0 and sd_then > 0
         bound = ddf_then < max(s.paired_min_df, 1) and not (ddf_then >= 1 and dsd_then == 0)
-        if bound:  # no pairs measured: paired, sd bounded by sqrt(2) run sds, no screen
-            wins, (dsd, ddf) = measured, (math.sqrt(2) * sd, df)
-            osd, odf = _pool(runs_others)
-            osd *= math.sqrt(2)
+        if bound:  # no pairs measured before it: paired, no screen; the pairs measured since
+            wins = measured  # (its own among them) are the sd, sqrt(2) run sds until there are any
+            if ddf < 1:
+                dsd, ddf = math.sqrt(2) * sd, df
+            osd, odf = _pool(diffs_others)
+            if odf < 1:
+                osd, odf = _pool(runs_others)
+                osd *= math.sqrt(2)
         else:
             wins = dsd_then == 0 or (measured and dsd_then * critical_t(s, 0, ddf_then) < bar)
             osd, odf = _pool(diffs_others)
@@ -130,24 +136,32 @@ def reference(
             wins = wins and p >= s.pair_p
         if wins:
             screen = -math.inf if bound else s.screen
-            k, crit, df_used = len(mine), critical_t(replace(s, screen=screen), 0, ddf), ddf
+            looks = max(s.max_runs, s.own_evidence_runs) if bound else s.max_runs
+            crit = critical_t(replace(s, screen=screen, max_runs=looks), 0, ddf)
+            if bound:  # its own pairs are the evidence: the boundary for t at few df
+                crit = float(
+                    student_t.ppf(norm.cdf(own_pairs_boundary(s.alpha * s.own_alpha_share, looks, s.futility)), ddf)
+                )
+            k, df_used = len(mine), ddf
+            paired_used = True
             gain = -statistics.fmean(mine) - s.line_price * max(lines, 0)  # mine: candidate minus incumbent
             se = (dsd or 1e-12) / math.sqrt(k)
     t = gain / se
     simpler = s.simplify and lines < 0
-    more = "more-incumbent" if m < s.incumbent_runs else "more"
+    # Paired, the incumbent's mean is not read: it runs only on the seeds the pairs need.
+    more = "more-incumbent" if m < s.incumbent_runs and not paired_used else "more"
     if k == 1:
         return "screen" if t < (min(-1.0, screen) if simpler else screen) else more
     if t > crit:
         return "keep"
     # Non-inferiority: not worse by simplify_margin run sds, one-sided at the judge's alpha.
     non_inferior = (gain + s.simplify_margin * sd) / se > student_t.ppf(1 - s.alpha, df_used)
-    if simpler and k >= s.max_runs and non_inferior:
+    if simpler and k >= looks and non_inferior:
         return "simplification"
-    if k >= s.max_runs:
-        return "max"
     if t < s.futility and not simpler:
         return "futility"
+    if k >= looks:
+        return "max"
     return more
 
 
@@ -167,7 +181,7 @@ def label(verdict, n: int, s: NoiseSettings) -> str:
         return "simplification" if verdict.reason.startswith("simplification") else "keep"
     if verdict.reason.startswith("screened out"):
         return "screen"
-    return "max" if n >= s.max_runs else "futility"
+    return "max" if verdict.reason.startswith(UNDECIDED) else "futility"
 
 
 # --- judged until decided -----------------------------------------------------------------

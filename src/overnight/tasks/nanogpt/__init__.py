@@ -29,7 +29,7 @@ PRESETS = {
     "cpu": dict(
         prepare=dict(MAX_SEQ_LEN=256, VOCAB_SIZE=2048, EVAL_TOKENS=2**16, EXCLUDED_STEPS=2),
         train=dict(DEPTH=3, ASPECT_RATIO=64, HEAD_DIM=64, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**11,
-                   DEVICE_BATCH_SIZE=8),
+                   DEVICE_BATCH_SIZE=8, COMPILE=False),
         budget=60,
         # The steps clock: a seed trains the same steps twice whatever the load, so paired runs
         # differ by the change alone, as under the tokens clock (bench/clock.py, docs/task-spec.md),
@@ -47,7 +47,7 @@ PRESETS = {
     "gpu": dict(
         prepare=dict(MAX_SEQ_LEN=2048, VOCAB_SIZE=8192, EVAL_TOKENS=40 * 2**19, EXCLUDED_STEPS=10),
         train=dict(DEPTH=8, ASPECT_RATIO=64, HEAD_DIM=128, WINDOW_PATTERN="L", TOTAL_BATCH_SIZE=2**19,
-                   DEVICE_BATCH_SIZE=128),
+                   DEVICE_BATCH_SIZE=128, COMPILE=True),
         budget=300,
         clock="wall",  # a GPU is the run's own: its wall time is what the run got
     ),

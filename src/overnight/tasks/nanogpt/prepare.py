@@ -48,6 +48,7 @@ try:  # total_seconds counts from process start: imports, start-up, training, ev
     _T0 = psutil.Process().create_time()
 except ImportError:
     _T0 = time.time()
+_MARKS = {"imported": time.time()}  # when each phase of the run began (phases(): where a run's time goes)
 
 
 def _default_budget():
@@ -475,6 +476,7 @@ class TrainingBudget:
     # --- what train.py calls ---------------------------------------------------------------
     def next_step(self):
         """Close the step that just ended (time it) and say whether another may begin."""
+        _MARKS.setdefault("training", time.time())
         self._close_step()
         if self.stop_after is not None and self.steps >= self.stop_after:
             return self._spent()
@@ -564,6 +566,7 @@ class TrainingBudget:
         return self.measured_seconds() / self.budget
 
     def _spent(self):
+        _MARKS.setdefault("trained", time.time())
         if self.spent_at is None:
             self.spent_at = self.tokens
         return False
@@ -639,9 +642,11 @@ _measured = {}
 def evaluate_bpb(model, batch_size, device="cpu"):
     """val_bpb over the first EVAL_TOKENS of the fixed validation split. report() writes this
     measured value, never one passed to it."""
+    _MARKS.setdefault("evaluation", time.time())
     tokenizer = Tokenizer()
     bpb = bits_per_byte(model, _tokens("val"), tokenizer.token_bytes(), batch_size, MAX_SEQ_LEN,
                         EVAL_TOKENS, device)
+    _MARKS.setdefault("evaluated", time.time())
     _measured.update(val_bpb=bpb, model=model, batch_size=batch_size, autocast=_autocast_dtype(device))
     return bpb
 
@@ -784,12 +789,29 @@ def report(device="cpu", **figures):
               else f"{key + ':':<20}{value}")
     result = os.environ.get("OVERNIGHT_RESULT")
     if result:
-        extra = {"data": DATA, "data_hash": data_hash(), "seed": SEED, "budget": TIME_BUDGET}
+        _MARKS["checkpoint"] = time.time()
+        _save_checkpoint(Path(result).parent / "model.pt")
+        extra = {"data": DATA, "data_hash": data_hash(), "seed": SEED, "budget": TIME_BUDGET, "phases": phases()}
         tmp = Path(result + ".tmp")
         tmp.write_text(json.dumps({**summary, **extra}, indent=1))
         os.replace(tmp, result)  # the harness never reads a half-written file
-        _save_checkpoint(Path(result).parent / "model.pt")
     return summary
+
+
+def phases():
+    """Seconds of this run by phase, measured here: start (interpreter and imports, up to this
+    module's), build (tokenizer, model, optimizers, loaders), first_steps (the untimed ones:
+    compilation), training (the timed steps' wall time), evaluation, checkpoint, and other (the
+    rest up to now). The harness adds what it sees outside the process (bench/run_phases.py)."""
+    now, m, walls = time.time(), _MARKS, BUDGET.step_wall
+    out = {"start": m["imported"] - _T0, "build": m.get("training", m["imported"]) - m["imported"],
+           "first_steps": sum(walls[:EXCLUDED_STEPS]), "training": sum(walls[EXCLUDED_STEPS:])}
+    if "evaluated" in m:
+        out["evaluation"] = m["evaluated"] - m["evaluation"]
+    if "checkpoint" in m:
+        out["checkpoint"] = now - m["checkpoint"]
+    out["other"] = max(0.0, now - _T0 - sum(out.values()))
+    return {k: round(v, 3) for k, v in out.items()}
 
 
 _EXACT = ("cost", "cost_ref", "measured_cost")  # seconds per token: far below 1e-6, kept whole

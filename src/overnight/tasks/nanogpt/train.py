@@ -10,6 +10,7 @@ Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_CLOCK, OV
 import math
 import os
 import shutil
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -45,7 +46,8 @@ WARMDOWN_RATIO = 0.5      # fraction of the time budget spent cooling the learni
 FINAL_LR_FRAC = 0.0       # learning rate at the end, as a fraction of the peak
 
 # Machinery
-COMPILE = True            # torch.compile the model: ~1.4x faster on CPU; cold compile ~20 s, cached after
+COMPILE = False           # torch.compile the model: the gpu preset's; on a 2-core CPU it bought 1.04x per token
+                          # for ~6 s of every run, ~30 s of each new shape's (bench/run_phases.py)
 
 
 # ---------------------------------------------------------------------------
@@ -211,6 +213,39 @@ class GPT(nn.Module):
 # Optimizer: Muon for the 2D matrices of the blocks, AdamW for everything else
 # ---------------------------------------------------------------------------
 
+class Optimizer:
+    """What this script uses of torch.optim.Optimizer: parameter groups over defaults, a state
+    per parameter. (torch's imports torch._dynamo at its first use: 2 s of every CPU run.)"""
+
+    def __init__(self, params, defaults):
+        groups = list(params)
+        groups = groups if isinstance(groups[0], dict) else [dict(params=groups)]
+        self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
+        self.state = {}
+
+
+class AdamW(Optimizer):
+    """Adam with decoupled weight decay, as torch.optim.AdamW computes it."""
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            lr, (beta1, beta2), eps, wd = group["lr"], group["betas"], group["eps"], group["weight_decay"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state.setdefault(p, dict(step=0, m=torch.zeros_like(p), v=torch.zeros_like(p)))
+                state["step"] += 1
+                p.mul_(1 - lr * wd)
+                state["m"].lerp_(p.grad, 1 - beta1)
+                state["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+                denom = (state["v"] / (1 - beta2 ** state["step"])).sqrt_().add_(eps)
+                p.addcdiv_(state["m"], denom, value=-lr / (1 - beta1 ** state["step"]))
+
+
 # Polar Express coefficients (Amsel et al. 2025, as in nanochat): quintic iterations that push
 # every singular value of X towards 1.
 POLAR_EXPRESS = [
@@ -236,7 +271,7 @@ def orthogonalize(g, steps=5, dtype=torch.bfloat16):
     return (X.mT if transpose else X).to(g.dtype)
 
 
-class Muon(torch.optim.Optimizer):
+class Muon(Optimizer):
     """Momentum, then orthogonalise the update: every direction of a matrix moves at the same
     rate, so the learning rate means the same thing for every shape."""
 
@@ -251,7 +286,7 @@ class Muon(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p.grad))
+                buf = self.state.setdefault(p, {}).setdefault("momentum_buffer", torch.zeros_like(p.grad))
                 buf.lerp_(p.grad, 1 - mom)
                 update = orthogonalize(p.grad.lerp(buf, mom), group["ns_steps"], self.ns_dtype)  # Nesterov
                 update *= max(1.0, p.size(-2) / p.size(-1)) ** 0.5  # tall matrices: same RMS change
@@ -270,7 +305,7 @@ def make_optimizers(model, ns_dtype):
         dict(params=[model.resid_lambdas], lr=SCALAR_LR * 0.01),
         dict(params=[model.x0_lambdas], lr=SCALAR_LR, betas=(0.96, 0.95)),
     ]
-    adamw = torch.optim.AdamW(adam_groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0)
+    adamw = AdamW(adam_groups, betas=ADAM_BETAS, eps=1e-10, weight_decay=0.0)
     muon = Muon([p for p in model.blocks.parameters() if p.ndim == 2], lr=MATRIX_LR, weight_decay=WEIGHT_DECAY,
                 ns_dtype=ns_dtype)
     for opt in (adamw, muon):
@@ -404,3 +439,8 @@ report(  # training_seconds, num_steps and total_tokens_M come from the budget, 
     depth=DEPTH,
     precision="bf16" if use_bf16 else "fp32",
 )
+# Everything is written: leave without the interpreter's teardown, which with torch loaded
+# took 1-1.7 s of every run on a 2-core CPU (bench/run_phases.py).
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
