@@ -11,7 +11,8 @@ Nights (overnight.testing.judges.SyntheticNight: the controller's bookkeeping in
 - first: the baseline's seeds, then the gain as the night's first candidate (and, on a night of
   its own, a no-op as the first: a false keep judged on the candidate's own pairs alone);
 - tenth: the baseline, nine candidates that change nothing, then the gain;
-- A/A: the baseline and 30 candidates that change nothing (every keep is false).
+- A/A: the baseline and 20 candidates that change nothing (every keep is false), `--aa-nights`
+  of them: their false keeps by position in the night as well.
 
 Prints the keep rate of the gain first and tenth (with its binomial sd), the false-keep rate per
 no-op candidate, the runs per candidate (its own and the incumbent's top-ups for it), and the
@@ -51,7 +52,8 @@ def main() -> None:
     ap.add_argument("--nights", type=int, default=400)
     ap.add_argument("--seed-sd", type=float, default=10.0, help="the seed effect's sd, in run sds")
     ap.add_argument("--gain", type=float, default=0.4, help="the true gain, in seed sds")
-    ap.add_argument("--aa", type=int, default=30, help="no-op candidates per A/A night")
+    ap.add_argument("--aa", type=int, default=20, help="no-op candidates per A/A night")
+    ap.add_argument("--aa-nights", type=int, default=0, help="A/A nights (default: a quarter of --nights)")
     ap.add_argument("--set", nargs="*", default=[], metavar="K=V")
     args = ap.parse_args()
     settings = NoiseSettings()
@@ -84,13 +86,15 @@ def main() -> None:
         kept["tenth"] += k
         cost["tenth"] += c
     aa_kept = aa_n = aa_runs = 0
-    for _ in range(max(1, args.nights // 4)):
+    by_position = [0] * args.aa
+    for _ in range(max(1, args.aa_nights or args.nights // 4)):
         night = SyntheticNight(NoiseJudge(settings), rng, 1.0, sd_seed=args.seed_sd)
-        for _ in range(args.aa):
+        for i in range(args.aa):
             k0, c0 = one(night, 0.0)
             aa_kept += k0
             aa_n += 1
             aa_runs += c0
+            by_position[i] += k0
     n = args.nights
     print(f"settings: {', '.join(args.set) or 'defaults'}; baseline seeds {settings.baseline_runs}")
     for where in ("first", "tenth", "no-op first"):
@@ -100,6 +104,7 @@ def main() -> None:
             f"gain of {args.gain if where != 'no-op first' else 0:g} seed sd as {what}: kept {100 * p:.1f} % "
             f"(+-{100 * math.sqrt(p * (1 - p) / n):.1f}), {cost[where] / n:.2f} runs"
         )
+    print(f"A/A nights: {aa_n // args.aa} of {args.aa} no-ops, false keeps by position: {by_position}")
     print(
         f"no-op candidates: kept {100 * (noop_kept + aa_kept) / (noop_n + aa_n):.2f} % of {noop_n + aa_n} "
         f"(A/A nights alone {100 * aa_kept / aa_n:.2f} %), {(noop_runs + aa_runs) / (noop_n + aa_n):.2f} runs each"

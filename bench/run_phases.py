@@ -8,8 +8,9 @@ wall, and the budget it was charged (training_seconds). The fixed cost of a run 
 charged. Where the task writes its phases (nanogpt's prepare.phases: start, build, first_steps,
 training, evaluation, checkpoint, other) they are shown too, with what the process took beyond
 them (spawn and exit) and what the harness took beyond the process. Medians, separately for
-full runs and screen runs (a fraction of the budget). Then the night: wall from its first run
-to its last, charged training as a share of it, the candidates decided and their rate per hour,
+full runs and screen runs (a fraction of the budget). Then the night: wall from its start (the
+tag's creation: the task's setup is in it) to its last run's end, charged training as a share
+of it, the candidates decided and their rate per hour,
 and how long the baseline took before the first candidate's run.
 """
 
@@ -72,7 +73,9 @@ def main() -> None:
     if screen:
         summarise(screen, "screen runs")
     everything = [r for e in history for r in e.runs + e.screens if r.ended]
-    start, end = min(r.started for r in everything), max(r.ended for r in everything)
+    first_run, end = min(r.started for r in everything), max(r.ended for r in everything)
+    start = (journal.tag_info(tag) or {}).get("created") or first_run  # the night began at its tag: setup is in it
+    kept = sum(e.status == ExpStatus.KEPT for e in history[1:])
     charged = sum(r.training_seconds or 0.0 for r in everything)
     decided = [
         e
@@ -83,10 +86,10 @@ def main() -> None:
     first_candidate = min((r.started for e in history[1:] for r in e.runs + e.screens), default=end)
     base_runs = sum(1 for r in history[0].runs if r.started < first_candidate)
     print(
-        f"night: {end - start:.0f} s from the first run to the last; charged training {charged:.0f} s "
-        f"({100 * charged / (end - start):.1f} %); {len(decided)} candidates decided "
-        f"({3600 * len(decided) / (end - start):.1f} per hour; kept {sum(e.status == ExpStatus.KEPT for e in decided)}); "
-        f"the baseline ran {base_runs} run(s), {first_candidate - start:.0f} s, before the first candidate's"
+        f"night: {end - start:.0f} s from its start (setup included; the first run at {first_run - start:.0f} s) "
+        f"to its last run's end; charged training {charged:.0f} s ({100 * charged / (end - start):.1f} %); "
+        f"{len(decided)} candidates decided ({3600 * len(decided) / (end - start):.1f} per hour; kept {kept}); "
+        f"the baseline ran {base_runs} run(s), {first_candidate - first_run:.0f} s, before the first candidate's"
     )
 
 

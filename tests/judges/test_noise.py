@@ -336,7 +336,7 @@ def test_stats_known_values():
 
 def test_make_judge_passes_settings():
     judge = make_judge("noise", NoiseSettings(alpha=0.01, max_runs=6))
-    assert judge.baseline_runs() == NoiseSettings().baseline_runs == 8
+    assert judge.baseline_runs() == NoiseSettings().baseline_runs == 2
     assert judge.critical_t(20, 6) == pytest.approx(critical_t(NoiseSettings(alpha=0.01, max_runs=6), 6, 20))
     assert judge.critical_t(20, 6) > make_judge("noise").critical_t(20, 6)  # a stricter alpha, a higher bar
     assert make_judge("greedy").baseline_runs() == 1

@@ -65,7 +65,8 @@ def _kept_after(decided_runs: list[float], fresh_runs: list[float], metric: Metr
 
 def test_judge_moves_only_the_selected_runs_towards_worse():
     base, kept = _kept_after([0.985, 0.975], [0.99, 0.98])  # minimize: lower is better
-    judge = NoiseJudge(NoiseSettings())
+    # Unpaired: kept on two pairs alone (judged on its own pairs: df 1) no keep is possible.
+    judge = NoiseJudge(NoiseSettings(paired=False))
     values = judge.incumbent_values(kept, [base, kept], METRIC)
     shift = values[0] - 0.985
     assert shift > 0  # the two runs that won the keep now count as worse than they came out
@@ -84,7 +85,7 @@ def test_maximized_metric_is_moved_down():
     base = experiment(1, None, [0.99, 1.01] * 3, status=ExpStatus.KEPT, decided=0.5)
     kept = experiment(2, 1, [1.015, 1.025], status=ExpStatus.KEPT, decided=2.5)
     kept.reason = "confirmed: ..."
-    values = NoiseJudge(NoiseSettings()).incumbent_values(kept, [base, kept], up)
+    values = NoiseJudge(NoiseSettings(paired=False)).incumbent_values(kept, [base, kept], up)
     assert values[0] < 1.015 and values[1] < 1.025
 
 
@@ -100,7 +101,7 @@ def _bias(gain_sd: float, nights: int, correct: bool, rng: random.Random) -> flo
     errors = []
     for _ in range(nights):
         # The unpaired design (the paired one corrects only the kept runs' own share of the luck).
-        settings = NoiseSettings(remeasure_every=0, correct_selection=correct, paired=False)
+        settings = NoiseSettings(remeasure_every=0, correct_selection=correct, paired=False, baseline_runs=8)
         night = SyntheticNight(NoiseJudge(settings), rng, 1.0)
         night.candidate(gain_sd)
         kept = night.history[-1]

@@ -12,11 +12,16 @@ The procedure, for a candidate C against the incumbent I (gain d > 0 means C is 
    pays, else unpaired; the reason says which.
 2. Screen (1 run): d / se < `screen` -> discard at once. Most candidates are worse, so most
    cost one run. Unpaired se = sigma * sqrt(1/n_C + 1/n_I).
+   While the night has measured too few pairs (`paired_min_df`), a candidate is judged on
+   its own pairs instead (judges/paired.py): no screen, up to `own_evidence_runs` runs, its
+   boundary computed for t on that few df at `own_alpha_share` of alpha.
 3. Confirm (sequential, runs 2..`max_runs`): keep as soon as t = d / se exceeds a constant
    group-sequential boundary, computed (stats.sequential_boundary) so that a change that does
    nothing is kept with probability alpha over the whole procedure: screen, every look and
    the futility stop included; then moved to the t scale for the estimated sd. Discard as
-   soon as t < `futility` (0.5) from the second run on, or at `max_runs` without clearing.
+   soon as t < `futility` (0.5) from the second run on, or at `max_runs` without clearing
+   ("not confirmed in N runs": for want of evidence, so the same files proposed again are
+   measured again, night/duplicates.py).
 4. The incumbent is compared by the mean of its own replicates (at least `incumbent_runs`;
    the judge asks for more when a freshly kept candidate has fewer), never one lucky number.
 5. The winner's curse: a kept candidate's confirmation runs were selected for looking good, so
@@ -48,7 +53,7 @@ from overnight.judges.gain import measure_gain
 from overnight.judges.paired import Design, choose, own_pairs_boundary, spread_p
 from overnight.judges.pooled import before, differences, noise_of, ok_runs, paired_noise_of
 from overnight.judges.seeds import SEED_VAR, ignores_seed_why
-from overnight.judges.selection import corrected_gain
+from overnight.judges.selection import selection_shift
 from overnight.judges.stats import (
     PAIRED,
     Noise,
@@ -59,7 +64,7 @@ from overnight.judges.stats import (
     t_quantile,
     z_to_t,
 )
-from overnight.records import EventKind, Experiment, ExpStatus, Run, RunStatus, VerdictAction
+from overnight.records import EventKind, Experiment, Run, RunStatus, VerdictAction
 from overnight.task import Metric
 
 UNDECIDED = "not confirmed in"  # a discard at the last run, t between futility and the keep threshold
@@ -82,6 +87,9 @@ class NoiseSettings:
     # ... held to this share of alpha: a night's first candidates would otherwise add to the
     # false keeps the night promises (its A/A rate, below the nominal alpha: 1.7 %).
     own_alpha_share: float = 0.5
+    # ... and its first run discarded only when worse than this many bound sds (sqrt(2) run sds,
+    # the most a pair can vary): a change that clearly broke the model pays one run, not two.
+    own_first_cut: float = -2.0
     # The first run's cut: it must beat the incumbent's mean by this many se, else "screened
     # out:" at once. Not --screen's short runs (night/screen.py); the field keeps its journaled name.
     screen: float = 0.15
@@ -134,54 +142,9 @@ class NoiseJudge(Judge):
         """How far (metric units, towards worse) `kept`'s confirmation runs are moved so that
         their mean is the conditional estimate of its true mean, given that the judge kept it."""
         key = (kept.id, kept.decided)
-        if key in self._shifts:
-            return self._shifts[key]
-        shift = 0.0
-        if (
-            kept.parent_id is not None
-            and kept.decided
-            and kept.status == ExpStatus.KEPT
-            and (kept.reason or "").startswith("confirmed")
-        ):
-            then = before(history, kept.decided)  # the journal as the judge saw it when it kept `kept`
-            kept_then = next(e for e in then if e.id == kept.id)
-            selected = [r for r in kept_then.runs if r.status == RunStatus.OK and r.value is not None]
-            parent_then = next((e for e in then if e.id == kept.parent_id), None)
-            values, seeds = [r.value for r in selected], [r.seed for r in selected]
-            if parent_then is not None and len(selected) >= 2 and not ignores_seed(values, seeds):
-                inc_runs = self.incumbent_runs(parent_then, then, metric)
-                n_inc = len(inc_runs)
-                design, pairs = self._design(kept_then, inc_runs, n_inc, then) if inc_runs else (None, [])
-                noise = self.yardstick(design, then) if design else Noise(0.0, 0)
-                if noise.known and design is not None:
-                    if design.paired and pairs:
-                        n_keep, n_inc = len(pairs), PAIRED
-                        gain = mean([metric.improvement(c, i) for _, c, i in pairs])
-                    else:
-                        n_keep = len(values)
-                        gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
-                    observed = gain / noise.sd
-                    offset = self.s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
-                    crit = self.critical_t(
-                        noise.df, n_inc, self.first_run_cut(design), self.max_runs(design), bool(design.bound)
-                    )
-                    fair = corrected_gain(
-                        round(observed, 6),
-                        n_keep,
-                        n_inc,
-                        round(crit, 6),
-                        self.first_run_cut(design),
-                        self.s.futility,
-                        self.max_runs(design),
-                        round(offset, 6),
-                        self.s.selection_floor,
-                    )
-                    # Paired, the selected luck is in the differences: half of their variance is
-                    # the parent's partner runs', which the kept one's runs do not carry on.
-                    share = 0.5 if design.paired and pairs else 1.0
-                    shift = metric.sign * max(0.0, observed - fair) * noise.sd * share
-        self._shifts[key] = shift
-        return shift
+        if key not in self._shifts:
+            self._shifts[key] = selection_shift(self, kept, history, metric)
+        return self._shifts[key]
 
     def max_runs(self, design: Design | None) -> int:
         """A candidate's runs at most: more while the paired noise is only bounded, when its own
@@ -191,10 +154,10 @@ class NoiseJudge(Judge):
         return self.s.max_runs
 
     def first_run_cut(self, design: Design | None) -> float:
-        """The first run's screen: none while the paired sd is only bounded (every candidate
-        then gets a second run, which measures the paired noise: with the loose bound a screen
-        would stop nearly every candidate at one run, and the bound would never lift)."""
-        return -math.inf if design is not None and design.bound else self.s.screen
+        """The first run's screen. While a candidate is judged on its own pairs one pair measures
+        no sd: only a first pair far worse than the sqrt(2) run sds bound allows stops it
+        (`own_first_cut`); any other gets a second run, which measures its sd."""
+        return self.s.own_first_cut if design is not None and design.bound else self.s.screen
 
     def critical_t(
         self,

@@ -13,10 +13,15 @@ one, m incumbent runs: the critical t charges an sd measured on few pairs for it
 uncertainty); on a task whose noise is all repeat a difference has sqrt(2) times the run sd,
 and the unpaired test stays. The choice is made
 from the noise the night had measured when the candidate's first run started, so it does not
-follow the candidate's own luck. Before any pair is measured the paired sd is bounded by
-sqrt(2) run sds (a difference of two runs that share part of their noise varies less than two
-independent runs): every candidate's first run is under the same seed, and unpaired, that
-seed's luck would screen every candidate alike. A candidate whose differences spread far beyond the paired
+follow the candidate's own luck. While the night has measured fewer than `paired_min_df`
+degrees of freedom of pairs, a candidate is paired on its own evidence: its first run is not
+screened, its sd from its second pair on is the pairs measured since it began (its own among
+them: sqrt(2) run sds bound it before), it may run up to `own_evidence_runs`, and it is kept
+against a boundary computed for a t on that few degrees of freedom (own_pairs_boundary) at a
+share of alpha. Before issue 34 such a candidate was judged on the sqrt(2) bound alone and given
+up after two pairs: the night's first ideas, a real 0.4 seed-sd gain included, were never kept.
+Unpaired, every candidate's first run (under the same seed) would carry that seed's luck
+alike. A candidate whose differences spread far beyond the paired
 noise (its change altered what the seed controls, e.g. a new shape re-draws the
 initialisation) is judged unpaired.
 """
@@ -37,7 +42,9 @@ from overnight.judges.stats import Noise
 class Design:
     paired: bool
     why: str  # one phrase for the verdict's reason
-    bound: bool = False  # paired, its sd taken as sqrt(2) run sds (no pairs measured yet)
+    # paired while the night had too few pairs measured: the candidate's own pairs (and any the night
+    # measured since) are its sd, sqrt(2) run sds until it has two; its own boundary (own_pairs_boundary)
+    bound: bool = False
 
 
 def choose(
@@ -62,7 +69,7 @@ def choose(
             return Design(False, "unpaired (no run noise yet)")
         # Every candidate's first run is under the same seed: unpaired, that seed's luck would
         # screen every candidate alike. Paired with a bound until pairs are measured.
-        return Design(True, f"paired, sd bound sqrt(2) run sds (paired noise: {paired.df} df)", bound=True)
+        return Design(True, f"paired, on its own pairs (the night's paired noise: {paired.df} df)", bound=True)
     if not unpaired.known:
         return Design(False, "unpaired (no run noise yet)")
     unpaired_bar = unpaired.sd * math.sqrt(1 + 1 / max(n_incumbent, 1)) * crits[0]

@@ -29,7 +29,10 @@ import math
 
 import numpy as np
 
-from overnight.judges.stats import inverse, kept_at
+from overnight.judges.pooled import before
+from overnight.judges.stats import PAIRED, Noise, ignores_seed, inverse, kept_at, mean, net_added_lines
+from overnight.records import Experiment, ExpStatus, RunStatus
+from overnight.task import Metric
 
 DRAWS = 20_000
 
@@ -90,3 +93,47 @@ def corrected_gain(
         else:
             hi = mid
     return (lo + hi) / 2
+
+
+def selection_shift(judge, kept: Experiment, history: list[Experiment], metric: Metric) -> float:
+    """How far (metric units, towards worse) `kept`'s confirmation runs are moved so that their
+    mean is the conditional estimate of its true mean, given that `judge` (the NoiseJudge, for
+    its design, yardstick and boundary as they were at the keep) kept it."""
+    if not (
+        kept.parent_id is not None
+        and kept.decided
+        and kept.status == ExpStatus.KEPT
+        and (kept.reason or "").startswith("confirmed")
+    ):
+        return 0.0
+    then = before(history, kept.decided)  # the journal as the judge saw it when it kept `kept`
+    kept_then = next(e for e in then if e.id == kept.id)
+    selected = [r for r in kept_then.runs if r.status == RunStatus.OK and r.value is not None]
+    parent_then = next((e for e in then if e.id == kept.parent_id), None)
+    values, seeds = [r.value for r in selected], [r.seed for r in selected]
+    if parent_then is None or len(selected) < 2 or ignores_seed(values, seeds):
+        return 0.0
+    inc_runs = judge.incumbent_runs(parent_then, then, metric)
+    n_inc = len(inc_runs)
+    design, pairs = judge._design(kept_then, inc_runs, n_inc, then) if inc_runs else (None, [])
+    noise = judge.yardstick(design, then) if design else Noise(0.0, 0)
+    if not noise.known or design is None:
+        return 0.0
+    if design.paired and pairs:
+        n_keep, n_inc = len(pairs), PAIRED
+        gain = mean([metric.improvement(c, i) for _, c, i in pairs])
+    else:
+        n_keep = len(values)
+        gain = metric.improvement(mean(values), mean([v for _, v in inc_runs]))
+    observed = gain / noise.sd
+    s = judge.s
+    offset = s.line_price * max(net_added_lines(kept.diff, kept.edits), 0) / noise.sd
+    cut, looks = judge.first_run_cut(design), judge.max_runs(design)
+    crit = judge.critical_t(noise.df, n_inc, cut, looks, bool(design.bound))
+    fair = corrected_gain(
+        round(observed, 6), n_keep, n_inc, round(crit, 6), cut, s.futility, looks, round(offset, 6), s.selection_floor
+    )
+    # Paired, the selected luck is in the differences: half of their variance is the parent's
+    # partner runs', which the kept one's runs do not carry on.
+    share = 0.5 if design.paired and pairs else 1.0
+    return metric.sign * max(0.0, observed - fair) * noise.sd * share

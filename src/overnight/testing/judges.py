@@ -135,7 +135,7 @@ def reference(
             p = (0.0 if ss > 0 else 1.0) if osd == 0 else float(chi2.sf(ss / osd**2, len(mine_raw) - 1))
             wins = wins and p >= s.pair_p
         if wins:
-            screen = -math.inf if bound else s.screen
+            screen = s.own_first_cut if bound else s.screen
             looks = max(s.max_runs, s.own_evidence_runs) if bound else s.max_runs
             crit = critical_t(replace(s, screen=screen, max_runs=looks), 0, ddf)
             if bound:  # its own pairs are the evidence: the boundary for t at few df
@@ -144,6 +144,8 @@ def reference(
                 )
             k, df_used = len(mine), ddf
             paired_used = True
+            if len(mine) < len(cand):  # a seed of its the incumbent has no run under: that partner first
+                return "more-incumbent"
             gain = -statistics.fmean(mine) - s.line_price * max(lines, 0)  # mine: candidate minus incumbent
             se = (dsd or 1e-12) / math.sqrt(k)
     t = gain / se
