@@ -54,6 +54,9 @@ def test_autoresearch_layout_is_recognised_with_a_reason_for_every_field(cli, tm
             assert "  # " in line, line
     for knob in ("MATRIX_LR", "DEPTH", "ADAM_BETAS[1]", "TOTAL_BATCH_SIZE"):
         assert f"#   {knob}" in text  # what the optuna proposer will search, listed
+    # The peak-FLOPs constant only reaches the printed MFU: not searched, and said why.
+    assert "#   H100_BF16_PEAK_FLOPS" not in text
+    assert "\nH100_BF16_PEAK_FLOPS = false  # not searched: only reaches print()" in text
     # Not committed without --commit, and nothing of the user's touched.
     assert git_out(root, "status", "--porcelain").strip() == "?? overnight.toml"
     assert (root / "results.tsv").read_text() == RESULTS

@@ -5,6 +5,7 @@ constant of train.py, as a real run's does."""
 
 from __future__ import annotations
 
+from overnight.judges.noise import NoiseSettings
 from overnight.night.config import RunConfig
 from overnight.night.controller import Controller
 from overnight.proposers import Proposal
@@ -37,7 +38,10 @@ def test_a_constant_fished_for_seeds_0_to_7_is_kept_only_when_seeds_are_predicta
     for arm, secret in (("predictable", ""), ("drawn", "a secret the candidate never saw")):
         root = write_toy(tmp_path / arm)
         c = Controller(
-            root, RunConfig(tag="t", judge="noise", experiments=2, seed_secret=secret), proposer=Scripted(lucky)
+            root,
+            # the baseline on the 8 seeds the constant was fished for
+            RunConfig(tag="t", judge="noise", experiments=2, seed_secret=secret, noise=NoiseSettings(baseline_runs=8)),
+            proposer=Scripted(lucky),
         )
         c.run()
         base, cand = c.journal.experiments("t")

@@ -60,7 +60,7 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     # re-scored once after, as a check of the task's re-score command; with no [heldout] in
     # the toy no keep pairs with its other runs (test_heldout: when one does).
     assert [d for d in rescored(count) if d.startswith("1-")] == [f"1-{base.runs[0].id}"]
-    assert [r.rescored is not None for r in base.runs[:3]] == [True, False, False] and len(base.runs) > 3
+    assert [r.rescored is not None for r in base.runs[:3]] == [True, False, False]
     assert gitops.rev_parse(root, "overnight/t") == base.commit_sha
     c.journal.close()
 

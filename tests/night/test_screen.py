@@ -48,8 +48,9 @@ def test_a_clearly_worse_candidate_is_screened_out_and_a_better_one_promoted(tmp
     c.run()
     h = {e.id: e for e in c.journal.experiments("t")}
     base, bad, good, better = h[1], h[2], h[3], h[4]
-    # The baseline: its 8 full seeds and 4 screen seeds, each run journaled with its budget.
-    assert [r.budget for r in base.runs] == [1.0] * 8 and len(base.screens) == 4
+    # The baseline: its full seeds (2, and the partners the pairs needed) and 4 screen seeds, each
+    # run journaled with its budget.
+    assert {r.budget for r in base.runs} == {1.0} and len(base.runs) >= 2 and len(base.screens) == 4
     seeds = night_seeds(c.journal, "t", 8)  # the night's, drawn from its secret
     assert {r.budget for r in base.screens} == {0.25} and [r.seed for r in base.screens] == seeds[:4]
     # The short run really was short: the toy scores a run under 0.5 s of budget 0.1 worse.

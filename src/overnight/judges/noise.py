@@ -241,31 +241,20 @@ class NoiseJudge(Judge):
         )
         if simplification:
             why += f"; simplification t {t_ni:.2f} (margin {self.s.simplify_margin:g} sd), need {crit_ni:.2f}"
-        verdict = self._decide(
-            g.k,
-            simplification,
-            t,
-            g.crit,
-            why,
-            value,
-            t_ni > crit_ni,
-            design.paired,
-            self.first_run_cut(design),
-            self.max_runs(design),
+        cut, looks = self.first_run_cut(design), self.max_runs(design)
+        verdict = self._decide(g.k, simplification, t, g.crit, why, value, t_ni > crit_ni, design.paired, cut, looks)
+        return self._top_up(verdict, design, len(inc_values))
+
+    def _top_up(self, verdict: Verdict, design: Design, n_inc: int) -> Verdict:
+        """A "more" for the incumbent first where its mean is read on too few runs. Only for
+        candidates that survive the screen (most are screened out, so most keeps never cost
+        incumbent runs); paired, its mean is not read: it runs only on the seeds the pairs need."""
+        deficit = 0 if design.paired else max(0, self.s.incumbent_runs - n_inc)
+        if verdict.action != VerdictAction.MORE or not deficit:
+            return verdict
+        return Verdict(
+            VerdictAction.MORE, verdict.reason, verdict.value, more_candidate_runs=0, more_incumbent_runs=deficit
         )
-        if verdict.action == VerdictAction.MORE:
-            # The incumbent is topped up only for candidates that survive the screen: most
-            # candidates are screened out, so most keeps never cost incumbent runs. Paired, its
-            # mean is not read: it runs only on the seeds the pairs need (asked above).
-            deficit = 0 if design.paired else max(0, self.s.incumbent_runs - len(inc_values))
-            verdict = Verdict(
-                VerdictAction.MORE,
-                verdict.reason,
-                value,
-                more_candidate_runs=1 if deficit == 0 else 0,
-                more_incumbent_runs=deficit,
-            )
-        return verdict
 
     @staticmethod
     def yardstick(design: Design, history: list[Experiment], skip: int | None = None) -> Noise:

@@ -10,7 +10,6 @@ Usage: python train.py   (the harness sets OVERNIGHT_BUDGET, OVERNIGHT_CLOCK, OV
 import math
 import os
 import shutil
-import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import (MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb, make_dataloader, report,
-                     training_budget)
+from prepare import (MAX_SEQ_LEN, SEED, TIME_BUDGET, Tokenizer, bf16_is_fast, evaluate_bpb, leave, make_dataloader,
+                     report, training_budget)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters (edit these directly, no CLI flags)
@@ -439,8 +438,4 @@ report(  # training_seconds, num_steps and total_tokens_M come from the budget, 
     depth=DEPTH,
     precision="bf16" if use_bf16 else "fp32",
 )
-# Everything is written: leave without the interpreter's teardown, which with torch loaded
-# took 1-1.7 s of every run on a 2-core CPU (bench/run_phases.py).
-sys.stdout.flush()
-sys.stderr.flush()
-os._exit(0)
+leave()  # everything is written: end without the interpreter's teardown (1-1.7 s with torch, on a small CPU)
