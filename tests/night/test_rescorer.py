@@ -61,6 +61,8 @@ def test_a_fake_better_metric_is_rescored_once_per_counted_run_and_discarded(tmp
     # the toy no keep pairs with its other runs (test_heldout: when one does).
     assert [d for d in rescored(count) if d.startswith("1-")] == [f"1-{base.runs[0].id}"]
     assert [r.rescored is not None for r in base.runs[:3]] == [True, False, False]
+    # Paired, the baseline ran on every seed the candidate's pairs needed (no top-up to 5 runs).
+    assert {r.seed for r in cheat.runs} <= {r.seed for r in base.runs}
     assert gitops.rev_parse(root, "overnight/t") == base.commit_sha
     c.journal.close()
 

@@ -80,14 +80,21 @@ class RunConfig:
         if not 0 < fraction < 1:
             raise OvernightError(f"--screen-fraction must be between 0 and 1, got {fraction} — e.g. 0.25")
 
-    def resolved(self, task=None) -> RunConfig:
+    def resolved(self, task=None, off: str | None | object = ...) -> RunConfig:
         """The defaults that depend on other fields and on the task made explicit (as journaled
         with the tag): screening needs the noise judge and a task that takes its budget from
-        OVERNIGHT_BUDGET (not `task.fixed_budget`)."""
+        OVERNIGHT_BUDGET (not `task.fixed_budget`). `off`: screen_off(task), when the caller
+        has it already (it asks git)."""
         if self.screen is not None:
             return self
-        fixed = bool(getattr(task, "fixed_budget", False))
-        return replace(self, screen=self.judge == "noise" and not fixed and not ignores_budget(task))
+        return replace(self, screen=(self.screen_off(task) if off is ... else off) is None)
+
+    def screen_off(self, task) -> str | None:
+        """Why screening is off by default for `task` ('' where there is nothing to say: another
+        judge, a fixed budget the spec declares), None where it is on."""
+        if self.judge != "noise" or getattr(task, "fixed_budget", False):
+            return ""
+        return ignores_budget(task)
 
 
 BUDGET_VAR = "OVERNIGHT_BUDGET"

@@ -27,7 +27,7 @@ from overnight.layout import TagPaths
 from overnight.night import seeding
 from overnight.night import setup as task_setup
 from overnight.night.asker import Asker
-from overnight.night.config import Observer, RunConfig, ignores_budget
+from overnight.night.config import Observer, RunConfig
 from overnight.night.state import Night
 from overnight.night.tags import TagLock, check_tag, open_journal, resolve_tag, state_folder
 from overnight.proposers import Context, Proposer, make_proposer
@@ -60,10 +60,9 @@ class Controller:
     ):
         self.root = gitops.toplevel(Path(root).resolve())
         self.task: TaskSpec = load_task(self.root).with_budget(cfg.budget)
-        self._no_screen = ignores_budget(self.task) if cfg.screen is None and cfg.judge == "noise" else None
-        if self.task.fixed_budget:
-            self._no_screen = None  # said by the spec itself (task.fixed_budget)
-        self.cfg = cfg = cfg.resolved(self.task)  # screening on by default only where it can work
+        off = cfg.screen_off(self.task) if cfg.screen is None else ""
+        self._no_screen = off or None  # said once in the journal (_prepare_runs)
+        self.cfg = cfg = cfg.resolved(self.task, off)  # screening on by default only where it can work
         self.seed_secret: str | None = None  # the night's (seeding.py), set with its tag
         if cfg.screen and cfg.judge != "noise":
             raise OvernightError(

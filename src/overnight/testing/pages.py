@@ -51,7 +51,7 @@ def llm_night(root: Path, fake, tag: str = "t", verify_runs: int = 2) -> Path:
         proposer="llm",
         experiments=6,
         proposer_options=options(fake),
-        noise=NoiseSettings(remeasure_every=0),
+        noise=NoiseSettings(remeasure_every=0, baseline_runs=8),  # more runs than a table cell shows
         seed_secret="",  # fixed seeds, and fixed fresh ones below: the same page every time
     )
     Controller(root, cfg).run()
